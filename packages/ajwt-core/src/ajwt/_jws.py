@@ -1,0 +1,134 @@
+"""Shared JWS plumbing for the per-kind decoders (private).
+
+Each token kind has its own public decode function with its own ``typ``, algorithms and
+claim rules (RFC 8725 §3.11–3.12); this module only holds the two steps they share:
+reading the protected header safely, and verifying the signature through pyjwt. Both
+turn every failure into the caller's error class with a specific :class:`Reason`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import jwt
+
+from ajwt.errors import AJWTError, Reason
+from ajwt.keys import VerificationKey
+
+_JWS = jwt.PyJWS()
+# Header parameters that would let a token choose its own verification key or demand
+# extensions we do not implement (RFC 8725 §3.10; the key comes from the caller).
+KEY_CARRYING_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "crit"})
+
+ErrorClass = type[AJWTError]
+
+
+def _media_type(value: object) -> str | None:
+    # RFC 7515 §4.1.9: "application/" may be omitted; compare case-insensitively.
+    if not isinstance(value, str):
+        return None
+    lowered = value.lower()
+    return lowered.removeprefix("application/")
+
+
+def read_header(
+    token: object,
+    *,
+    typ: str,
+    algorithms: Collection[str],
+    max_bytes: int,
+    error: ErrorClass,
+    what: str,
+    forbidden: Collection[str] = KEY_CARRYING_HEADERS,
+) -> dict[str, Any]:
+    """Parse and check the unverified protected header: size, ``typ``, ``alg``, forbidden."""
+    if not isinstance(token, str) or not token:
+        raise error(Reason.MALFORMED_TOKEN, f"the {what} is missing or not a string")
+    if len(token) > max_bytes:
+        raise error(Reason.TOKEN_TOO_LARGE, f"the {what} is larger than {max_bytes} bytes")
+    if not token.isascii() or token.count(".") != 2:
+        raise error(Reason.MALFORMED_TOKEN, f"the {what} is not a compact JWS")
+    try:
+        header = _JWS.get_unverified_header(token)
+    except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
+        raise error(Reason.MALFORMED_TOKEN, f"the {what} header cannot be decoded") from None
+    if not isinstance(header, dict):
+        raise error(Reason.MALFORMED_TOKEN, f"the {what} header is not a JSON object")
+    if _media_type(header.get("typ")) != typ:
+        raise error(Reason.WRONG_TYPE, f"the {what} must have typ {typ!r}")
+    if header.get("alg") not in algorithms:
+        raise error(Reason.ALG_NOT_ALLOWED, f"the {what} algorithm is not allowed")
+    found = sorted(set(header).intersection(forbidden))
+    if found:
+        raise error(Reason.FORBIDDEN_HEADER, f"the {what} header may not carry {found[0]!r}")
+    return header
+
+
+def verify_signature(
+    token: str, key: VerificationKey, header_alg: str, *, error: ErrorClass, what: str
+) -> dict[str, Any]:
+    """Verify the signature with exactly ``key`` (its own algorithm) and parse the claims."""
+    if header_alg != key.alg:
+        # The key decides the algorithm, never the token (no alg confusion).
+        raise error(Reason.ALG_NOT_ALLOWED, f"the {what} algorithm does not match its key")
+    try:
+        payload = _JWS.decode(token, key.key, algorithms=[key.alg])
+    except jwt.InvalidSignatureError:
+        raise error(Reason.BAD_SIGNATURE, f"the {what} signature is not valid") from None
+    except (jwt.PyJWTError, ValueError, TypeError):
+        raise error(Reason.MALFORMED_TOKEN, f"the {what} cannot be decoded") from None
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise error(Reason.MALFORMED_TOKEN, f"the {what} payload is not JSON") from None
+    if not isinstance(claims, dict):
+        raise error(Reason.MALFORMED_TOKEN, f"the {what} payload is not a JSON object")
+    return claims
+
+
+def check_times(
+    claims: Mapping[str, Any],
+    *,
+    now: float,
+    leeway: float,
+    max_lifetime: int,
+    error: ErrorClass,
+    what: str,
+) -> None:
+    """``exp`` / ``nbf`` / ``iat`` with leeway, and the lifetime cap (RFC 7519 §4.1)."""
+    times: dict[str, int] = {}
+    for name in ("exp", "iat", "nbf"):
+        value = claims.get(name, claims.get("iat")) if name == "nbf" else claims.get(name)
+        if value is None:
+            raise error(Reason.MISSING_CLAIM, f"the {what} has no {name!r} claim")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise error(Reason.INVALID_CLAIM, f"the {what} claim {name!r} is not an integer")
+        times[name] = value
+    exp, iat, nbf = times["exp"], times["iat"], times["nbf"]
+    if exp <= now - leeway:
+        raise error(Reason.TOKEN_EXPIRED, f"the {what} has expired")
+    if nbf > now + leeway:
+        raise error(Reason.TOKEN_NOT_YET_VALID, f"the {what} is not valid yet")
+    if iat > now + leeway:
+        raise error(Reason.ISSUED_IN_FUTURE, f"the {what} was issued in the future")
+    if exp - min(iat, nbf) > max_lifetime:
+        raise error(Reason.LIFETIME_TOO_LONG, f"the {what} lifetime exceeds {max_lifetime} seconds")
+
+
+def json_depth_exceeds(value: object, limit: int) -> bool:
+    """True if nested objects/arrays go deeper than ``limit`` (checked without recursion)."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Collection[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

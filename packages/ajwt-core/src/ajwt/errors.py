@@ -1,0 +1,240 @@
+"""The one error hierarchy of A-JWT.
+
+Every refusal anywhere in the library (core, IdP, shim, resource server, adapters) is an
+:class:`AJWTError`. Each class carries the standard OAuth 2 / RFC 6750 / RFC 9449 error
+code (``error``) and HTTP status; each instance carries a specific machine-readable
+``reason`` (one of :class:`Reason`) and a human sentence (``description``). The HTTP
+layers only map these; nothing re-invents them.
+
+Messages never contain key material, tokens or secrets: callers pass only
+descriptions they wrote themselves, never ``str()`` of a key or a request.
+
+>>> err = InvalidToken(Reason.TOKEN_EXPIRED, "The intent token has expired.")
+>>> body = err.to_oauth()
+>>> body["error"], body["ajwt_reason"]
+('invalid_token', 'token_expired')
+>>> err.status_code
+401
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+
+class Reason(StrEnum):
+    """Why a request was refused: one value per distinct check.
+
+    The OAuth ``error`` code says which class of failure it is (a client can act on it);
+    the reason says which check failed (a person or a test can act on it).
+    """
+
+    # request shape
+    MALFORMED_REQUEST = "malformed_request"
+    MISSING_PARAMETER = "missing_parameter"
+    UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
+    REQUEST_TOO_LARGE = "request_too_large"
+    # tokens (RFC 7519 / RFC 8725)
+    MALFORMED_TOKEN = "malformed_token"
+    TOKEN_TOO_LARGE = "token_too_large"
+    WRONG_TYPE = "wrong_type"
+    ALG_NOT_ALLOWED = "alg_not_allowed"
+    FORBIDDEN_HEADER = "forbidden_header"
+    UNKNOWN_KID = "unknown_kid"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_ISSUER = "wrong_issuer"
+    WRONG_AUDIENCE = "wrong_audience"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_NOT_YET_VALID = "token_not_yet_valid"
+    ISSUED_IN_FUTURE = "issued_in_future"
+    LIFETIME_TOO_LONG = "lifetime_too_long"
+    MISSING_CLAIM = "missing_claim"
+    INVALID_CLAIM = "invalid_claim"
+    CHAIN_TOO_DEEP = "chain_too_deep"
+    # proofs (RFC 9449)
+    MALFORMED_PROOF = "malformed_proof"
+    PRIVATE_KEY_IN_PROOF = "private_key_in_proof"
+    METHOD_MISMATCH = "method_mismatch"
+    URL_MISMATCH = "url_mismatch"
+    PROOF_EXPIRED = "proof_expired"
+    PROOF_FROM_FUTURE = "proof_from_future"
+    ACCESS_TOKEN_HASH_MISMATCH = "ath_mismatch"
+    BODY_HASH_MISMATCH = "bh_mismatch"
+    NONCE_REQUIRED = "nonce_required"
+    NONCE_MISMATCH = "nonce_mismatch"
+    KEY_NOT_BOUND = "jkt_mismatch"
+    REPLAYED = "replayed"
+    # agents, manifests and templates (DESIGN §3)
+    INVALID_MANIFEST = "invalid_manifest"
+    SECRET_IN_MANIFEST = "secret_in_manifest"
+    UNKNOWN_PLACEHOLDER = "unknown_placeholder"
+    MISSING_VARIABLE = "missing_variable"
+    UNDECLARED_VARIABLE = "undeclared_variable"
+    # keys (DESIGN §4)
+    INVALID_KEY = "invalid_key"
+    # workflows (DESIGN §6.3)
+    INVALID_WORKFLOW = "invalid_workflow"
+    AMBIGUOUS_STEP = "ambiguous_step"
+    # mint checks, in the order of DESIGN §6.5
+    CLIENT_AUTHENTICATION_FAILED = "client_authentication_failed"
+    CLIENT_REVOKED = "client_revoked"
+    AGENT_NOT_REGISTERED = "agent_not_registered"
+    AGENT_REGISTRATION_EXPIRED = "agent_registration_expired"
+    AGENT_REVOKED = "agent_revoked"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    POP_KEY_MISMATCH = "pop_key_mismatch"
+    RUN_NOT_FOUND = "run_not_found"
+    RUN_CLOSED = "run_closed"
+    RUN_REVOKED = "run_revoked"
+    INTENT_REVOKED = "intent_revoked"
+    UNKNOWN_STEP = "unknown_step"
+    WRONG_AGENT_FOR_STEP = "wrong_agent_for_step"
+    TOOL_NOT_ALLOWED = "tool_not_allowed"
+    DEPENDENCIES_INCOMPLETE = "dependencies_incomplete"
+    STEP_ALREADY_COMPLETED = "step_already_completed"
+    APPROVAL_REQUIRED = "approval_required"
+    SCOPE_EXCEEDED = "scope_exceeded"
+    # delegation (DESIGN §5.2, §6.6)
+    INVALID_DELEGATION = "invalid_delegation"
+    DELEGATION_NOT_ALONG_WORKFLOW = "delegation_not_along_workflow"
+    DELEGATE_MISMATCH = "delegate_mismatch"
+    PARENT_TOKEN_MISMATCH = "parent_token_mismatch"
+    # resource-server policy (DESIGN §7.7)
+    WORKFLOW_NOT_ALLOWED = "workflow_not_allowed"
+    STEP_NOT_ALLOWED = "step_not_allowed"
+    AGENT_NOT_ALLOWED = "agent_not_allowed"
+    DELEGATION_TOO_DEEP = "delegation_too_deep"
+    SHIM_CHECKSUM_REQUIRED = "shim_checksum_required"
+    BEARER_NOT_ALLOWED = "bearer_not_allowed"
+    MISSING_TOKEN = "missing_token"
+    # ledger (DESIGN §8)
+    LEDGER_BROKEN = "ledger_broken"
+    # local (shim) conditions
+    NO_AGENT_CONTEXT = "no_agent_context"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    NOT_FOUND = "not_found"
+
+
+class AJWTError(Exception):
+    """Base of every A-JWT error: an OAuth error code, a reason and a human sentence."""
+
+    error: ClassVar[str] = "invalid_request"
+    status_code: ClassVar[int] = 400
+
+    def __init__(self, reason: Reason, description: str) -> None:
+        super().__init__(description)
+        self.reason = reason
+        self.description = description
+
+    def to_oauth(self) -> dict[str, str]:
+        """The OAuth error response body (RFC 6749 §5.2), plus the A-JWT reason."""
+        return {
+            "error": self.error,
+            "error_description": self.description,
+            "ajwt_reason": self.reason.value,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason.value!r}, {self.description!r})"
+
+
+class InvalidRequest(AJWTError):
+    """The request is malformed or misses a parameter (RFC 6749 §5.2)."""
+
+    error = "invalid_request"
+    status_code = 400
+
+
+class InvalidClient(AJWTError):
+    """Client authentication failed (RFC 6749 §5.2)."""
+
+    error = "invalid_client"
+    status_code = 401
+
+
+class InvalidGrant(AJWTError):
+    """The grant (agent, run, step, delegation…) is not acceptable (RFC 6749 §5.2)."""
+
+    error = "invalid_grant"
+    status_code = 400
+
+
+class UnauthorizedClient(AJWTError):
+    """The client or agent may not use this grant for this step or tool."""
+
+    error = "unauthorized_client"
+    status_code = 400
+
+
+class UnsupportedGrantType(AJWTError):
+    error = "unsupported_grant_type"
+    status_code = 400
+
+
+class InvalidScope(AJWTError):
+    """The requested scope exceeds what the step, grant or delegator allows."""
+
+    error = "invalid_scope"
+    status_code = 400
+
+
+class AccessDenied(AJWTError):
+    """A policy refused the request (for example a missing approval)."""
+
+    error = "access_denied"
+    status_code = 403
+
+
+class InvalidToken(AJWTError):
+    """The access token is malformed, forged, expired or revoked (RFC 6750 §3.1)."""
+
+    error = "invalid_token"
+    status_code = 401
+
+
+class InvalidDPoPProof(AJWTError):
+    """The DPoP proof is malformed, forged, replayed or not bound (RFC 9449 §7.1)."""
+
+    error = "invalid_dpop_proof"
+    status_code = 401
+
+
+class UseDPoPNonce(AJWTError):
+    """The server requires a fresh nonce in the proof (RFC 9449 §8, §9)."""
+
+    error = "use_dpop_nonce"
+    status_code = 401
+
+
+class InsufficientScope(AJWTError):
+    """The token is valid but the route's policy refuses it (RFC 6750 §3.1)."""
+
+    error = "insufficient_scope"
+    status_code = 403
+
+
+class ServerError(AJWTError):
+    """A dependency (database, Redis, JWKS endpoint) is unavailable; fail closed."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+
+class NotFound(AJWTError):
+    error = "not_found"
+    status_code = 404
+
+
+class AgentContextError(AJWTError):
+    """A request would leave the process without an acting agent (the shim refuses)."""
+
+    error = "invalid_request"
+    status_code = 400
+
+
+class LedgerError(AJWTError):
+    """A run ledger does not verify (DESIGN §8)."""
+
+    error = "invalid_grant"
+    status_code = 409
