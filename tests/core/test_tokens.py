@@ -314,12 +314,35 @@ def test_rejects_chain_longer_than_limit(
     refused(Reason.CHAIN_TOO_DEEP, token, idp_keys)
 
 
-def test_rejects_deeply_nested_json(idp_keys: SigningKeySet, make_claims: ClaimsFactory) -> None:
-    nested: Any = "x"
-    for _ in range(200):
-        nested = [nested]
-    raw = make_claims().model_dump(exclude_none=True) | {"ext": nested}
+def test_rejects_deeply_nested_chain_before_validating_it(
+    idp_keys: SigningKeySet, make_claims: ClaimsFactory
+) -> None:
+    act: dict[str, Any] = {"sub": "agent:planner"}
+    for i in range(100):
+        act = {"sub": f"agent:a{i}", "act": act}
+    raw = make_claims().model_dump(exclude_none=True) | {"act": act}
     refused(Reason.CHAIN_TOO_DEEP, sign_raw(idp_keys, raw), idp_keys)
+
+
+def test_rejects_json_nested_beyond_the_parser(
+    idp_keys: SigningKeySet, make_claims: ClaimsFactory
+) -> None:
+    raw = make_claims().model_dump(exclude_none=True) | {"ext": "NESTED"}
+    token = sign_raw(idp_keys, raw)
+    # Replace the payload with one that nests 2000 arrays (re-signed by the real key).
+    import base64
+
+    payload = base64.urlsafe_b64decode(token.split(".")[1] + "==").replace(
+        b'"NESTED"', b"[" * 2000 + b"]" * 2000
+    )
+    header = jwt.get_unverified_header(token)
+    forged = jwt.api_jws.encode(
+        payload,
+        serialization.load_pem_private_key(idp_keys.active.to_pem(), None),  # type: ignore[arg-type]
+        algorithm="ES256",
+        headers={"typ": header["typ"], "kid": header["kid"]},
+    )
+    refused(Reason.MALFORMED_TOKEN, forged, idp_keys)
 
 
 def test_rejects_oversized_token(idp_keys: SigningKeySet, make_claims: ClaimsFactory) -> None:

@@ -26,6 +26,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -44,6 +45,7 @@ MAX_JTI_LENGTH: Final = 128
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@lru_cache(maxsize=4096)
 def normalise_htu(url: str) -> str:
     """The ``htu`` form of a URL: scheme and host lower-cased, default port dropped,
     empty path as ``/``, no query or fragment (RFC 9449 §4.2, §4.3).
@@ -170,7 +172,8 @@ def verify_proof(
     if htm != method:
         raise InvalidDPoPProof(Reason.METHOD_MISMATCH, "the proof is for another HTTP method")
     try:
-        same_url = normalise_htu(htu) == normalise_htu(url)
+        proof_htu = normalise_htu(htu)
+        same_url = proof_htu == normalise_htu(url)
     except InvalidRequest:
         same_url = False
     if not same_url:
@@ -209,7 +212,7 @@ def verify_proof(
         jti=jti,
         iat=iat,
         htm=htm,
-        htu=normalise_htu(htu),
+        htu=proof_htu,
         nonce=proof_nonce if isinstance(proof_nonce, str) else None,
         jwk={k: v for k, v in jwk.items() if isinstance(k, str)},
     )

@@ -284,8 +284,8 @@ def decode_intent_token(
     if key is None:
         raise InvalidToken(Reason.UNKNOWN_KID, "the intent token's signing key is not known")
     raw = _jws.verify_signature(token, key, header["alg"], error=InvalidToken, what=what)
-    if _jws.json_depth_exceeds(raw, MAX_CHAIN_DEPTH + 4):
-        raise InvalidToken(Reason.CHAIN_TOO_DEEP, "the intent token is nested too deeply")
+    if _jws.nesting_exceeds(raw, "act", MAX_CHAIN_DEPTH):
+        raise InvalidToken(Reason.CHAIN_TOO_DEEP, "the delegation chain is too long")
     claims: IntentTokenClaims = _validate(IntentTokenClaims, raw, InvalidToken, what)
     if claims.iss != issuer:
         raise InvalidToken(Reason.WRONG_ISSUER, "the intent token is from another issuer")
