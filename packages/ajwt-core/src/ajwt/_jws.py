@@ -50,7 +50,7 @@ def _parse_header(segment: str) -> Mapping[str, Any] | None:
 def read_header(
     token: object,
     *,
-    typ: str,
+    typ: str | Collection[str],
     algorithms: Collection[str],
     max_bytes: int,
     error: ErrorClass,
@@ -67,8 +67,9 @@ def read_header(
     header = _parse_header(token.partition(".")[0])
     if header is None:
         raise error(Reason.MALFORMED_TOKEN, f"the {what} header cannot be decoded")
-    if _media_type(header.get("typ")) != typ:
-        raise error(Reason.WRONG_TYPE, f"the {what} must have typ {typ!r}")
+    accepted = (typ,) if isinstance(typ, str) else tuple(typ)
+    if _media_type(header.get("typ")) not in accepted:
+        raise error(Reason.WRONG_TYPE, f"the {what} must have typ {accepted[0]!r}")
     if header.get("alg") not in algorithms:
         raise error(Reason.ALG_NOT_ALLOWED, f"the {what} algorithm is not allowed")
     found = sorted(set(header).intersection(forbidden))

@@ -35,7 +35,7 @@ from typing import Any, Literal, NoReturn, TypeAlias
 
 import jwt
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
@@ -45,10 +45,14 @@ from ajwt.errors import InvalidRequest, Reason
 Alg: TypeAlias = Literal["ES256", "EdDSA"]
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+VerifyingKey: TypeAlias = PublicKey | rsa.RSAPublicKey
 
 #: Asymmetric algorithms A-JWT signs and accepts (RFC 8725 §3.1: an explicit allow-list).
 ALLOWED_ALGORITHMS: tuple[Alg, ...] = ("ES256", "EdDSA")
 DEFAULT_ALG: Alg = "ES256"
+#: What an upstream OAuth/OIDC IdP may sign the user's subject token with.
+UPSTREAM_ALGORITHMS: tuple[str, ...] = ("ES256", "EdDSA", "RS256", "PS256")
+MIN_RSA_BITS = 2048
 #: Default PoP key lifetime; the derivation epoch advances with it (DESIGN §4).
 DEFAULT_KEY_LIFETIME = 24 * 3600
 POP_INFO_PREFIX = "ajwt/pop/v1|"
@@ -211,13 +215,18 @@ def derive_pop_key(
 class VerificationKey:
     """A public key ready for pyjwt: its algorithm, key object and thumbprint."""
 
-    alg: Alg
-    key: PublicKey
+    alg: str
+    key: VerifyingKey
     jkt: str
     kid: str | None = None
 
 
-_KTY_FOR_ALG: dict[str, tuple[str, str]] = {"ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519")}
+_KTY_FOR_ALG: dict[str, tuple[str, str | None]] = {
+    "ES256": ("EC", "P-256"),
+    "EdDSA": ("OKP", "Ed25519"),
+    "RS256": ("RSA", None),
+    "PS256": ("RSA", None),
+}
 
 
 def load_public_jwk(
@@ -237,30 +246,34 @@ def load_public_jwk(
         raise InvalidRequest(Reason.PRIVATE_KEY_IN_PROOF, "the JWK contains private key material")
     kty, crv = _KTY_FOR_ALG[alg]
     if jwk.get("kty") != kty or jwk.get("crv") != crv:
-        raise InvalidRequest(Reason.INVALID_KEY, f"algorithm {alg} needs a {kty} {crv} key")
-    x, y = jwk.get("x"), jwk.get("y")
-    if not isinstance(x, str) or (kty == "EC" and not isinstance(y, str)):
-        raise InvalidRequest(Reason.INVALID_KEY, "the JWK's coordinates are missing")
+        raise InvalidRequest(Reason.INVALID_KEY, f"algorithm {alg} needs a {kty} {crv or ''} key")
+    members = _THUMBPRINT_MEMBERS[kty]
+    values = tuple(jwk.get(m) for m in members)
+    if not all(isinstance(v, str) and v for v in values):
+        raise InvalidRequest(Reason.INVALID_KEY, "the JWK's public members are missing")
     kid = jwk.get("kid")
     return _load_public_key(
-        alg, kty, crv, x, y if isinstance(y, str) else "", kid if isinstance(kid, str) else None
+        alg,
+        tuple(zip(members, values, strict=True)),
+        kid if isinstance(kid, str) else None,
     )
 
 
 @lru_cache(maxsize=4096)
 def _load_public_key(
-    alg: Alg, kty: str, crv: str, x: str, y: str, kid: str | None
+    alg: str, members: tuple[tuple[str, str], ...], kid: str | None
 ) -> VerificationKey:
     # Parsing a point (and checking it is on the curve) costs more than a signature
     # check; agents reuse one key for many proofs, so the result is cached by content.
-    data: dict[str, str] = {"kty": kty, "crv": crv, "x": x}
-    if kty == "EC":
-        data["y"] = y
+    data = dict(members)
     try:
         key = jwt.PyJWK(data, algorithm=alg).key
     except (jwt.PyJWTError, ValueError, TypeError):
         raise InvalidRequest(Reason.INVALID_KEY, "the JWK is not a valid public key") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise InvalidRequest(Reason.INVALID_KEY, f"RSA keys need {MIN_RSA_BITS} bits")
+    elif not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
         raise InvalidRequest(Reason.INVALID_KEY, "the JWK is not a public key")
     return VerificationKey(alg=alg, key=key, jkt=jwk_thumbprint(data), kid=kid)
 
@@ -385,16 +398,18 @@ class KeyResolver:
         self._by_kid = {k.kid: k for k in keys if k.kid}
 
     @classmethod
-    def from_jwks(cls, document: Mapping[str, Any]) -> KeyResolver:
+    def from_jwks(
+        cls, document: Mapping[str, Any], algorithms: Iterable[str] = ALLOWED_ALGORITHMS
+    ) -> KeyResolver:
         """Load a JWKS document; entries with an unsupported or private key are skipped."""
         keys: list[VerificationKey] = []
         entries = document.get("keys") if isinstance(document, Mapping) else None
         for entry in entries if isinstance(entries, list) else []:
             if not isinstance(entry, Mapping) or not isinstance(entry.get("kid"), str):
                 continue
-            alg = entry.get("alg") or ("EdDSA" if entry.get("kty") == "OKP" else "ES256")
+            default = {"OKP": "EdDSA", "RSA": "RS256"}.get(str(entry.get("kty")), "ES256")
             try:
-                keys.append(load_public_jwk(entry, str(alg)))
+                keys.append(load_public_jwk(entry, str(entry.get("alg") or default), algorithms))
             except InvalidRequest:
                 continue
         return cls(keys)

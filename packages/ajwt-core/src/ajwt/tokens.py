@@ -26,6 +26,7 @@ ajwt.errors.InvalidGrant: the delegation assertion must have typ 'delegation+jwt
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Final
@@ -34,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from ajwt import _jws
 from ajwt.canonical import sha256_digest
-from ajwt.errors import AJWTError, InvalidGrant, InvalidScope, InvalidToken, Reason
+from ajwt.errors import AJWTError, InvalidClient, InvalidGrant, InvalidScope, InvalidToken, Reason
 from ajwt.keys import ALLOWED_ALGORITHMS, KeyResolver, PopKey, SigningKey, VerificationKey
 
 INTENT_TOKEN_TYPE: Final = "intent+jwt"
@@ -255,7 +256,7 @@ def decode_intent_token(
     keys: KeyResolver,
     *,
     issuer: str,
-    audience: str,
+    audience: str | None,
     leeway: int = DEFAULT_LEEWAY,
     max_lifetime: int = MAX_INTENT_LIFETIME,
     now: float | None = None,
@@ -267,7 +268,8 @@ def decode_intent_token(
     header (``jku``, ``x5u``, ``jwk``…), known ``kid`` whose key fixes the algorithm,
     signature, required claims and types, ``iss``, ``aud``, ``exp`` / ``nbf`` / ``iat``
     with leeway, lifetime cap, chain depth. Every failure is :class:`InvalidToken` with a
-    specific reason; nothing else escapes.
+    specific reason; nothing else escapes. ``audience=None`` (explicit) skips the audience
+    check: only for the IdP reading its own token as an RFC 8693 subject token.
     """
     what = "intent token"
     header = _jws.read_header(
@@ -289,7 +291,7 @@ def decode_intent_token(
     claims: IntentTokenClaims = _validate(IntentTokenClaims, raw, InvalidToken, what)
     if claims.iss != issuer:
         raise InvalidToken(Reason.WRONG_ISSUER, "the intent token is from another issuer")
-    if claims.aud != audience:
+    if audience is not None and claims.aud != audience:
         raise InvalidToken(Reason.WRONG_AUDIENCE, "the intent token is for another audience")
     _jws.check_times(
         raw,
@@ -354,6 +356,155 @@ def decode_delegation_assertion(
         leeway=leeway,
         max_lifetime=min(max_lifetime, MAX_DELEGATION_LIFETIME),
         error=InvalidGrant,
+        what=what,
+    )
+    return claims
+
+
+# ------------------------------------------------------------ user (subject) tokens
+
+#: RFC 9068 access-token type, used by the embedded IdP's local user tokens.
+USER_TOKEN_TYPE: Final = "at+jwt"
+#: Upstream IdPs label access tokens ``at+jwt`` (RFC 9068) or plain ``JWT``.
+SUBJECT_TOKEN_TYPES: Final = (USER_TOKEN_TYPE, "jwt")
+MAX_SUBJECT_LIFETIME: Final = 24 * 3600
+
+
+class SubjectTokenClaims(_Claims):
+    """The user's access token that roots a run (DESIGN §6.4): who stated the intent."""
+
+    iss: Text
+    sub: Text
+    aud: Text | list[Text]
+    iat: int
+    exp: int
+    scope: Scope | None = None
+
+
+def encode_user_token(
+    subject: str, key: SigningKey, *, issuer: str, audience: str, lifetime: int, now: int
+) -> str:
+    """A plain RFC 9068 user access token from the embedded IdP (no upstream IdP needed)."""
+    claims = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": secrets.token_urlsafe(16),
+    }
+    return key.sign(claims, {"typ": USER_TOKEN_TYPE})
+
+
+def decode_subject_token(
+    token: object,
+    keys: KeyResolver,
+    *,
+    issuer: str,
+    audience: str,
+    algorithms: Iterable[str],
+    leeway: int = DEFAULT_LEEWAY,
+    max_lifetime: int = MAX_SUBJECT_LIFETIME,
+    now: float | None = None,
+) -> SubjectTokenClaims:
+    """Verify the user's access token from the configured (upstream or local) issuer."""
+    what = "subject token"
+    header = _jws.read_header(
+        token,
+        typ=SUBJECT_TOKEN_TYPES,
+        algorithms=tuple(algorithms),
+        max_bytes=MAX_TOKEN_BYTES,
+        error=InvalidGrant,
+        what=what,
+    )
+    assert isinstance(token, str)
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidGrant(Reason.UNKNOWN_KID, "the subject token's signing key is not known")
+    raw = _jws.verify_signature(token, key, header["alg"], error=InvalidGrant, what=what)
+    claims: SubjectTokenClaims = _validate(SubjectTokenClaims, raw, InvalidGrant, what)
+    if claims.iss != issuer:
+        raise InvalidGrant(Reason.WRONG_ISSUER, "the subject token is from another issuer")
+    audiences = [claims.aud] if isinstance(claims.aud, str) else claims.aud
+    if audience not in audiences:
+        raise InvalidGrant(Reason.WRONG_AUDIENCE, "the subject token is not for this IdP")
+    _jws.check_times(
+        raw,
+        now=time.time() if now is None else now,
+        leeway=leeway,
+        max_lifetime=max_lifetime,
+        error=InvalidGrant,
+        what=what,
+    )
+    return claims
+
+
+# --------------------------------------------------------- client assertions (RFC 7523)
+
+CLIENT_ASSERTION_TYPES: Final = ("client-authentication+jwt", "jwt")
+CLIENT_ASSERTION_TYPE_URI: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_CLIENT_ASSERTION_LIFETIME: Final = 300
+
+
+class ClientAssertionClaims(_Claims):
+    iss: Text
+    sub: Text
+    aud: Text | list[Text]
+    iat: int
+    exp: int
+    jti: Text
+
+
+def encode_client_assertion(
+    client_id: str, key: PopKey, *, audience: str, jti: str, now: int, lifetime: int = 60
+) -> str:
+    """``private_key_jwt`` client authentication (RFC 7523 §2.2, RFC 7521 §4.2)."""
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": jti,
+    }
+    return key.sign(claims, {"typ": CLIENT_ASSERTION_TYPES[0]})
+
+
+def decode_client_assertion(
+    token: object,
+    key: VerificationKey,
+    *,
+    client_id: str,
+    audience: str,
+    leeway: int = DEFAULT_LEEWAY,
+    now: float | None = None,
+) -> ClientAssertionClaims:
+    """Verify a client assertion with the client's registered key; failures are
+    :class:`~ajwt.errors.InvalidClient`. Single use of ``jti`` is the caller's check."""
+    what = "client assertion"
+    header = _jws.read_header(
+        token,
+        typ=CLIENT_ASSERTION_TYPES,
+        algorithms=ALLOWED_ALGORITHMS,
+        max_bytes=MAX_TOKEN_BYTES,
+        error=InvalidClient,
+        what=what,
+    )
+    assert isinstance(token, str)
+    raw = _jws.verify_signature(token, key, header["alg"], error=InvalidClient, what=what)
+    claims: ClientAssertionClaims = _validate(ClientAssertionClaims, raw, InvalidClient, what)
+    if claims.iss != client_id or claims.sub != client_id:
+        raise InvalidClient(Reason.INVALID_CLAIM, "the client assertion is for another client")
+    audiences = [claims.aud] if isinstance(claims.aud, str) else claims.aud
+    if audience not in audiences:
+        raise InvalidClient(Reason.WRONG_AUDIENCE, "the client assertion is for another server")
+    _jws.check_times(
+        raw,
+        now=time.time() if now is None else now,
+        leeway=leeway,
+        max_lifetime=MAX_CLIENT_ASSERTION_LIFETIME,
+        error=InvalidClient,
         what=what,
     )
     return claims
