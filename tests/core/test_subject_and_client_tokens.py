@@ -1,0 +1,157 @@
+"""User (subject) tokens and RFC 7523 client assertions: each check with its attack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ajwt.errors import InvalidClient, InvalidGrant, Reason
+from ajwt.keys import UPSTREAM_ALGORITHMS, KeyResolver, PopKey, SigningKeySet, load_public_jwk
+from ajwt.tokens import (
+    decode_client_assertion,
+    decode_subject_token,
+    encode_client_assertion,
+    encode_user_token,
+)
+from tests.support import ISSUER, NOW
+
+
+def user_token(keys: SigningKeySet, **kw: Any) -> str:
+    args: dict[str, Any] = {"issuer": ISSUER, "audience": ISSUER, "lifetime": 3600, "now": NOW}
+    return encode_user_token("user:alice", keys.active, **(args | kw))
+
+
+def decode_user(token: object, keys: SigningKeySet | KeyResolver, **kw: Any) -> Any:
+    resolver = keys if isinstance(keys, KeyResolver) else keys.verification_keys()
+    args: dict[str, Any] = {
+        "issuer": ISSUER,
+        "audience": ISSUER,
+        "algorithms": UPSTREAM_ALGORITHMS,
+        "now": NOW + 5,
+    }
+    return decode_subject_token(token, resolver, **(args | kw))
+
+
+def test_local_user_token_passes(idp_keys: SigningKeySet) -> None:
+    claims = decode_user(user_token(idp_keys), idp_keys)
+    assert claims.sub == "user:alice"
+    assert jwt.get_unverified_header(user_token(idp_keys))["typ"] == "at+jwt"
+
+
+def test_upstream_rs256_token_passes() -> None:
+    # An upstream OIDC provider signing with RSA (as most do), published in its JWKS.
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    resolver = KeyResolver.from_jwks({"keys": [jwk | {"kid": "up-1"}]}, UPSTREAM_ALGORITHMS)
+    token = jwt.encode(
+        {"iss": ISSUER, "sub": "auth0|alice", "aud": [ISSUER, "x"], "iat": NOW, "exp": NOW + 60},
+        private,
+        algorithm="RS256",
+        headers={"kid": "up-1"},  # typ: JWT, as upstream IdPs send
+    )
+    assert decode_user(token, resolver).sub == "auth0|alice"
+
+
+def test_small_rsa_keys_are_refused() -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    resolver = KeyResolver.from_jwks({"keys": [jwk | {"kid": "weak"}]}, UPSTREAM_ALGORITHMS)
+    assert len(resolver) == 0
+
+
+def test_subject_token_from_other_issuer_is_refused(idp_keys: SigningKeySet) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        decode_user(user_token(idp_keys, issuer="https://evil.example"), idp_keys)
+    assert info.value.reason == Reason.WRONG_ISSUER
+
+
+def test_subject_token_for_other_audience_is_refused(idp_keys: SigningKeySet) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        decode_user(user_token(idp_keys, audience="https://other"), idp_keys)
+    assert info.value.reason == Reason.WRONG_AUDIENCE
+
+
+def test_expired_subject_token_is_refused(idp_keys: SigningKeySet) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        decode_user(user_token(idp_keys), idp_keys, now=NOW + 3600 + 61)
+    assert info.value.reason == Reason.TOKEN_EXPIRED
+
+
+def test_subject_token_signed_by_unknown_key_is_refused(idp_keys: SigningKeySet) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        decode_user(user_token(SigningKeySet.generate()), idp_keys)
+    assert info.value.reason == Reason.UNKNOWN_KID
+
+
+def test_intent_token_type_is_not_a_subject_token(idp_keys: SigningKeySet) -> None:
+    token = idp_keys.active.sign(
+        {"iss": ISSUER, "sub": "u", "aud": ISSUER, "iat": NOW, "exp": NOW + 60},
+        {"typ": "intent+jwt"},
+    )
+    with pytest.raises(InvalidGrant) as info:
+        decode_user(token, idp_keys)
+    assert info.value.reason == Reason.WRONG_TYPE
+
+
+# ----------------------------------------------------------------- client assertions
+
+
+def assertion(key: PopKey, **kw: Any) -> str:
+    args: dict[str, Any] = {"audience": ISSUER + "/token", "jti": "ca-1", "now": NOW}
+    return encode_client_assertion("patcher-app", key, **(args | kw))
+
+
+def decode_assertion(token: str, key: PopKey, **kw: Any) -> Any:
+    args: dict[str, Any] = {
+        "client_id": "patcher-app",
+        "audience": ISSUER + "/token",
+        "now": NOW + 1,
+    }
+    return decode_client_assertion(token, load_public_jwk(key.public_jwk, key.alg), **(args | kw))
+
+
+def test_client_assertion_passes(agent_key: PopKey) -> None:
+    assert decode_assertion(assertion(agent_key), agent_key).jti == "ca-1"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"client_id": "other-app"}, Reason.INVALID_CLAIM),
+        ({"audience": ISSUER + "/other"}, Reason.WRONG_AUDIENCE),
+        ({"now": NOW + 200}, Reason.TOKEN_EXPIRED),
+    ],
+)
+def test_client_assertion_checks(change: dict[str, Any], reason: Reason, agent_key: PopKey) -> None:
+    with pytest.raises(InvalidClient) as info:
+        decode_assertion(assertion(agent_key), agent_key, **change)
+    assert info.value.reason == reason
+
+
+def test_client_assertion_by_other_key_is_refused(agent_key: PopKey) -> None:
+    with pytest.raises(InvalidClient) as info:
+        decode_assertion(assertion(PopKey.generate()), agent_key)
+    assert info.value.reason == Reason.BAD_SIGNATURE
+
+
+def test_long_lived_client_assertion_is_refused(agent_key: PopKey) -> None:
+    with pytest.raises(InvalidClient) as info:
+        decode_assertion(assertion(agent_key, lifetime=3600), agent_key)
+    assert info.value.reason == Reason.LIFETIME_TOO_LONG
+
+
+def test_rsa_private_key_pem_is_not_accepted_as_signing_key() -> None:
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    from ajwt.errors import InvalidRequest
+    from ajwt.keys import SigningKey
+
+    with pytest.raises(InvalidRequest):
+        SigningKey.from_pem(pem)
