@@ -238,3 +238,43 @@ class LedgerError(AJWTError):
 
     error = "invalid_grant"
     status_code = 409
+
+
+def error_from_oauth(body: object, status_code: int) -> AJWTError:
+    """Rebuild the typed error from an OAuth error body received over HTTP.
+
+    >>> err = error_from_oauth({"error": "invalid_grant", "error_description": "no",
+    ...                         "ajwt_reason": "checksum_mismatch"}, 400)
+    >>> type(err).__name__, err.reason
+    ('InvalidGrant', <Reason.CHECKSUM_MISMATCH: 'checksum_mismatch'>)
+    """
+    fields = body if isinstance(body, dict) else {}
+    code = fields.get("error")
+    description = fields.get("error_description")
+    try:
+        reason = Reason(str(fields.get("ajwt_reason")))
+    except ValueError:
+        reason = Reason.MALFORMED_REQUEST
+    classes: dict[str, type[AJWTError]] = {
+        cls.error: cls
+        for cls in (
+            InvalidRequest,
+            InvalidClient,
+            InvalidGrant,
+            UnauthorizedClient,
+            UnsupportedGrantType,
+            InvalidScope,
+            AccessDenied,
+            InvalidToken,
+            InvalidDPoPProof,
+            UseDPoPNonce,
+            InsufficientScope,
+            ServerError,
+            NotFound,
+        )
+    }
+    cls = classes.get(code) if isinstance(code, str) else None
+    if cls is None:
+        cls = ServerError if status_code >= 500 else InvalidRequest
+    text = description if isinstance(description, str) else f"HTTP {status_code}"
+    return cls(reason, text)

@@ -1,0 +1,480 @@
+"""The IdP as a FastAPI application (DESIGN §6): HTTP parsing, authentication, proofs.
+
+Every error leaves as an OAuth error body (``error``, ``error_description``, and the
+A-JWT ``ajwt_reason``) with the right status; no input produces a 500 or a stack trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ajwt.dpop import VerifiedProof, verify_proof
+from ajwt.errors import (
+    AJWTError,
+    InvalidClient,
+    InvalidDPoPProof,
+    InvalidRequest,
+    InvalidToken,
+    Reason,
+    UnsupportedGrantType,
+)
+from ajwt.idp.db import ClientRow, Database
+from ajwt.idp.keystore import load_signing_keys
+from ajwt.idp.models import (
+    AgentBatch,
+    AgentRegistered,
+    AgentRegistration,
+    Approval,
+    ClientCreated,
+    ClientRegistration,
+    KeyRotation,
+    Revocation,
+    RunStart,
+    RunStarted,
+    RunStatus,
+    TokenResponse,
+    UserTokenRequest,
+)
+from ajwt.idp.service import (
+    AGENT_CHECKSUM_GRANT,
+    DELEGATION_TOKEN_TYPE_URI,
+    INTENT_TOKEN_TYPE_URI,
+    TOKEN_EXCHANGE_GRANT,
+    ClientCredential,
+    ExchangeParams,
+    IdP,
+    MintParams,
+)
+from ajwt.idp.settings import IdPSettings
+from ajwt.integrity import shim_checksum
+from ajwt.keys import KeyResolver
+from ajwt.ledger import export_json
+from ajwt.replay import InMemoryReplayCache, ReplayCache
+from ajwt.tokens import CLIENT_ASSERTION_TYPE_URI
+
+log = logging.getLogger("ajwt.idp")
+MAX_FORM_FIELDS = 32
+
+
+def error_response(exc: AJWTError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if exc.status_code == 401:
+        if isinstance(exc, InvalidClient):
+            headers["WWW-Authenticate"] = 'Basic realm="ajwt"'
+        else:
+            headers["WWW-Authenticate"] = f'DPoP error="{exc.error}", algs="ES256 EdDSA"'
+    return JSONResponse(
+        exc.to_oauth(), status_code=exc.status_code, headers=headers | {"Cache-Control": "no-store"}
+    )
+
+
+class BodyLimit:
+    """Pure ASGI: refuse request bodies over ``max_bytes`` with 413 before reading them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _send_error(
+                send, InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large"), 413
+            )
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _send_error(
+                send, InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large"), 413
+            )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_error(send: Send, exc: AJWTError, status: int) -> None:
+    response = JSONResponse(exc.to_oauth(), status_code=status)
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(settings: IdPSettings, *, replay_cache: ReplayCache | None = None) -> FastAPI:
+    """Build the IdP application. Schema and keys are prepared on startup."""
+    db = Database(settings.db_url)
+    keys = settings.signing_keys or load_signing_keys(settings.key_file)
+    upstream = (
+        KeyResolver.from_jwks(settings.upstream_jwks or {}) if settings.upstream_jwks else None
+    )
+    idp = IdP(settings, db, keys, upstream_keys=upstream)
+    proofs = replay_cache or InMemoryReplayCache()
+    accepted_shims = sorted({*settings.accepted_shim_checksums, shim_checksum()})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await db.create_schema()
+        if settings.upstream_jwks_url and not settings.upstream_jwks:
+            idp.upstream_keys = await _fetch_jwks(settings.upstream_jwks_url)
+        yield
+        await db.dispose()
+
+    app = FastAPI(
+        title="A-JWT IdP",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.idp = idp
+
+    # ------------------------------------------------------------- error mapping
+
+    @app.exception_handler(AJWTError)
+    async def on_ajwt_error(_request: Request, exc: AJWTError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return error_response(
+            InvalidRequest(
+                Reason.MALFORMED_REQUEST, f"invalid request: {where}: {first.get('msg', 'invalid')}"
+            )
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = "not_found" if exc.status_code == 404 else "invalid_request"
+        return JSONResponse(
+            {"error": error, "error_description": str(exc.detail)}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected IdP error", exc_info=exc)
+        return JSONResponse(
+            {"error": "server_error", "error_description": "internal error"}, status_code=500
+        )
+
+    # ---------------------------------------------------------------- helpers
+
+    def require_admin(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        expected = settings.admin_token
+        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(value, expected):
+            raise InvalidClient(
+                Reason.CLIENT_AUTHENTICATION_FAILED, "administrator credential required"
+            )
+
+    async def client_from_headers(request: Request) -> ClientRow:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "basic":
+            return await idp.authenticate(ClientCredential.from_basic(value.strip()))
+        if scheme.lower() == "client-assertion":
+            return await idp.authenticate(ClientCredential(client_id=None, assertion=value.strip()))
+        raise InvalidClient(
+            Reason.CLIENT_AUTHENTICATION_FAILED, "client authentication is required"
+        )
+
+    def endpoint_url(request: Request, path: str) -> str:
+        return settings.issuer + path
+
+    def proof_from(
+        request: Request, path: str, *, body: bytes | None, token: str | None = None
+    ) -> VerifiedProof:
+        values = request.headers.getlist("dpop")
+        if len(values) != 1:
+            raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
+        return verify_proof(
+            values[0],
+            method=request.method,
+            url=endpoint_url(request, path),
+            token=token,
+            body=body,
+            replay_cache=proofs,
+        )
+
+    # ---------------------------------------------------------------- discovery
+
+    @app.get("/.well-known/jwks.json")
+    async def jwks() -> JSONResponse:
+        return JSONResponse(idp.keys.jwks(), headers={"Cache-Control": "max-age=60"})
+
+    @app.get("/.well-known/oauth-authorization-server")
+    async def metadata() -> dict[str, Any]:
+        base = settings.issuer
+        return {
+            "issuer": base,
+            "token_endpoint": f"{base}/token",
+            "jwks_uri": f"{base}/.well-known/jwks.json",
+            "revocation_endpoint": f"{base}/revoke",
+            "grant_types_supported": [AGENT_CHECKSUM_GRANT, TOKEN_EXCHANGE_GRANT],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA"],
+            "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
+            "token_types_supported": [INTENT_TOKEN_TYPE_URI, DELEGATION_TOKEN_TYPE_URI],
+            "ajwt_agent_registration_endpoint": f"{base}/agents",
+            "ajwt_run_endpoint": f"{base}/runs",
+            "ajwt_shims_uri": f"{base}/.well-known/ajwt-shims",
+            "ajwt_max_token_lifetime": settings.token_lifetime,
+        }
+
+    @app.get("/.well-known/ajwt-shims")
+    async def shims() -> dict[str, Any]:
+        return {"accepted": [f"sha256={c}" for c in accepted_shims]}
+
+    # -------------------------------------------------------------------- admin
+
+    @app.post("/admin/clients", status_code=201)
+    async def register_client(request: Request, body: ClientRegistration) -> ClientCreated:
+        require_admin(request)
+        return await idp.register_client(body)
+
+    @app.post("/admin/workflows", status_code=201)
+    async def register_workflow(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.register_workflow(body)
+
+    @app.post("/admin/users/token")
+    async def user_token(request: Request, body: UserTokenRequest) -> dict[str, Any]:
+        require_admin(request)
+        token = idp.issue_user_token(body.subject, body.lifetime)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": body.lifetime}
+
+    @app.post("/admin/runs/{run_id}/steps/{step}/approve")
+    async def approve(request: Request, run_id: str, step: str, body: Approval) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.approve(run_id, step, body.approved_by)
+
+    @app.post("/admin/revoke")
+    async def admin_revoke(request: Request, body: Revocation) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.revoke(body.kind, body.id, None)
+
+    # ------------------------------------------------------------------- agents
+
+    @app.post("/agents", status_code=201)
+    async def register_agent(request: Request, body: AgentRegistration) -> AgentRegistered:
+        client = await client_from_headers(request)
+        proof = verify_proof(
+            body.proof, method="POST", url=endpoint_url(request, "/agents"), replay_cache=proofs
+        )
+        return (await idp.register_agents(client, [(body.manifest, proof, body.expires_in)]))[0]
+
+    @app.post("/agents/batch", status_code=201)
+    async def register_batch(request: Request, body: AgentBatch) -> list[AgentRegistered]:
+        client = await client_from_headers(request)
+        url = endpoint_url(request, "/agents/batch")
+        items = [
+            (
+                item.manifest,
+                verify_proof(item.proof, method="POST", url=url, replay_cache=proofs),
+                item.expires_in,
+            )
+            for item in body.agents
+        ]
+        return await idp.register_agents(client, items)
+
+    @app.post("/agents/{registration_id}/rotate", status_code=201)
+    async def rotate(request: Request, registration_id: str, body: KeyRotation) -> AgentRegistered:
+        client = await client_from_headers(request)
+        proof = verify_proof(
+            body.proof,
+            method="POST",
+            url=endpoint_url(request, f"/agents/{registration_id}/rotate"),
+            replay_cache=proofs,
+        )
+        return await idp.rotate_agent_key(
+            client, registration_id, proof, body.expires_in, body.retire_previous
+        )
+
+    @app.get("/workflows/{workflow_id}/{version}")
+    async def get_workflow(request: Request, workflow_id: str, version: int) -> dict[str, Any]:
+        await client_from_headers(request)
+        workflow = await idp.workflow(workflow_id, version)
+        return {"workflow": workflow.canonical(), "hash": workflow.workflow_hash}
+
+    # --------------------------------------------------------------------- runs
+
+    @app.post("/runs", status_code=201)
+    async def start_run(request: Request, body: RunStart) -> RunStarted:
+        client = await client_from_headers(request)
+        return await idp.start_run(client, body)
+
+    @app.post("/runs/{run_id}/steps/{step}/complete")
+    async def complete(request: Request, run_id: str, step: str) -> dict[str, Any]:
+        client = await client_from_headers(request)
+        scheme, _, token = request.headers.get("x-ajwt-token", "").partition(" ")
+        if scheme.lower() != "dpop" or not token:
+            raise InvalidToken(Reason.MISSING_TOKEN, "the step's intent token is required")
+        body = await request.body()
+        proof = proof_from(request, f"/runs/{run_id}/steps/{step}/complete", body=body, token=token)
+        return await idp.complete_step(client, token, proof, run_id, step)
+
+    @app.get("/runs/{run_id}/status")
+    async def status(run_id: str, registration_id: str | None = None) -> RunStatus:
+        return await idp.status(run_id, registration_id)
+
+    @app.get("/runs/{run_id}/ledger")
+    async def ledger(request: Request, run_id: str) -> JSONResponse:
+        client = await _client_or_admin(request)
+        entries = await idp.ledger(run_id, client)
+        return JSONResponse(content=__import__("json").loads(export_json(entries)))
+
+    @app.get("/runs/{run_id}/ledger/verify")
+    async def verify_ledger(request: Request, run_id: str) -> dict[str, Any]:
+        client = await _client_or_admin(request)
+        report = await idp.verify_ledger(run_id, client)
+        return report.model_dump() if hasattr(report, "model_dump") else dict(report.__dict__)
+
+    async def _client_or_admin(request: Request) -> ClientRow | None:
+        scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
+        if scheme == "bearer":
+            require_admin(request)
+            return None
+        return await client_from_headers(request)
+
+    @app.post("/revoke")
+    async def revoke(request: Request, body: Revocation) -> dict[str, Any]:
+        client = await client_from_headers(request)
+        return await idp.revoke(body.kind, body.id, client)
+
+    # -------------------------------------------------------------------- token
+
+    @app.post("/token")
+    async def token(request: Request) -> TokenResponse:
+        body = await request.body()
+        form = _parse_form(request, body)
+        credential = _token_credential(request, form)
+        client = await idp.authenticate(credential)
+        grant = form.get("grant_type")
+        proof = proof_from(request, "/token", body=body)
+        if grant == AGENT_CHECKSUM_GRANT:
+            return await idp.mint(client, proof, _mint_params(form))
+        if grant == TOKEN_EXCHANGE_GRANT:
+            if form.get("subject_token_type") != INTENT_TOKEN_TYPE_URI:
+                raise InvalidRequest(
+                    Reason.MALFORMED_REQUEST,
+                    "subject_token_type must be the A-JWT intent token type",
+                )
+            if form.get("actor_token_type") != DELEGATION_TOKEN_TYPE_URI:
+                raise InvalidRequest(
+                    Reason.MALFORMED_REQUEST, "actor_token_type must be the A-JWT delegation type"
+                )
+            params = ExchangeParams(
+                mint=_mint_params(form),
+                subject_token=_required(form, "subject_token"),
+                actor_token=_required(form, "actor_token"),
+            )
+            return await idp.exchange(client, proof, params)
+        raise UnsupportedGrantType(
+            Reason.UNSUPPORTED_GRANT_TYPE, f"grant_type {grant!r} is not supported"
+        )
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def _parse_form(request: Request, body: bytes) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise InvalidRequest(
+            Reason.MALFORMED_REQUEST, "the token endpoint takes application/x-www-form-urlencoded"
+        )
+    try:
+        parsed = parse_qs(
+            body.decode("utf-8"),
+            keep_blank_values=False,
+            strict_parsing=False,
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest(Reason.MALFORMED_REQUEST, "the form body cannot be parsed") from None
+    form: dict[str, str] = {}
+    for name, values in parsed.items():
+        if len(values) != 1:
+            # RFC 6749 §3.2: request parameters MUST NOT be included more than once.
+            raise InvalidRequest(Reason.MALFORMED_REQUEST, f"parameter {name!r} is repeated")
+        form[name] = values[0]
+    return form
+
+
+def _required(form: dict[str, str], name: str) -> str:
+    value = form.get(name)
+    if not value:
+        raise InvalidRequest(Reason.MISSING_PARAMETER, f"parameter {name!r} is required")
+    return value
+
+
+def _token_credential(request: Request, form: dict[str, str]) -> ClientCredential:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic":
+        return ClientCredential.from_basic(value.strip())
+    if form.get("client_assertion_type") == CLIENT_ASSERTION_TYPE_URI:
+        return ClientCredential(
+            client_id=form.get("client_id"), assertion=_required(form, "client_assertion")
+        )
+    raise InvalidClient(Reason.CLIENT_AUTHENTICATION_FAILED, "client authentication is required")
+
+
+def _mint_params(form: dict[str, str]) -> MintParams:
+    digest = form.get("input_digest")
+    if digest is not None and not (digest.startswith("sha256:") and len(digest) == 71):
+        raise InvalidRequest(Reason.MALFORMED_REQUEST, "input_digest must be 'sha256:<hex>'")
+    resource = _required(form, "resource")
+    if not resource.startswith(("https://", "http://")) or len(resource) > 512:
+        raise InvalidRequest(Reason.MALFORMED_REQUEST, "resource must be an absolute http(s) URI")
+    return MintParams(
+        agent_id=_required(form, "agent_id"),
+        agent_checksum=_required(form, "agent_checksum"),
+        run_id=_required(form, "run_id"),
+        step=form.get("step") or None,
+        tool=_required(form, "tool"),
+        resource=resource,
+        scope=form.get("scope"),
+        input_digest=digest,
+    )
+
+
+async def _fetch_jwks(url: str) -> KeyResolver:
+    import httpx
+
+    from ajwt.keys import UPSTREAM_ALGORITHMS
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(url)
+        response.raise_for_status()
+        return KeyResolver.from_jwks(response.json(), UPSTREAM_ALGORITHMS)

@@ -1,0 +1,71 @@
+"""The IdP's signing keys as the resource server sees them: fetched, cached, refreshed.
+
+Refreshed when a token names an unknown ``kid`` (key rotation), at most once per
+``min_refresh`` seconds so unknown-kid floods cannot hammer the IdP; a failed refresh
+keeps the keys already known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+
+from ajwt.keys import KeyResolver
+
+log = logging.getLogger("ajwt.rs")
+
+
+class JWKSCache:
+    def __init__(
+        self,
+        jwks_url: str,
+        *,
+        min_refresh: float = 30.0,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.jwks_url = jwks_url
+        self._min_refresh = min_refresh
+        self._client = client
+        self._clock = clock
+        self._keys = KeyResolver()
+        self._last_attempt: float | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def keys(self) -> KeyResolver:
+        return self._keys
+
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Fetch the JWKS unless one was fetched recently; True if keys changed."""
+        async with self._lock:
+            now = self._clock()
+            if (
+                not force
+                and self._last_attempt is not None
+                and now - self._last_attempt < self._min_refresh
+            ):
+                return False
+            self._last_attempt = now
+            client = self._client or httpx.AsyncClient(timeout=3)
+            try:
+                response = await client.get(self.jwks_url)
+                response.raise_for_status()
+                fresh = KeyResolver.from_jwks(response.json())
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning(
+                    "JWKS refresh from %s failed (%s); keeping old keys", self.jwks_url, exc
+                )
+                return False
+            finally:
+                if self._client is None:
+                    await client.aclose()
+            if not len(fresh):
+                return False
+            changed = fresh.kids() != self._keys.kids()
+            self._keys = fresh
+            return changed

@@ -1,0 +1,16 @@
+"""The client side of A-JWT: :class:`Shim`, its acting context and its ``httpx.Auth``."""
+
+from ajwt.shim.auth import AgentAuth
+from ajwt.shim.client import Binding, IssuedToken, RegisteredAgent, Shim
+from ajwt.shim.context import AgentContext, ContextResolver, Run
+
+__all__ = [
+    "AgentAuth",
+    "AgentContext",
+    "Binding",
+    "ContextResolver",
+    "IssuedToken",
+    "RegisteredAgent",
+    "Run",
+    "Shim",
+]
