@@ -552,9 +552,23 @@ def test_step_for_refuses_tool_none_of_the_agents_steps_allows(wf: Workflow) -> 
     assert "'read_file'" in info.value.description
 
 
-def test_step_for_refuses_when_every_candidate_is_completed(wf: Workflow) -> None:
+def test_step_for_reenters_the_one_completed_candidate(wf: Workflow) -> None:
+    assert wf.step_for("planner", "read_file", {"triage", "plan"}) == "plan"
+
+
+def test_step_for_refuses_when_several_candidates_are_completed() -> None:
+    wf = Workflow.from_mapping(
+        {
+            "id": "twice",
+            "version": 1,
+            "steps": {
+                "a": {"agent": "x", "tools": ["t"]},
+                "b": {"agent": "x", "tools": ["t"], "after": ["a"]},
+            },
+        }
+    )
     with pytest.raises(InvalidGrant) as info:
-        wf.step_for("planner", "read_file", {"triage", "plan"})
+        wf.step_for("x", "t", {"a", "b"})
     assert info.value.reason == Reason.STEP_ALREADY_COMPLETED
 
 

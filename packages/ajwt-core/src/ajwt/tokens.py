@@ -457,7 +457,14 @@ class ClientAssertionClaims(_Claims):
 
 
 def encode_client_assertion(
-    client_id: str, key: PopKey, *, audience: str, jti: str, now: int, lifetime: int = 60
+    client_id: str,
+    key: PopKey,
+    *,
+    audience: str,
+    jti: str,
+    now: int,
+    lifetime: int = 60,
+    kid: str | None = None,
 ) -> str:
     """``private_key_jwt`` client authentication (RFC 7523 §2.2, RFC 7521 §4.2)."""
     claims = {
@@ -468,7 +475,8 @@ def encode_client_assertion(
         "exp": now + lifetime,
         "jti": jti,
     }
-    return key.sign(claims, {"typ": CLIENT_ASSERTION_TYPES[0]})
+    header = {"typ": CLIENT_ASSERTION_TYPES[0]} | ({"kid": kid} if kid else {})
+    return key.sign(claims, header)
 
 
 def decode_client_assertion(

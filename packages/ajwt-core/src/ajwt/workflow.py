@@ -600,7 +600,8 @@ keys (such as step ids) must be unique
         caller must name the step). Otherwise the refusal says why: the agent has no
         step (``wrong_agent_for_step``), none of its steps allows the tool
         (``tool_not_allowed``), the candidates wait for other steps
-        (``dependencies_incomplete``) or are all completed (``step_already_completed``).
+        (``dependencies_incomplete``). If every candidate is completed, the one candidate
+        is re-entered; several completed ones are refused (``step_already_completed``).
 
         >>> wf = reference_workflow()
         >>> wf.step_for("planner", "read_file", completed={"triage"})
@@ -642,6 +643,10 @@ in workflow 'vuln-patch' v1: it may call only 'read_file' (in step 'plan')
                 f"tool {tool!r} of agent {agent!r} belongs to {_steps(open_steps)}, "
                 f"which cannot run yet: it waits for {_steps(missing)}",
             )
+        if len(candidates) == 1:
+            # Calling a tool again in the agent's one (completed) step re-enters it: a
+            # supervisor re-listing, a worker retrying. Minting is still checked in full.
+            return candidates[0]
         raise InvalidGrant(
             Reason.STEP_ALREADY_COMPLETED,
             f"every step in which agent {agent!r} may call {tool!r} ({_names(candidates)}) "

@@ -29,6 +29,7 @@ from ajwt.errors import (
     InvalidClient,
     InvalidGrant,
     InvalidRequest,
+    InvalidScope,
     NotFound,
     Reason,
     UnauthorizedClient,
@@ -239,8 +240,9 @@ class IdP:
             kid = jwt.get_unverified_header(assertion).get("kid")
         except (jwt.PyJWTError, ValueError, RecursionError):
             kid = None
-        keys = [resolver.get(kid)] if isinstance(kid, str) else []
-        key = keys[0] if keys and keys[0] else None
+        if kid is None and len(resolver) == 1:
+            kid = next(iter(resolver.kids()))  # one registered key: no kid needed
+        key = resolver.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise InvalidClient(Reason.UNKNOWN_KID, "the client assertion key is not registered")
         last_error: InvalidClient | None = None
@@ -565,6 +567,11 @@ class IdP:
             if delegated is not None:
                 bounds.append(parse_scope(delegated.scope))
             granted = narrow_scope(p.scope, *bounds)
+            if step_def.scopes and not granted:
+                raise InvalidScope(
+                    Reason.SCOPE_EXCEEDED,
+                    f"the client's grant covers none of step {step!r}'s scopes",
+                )
             # 11. mint, append to ledger, one transaction.
             chain = delegated.chain if delegated else [p.agent_id]
             jti = secrets.token_urlsafe(16)

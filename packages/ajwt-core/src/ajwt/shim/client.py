@@ -256,6 +256,7 @@ class Shim:
             audience=self.idp_url,
             jti=secrets.token_urlsafe(16),
             now=int(self._clock()),
+            kid=self._client_key_id,
         )
         return token
 

@@ -1,0 +1,81 @@
+"""A real IdP and the reference resource server on 127.0.0.1, for end-to-end tests."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ajwt.demo.agents import reference_manifests
+from ajwt.demo.api import ReferenceApi, create_api
+from ajwt.idp import IdPSettings, create_app
+from ajwt.idp.admin import AdminClient
+from ajwt.rs import IdPRevocationChecker, JWKSCache, Verifier
+from ajwt.server import BackgroundServer
+from ajwt.shim import Run, Shim
+from ajwt.workflow import reference_workflow
+
+ADMIN_TOKEN = "test-admin-" + secrets.token_hex(8)
+REFERENCE_SCOPES = ["repo:read", "repo:write", "advisories:read"]
+
+
+@dataclass
+class Stack:
+    idp_url: str
+    rs_url: str
+    admin: AdminClient
+    api: ReferenceApi
+    idp_app: Any
+    servers: list[BackgroundServer] = field(default_factory=list)
+
+    def new_client(self, scopes: list[str] | None = None, **kw: Any) -> dict[str, Any]:
+        return self.admin.register_client(
+            "app-" + secrets.token_hex(6), scopes=scopes or REFERENCE_SCOPES, **kw
+        )
+
+    def shim(self, scopes: list[str] | None = None, **kw: Any) -> Shim:
+        """A shim for a fresh client with the four reference agents registered."""
+        client = self.new_client(scopes)
+        shim = Shim(self.idp_url, client["client_id"], client_secret=client["client_secret"], **kw)
+        shim.register_many(reference_manifests())
+        return shim
+
+    def start_run(self, shim: Shim, user: str = "user:alice") -> Run:
+        return shim.start_run(self.admin.user_token(user), "vuln-patch", intent="patch CVEs")
+
+    def close(self) -> None:
+        self.admin.close()
+        for server in reversed(self.servers):
+            server.close()
+
+
+def start_stack(db_path: Path, *, db_url: str | None = None) -> Stack:
+    idp_server = BackgroundServer()
+    settings = IdPSettings(
+        issuer=idp_server.url,
+        db_url=db_url or f"sqlite+aiosqlite:///{db_path}",
+        admin_token=ADMIN_TOKEN,
+    )
+    idp_app = create_app(settings)
+    idp_server.start(idp_app)
+    admin = AdminClient(idp_server.url, ADMIN_TOKEN)
+    admin.register_workflow(reference_workflow().canonical())
+
+    rs_server = BackgroundServer()
+    verifier = Verifier(
+        issuer=idp_server.url,
+        audience=rs_server.url,
+        keys=JWKSCache(idp_server.url + "/.well-known/jwks.json", min_refresh=1.0),
+        revocation=IdPRevocationChecker(idp_server.url, ttl=0.0),
+    )
+    api = create_api(verifier)
+    rs_server.start(api.asgi)
+    return Stack(
+        idp_url=idp_server.url,
+        rs_url=rs_server.url,
+        admin=admin,
+        api=api,
+        idp_app=idp_app,
+        servers=[idp_server, rs_server],
+    )
