@@ -180,3 +180,29 @@ def test_shim_with_private_key_jwt(stack: Stack) -> None:
         shim.acting("supervisor", tool="list_repos"),
     ):
         assert caller(http.get("/repos"))["agent"] == "supervisor"
+
+
+def test_prepare_mints_before_the_tool_runs_and_reports_events(stack: Stack) -> None:
+    from ajwt.errors import InvalidGrant, Reason
+
+    shim = stack.shim(default_audience=stack.rs_url)
+    events: list[Any] = []
+    shim.subscribe(events.append)
+    run = stack.start_run(shim)
+    context = shim.prepare(shim.context("supervisor", tool="list_repos", run=run))
+    assert (context.step, context.tool) == ("triage", "list_repos")
+    with pytest.raises(InvalidGrant) as info:
+        shim.prepare(shim.context("planner", tool="read_file", run=run))
+    assert info.value.reason == Reason.DEPENDENCIES_INCOMPLETE
+    with httpx.Client(base_url=stack.rs_url, auth=shim.auth()) as http, shim.run(run):
+        with shim.acting("supervisor", tool="list_repos"):
+            caller(http.get("/repos"))
+        shim.tool_finished(context)
+        shim.tool_finished(context, RuntimeError("boom"))
+    assert [e.kind for e in events] == [
+        "token_minted",
+        "tool_started",
+        "tool_finished",
+        "tool_failed",
+    ]
+    assert events[-1].detail == {"error": "boom"}

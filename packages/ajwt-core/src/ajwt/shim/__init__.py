@@ -1,7 +1,7 @@
 """The client side of A-JWT: :class:`Shim`, its acting context and its ``httpx.Auth``."""
 
 from ajwt.shim.auth import AgentAuth
-from ajwt.shim.client import Binding, IssuedToken, RegisteredAgent, Shim
+from ajwt.shim.client import Binding, IssuedToken, RegisteredAgent, Shim, ShimEvent
 from ajwt.shim.context import AgentContext, ContextResolver, Run
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "RegisteredAgent",
     "Run",
     "Shim",
+    "ShimEvent",
 ]

@@ -108,6 +108,18 @@ class IssuedToken:
 
 
 @dataclass(frozen=True)
+class ShimEvent:
+    """One thing the shim did, for observers (audit logs, the demo's report)."""
+
+    kind: str
+    agent: str
+    run_id: str
+    step: str | None
+    tool: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Binding:
     """What the auth flow attaches to one request: token and the key for its proof."""
 
@@ -148,7 +160,8 @@ class Shim:
     ``idp_url`` is the IdP's issuer URL. Authenticate with ``client_secret``
     (``client_secret_basic``) or ``client_key`` (``private_key_jwt``). ``audience``
     maps a request URL to the resource identifier tokens are minted for (default: the
-    URL's origin, ``scheme://host:port``).
+    URL's origin, ``scheme://host:port``); ``default_audience`` lets :meth:`prepare`
+    mint before a tool runs, so a refusal stops the tool before it starts.
     """
 
     def __init__(
@@ -163,6 +176,7 @@ class Shim:
         alg: Alg = "ES256",
         key_lifetime: int = DEFAULT_KEY_LIFETIME,
         audience: str | Callable[[str], str] | None = None,
+        default_audience: str | None = None,
         local_checks: bool = True,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
@@ -182,6 +196,8 @@ class Shim:
         self._alg: Alg = alg
         self._key_lifetime = key_lifetime
         self._audience = audience
+        self.default_audience = default_audience
+        self._subscribers: list[Callable[[ShimEvent], None]] = []
         self.local_checks = local_checks
         self._timeout = timeout
         self._transport = transport
@@ -584,6 +600,63 @@ class Shim:
     async def atoken(self, context: AgentContext, audience: str) -> IssuedToken:
         return await self._send_async(self._op_token(context, audience))
 
+    def _op_prepare(self, context: AgentContext) -> Operation[AgentContext]:
+        step = self.resolve_step(context)
+        resolved = AgentContext(
+            agent=context.agent,
+            run=context.run,
+            step=step,
+            tool=self._resolve_tool(context, step),
+            input_digest=context.input_digest,
+        )
+        if self.local_checks:
+            self._checked_agent(resolved.agent)
+            resolved.run.workflow.check_step_call(
+                step,
+                resolved.agent,
+                resolved.tool or "",
+                self.completed_steps(resolved.run),
+                _ALL_APPROVED,
+            )
+        if self.default_audience is not None:
+            yield from self._op_token(resolved, self.default_audience)
+        self._emit("tool_started", resolved)
+        return resolved
+
+    def prepare(self, context: AgentContext) -> AgentContext:
+        """Before a tool runs: resolve its step, run the local checks, and (with a
+        ``default_audience``) mint its token, so a refusal blocks the tool up front.
+        Returns the context with ``step`` and ``tool`` filled in."""
+        return self._send_sync(self._op_prepare(context))
+
+    async def aprepare(self, context: AgentContext) -> AgentContext:
+        return await self._send_async(self._op_prepare(context))
+
+    def tool_finished(
+        self, context: AgentContext, error: BaseException | str | None = None
+    ) -> None:
+        """Record the end of a tool call (success, or failure with its error)."""
+        detail = {} if error is None else {"error": str(error)[:500]}
+        self._emit("tool_failed" if error is not None else "tool_finished", context, detail)
+
+    def subscribe(self, callback: Callable[[ShimEvent], None]) -> None:
+        """Observe what the shim does (tool calls, mints, hand-offs, completions)."""
+        self._subscribers.append(callback)
+
+    def _emit(
+        self, kind: str, context: AgentContext, detail: Mapping[str, Any] | None = None
+    ) -> None:
+        event = ShimEvent(
+            kind=kind,
+            agent=context.agent,
+            run_id=context.run.run_id,
+            step=context.step,
+            tool=context.tool,
+            detail=dict(detail or {}),
+        )
+        for callback in list(self._subscribers):
+            callback(event)
+
     def _op_bind(self, request: httpx.Request) -> Operation[Binding]:
         context = self.current()
         if context is None:
@@ -698,7 +771,13 @@ class Shim:
         if scope is not None:
             form["scope"] = scope
         result = self._check((yield self._token_request(form, delegate.key)))
-        return self._remember(self._issued(result, to_agent, run, to_step, the_tool, the_audience))
+        issued = self._issued(result, to_agent, run, to_step, the_tool, the_audience)
+        self._emit(
+            "handoff",
+            AgentContext(to_agent, run, to_step, the_tool),
+            {"from_agent": from_agent, "from_step": step_from, "scope": issued.scope},
+        )
+        return self._remember(issued)
 
     def handoff(
         self,
@@ -784,6 +863,7 @@ class Shim:
         result: dict[str, Any] = self._check((yield request))
         with self._lock:
             self._completed.setdefault(run.run_id, set()).add(the_step)
+        self._emit("step_completed", AgentContext(agent, run, the_step))
         return result
 
     def complete(
@@ -825,4 +905,4 @@ class _AllApproved:
 
 _ALL_APPROVED = _AllApproved()
 
-__all__ = ["AJWTError", "Binding", "IssuedToken", "RegisteredAgent", "Shim"]
+__all__ = ["AJWTError", "Binding", "IssuedToken", "RegisteredAgent", "Shim", "ShimEvent"]
