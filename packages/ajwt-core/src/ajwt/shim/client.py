@@ -575,9 +575,13 @@ class Shim:
         if context.input_digest:
             form["input_digest"] = context.input_digest
         result = self._check((yield self._token_request(form, agent.key)))
-        return self._remember(
-            self._issued(result, context.agent, context.run, step, tool, audience)
+        issued = self._issued(result, context.agent, context.run, step, tool, audience)
+        self._emit(
+            "token_minted",
+            AgentContext(context.agent, context.run, step, tool),
+            {"audience": audience, "scope": issued.scope},
         )
+        return self._remember(issued)
 
     def _issued(
         self, result: Any, agent: str, run: Run, step: str, tool: str, audience: str
