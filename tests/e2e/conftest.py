@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.stack import Stack, start_stack
+from ajwt.demo.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")

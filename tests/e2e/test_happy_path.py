@@ -14,8 +14,8 @@ import httpx
 import jwt
 import pytest
 
+from ajwt.demo.stack import Stack
 from ajwt.shim import Shim
-from tests.e2e.stack import Stack
 
 PR = {"title": "Bump lodash to 4.17.21", "head": "fix/lodash"}
 

@@ -17,6 +17,7 @@ import pytest
 
 from ajwt.checksum import AgentManifest, render_prompt
 from ajwt.demo.agents import reference_manifest
+from ajwt.demo.stack import ADMIN_TOKEN, Stack
 from ajwt.dpop import create_proof
 from ajwt.errors import (
     AJWTError,
@@ -31,7 +32,6 @@ from ajwt.integrity import header_value
 from ajwt.keys import PopKey, SigningKeySet
 from ajwt.shim import IssuedToken, Run, Shim
 from ajwt.tokens import DelegationClaims, encode_delegation_assertion, token_hash
-from tests.e2e.stack import ADMIN_TOKEN, Stack
 
 PR = {"title": "Bump lodash to 4.17.21", "head": "fix/lodash"}
 

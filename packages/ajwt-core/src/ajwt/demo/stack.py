@@ -1,4 +1,15 @@
-"""A real IdP and the reference resource server on 127.0.0.1, for end-to-end tests."""
+"""An embedded A-JWT deployment on 127.0.0.1: a real IdP and the reference API.
+
+Used by the tests, every adapter's example and the demo: each starts its own servers
+(uvicorn in background threads), registers the reference workflow, and gets shims for
+fresh clients with the four reference agents registered.
+
+    stack = start_stack(Path(tmp) / "idp.db")
+    shim = stack.shim()
+    run = stack.start_run(shim)
+    ...
+    stack.close()
+"""
 
 from __future__ import annotations
 
@@ -16,7 +27,7 @@ from ajwt.server import BackgroundServer
 from ajwt.shim import Run, Shim
 from ajwt.workflow import reference_workflow
 
-ADMIN_TOKEN = "test-admin-" + secrets.token_hex(8)
+ADMIN_TOKEN = "admin-" + secrets.token_hex(16)
 REFERENCE_SCOPES = ["repo:read", "repo:write", "advisories:read"]
 
 
