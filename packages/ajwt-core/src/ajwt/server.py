@@ -48,7 +48,9 @@ class BackgroundServer:
             log_level=log_level,
             lifespan="on",
             access_log=False,
-            h11_max_incomplete_event_size=64 * 1024,
+            # Let oversized headers reach the app, which refuses them with an OAuth
+            # error body (431) instead of the HTTP parser's bare 400.
+            h11_max_incomplete_event_size=1024 * 1024,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

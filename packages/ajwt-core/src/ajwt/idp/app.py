@@ -79,22 +79,28 @@ def error_response(exc: AJWTError) -> JSONResponse:
     )
 
 
-class BodyLimit:
-    """Pure ASGI: refuse request bodies over ``max_bytes`` with 413 before reading them."""
+class RequestLimits:
+    """Pure ASGI: refuse oversized headers (431) and bodies (413) with an OAuth error body,
+    before any of it is parsed."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int = 32 * 1024) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        header_bytes = sum(len(k) + len(v) for k, v in scope["headers"])
+        if header_bytes > self.max_header_bytes:
+            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request headers too large")
+            await _send_error(send, too_big, 431)
+            return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _send_error(
-                send, InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large"), 413
-            )
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
+            await _send_error(send, too_big, 413)
             return
         received = 0
 
@@ -103,16 +109,15 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > self.max_body_bytes:
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await _send_error(
-                send, InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large"), 413
-            )
+            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
+            await _send_error(send, too_big, 413)
 
 
 class _TooLarge(Exception):
@@ -400,7 +405,7 @@ def create_app(settings: IdPSettings, *, replay_cache: ReplayCache | None = None
             Reason.UNSUPPORTED_GRANT_TYPE, f"grant_type {grant!r} is not supported"
         )
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
     return app
 
 

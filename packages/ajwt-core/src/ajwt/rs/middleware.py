@@ -60,6 +60,8 @@ class RouteTable:
 
 async def send_refusal(send: Send, exc: AJWTError, nonce: str | None = None) -> None:
     status = 401 if isinstance(exc, UseDPoPNonce) else exc.status_code
+    if exc.reason == Reason.REQUEST_TOO_LARGE:
+        status = 413
     headers = [
         (b"content-type", b"application/json"),
         (b"cache-control", b"no-store"),
@@ -108,8 +110,10 @@ class AJWTMiddleware:
         default: RoutePolicy | None = _REQUIRE_TOKEN,
         base_url: str | None = None,
         max_body_bytes: int = 1 << 20,
+        max_header_bytes: int = 32 * 1024,
     ) -> None:
         self.app = app
+        self.max_header_bytes = max_header_bytes
         self.verifier = verifier
         self.policy_for: PolicyResolver = (
             routes if callable(routes) else RouteTable(list(routes), default)
@@ -127,6 +131,8 @@ class AJWTMiddleware:
             return
         nonce = self.verifier.nonces.issue() if self.verifier.nonces else None
         try:
+            if sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_header_bytes:
+                raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request headers are too large")
             body = await self._read_body(scope, receive)
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
             verified = await self.verifier.verify(
