@@ -4,7 +4,6 @@ body, never a 500, a stack trace or a secret."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -57,10 +56,10 @@ VALID_AS_IS = {("/admin/clients", "missing fields")}
 
 
 @pytest.fixture(scope="module")
-def client_auth(stack: Stack) -> Iterator[dict[str, str]]:
+def client_auth(stack: Stack) -> dict[str, str]:
     client = stack.new_client()
     raw = f"{client['client_id']}:{client['client_secret']}".encode()
-    yield {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
 def assert_oauth_error(response: httpx.Response, secrets_: list[str]) -> None:

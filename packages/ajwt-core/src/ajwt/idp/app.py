@@ -83,7 +83,9 @@ class RequestLimits:
     """Pure ASGI: refuse oversized headers (431) and bodies (413) with an OAuth error body,
     before any of it is parsed."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int = 32 * 1024) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int = 32 * 1024
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
