@@ -1,0 +1,185 @@
+"""PostgreSQL storage and Redis replay/revocation stores, against the real servers.
+
+Locally these skip when a server is absent; CI (AJWT_REQUIRE_SERVICES=1) fails instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from ajwt.demo.api import create_api
+from ajwt.demo.stack import Stack, start_stack
+from ajwt.dpop import create_proof
+from ajwt.errors import Reason
+from ajwt.rs import JWKSCache, RedisReplayStore, RedisRevocationChecker, Verifier
+from ajwt.server import BackgroundServer
+from tests.services import POSTGRES, POSTGRES_URL, REDIS, REDIS_URL, require
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this module, dropped afterwards."""
+    require("PostgreSQL", POSTGRES)
+    import asyncpg
+
+    name = "ajwt_test_" + secrets.token_hex(4)
+    parts = urlsplit(POSTGRES_URL.replace("+asyncpg", ""))
+    admin_dsn = urlunsplit(parts._replace(path="/postgres"))
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+    asyncio.run(run(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def pg_stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_stack(tmp_path_factory.mktemp("pg") / "unused.db", db_url=postgres_url)
+    yield stack
+    stack.close()
+
+
+@pytest.mark.postgres
+def test_workflow_runs_on_postgresql(pg_stack: Stack) -> None:
+    shim = pg_stack.shim()
+    run = pg_stack.start_run(shim)
+    with httpx.Client(base_url=pg_stack.rs_url, auth=shim.auth()) as http, shim.run(run):
+        with shim.acting("supervisor", tool="list_repos"):
+            assert http.get("/repos").status_code == 200
+        shim.complete("supervisor")
+        shim.handoff("supervisor", "planner", "plan")
+        with shim.acting("planner", tool="read_file"):
+            response = http.get("/repos/acme/storefront/files/package.json")
+        assert response.json()["caller"]["chain"] == ["supervisor", "planner"]
+    report = pg_stack.admin.verify_ledger(run.run_id)
+    assert report["ok"]
+    # run started, token, step completed, delegation, the planner's token
+    assert report["entries"] == 5
+
+
+@pytest.mark.postgres
+def test_concurrent_mints_keep_one_ledger_chain_on_postgresql(pg_stack: Stack) -> None:
+    shim = pg_stack.shim()
+    run = pg_stack.start_run(shim)
+
+    async def mint(i: int) -> None:
+        with shim.run(run):
+            async with shim.aacting("supervisor", tool="list_repos") as context:
+                await shim.atoken(context, f"https://api-{i}.example")
+
+    async def main() -> None:
+        await asyncio.gather(*(mint(i) for i in range(12)))
+
+    asyncio.run(main())
+    ledger = pg_stack.admin.ledger(run.run_id)["entries"]
+    assert [e["seq"] for e in ledger] == list(range(13))
+    assert pg_stack.admin.verify_ledger(run.run_id)["ok"]
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require("Redis", REDIS)
+    return REDIS_URL
+
+
+def _second_rs(stack: Stack, verifier: Verifier) -> BackgroundServer:
+    """Another worker of the reference API: same audience and public URL as the stack's."""
+    server = BackgroundServer()
+    server.start(create_api(verifier, base_url=stack.rs_url).asgi)
+    return server
+
+
+def _own_rs(stack: Stack, **stores: object) -> BackgroundServer:
+    """A resource server of its own (its own URL is its audience)."""
+    server = BackgroundServer()
+    verifier = Verifier(
+        issuer=stack.idp_url,
+        audience=server.url,
+        keys=JWKSCache(stack.idp_url + "/.well-known/jwks.json"),
+        **stores,  # type: ignore[arg-type]
+    )
+    server.start(create_api(verifier).asgi)
+    return server
+
+
+@pytest.mark.redis
+def test_replay_is_caught_across_resource_servers_sharing_redis(
+    stack: Stack, redis_url: str
+) -> None:
+    def verifier() -> Verifier:
+        return Verifier(
+            issuer=stack.idp_url,
+            audience=stack.rs_url,
+            keys=JWKSCache(stack.idp_url + "/.well-known/jwks.json"),
+            replay=RedisReplayStore.from_url(redis_url),
+        )
+
+    # Two workers of the same API (same audience and public URL) sharing one Redis.
+    first, second = _second_rs(stack, verifier()), _second_rs(stack, verifier())
+    try:
+        shim = stack.shim()
+        run = stack.start_run(shim)
+        with shim.acting("supervisor", tool="list_repos", run=run) as context:
+            token = shim.token(context, stack.rs_url).token
+        proof = create_proof(
+            shim.agent("supervisor").key, "GET", stack.rs_url + "/repos", token=token, body=b""
+        )
+        headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+        with httpx.Client() as http:
+            assert http.get(first.url + "/repos", headers=headers).status_code == 200
+            replayed = http.get(second.url + "/repos", headers=headers)
+        assert replayed.status_code == 401
+        assert replayed.json()["ajwt_reason"] == Reason.REPLAYED.value
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.redis
+def test_revocation_published_in_redis_is_honoured(stack: Stack, redis_url: str) -> None:
+    import redis
+
+    server = _own_rs(stack, revocation=RedisRevocationChecker.from_url(redis_url))
+    try:
+        shim = stack.shim()
+        run = stack.start_run(shim)
+        with (
+            httpx.Client(base_url=server.url, auth=shim.auth()) as http,
+            shim.acting("supervisor", tool="list_repos", run=run),
+        ):
+            assert http.get("/repos").status_code == 200
+            redis.Redis.from_url(redis_url).set(f"ajwt:revoked:run:{run.run_id}", b"1", ex=60)
+            refused = http.get("/repos")
+        assert refused.status_code == 401
+        assert refused.json()["ajwt_reason"] == Reason.RUN_REVOKED.value
+    finally:
+        server.close()
+
+
+@pytest.mark.redis
+def test_redis_down_fails_closed_with_503(stack: Stack) -> None:
+    server = _own_rs(stack, replay=RedisReplayStore.from_url("redis://127.0.0.1:1/0"))
+    try:
+        shim = stack.shim()
+        run = stack.start_run(shim)
+        with (
+            httpx.Client(base_url=server.url, auth=shim.auth()) as http,
+            shim.acting("supervisor", tool="list_repos", run=run),
+        ):
+            response = http.get("/repos")
+        assert response.status_code == 503
+        assert response.json()["error"] == "temporarily_unavailable"
+    finally:
+        server.close()
