@@ -114,6 +114,7 @@ class Reason(StrEnum):
     NO_AGENT_CONTEXT = "no_agent_context"
     SERVICE_UNAVAILABLE = "service_unavailable"
     NOT_FOUND = "not_found"
+    LOCAL_USERS_DISABLED = "local_users_disabled"
 
 
 class AJWTError(Exception):

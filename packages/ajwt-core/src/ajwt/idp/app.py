@@ -58,7 +58,7 @@ from ajwt.idp.service import (
 )
 from ajwt.idp.settings import IdPSettings
 from ajwt.integrity import shim_checksum
-from ajwt.keys import KeyResolver
+from ajwt.keys import UPSTREAM_ALGORITHMS, KeyResolver
 from ajwt.ledger import export_json
 from ajwt.replay import InMemoryReplayCache, ReplayCache
 from ajwt.tokens import CLIENT_ASSERTION_TYPE_URI
@@ -137,7 +137,9 @@ def create_app(settings: IdPSettings, *, replay_cache: ReplayCache | None = None
     db = Database(settings.db_url)
     keys = settings.signing_keys or load_signing_keys(settings.key_file)
     upstream = (
-        KeyResolver.from_jwks(settings.upstream_jwks or {}) if settings.upstream_jwks else None
+        KeyResolver.from_jwks(settings.upstream_jwks, UPSTREAM_ALGORITHMS)
+        if settings.upstream_jwks
+        else None
     )
     idp = IdP(settings, db, keys, upstream_keys=upstream)
     proofs = replay_cache or InMemoryReplayCache()
@@ -478,8 +480,6 @@ def _mint_params(form: dict[str, str]) -> MintParams:
 
 async def _fetch_jwks(url: str) -> KeyResolver:
     import httpx
-
-    from ajwt.keys import UPSTREAM_ALGORITHMS
 
     async with httpx.AsyncClient(timeout=5) as client:
         response = await client.get(url)

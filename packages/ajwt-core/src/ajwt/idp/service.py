@@ -402,7 +402,9 @@ class IdP:
     def issue_user_token(self, subject: str, lifetime: int) -> str:
         """A local user access token (embedded mode: no upstream IdP needed)."""
         if not self.settings.local_users:
-            raise UnauthorizedClient(Reason.MALFORMED_REQUEST, "local users are disabled")
+            raise AccessDenied(
+                Reason.LOCAL_USERS_DISABLED, "this IdP takes user tokens from its upstream issuer"
+            )
         return encode_user_token(
             subject,
             self.keys.active,
