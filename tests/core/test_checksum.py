@@ -321,7 +321,18 @@ def test_accepts_nesting_up_to_the_limit_counting_arrays() -> None:
 
 
 @pytest.mark.parametrize(
-    "agent_id", ["", " patcher", "patcher ", "patch er", "patch\ter", "patch\x00er", "x" * 129]
+    "agent_id",
+    [
+        "",
+        " patcher",
+        "patcher ",
+        "patch er",
+        "patch\ter",
+        "patch\x00er",
+        "x" * 129,
+        "pätcher",
+        "a/b",
+    ],
 )
 def test_refuses_malformed_agent_id(agent_id: str) -> None:
     refused(Reason.INVALID_MANIFEST, lambda: compute_checksum(manifest_with(agent_id=agent_id)))

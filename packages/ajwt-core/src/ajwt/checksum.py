@@ -87,6 +87,7 @@ __all__ = [
 MANIFEST_VERSION: Final = 1
 #: Longest agent id (the IdP stores agent ids in 128-character columns).
 MAX_AGENT_ID_LENGTH: Final = 128
+_AGENT_ID = re.compile(r"[A-Za-z0-9._:@-]+")
 #: Longest tool name (as for workflow steps, DESIGN §6.3).
 MAX_TOOL_NAME_LENGTH: Final = 128
 #: Most objects/arrays nested in one another in ``config`` and in tool ``parameters``
@@ -578,10 +579,10 @@ class AgentManifest(BaseModel):
             raise ValueError("the agent id is empty")
         if len(agent_id) > MAX_AGENT_ID_LENGTH:
             raise ValueError(f"the agent id is longer than {MAX_AGENT_ID_LENGTH} characters")
-        if any(c.isspace() for c in agent_id) or not agent_id.isprintable():
+        if not _AGENT_ID.fullmatch(agent_id):
+            # The same alphabet as workflow agent ids and the IdP's identifiers.
             raise ValueError(
-                f"the agent id {_quote(agent_id)!r} must not contain whitespace or "
-                "control characters"
+                f"the agent id {_quote(agent_id)!r} may contain only letters, digits and . _ : @ -"
             )
         return agent_id
 
