@@ -47,6 +47,7 @@ class EntryKind(StrEnum):
     TOKEN_MINTED = "token_minted"
     DELEGATION = "delegation"
     STEP_COMPLETED = "step_completed"
+    STEP_APPROVED = "step_approved"
     MINT_REFUSED = "mint_refused"
     REVOKED = "revoked"
 
@@ -142,14 +143,32 @@ def chain_entry(
     (1, True)
     """
     if prev is None:
-        seq, prev_hash = 0, GENESIS_HASH
-    else:
-        if prev.run_id != run_id:
-            raise LedgerError(
-                Reason.LEDGER_BROKEN,
-                f"cannot chain an entry of run {run_id!r} onto the ledger of run {prev.run_id!r}",
-            )
-        seq, prev_hash = prev.seq + 1, prev.entry_hash
+        return chain_after(-1, GENESIS_HASH, run_id, kind, at, data)
+    if prev.run_id != run_id:
+        raise LedgerError(
+            Reason.LEDGER_BROKEN,
+            f"cannot chain an entry of run {run_id!r} onto the ledger of run {prev.run_id!r}",
+        )
+    return chain_after(prev.seq, prev.entry_hash, run_id, kind, at, data)
+
+
+def chain_after(
+    head_seq: int,
+    head_hash: str,
+    run_id: str,
+    kind: EntryKind | str,
+    at: int,
+    data: Mapping[str, Any],
+) -> LedgerEntry:
+    """The entry after a ledger head known only by its ``seq`` and hash (``-1`` and
+    :data:`GENESIS_HASH` for an empty ledger): what a store that keeps the head
+    beside the run appends without reading the last entry back.
+
+    >>> first = chain_after(-1, GENESIS_HASH, "run-1", EntryKind.RUN_STARTED, 1000, {})
+    >>> first == chain_entry(None, "run-1", EntryKind.RUN_STARTED, 1000, {})
+    True
+    """
+    seq, prev_hash = head_seq + 1, head_hash
     canonical_data = json.loads(jcs(dict(data)))
     try:
         fields = LedgerEntry.model_validate(

@@ -1,6 +1,9 @@
-"""IdP storage: SQLAlchemy 2 (async) tables and the transaction discipline.
+"""IdP storage: SQLAlchemy 2 tables and the transaction discipline.
 
-SQLite (a file, WAL mode) by default, PostgreSQL by URL. Every write that issues a token
+SQLite (a file, WAL mode) by default, PostgreSQL (asyncpg, async) by URL. SQLite calls
+take tens of microseconds, so the embedded default runs them inline on the event loop
+through SQLAlchemy's sync engine: aiosqlite's thread hand-off per call cost more than
+the queries (26 hops, ~15 ms of a mint on a busy 2-core machine). Every write that issues a token
 or appends to a run ledger happens inside one transaction together with that ledger
 entry, so a crash never leaves a token without its entry. Appends to one run's ledger
 are serialised: a row lock on the run (PostgreSQL ``SELECT … FOR UPDATE``) or the single
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -23,16 +26,18 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
+    create_engine,
     event,
     select,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
-    AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ajwt.errors import NotFound, Reason
 
@@ -95,6 +100,9 @@ class RunRow(Base):
     state: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[int] = mapped_column(BigInteger)
     closed_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The ledger head, kept with the (locked) run so an append needs no extra read.
+    head_seq: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(80))
 
 
 class LedgerRow(Base):
@@ -110,6 +118,8 @@ class LedgerRow(Base):
 
 
 class DelegationRow(Base):
+    """Delegation assertions consumed (single use by ``jti``); the chain is in the ledger."""
+
     __tablename__ = "delegations"
 
     jti: Mapped[str] = mapped_column(String(256), primary_key=True)
@@ -125,15 +135,6 @@ class DelegationRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
-class ApprovalRow(Base):
-    __tablename__ = "approvals"
-
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), primary_key=True)
-    step: Mapped[str] = mapped_column(String(128), primary_key=True)
-    approved_by: Mapped[str] = mapped_column(String(512))
-    at: Mapped[int] = mapped_column(BigInteger)
-
-
 class UsedAssertionRow(Base):
     """Client-assertion ``jti`` values seen (RFC 7523 §3 item 7: single use)."""
 
@@ -144,50 +145,111 @@ class UsedAssertionRow(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
+T = TypeVar("T")
+
+
+class DbSession(Protocol):
+    """What the IdP service uses of a session (an ``AsyncSession`` has all of it)."""
+
+    def add(self, instance: object) -> None: ...
+
+    async def execute(self, statement: Any, params: Any = None) -> Any: ...
+
+    async def get(self, entity: type[T], ident: Any) -> T | None: ...
+
+    async def flush(self) -> None: ...
+
+
+class _InlineSession:
+    """The async face of a sync SQLAlchemy session whose calls run inline (SQLite)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, instance: object) -> None:
+        self._session.add(instance)
+
+    async def execute(self, statement: Any, params: Any = None) -> Any:
+        return self._session.execute(statement, params)
+
+    async def get(self, entity: type[T], ident: Any) -> T | None:
+        return self._session.get(entity, ident)
+
+    async def flush(self) -> None:
+        self._session.flush()
+
+
 class Database:
-    """The engine, a session factory, and ``transaction()``: one unit of work each."""
+    """The engine and ``transaction()`` / ``read()``: one unit of work each."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        options: dict[str, Any] = {}
-        if not self.is_sqlite:
-            options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(url, **options)
+        self._engine: AsyncEngine | None = None
+        self._sync_engine: Engine | None = None
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+            sync_url = url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+            self._sync_engine = create_engine(sync_url)
+            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+        else:
+            self._engine = create_async_engine(
+                url, pool_size=10, max_overflow=10, pool_pre_ping=True
+            )
+            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         # SQLite has one writer; serialising writers here avoids "database is locked".
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
+        if self._sync_engine is not None:
+            Base.metadata.create_all(self._sync_engine)
+            return
+        assert self._engine is not None
+        async with self._engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self) -> AsyncIterator[DbSession]:
         """A session in one transaction: committed on success, rolled back on error."""
-        lock = self._write_lock or contextlib.nullcontext()
-        async with lock, self._sessions() as session, session.begin():
-            yield session
+        if self._sync_engine is not None:
+            assert self._write_lock is not None
+            async with self._write_lock:
+                with Session(self._sync_engine, expire_on_commit=False) as sync, sync.begin():
+                    yield _InlineSession(sync)
+            return
+        async with self._sessions() as session, session.begin():
+            yield cast(DbSession, session)
 
     @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
+    async def read(self) -> AsyncIterator[DbSession]:
+        if self._sync_engine is not None:
+            with Session(self._sync_engine, expire_on_commit=False) as sync:
+                yield _InlineSession(sync)
+            return
         async with self._sessions() as session:
-            yield session
+            yield cast(DbSession, session)
 
-    async def lock_run(self, session: AsyncSession, run_id: str) -> RunRow:
+    async def lock_run(self, session: DbSession, run_id: str) -> RunRow:
         """Load a run for update: appends to its ledger are serialised per run."""
-        stmt = select(RunRow).where(RunRow.run_id == run_id)
-        if not self.is_sqlite:
-            stmt = stmt.with_for_update()
-        run = (await session.execute(stmt)).scalar_one_or_none()
+        stmt = _RUN if self.is_sqlite else _RUN_FOR_UPDATE
+        run = (await session.execute(stmt, {"run_id": run_id})).scalar_one_or_none()
         if run is None:
             raise NotFound(Reason.RUN_NOT_FOUND, "no such run")
-        return run
+        return cast(RunRow, run)
+
+
+# populate_existing: a row already in the session is refreshed under the lock.
+_RUN = (
+    select(RunRow)
+    .where(RunRow.run_id == bindparam("run_id"))
+    .execution_options(populate_existing=True)
+)
+_RUN_FOR_UPDATE = _RUN.with_for_update()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

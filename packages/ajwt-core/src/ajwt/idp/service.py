@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ajwt.checksum import compute_checksum
 from ajwt.dpop import VerifiedProof
@@ -36,9 +35,9 @@ from ajwt.errors import (
 )
 from ajwt.idp.db import (
     AgentRow,
-    ApprovalRow,
     ClientRow,
     Database,
+    DbSession,
     DelegationRow,
     LedgerRow,
     RunRow,
@@ -56,7 +55,14 @@ from ajwt.idp.models import (
 )
 from ajwt.idp.settings import IdPSettings
 from ajwt.keys import UPSTREAM_ALGORITHMS, KeyResolver, SigningKeySet, load_public_jwk
-from ajwt.ledger import EntryKind, LedgerEntry, LedgerReport, chain_entry, verify_chain
+from ajwt.ledger import (
+    GENESIS_HASH,
+    EntryKind,
+    LedgerEntry,
+    LedgerReport,
+    chain_after,
+    verify_chain,
+)
 from ajwt.tokens import (
     AgentClaim,
     Confirmation,
@@ -139,6 +145,25 @@ class _Delegated:
     chain: list[str]
     scope: str
     assertion_hash: str
+
+
+@dataclass(frozen=True)
+class _RunFacts:
+    """What the mint checks need from a run's ledger, read in one query."""
+
+    completed: set[str]
+    approved: set[str]
+    delegations: list[dict[str, Any]]
+
+    def delegation_to(self, agent: str, step: str) -> _Delegated | None:
+        for data in reversed(self.delegations):
+            if data.get("to") == agent and data.get("to_step") == step:
+                return _Delegated(
+                    chain=list(data["chain"]),
+                    scope=str(data["scope"]),
+                    assertion_hash=str(data["assertion"]),
+                )
+        return None
 
 
 class IdP:
@@ -296,6 +321,10 @@ class IdP:
         return {"workflow_id": workflow.id, "version": workflow.version, "hash": row.hash}
 
     async def workflow(self, workflow_id: str, version: int | None = None) -> Workflow:
+        """A registered workflow version (the latest without ``version``); immutable,
+        so a version once read is served from memory."""
+        if version is not None and (workflow_id, version) in self._workflows:
+            return self._workflows[(workflow_id, version)]
         async with self.db.read() as session:
             stmt = select(WorkflowRow).where(WorkflowRow.workflow_id == workflow_id)
             if version is not None:
@@ -387,7 +416,7 @@ class IdP:
             await session.flush()
             return _registered(row)
 
-    async def _next_version(self, session: AsyncSession, client_id: str, agent_id: str) -> int:
+    async def _next_version(self, session: DbSession, client_id: str, agent_id: str) -> int:
         current = (
             await session.execute(
                 select(func.max(AgentRow.version)).where(
@@ -461,13 +490,15 @@ class IdP:
             intent=body.intent,
             state="open",
             created_at=now,
+            head_seq=-1,
+            head_hash=GENESIS_HASH,
         )
         async with self.db.transaction() as session:
             session.add(run)
             await session.flush()
             entry = await self._append(
                 session,
-                run.run_id,
+                run,
                 EntryKind.RUN_STARTED,
                 {
                     "intent_id": run.intent_id,
@@ -519,13 +550,15 @@ class IdP:
         # Only runs of the authenticated client are written to: an outsider cannot
         # fill someone else's ledger with refusals.
         async with self.db.transaction() as session:
-            run = await session.get(RunRow, run_id)
-            if run is None or run.client_id != client.client_id:
+            try:
+                run = await self.db.lock_run(session, run_id)
+            except NotFound:
                 return
-            await self.db.lock_run(session, run_id)
+            if run.client_id != client.client_id:
+                return
             await self._append(
                 session,
-                run_id,
+                run,
                 EntryKind.MINT_REFUSED,
                 {
                     "agent": p.agent_id,
@@ -542,7 +575,7 @@ class IdP:
         client: ClientRow,
         proof: VerifiedProof,
         p: MintParams,
-        delegation: Callable[[AsyncSession, RunRow, Workflow, str], Any] | None = None,
+        delegation: Callable[[DbSession, RunRow, Workflow, str], Any] | None = None,
     ) -> TokenResponse:
         now = self.now()
         async with self.db.transaction() as session:
@@ -552,18 +585,19 @@ class IdP:
             # 5. run open, not revoked.
             run = await self._open_run(session, client, p.run_id)
             workflow = await self.workflow(run.workflow_id, run.workflow_version)
-            completed = await self._completed_steps(session, run.run_id)
-            approvals = await self._approvals(session, run.run_id)
-            step = p.step or workflow.step_for(p.agent_id, p.tool, completed)
+            facts = await self._facts(session, run.run_id)
+            step = p.step or workflow.step_for(p.agent_id, p.tool, facts.completed)
             # The hand-off (token exchange) is checked here, after the run and before
             # the step checks, and fixes the chain and the delegated scope bound.
             delegated: _Delegated | None
             if delegation is not None:
                 delegated = await delegation(session, run, workflow, step)
             else:
-                delegated = await self._current_delegation(session, run.run_id, step, p.agent_id)
+                delegated = facts.delegation_to(p.agent_id, step)
             # 6.–9. step exists, caller is its agent, tool allowed, deps, approval.
-            step_def = workflow.check_step_call(step, p.agent_id, p.tool, completed, approvals)
+            step_def = workflow.check_step_call(
+                step, p.agent_id, p.tool, facts.completed, facts.approved
+            )
             # 10. scope narrowing: step ∩ client grant ∩ delegator (T9).
             bounds: list[Any] = [step_def.scopes, parse_scope(client.scopes)]
             if delegated is not None:
@@ -580,7 +614,7 @@ class IdP:
             exp = now + self.settings.token_lifetime
             entry = await self._append(
                 session,
-                run.run_id,
+                run,
                 EntryKind.TOKEN_MINTED,
                 {
                     "jti": jti,
@@ -637,23 +671,16 @@ class IdP:
 
     async def _registration(
         self,
-        session: AsyncSession,
+        session: DbSession,
         client: ClientRow,
         p: MintParams,
         proof: VerifiedProof,
         now: int,
     ) -> AgentRow:
-        rows = (
-            (
-                await session.execute(
-                    select(AgentRow)
-                    .where(AgentRow.client_id == client.client_id, AgentRow.agent_id == p.agent_id)
-                    .order_by(AgentRow.version.desc())
-                )
-            )
-            .scalars()
-            .all()
+        result = await session.execute(
+            _REGISTRATIONS, {"client_id": client.client_id, "agent_id": p.agent_id}
         )
+        rows: list[AgentRow] = list(result.scalars())
         if not rows:
             raise InvalidGrant(
                 Reason.AGENT_NOT_REGISTERED, f"agent {p.agent_id!r} is not registered"
@@ -680,11 +707,13 @@ class IdP:
             )
         return keyed[0]
 
-    async def _open_run(self, session: AsyncSession, client: ClientRow, run_id: str) -> RunRow:
-        run = await session.get(RunRow, run_id)
+    async def _open_run(self, session: DbSession, client: ClientRow, run_id: str) -> RunRow:
+        try:
+            run = await self.db.lock_run(session, run_id)
+        except NotFound:
+            run = None
         if run is None or run.client_id != client.client_id:
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
-        run = await self.db.lock_run(session, run_id)
         if run.state == "revoked":
             raise InvalidGrant(Reason.RUN_REVOKED, "the run has been revoked")
         if run.state == "intent_revoked":
@@ -693,36 +722,19 @@ class IdP:
             raise InvalidGrant(Reason.RUN_CLOSED, "the run is closed")
         return run
 
-    async def _completed_steps(self, session: AsyncSession, run_id: str) -> set[str]:
-        rows = await session.execute(
-            select(LedgerRow.data).where(
-                LedgerRow.run_id == run_id, LedgerRow.kind == EntryKind.STEP_COMPLETED.value
-            )
-        )
-        return {str(data["step"]) for data in rows.scalars()}
-
-    async def _approvals(self, session: AsyncSession, run_id: str) -> set[str]:
-        rows = await session.execute(select(ApprovalRow.step).where(ApprovalRow.run_id == run_id))
-        return set(rows.scalars())
-
-    async def _current_delegation(
-        self, session: AsyncSession, run_id: str, step: str, agent_id: str
-    ) -> _Delegated | None:
-        row = (
-            await session.execute(
-                select(DelegationRow)
-                .where(
-                    DelegationRow.run_id == run_id,
-                    DelegationRow.to_step == step,
-                    DelegationRow.to_agent == agent_id,
-                )
-                .order_by(DelegationRow.seq.desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-        if row is None:
-            return None
-        return _Delegated(chain=list(row.chain), scope=row.scope, assertion_hash=row.assertion_hash)
+    async def _facts(self, session: DbSession, run_id: str) -> _RunFacts:
+        rows = await session.execute(_RUN_FACTS, {"run_id": run_id})
+        completed: set[str] = set()
+        approved: set[str] = set()
+        delegations: list[dict[str, Any]] = []
+        for kind, data in rows:
+            if kind == EntryKind.STEP_COMPLETED:
+                completed.add(str(data["step"]))
+            elif kind == EntryKind.STEP_APPROVED:
+                approved.add(str(data["step"]))
+            else:
+                delegations.append(data)
+        return _RunFacts(completed=completed, approved=approved, delegations=delegations)
 
     # ------------------------------------------------------------------ exchange
 
@@ -745,7 +757,7 @@ class IdP:
             )
 
         async def delegation(
-            session: AsyncSession, run: RunRow, workflow: Workflow, step: str
+            session: DbSession, run: RunRow, workflow: Workflow, step: str
         ) -> _Delegated:
             return await self._check_delegation(session, run, workflow, step, parent, p)
 
@@ -753,7 +765,7 @@ class IdP:
 
     async def _check_delegation(
         self,
-        session: AsyncSession,
+        session: DbSession,
         run: RunRow,
         workflow: Workflow,
         step: str,
@@ -795,7 +807,7 @@ class IdP:
         assertion_hash = token_hash(p.actor_token)
         entry = await self._append(
             session,
-            run.run_id,
+            run,
             EntryKind.DELEGATION,
             {
                 "from": parent.agent.id,
@@ -853,12 +865,11 @@ class IdP:
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
         async with self.db.transaction() as session:
             run = await self._open_run(session, client, run_id)
-            completed = await self._completed_steps(session, run.run_id)
-            if step in completed:
+            if step in (await self._facts(session, run.run_id)).completed:
                 return {"run_id": run_id, "step": step, "already_completed": True}
             entry = await self._append(
                 session,
-                run_id,
+                run,
                 EntryKind.STEP_COMPLETED,
                 {"step": step, "agent": claims.agent.id, "jti": claims.jti},
                 self.now(),
@@ -866,13 +877,18 @@ class IdP:
         return {"run_id": run_id, "step": step, "ledger_head": entry.entry_hash}
 
     async def approve(self, run_id: str, step: str, approved_by: str) -> dict[str, Any]:
+        """Grant the approval a step requires; recorded in the run's ledger."""
         async with self.db.transaction() as session:
             run = await self.db.lock_run(session, run_id)
             workflow = await self.workflow(run.workflow_id, run.workflow_version)
             workflow.step(step)
-            if await session.get(ApprovalRow, (run_id, step)) is None:
-                session.add(
-                    ApprovalRow(run_id=run_id, step=step, approved_by=approved_by, at=self.now())
+            if step not in (await self._facts(session, run_id)).approved:
+                await self._append(
+                    session,
+                    run,
+                    EntryKind.STEP_APPROVED,
+                    {"step": step, "approved_by": approved_by},
+                    self.now(),
                 )
         return {"run_id": run_id, "step": step, "approved_by": approved_by}
 
@@ -898,7 +914,7 @@ class IdP:
                     run.state = "revoked" if kind == "run" else "intent_revoked"
                     run.closed_at = now
                     await self._append(
-                        session, run.run_id, EntryKind.REVOKED, {"kind": kind, "id": ident}, now
+                        session, run, EntryKind.REVOKED, {"kind": kind, "id": ident}, now
                     )
                 return {"revoked": True}
             if kind == "agent":
@@ -932,8 +948,8 @@ class IdP:
                 registration_active = bool(
                     agent and agent.revoked_at is None and agent.client_id == run.client_id
                 )
-            completed = await self._completed_steps(session, run_id)
-            head = await self._head(session, run_id)
+            completed = (await self._facts(session, run_id)).completed
+            head = run.head_hash
         client_active = client is not None and client.revoked_at is None
         return RunStatus(
             run_id=run.run_id,
@@ -963,25 +979,11 @@ class IdP:
     async def verify_ledger(self, run_id: str, client: ClientRow | None) -> LedgerReport:
         return verify_chain(await self.ledger(run_id, client), run_id=run_id)
 
-    async def _head(self, session: AsyncSession, run_id: str) -> str:
-        last = await self._last_entry(session, run_id)
-        return last.entry_hash if last else "sha256:" + "0" * 64
-
-    async def _last_entry(self, session: AsyncSession, run_id: str) -> LedgerEntry | None:
-        row = (
-            await session.execute(
-                select(LedgerRow)
-                .where(LedgerRow.run_id == run_id)
-                .order_by(LedgerRow.seq.desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-        return _entry(row) if row else None
-
     async def _append(
-        self, session: AsyncSession, run_id: str, kind: EntryKind, data: dict[str, Any], at: int
+        self, session: DbSession, run: RunRow, kind: EntryKind, data: dict[str, Any], at: int
     ) -> LedgerEntry:
-        entry = chain_entry(await self._last_entry(session, run_id), run_id, kind, at, data)
+        """Append to the run's ledger; ``run`` must be locked (or new) in this session."""
+        entry = chain_after(run.head_seq, run.head_hash, run.run_id, kind, at, data)
         session.add(
             LedgerRow(
                 run_id=entry.run_id,
@@ -993,8 +995,30 @@ class IdP:
                 entry_hash=entry.entry_hash,
             )
         )
-        await session.flush()
+        run.head_seq, run.head_hash = entry.seq, entry.entry_hash
         return entry
+
+
+# Statements of the mint path, built once (SQLAlchemy then reuses their compiled form).
+_REGISTRATIONS = (
+    select(AgentRow)
+    .where(AgentRow.client_id == bindparam("client_id"), AgentRow.agent_id == bindparam("agent_id"))
+    .order_by(AgentRow.version.desc())
+)
+_RUN_FACTS = (
+    select(LedgerRow.kind, LedgerRow.data)
+    .where(
+        LedgerRow.run_id == bindparam("run_id"),
+        LedgerRow.kind.in_(
+            [
+                EntryKind.STEP_COMPLETED.value,
+                EntryKind.STEP_APPROVED.value,
+                EntryKind.DELEGATION.value,
+            ]
+        ),
+    )
+    .order_by(LedgerRow.seq)
+)
 
 
 def _entry(row: LedgerRow) -> LedgerEntry:
