@@ -89,10 +89,12 @@ def create_proof(
     nonce: str | None = None,
     *,
     now: float | None = None,
+    jti: str | None = None,
 ) -> str:
-    """Sign a DPoP proof for one request with the agent's PoP key."""
+    """Sign a DPoP proof for one request with the agent's PoP key (a fresh random ``jti``
+    unless one is given, as the interoperability vectors do)."""
     claims: dict[str, Any] = {
-        "jti": secrets.token_urlsafe(16),
+        "jti": jti or secrets.token_urlsafe(16),
         "htm": method.upper(),
         "htu": normalise_htu(url),
         "iat": int(time.time() if now is None else now),
