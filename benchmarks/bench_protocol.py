@@ -64,9 +64,10 @@ def bench_mint(count: int) -> list[Measurement]:
             run = stack.start_run(shim)
             basic = base64.b64encode(f"bench-app:{secret}".encode()).decode()
             form = {"grant_type": "client_credentials", "resource": AUDIENCE}
-            with httpx.Client(timeout=10) as http, shim.acting(
-                "supervisor", tool="list_repos", run=run
-            ) as context:
+            with (
+                httpx.Client(timeout=10) as http,
+                shim.acting("supervisor", tool="list_repos", run=run) as context,
+            ):
 
                 def ajwt_mint() -> None:
                     shim._tokens.clear()  # force a real mint every time
