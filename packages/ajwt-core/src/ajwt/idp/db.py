@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from sqlalchemy import (
@@ -124,12 +124,6 @@ class DelegationRow(Base):
 
     jti: Mapped[str] = mapped_column(String(256), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
-    from_agent: Mapped[str] = mapped_column(String(128))
-    to_agent: Mapped[str] = mapped_column(String(128))
-    from_step: Mapped[str] = mapped_column(String(128))
-    to_step: Mapped[str] = mapped_column(String(128))
-    chain: Mapped[list[Any]] = mapped_column(JSON)
-    scope: Mapped[str] = mapped_column(Text)
     assertion_hash: Mapped[str] = mapped_column(String(80))
     seq: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(BigInteger)
@@ -200,12 +194,20 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     async def create_schema(self) -> None:
+        """Bring the schema to the newest migration (Alembic; see ``ajwt.idp.migrate``)."""
+        from ajwt.idp.migrate import upgrade
+
+        await upgrade(self)
+
+    async def run_with_connection(self, work: Callable[[Any], None]) -> None:
+        """Run ``work(connection)`` in one transaction on a sync-style connection."""
         if self._sync_engine is not None:
-            Base.metadata.create_all(self._sync_engine)
+            with self._sync_engine.begin() as connection:
+                work(connection)
             return
         assert self._engine is not None
-        async with self._engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+        async with self._engine.begin() as connection:
+            await connection.run_sync(work)
 
     async def dispose(self) -> None:
         if self._sync_engine is not None:

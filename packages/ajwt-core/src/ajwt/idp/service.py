@@ -825,12 +825,6 @@ class IdP:
             DelegationRow(
                 jti=f"{delegator.jkt}:{assertion.jti}",
                 run_id=run.run_id,
-                from_agent=parent.agent.id,
-                to_agent=p.mint.agent_id,
-                from_step=assertion.from_step,
-                to_step=assertion.to_step,
-                chain=chain,
-                scope=assertion.scope,
                 assertion_hash=assertion_hash,
                 seq=entry.seq,
                 created_at=self.now(),
