@@ -183,3 +183,44 @@ def test_redis_down_fails_closed_with_503(stack: Stack) -> None:
         assert response.json()["error"] == "temporarily_unavailable"
     finally:
         server.close()
+
+
+@pytest.mark.redis
+def test_idp_publishes_revocations_to_redis_for_resource_servers(
+    redis_url: str, tmp_path: Path
+) -> None:
+    from ajwt.idp import IdPSettings, create_app
+    from ajwt.idp.admin import AdminClient
+
+    admin_token = "adm-" + secrets.token_hex(8)
+    idp = BackgroundServer()
+    settings = IdPSettings(
+        issuer=idp.url,
+        db_url=f"sqlite:///{tmp_path}/idp.db",
+        admin_token=admin_token,
+        redis_url=redis_url,
+    )
+    idp.start(create_app(settings))
+    try:
+        admin = AdminClient(idp.url, admin_token)
+        from ajwt.workflow import reference_workflow
+
+        admin.register_workflow(reference_workflow().canonical())
+        stack = Stack(idp_url=idp.url, rs_url="", admin=admin, api=None, idp_app=None)  # type: ignore[arg-type]
+        server = _own_rs(stack, revocation=RedisRevocationChecker.from_url(redis_url))
+        try:
+            shim = stack.shim()
+            run = stack.start_run(shim)
+            with (
+                httpx.Client(base_url=server.url, auth=shim.auth()) as http,
+                shim.acting("supervisor", tool="list_repos", run=run),
+            ):
+                assert http.get("/repos").status_code == 200
+                admin.revoke("run", run.run_id)
+                refused = http.get("/repos")
+            assert refused.json()["ajwt_reason"] == Reason.RUN_REVOKED.value
+        finally:
+            server.close()
+            admin.close()
+    finally:
+        idp.close()

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ajwt.dpop import VerifiedProof, verify_proof
+from ajwt.dpop import DEFAULT_FUTURE_LEEWAY, DEFAULT_MAX_AGE, VerifiedProof, verify_proof
 from ajwt.errors import (
     AJWTError,
     InvalidClient,
@@ -60,7 +60,12 @@ from ajwt.idp.settings import IdPSettings
 from ajwt.integrity import shim_checksum
 from ajwt.keys import UPSTREAM_ALGORITHMS, KeyResolver
 from ajwt.ledger import export_json
-from ajwt.replay import InMemoryReplayCache, ReplayCache
+from ajwt.rs.stores import (
+    AsyncReplayStore,
+    MemoryReplayStore,
+    RedisReplayStore,
+    RedisRevocationPublisher,
+)
 from ajwt.tokens import CLIENT_ASSERTION_TYPE_URI
 
 log = logging.getLogger("ajwt.idp")
@@ -132,7 +137,7 @@ async def _send_error(send: Send, exc: AJWTError, status: int) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
-def create_app(settings: IdPSettings, *, replay_cache: ReplayCache | None = None) -> FastAPI:
+def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None) -> FastAPI:
     """Build the IdP application. Schema and keys are prepared on startup."""
     db = Database(settings.db_url)
     keys = settings.signing_keys or load_signing_keys(settings.key_file)
@@ -142,7 +147,12 @@ def create_app(settings: IdPSettings, *, replay_cache: ReplayCache | None = None
         else None
     )
     idp = IdP(settings, db, keys, upstream_keys=upstream)
-    proofs = replay_cache or InMemoryReplayCache()
+    # One replay store for every proof the IdP accepts; shared (Redis) across workers.
+    proofs: AsyncReplayStore = replay or (
+        RedisReplayStore.from_url(settings.redis_url) if settings.redis_url else MemoryReplayStore()
+    )
+    if settings.redis_url:
+        idp.revocations = RedisRevocationPublisher.from_url(settings.redis_url)
     accepted_shims = sorted({*settings.accepted_shim_checksums, shim_checksum()})
 
     @contextlib.asynccontextmanager
@@ -214,23 +224,25 @@ def create_app(settings: IdPSettings, *, replay_cache: ReplayCache | None = None
             Reason.CLIENT_AUTHENTICATION_FAILED, "client authentication is required"
         )
 
-    def endpoint_url(request: Request, path: str) -> str:
-        return settings.issuer + path
+    async def checked_proof(
+        proof: str, path: str, *, body: bytes | None = None, token: str | None = None
+    ) -> VerifiedProof:
+        """A DPoP proof for ``POST <issuer><path>``, not seen before (RFC 9449 §11.1)."""
+        verified = verify_proof(
+            proof, method="POST", url=settings.issuer + path, token=token, body=body
+        )
+        ttl = DEFAULT_MAX_AGE + DEFAULT_FUTURE_LEEWAY
+        if not await proofs.first_use(f"{verified.jkt}:{verified.jti}", ttl):
+            raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
+        return verified
 
-    def proof_from(
-        request: Request, path: str, *, body: bytes | None, token: str | None = None
+    async def header_proof(
+        request: Request, path: str, *, body: bytes, token: str | None = None
     ) -> VerifiedProof:
         values = request.headers.getlist("dpop")
         if len(values) != 1:
             raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
-        return verify_proof(
-            values[0],
-            method=request.method,
-            url=endpoint_url(request, path),
-            token=token,
-            body=body,
-            replay_cache=proofs,
-        )
+        return await checked_proof(values[0], path, body=body, token=token)
 
     # ---------------------------------------------------------------- discovery
 
@@ -294,21 +306,14 @@ def create_app(settings: IdPSettings, *, replay_cache: ReplayCache | None = None
     @app.post("/agents", status_code=201)
     async def register_agent(request: Request, body: AgentRegistration) -> AgentRegistered:
         client = await client_from_headers(request)
-        proof = verify_proof(
-            body.proof, method="POST", url=endpoint_url(request, "/agents"), replay_cache=proofs
-        )
+        proof = await checked_proof(body.proof, "/agents")
         return (await idp.register_agents(client, [(body.manifest, proof, body.expires_in)]))[0]
 
     @app.post("/agents/batch", status_code=201)
     async def register_batch(request: Request, body: AgentBatch) -> list[AgentRegistered]:
         client = await client_from_headers(request)
-        url = endpoint_url(request, "/agents/batch")
         items = [
-            (
-                item.manifest,
-                verify_proof(item.proof, method="POST", url=url, replay_cache=proofs),
-                item.expires_in,
-            )
+            (item.manifest, await checked_proof(item.proof, "/agents/batch"), item.expires_in)
             for item in body.agents
         ]
         return await idp.register_agents(client, items)
@@ -316,12 +321,7 @@ def create_app(settings: IdPSettings, *, replay_cache: ReplayCache | None = None
     @app.post("/agents/{registration_id}/rotate", status_code=201)
     async def rotate(request: Request, registration_id: str, body: KeyRotation) -> AgentRegistered:
         client = await client_from_headers(request)
-        proof = verify_proof(
-            body.proof,
-            method="POST",
-            url=endpoint_url(request, f"/agents/{registration_id}/rotate"),
-            replay_cache=proofs,
-        )
+        proof = await checked_proof(body.proof, f"/agents/{registration_id}/rotate")
         return await idp.rotate_agent_key(
             client, registration_id, proof, body.expires_in, body.retire_previous
         )
@@ -346,7 +346,8 @@ def create_app(settings: IdPSettings, *, replay_cache: ReplayCache | None = None
         if scheme.lower() != "dpop" or not token:
             raise InvalidToken(Reason.MISSING_TOKEN, "the step's intent token is required")
         body = await request.body()
-        proof = proof_from(request, f"/runs/{run_id}/steps/{step}/complete", body=body, token=token)
+        path = f"/runs/{run_id}/steps/{step}/complete"
+        proof = await header_proof(request, path, body=body, token=token)
         return await idp.complete_step(client, token, proof, run_id, step)
 
     @app.get("/runs/{run_id}/status")
@@ -386,7 +387,7 @@ def create_app(settings: IdPSettings, *, replay_cache: ReplayCache | None = None
         credential = _token_credential(request, form)
         client = await idp.authenticate(credential)
         grant = form.get("grant_type")
-        proof = proof_from(request, "/token", body=body)
+        proof = await header_proof(request, "/token", body=body)
         if grant == AGENT_CHECKSUM_GRANT:
             return await idp.mint(client, proof, _mint_params(form))
         if grant == TOKEN_EXCHANGE_GRANT:

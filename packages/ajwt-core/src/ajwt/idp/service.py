@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from sqlalchemy import bindparam, func, select
@@ -96,6 +96,10 @@ def _hash_secret(secret: str) -> str:
     # Client secrets are 256-bit random values issued here, so a fast hash is enough
     # (there is nothing to brute-force); compared in constant time.
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+class RevocationPublisher(Protocol):
+    async def publish(self, kind: str, ident: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,8 @@ class IdP:
         self.clock = clock
         self.upstream_keys = upstream_keys or KeyResolver()
         self._workflows: dict[tuple[str, int], Workflow] = {}
+        #: Where revocations are announced to resource servers (Redis), if anywhere.
+        self.revocations: RevocationPublisher | None = None
 
     def now(self) -> int:
         return int(self.clock())
@@ -893,7 +899,15 @@ class IdP:
 
         ``client`` is None for the administrator; a client may revoke only its own
         runs, intents and registrations. Unknown ids answer as success (RFC 7009 §2.2).
+        Committed first, then announced (Redis), so a resource server never learns of a
+        revocation the IdP could still lose.
         """
+        result = await self._revoke(kind, ident, client)
+        if result["revoked"] and self.revocations is not None:
+            await self.revocations.publish("agent" if kind == "agent" else kind, ident)
+        return result
+
+    async def _revoke(self, kind: str, ident: str, client: ClientRow | None) -> dict[str, Any]:
         now = self.now()
         async with self.db.transaction() as session:
             if kind in ("run", "intent"):

@@ -35,6 +35,9 @@ class IdPSettings:
     upstream_jwks: dict[str, Any] | None = None
     upstream_jwks_url: str | None = None
     accepted_shim_checksums: list[str] = field(default_factory=list)
+    #: Redis for many workers: the proof replay cache, and revocations published to
+    #: resource servers (``ajwt:revoked:<kind>:<id>``).
+    redis_url: str | None = None
     max_body_bytes: int = 1 << 20
     extra: dict[str, Any] = field(default_factory=dict)
 

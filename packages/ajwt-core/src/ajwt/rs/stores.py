@@ -166,3 +166,25 @@ class RedisRevocationChecker:
         for reason, value in zip(keys, found, strict=True):
             if value is not None:
                 raise InvalidToken(reason, f"revoked ({reason.value.removesuffix('_revoked')})")
+
+
+class RedisRevocationPublisher:
+    """The IdP side of :class:`RedisRevocationChecker`: sets ``ajwt:revoked:<kind>:<id>``.
+
+    Keys expire after ``ttl`` seconds, by which time every token of the revoked run,
+    agent or client has expired too (intent tokens live at most 300 s).
+    """
+
+    def __init__(self, redis: Any, ttl: int = 3600) -> None:
+        self._redis = redis
+        self._ttl = ttl
+
+    @classmethod
+    def from_url(cls, url: str, ttl: int = 3600) -> RedisRevocationPublisher:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        return cls(client, ttl)
+
+    async def publish(self, kind: str, ident: str) -> None:
+        await self._redis.set(f"{REDIS_PREFIX}revoked:{kind}:{ident}", b"1", ex=self._ttl)
