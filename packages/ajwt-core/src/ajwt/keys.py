@@ -28,7 +28,7 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, NoReturn, TypeAlias
@@ -322,20 +322,33 @@ class SigningKey(_PrivateKeyHolder):
 
 
 class SigningKeySet:
-    """The IdP's signing keys: the newest signs; every key still published verifies.
+    """The IdP's signing keys: the newest *active* key signs; every key published verifies.
 
-    Rotation adds a key and keeps the old ones in the JWKS until ``retire`` drops them
-    (the IdP does that once the last token they signed has expired, DESIGN §4).
+    Rotation adds a key that is published at once but may become active only later
+    (``activate_at``), so resource servers can learn it before any token uses it; old
+    keys stay published until ``retire`` drops them (once the last token they signed
+    has expired, DESIGN §4).
 
     >>> keys = SigningKeySet.generate()
     >>> old = keys.active.kid
     >>> _ = keys.rotate()
     >>> [k["kid"] == old for k in keys.jwks()["keys"]]
     [True, False]
+    >>> pending = keys.rotate(activate_at=2**40)   # published now, signs from then on
+    >>> keys.active.kid != pending.kid and pending.kid in keys.verification_keys().kids()
+    True
     """
 
-    def __init__(self, keys: Iterable[SigningKey]) -> None:
-        self._keys = list(keys)
+    def __init__(
+        self,
+        keys: Iterable[SigningKey | tuple[SigningKey, int]],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys: list[tuple[SigningKey, int]] = [
+            k if isinstance(k, tuple) else (k, 0) for k in keys
+        ]
+        self._clock = clock
         if not self._keys:
             raise InvalidRequest(Reason.INVALID_KEY, "a signing key set needs at least one key")
 
@@ -345,40 +358,51 @@ class SigningKeySet:
 
     @property
     def active(self) -> SigningKey:
-        return self._keys[-1]
+        """The newest key whose activation time has come (else the oldest key)."""
+        now = self._clock()
+        live = [key for key, not_before in self._keys if not_before <= now]
+        return live[-1] if live else self._keys[0][0]
 
     @property
     def keys(self) -> tuple[SigningKey, ...]:
-        return tuple(self._keys)
+        return tuple(key for key, _ in self._keys)
 
-    def rotate(self, alg: Alg | None = None) -> SigningKey:
-        """Add a new active key; older keys stay published for verification."""
+    def rotate(self, alg: Alg | None = None, *, activate_at: int = 0) -> SigningKey:
+        """Add a new key, published now and signing from ``activate_at`` (default: now)."""
         key = SigningKey.generate(alg or self.active.alg)
-        self._keys.append(key)
+        self._keys.append((key, activate_at))
         return key
 
     def retire(self, kid: str) -> None:
         """Stop publishing a key (never the active one)."""
         if kid == self.active.kid:
             raise InvalidRequest(Reason.INVALID_KEY, "the active signing key cannot be retired")
-        self._keys = [k for k in self._keys if k.kid != kid]
+        self._keys = [(k, n) for k, n in self._keys if k.kid != kid]
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public JWKS document (RFC 7517 §5) for ``/.well-known/jwks.json``."""
-        return {"keys": [k.public_jwk for k in self._keys]}
+        return {"keys": [k.public_jwk for k, _ in self._keys]}
 
     def verification_keys(self) -> KeyResolver:
-        return KeyResolver(k.verification_key() for k in self._keys)
+        return KeyResolver(k.verification_key() for k, _ in self._keys)
 
     def to_json(self) -> str:
         """Serialise for the IdP's key file (private: the IdP writes it 0600)."""
-        return json.dumps({"keys": [k.to_pem().decode("ascii") for k in self._keys]})
+        return json.dumps(
+            {"keys": [{"pem": k.to_pem().decode("ascii"), "not_before": n} for k, n in self._keys]}
+        )
 
     @classmethod
     def from_json(cls, text: str) -> SigningKeySet:
         try:
-            pems = json.loads(text)["keys"]
-            return cls(SigningKey.from_pem(p.encode("ascii")) for p in pems)
+            entries = json.loads(text)["keys"]
+            keys: list[tuple[SigningKey, int]] = []
+            for entry in entries:
+                if isinstance(entry, str):  # the first file format: PEM strings only
+                    entry = {"pem": entry, "not_before": 0}
+                not_before = int(entry.get("not_before", 0))
+                keys.append((SigningKey.from_pem(entry["pem"].encode("ascii")), not_before))
+            return cls(keys)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise InvalidRequest(Reason.INVALID_KEY, "the signing key file is malformed") from None
 

@@ -30,7 +30,7 @@ from ajwt.errors import (
     UnsupportedGrantType,
 )
 from ajwt.idp.db import ClientRow, Database
-from ajwt.idp.keystore import load_signing_keys
+from ajwt.idp.keystore import ReloadingKeys
 from ajwt.idp.models import (
     AgentBatch,
     AgentRegistered,
@@ -58,7 +58,7 @@ from ajwt.idp.service import (
 )
 from ajwt.idp.settings import IdPSettings
 from ajwt.integrity import shim_checksum
-from ajwt.keys import UPSTREAM_ALGORITHMS, KeyResolver
+from ajwt.keys import UPSTREAM_ALGORITHMS, KeyResolver, SigningKeySet
 from ajwt.ledger import export_json
 from ajwt.rs.stores import (
     AsyncReplayStore,
@@ -140,7 +140,9 @@ async def _send_error(send: Send, exc: AJWTError, status: int) -> None:
 def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None) -> FastAPI:
     """Build the IdP application. Schema and keys are prepared on startup."""
     db = Database(settings.db_url)
-    keys = settings.signing_keys or load_signing_keys(settings.key_file)
+    keys: SigningKeySet | ReloadingKeys = settings.signing_keys or (
+        ReloadingKeys(settings.key_file) if settings.key_file else SigningKeySet.generate()
+    )
     upstream = (
         KeyResolver.from_jwks(settings.upstream_jwks, UPSTREAM_ALGORITHMS)
         if settings.upstream_jwks

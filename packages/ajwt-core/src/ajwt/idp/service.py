@@ -177,14 +177,14 @@ class IdP:
         self,
         settings: IdPSettings,
         db: Database,
-        keys: SigningKeySet,
+        keys: SigningKeySet | Callable[[], SigningKeySet],
         *,
         clock: Callable[[], float] = time.time,
         upstream_keys: KeyResolver | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
-        self.keys = keys
+        self._keys = keys
         self.clock = clock
         self.upstream_keys = upstream_keys or KeyResolver()
         self._workflows: dict[tuple[str, int], Workflow] = {}
@@ -193,6 +193,11 @@ class IdP:
 
     def now(self) -> int:
         return int(self.clock())
+
+    @property
+    def keys(self) -> SigningKeySet:
+        """The signing keys (re-read from the key file when it changes)."""
+        return self._keys if isinstance(self._keys, SigningKeySet) else self._keys()
 
     # ------------------------------------------------------------------ clients
 

@@ -1,8 +1,9 @@
 """The IdP's signing keys as the resource server sees them: fetched, cached, refreshed.
 
 Refreshed when a token names an unknown ``kid`` (key rotation), at most once per
-``min_refresh`` seconds so unknown-kid floods cannot hammer the IdP; a failed refresh
-keeps the keys already known.
+``min_refresh`` seconds so unknown-kid floods cannot hammer the IdP, and in any case
+once the keys are ``max_age`` seconds old, so a key the IdP pre-publishes before using it
+is known before its first token arrives. A failed refresh keeps the keys already known.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ class JWKSCache:
         jwks_url: str,
         *,
         min_refresh: float = 30.0,
+        max_age: float = 300.0,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.jwks_url = jwks_url
         self._min_refresh = min_refresh
+        self._max_age = max_age
+        self._fetched_at: float | None = None
         self._client = client
         self._clock = clock
         self._keys = KeyResolver()
@@ -39,6 +43,11 @@ class JWKSCache:
     @property
     def keys(self) -> KeyResolver:
         return self._keys
+
+    async def ensure_fresh(self) -> None:
+        """Refresh if the keys were never fetched or are older than ``max_age``."""
+        if self._fetched_at is None or self._clock() - self._fetched_at >= self._max_age:
+            await self.refresh()
 
     async def refresh(self, *, force: bool = False) -> bool:
         """Fetch the JWKS unless one was fetched recently; True if keys changed."""
@@ -68,4 +77,5 @@ class JWKSCache:
                 return False
             changed = fresh.kids() != self._keys.kids()
             self._keys = fresh
+            self._fetched_at = self._clock()
             return changed

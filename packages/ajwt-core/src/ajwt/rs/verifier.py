@@ -96,6 +96,8 @@ class Verifier:
             if cached.exp > now - self._leeway:
                 return cached
             del self._cache[token]
+        if isinstance(self._keys, JWKSCache):
+            await self._keys.ensure_fresh()
         try:
             claims = self._decode_with(token, now)
         except InvalidToken as exc:
