@@ -1,0 +1,101 @@
+"""The ``ajwt`` command (extra ``cli``: Typer + Rich).
+
+One module per command group: :mod:`ajwt.cli.idp` (serve, rotate-key),
+:mod:`ajwt.cli.checksum`, :mod:`ajwt.cli.inspect`, :mod:`ajwt.cli.audit`. Each imports
+what it needs inside its command, so ``ajwt --help`` loads neither FastAPI,
+SQLAlchemy, uvicorn nor httpx.
+
+Exit status: 0 on success; 1 for a refusal or failure, reported as one line on stderr
+(``error: <description> (<reason>)``), never a traceback; 2 for a usage error.
+
+Another module adds a command to :data:`app` the same way the ones below are added,
+for example ``ajwt demo``::
+
+    from ajwt.demo.cli import demo   # a module that imports its heavy parts lazily
+    app.command("demo")(demo)
+
+>>> from typer.testing import CliRunner
+>>> CliRunner().invoke(app, ["checksum", "/no/such/manifest.json"]).exit_code
+1
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+try:
+    import typer
+    from typer.core import TyperGroup
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise SystemExit(
+        f"the ajwt command needs the 'cli' extra (missing module {exc.name!r}); "
+        "install it with: pip install 'ajwt-core[cli]'"
+    ) from None
+
+from ajwt import __version__
+from ajwt.cli import audit, checksum, idp, inspect
+from ajwt.cli._output import IO_ERROR, CliError, print_error
+from ajwt.errors import AJWTError
+
+__all__ = ["app", "main"]
+
+
+class _OneLineErrors(TyperGroup):
+    """Turns every expected failure of any subcommand into one line and exit status 1."""
+
+    # ``ctx`` is Click's context (vendored by recent Typer versions, imported from Click
+    # by older ones): typed Any so that this override fits both.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AJWTError as exc:
+            print_error(exc.description, exc.reason.value)
+        except CliError as exc:
+            print_error(exc.description, exc.reason)
+        except OSError as exc:
+            where = f" {exc.filename!r}" if exc.filename else ""
+            print_error(f"{exc.strerror or type(exc).__name__}{where}", IO_ERROR)
+        raise typer.Exit(1)
+
+
+app = typer.Typer(
+    name="ajwt",
+    cls=_OneLineErrors,
+    help="A-JWT: per-agent identity, intent and delegation tokens for LLM agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Click's plain help: it reflows docstrings, and loads in half the time of Rich's.
+    rich_markup_mode=None,
+    # A traceback (let alone one with local variables) could show a secret.
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ajwt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """A-JWT: per-agent identity, intent and delegation tokens for LLM agents."""
+
+
+app.add_typer(idp.app, name="idp")
+app.add_typer(audit.app, name="audit")
+app.command("checksum")(checksum.checksum)
+app.command("inspect")(inspect.inspect)
+
+
+def main() -> None:
+    """The ``ajwt`` console script."""
+    app(prog_name="ajwt")

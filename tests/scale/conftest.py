@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ajwt.demo.stack import Stack, start_stack
+from tests.services import require_heavy
+
+
+@pytest.fixture(autouse=True)
+def _heavy() -> None:
+    require_heavy()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("idp") / "idp.db")
+    yield running
+    running.close()
