@@ -10,10 +10,10 @@ import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -69,6 +69,11 @@ from ajwt.rs.stores import (
 from ajwt.tokens import CLIENT_ASSERTION_TYPE_URI
 
 log = logging.getLogger("ajwt.idp")
+
+# Path and query parameters are bounded like the columns they are looked up in.
+Id = Annotated[str, Path(min_length=1, max_length=128)]
+OptionalId = Annotated[str | None, Query(max_length=128)]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 MAX_FORM_FIELDS = 32
 
 
@@ -294,7 +299,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         return {"access_token": token, "token_type": "Bearer", "expires_in": body.lifetime}
 
     @app.post("/admin/runs/{run_id}/steps/{step}/approve")
-    async def approve(request: Request, run_id: str, step: str, body: Approval) -> dict[str, Any]:
+    async def approve(request: Request, run_id: Id, step: Id, body: Approval) -> dict[str, Any]:
         require_admin(request)
         return await idp.approve(run_id, step, body.approved_by)
 
@@ -321,7 +326,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         return await idp.register_agents(client, items)
 
     @app.post("/agents/{registration_id}/rotate", status_code=201)
-    async def rotate(request: Request, registration_id: str, body: KeyRotation) -> AgentRegistered:
+    async def rotate(request: Request, registration_id: Id, body: KeyRotation) -> AgentRegistered:
         client = await client_from_headers(request)
         proof = await checked_proof(body.proof, f"/agents/{registration_id}/rotate")
         return await idp.rotate_agent_key(
@@ -329,7 +334,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         )
 
     @app.get("/workflows/{workflow_id}/{version}")
-    async def get_workflow(request: Request, workflow_id: str, version: int) -> dict[str, Any]:
+    async def get_workflow(request: Request, workflow_id: Id, version: Version) -> dict[str, Any]:
         await client_from_headers(request)
         workflow = await idp.workflow(workflow_id, version)
         return {"workflow": workflow.canonical(), "hash": workflow.workflow_hash}
@@ -342,7 +347,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         return await idp.start_run(client, body)
 
     @app.post("/runs/{run_id}/steps/{step}/complete")
-    async def complete(request: Request, run_id: str, step: str) -> dict[str, Any]:
+    async def complete(request: Request, run_id: Id, step: Id) -> dict[str, Any]:
         client = await client_from_headers(request)
         scheme, _, token = request.headers.get("x-ajwt-token", "").partition(" ")
         if scheme.lower() != "dpop" or not token:
@@ -353,17 +358,17 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         return await idp.complete_step(client, token, proof, run_id, step)
 
     @app.get("/runs/{run_id}/status")
-    async def status(run_id: str, registration_id: str | None = None) -> RunStatus:
+    async def status(run_id: Id, registration_id: OptionalId = None) -> RunStatus:
         return await idp.status(run_id, registration_id)
 
     @app.get("/runs/{run_id}/ledger")
-    async def ledger(request: Request, run_id: str) -> JSONResponse:
+    async def ledger(request: Request, run_id: Id) -> JSONResponse:
         client = await _client_or_admin(request)
         entries = await idp.ledger(run_id, client)
         return JSONResponse(content=__import__("json").loads(export_json(entries)))
 
     @app.get("/runs/{run_id}/ledger/verify")
-    async def verify_ledger(request: Request, run_id: str) -> dict[str, Any]:
+    async def verify_ledger(request: Request, run_id: Id) -> dict[str, Any]:
         client = await _client_or_admin(request)
         report = await idp.verify_ledger(run_id, client)
         return report.model_dump() if hasattr(report, "model_dump") else dict(report.__dict__)
