@@ -2,7 +2,7 @@
 
 from ajwt.shim.auth import AgentAuth
 from ajwt.shim.client import Binding, IssuedToken, RegisteredAgent, Shim, ShimEvent
-from ajwt.shim.context import AgentContext, ContextResolver, Run
+from ajwt.shim.context import AgentContext, ContextResolver, Run, current_run
 
 __all__ = [
     "AgentAuth",
@@ -14,4 +14,5 @@ __all__ = [
     "Run",
     "Shim",
     "ShimEvent",
+    "current_run",
 ]

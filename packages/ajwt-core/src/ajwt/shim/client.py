@@ -426,7 +426,8 @@ class Shim:
             reset_run(token)
 
     def completed_steps(self, run: Run) -> frozenset[str]:
-        return frozenset(self._completed.get(run.run_id, ()))
+        with self._lock:
+            return frozenset(self._completed.get(run.run_id, ()))
 
     # ----------------------------------------------------------------- context
 
@@ -557,6 +558,10 @@ class Shim:
         tool = self._resolve_tool(context, step)
         cached = self._cached((context.agent, context.run.run_id, step, tool, audience))
         if cached is not None:
+            # A live agent may have changed since its token was minted (T4): reuse the
+            # token only while the agent still has its registered checksum.
+            if self.local_checks and callable(self.agent(context.agent).source):
+                self._checked_agent(context.agent)
             return cached
         if self.local_checks:
             context.run.workflow.check_step_call(
@@ -605,25 +610,31 @@ class Shim:
         return await self._send_async(self._op_token(context, audience))
 
     def _op_prepare(self, context: AgentContext) -> Operation[AgentContext]:
-        step = self.resolve_step(context)
-        resolved = AgentContext(
-            agent=context.agent,
-            run=context.run,
-            step=step,
-            tool=self._resolve_tool(context, step),
-            input_digest=context.input_digest,
-        )
-        if self.local_checks:
-            self._checked_agent(resolved.agent)
-            resolved.run.workflow.check_step_call(
-                step,
-                resolved.agent,
-                resolved.tool or "",
-                self.completed_steps(resolved.run),
-                _ALL_APPROVED,
+        resolved = context
+        try:
+            step = self.resolve_step(context)
+            resolved = AgentContext(
+                agent=context.agent,
+                run=context.run,
+                step=step,
+                tool=self._resolve_tool(context, step),
+                input_digest=context.input_digest,
             )
-        if self.default_audience is not None:
-            yield from self._op_token(resolved, self.default_audience)
+            if self.local_checks:
+                self._checked_agent(resolved.agent)
+                resolved.run.workflow.check_step_call(
+                    step,
+                    resolved.agent,
+                    resolved.tool or "",
+                    self.completed_steps(resolved.run),
+                    _ALL_APPROVED,
+                )
+            if self.default_audience is not None:
+                yield from self._op_token(resolved, self.default_audience)
+        except AJWTError as refusal:
+            detail = {"error": refusal.error, "reason": refusal.reason.value}
+            self._emit("tool_refused", resolved, detail)
+            raise
         self._emit("tool_started", resolved)
         return resolved
 
@@ -688,9 +699,11 @@ class Shim:
 
     def _latest_token(self, agent: str, run: Run, step: str | None) -> IssuedToken | None:
         now = self._clock()
+        with self._lock:  # other threads mint while we look
+            issued = list(self._tokens.values())
         candidates = [
             t
-            for t in self._tokens.values()
+            for t in issued
             if t.agent == agent
             and t.run_id == run.run_id
             and (step is None or t.step == step)
@@ -700,7 +713,12 @@ class Shim:
 
     def _delegator_step(self, agent: str, run: Run) -> str:
         acting = self.current()
-        if acting is not None and acting.agent == agent and acting.run.run_id == run.run_id:
+        if (
+            acting is not None
+            and acting.agent == agent
+            and acting.run.run_id == run.run_id
+            and (acting.step is not None or acting.tool is not None)
+        ):
             return self.resolve_step(acting)
         latest = self._latest_token(agent, run, None)
         if latest is not None:

@@ -1,0 +1,1 @@
+"""Runnable examples: each adapter runs the DESIGN §11 workflow offline."""

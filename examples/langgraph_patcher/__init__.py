@@ -1,0 +1,47 @@
+"""The DESIGN §11 vulnerability patcher as a LangGraph graph, secured with A-JWT.
+
+Run it: ``.venv/bin/python -m examples.langgraph_patcher`` (add ``--async`` for
+``ainvoke``). Reuse it: ``make_patcher(stack)`` gives a shim, the four LangChain
+agents (registered) and the compiled graph; or build the parts yourself with
+``patcher_agents(api)``, ``register_agents(shim, agents)`` and
+``build_graph(shim, agents)``.
+"""
+
+from examples.langgraph_patcher.agents import (
+    AgentSpec,
+    handoff_tool,
+    make_tools,
+    patcher_agents,
+    register_agents,
+)
+from examples.langgraph_patcher.api import PatcherApi
+from examples.langgraph_patcher.graph import PatchState, agent_graph, build_graph
+from examples.langgraph_patcher.main import (
+    Patcher,
+    PatcherResult,
+    main,
+    make_patcher,
+    report,
+    run_patcher,
+)
+from examples.langgraph_patcher.scripted import SCRIPTS, ScriptedChatModel
+
+__all__ = [
+    "SCRIPTS",
+    "AgentSpec",
+    "PatchState",
+    "Patcher",
+    "PatcherApi",
+    "PatcherResult",
+    "ScriptedChatModel",
+    "agent_graph",
+    "build_graph",
+    "handoff_tool",
+    "main",
+    "make_patcher",
+    "make_tools",
+    "patcher_agents",
+    "register_agents",
+    "report",
+    "run_patcher",
+]

@@ -1,0 +1,167 @@
+"""``AJWTTool``: an AutoGen tool whose every call acts as its agent (DESIGN §6.5, §6.8).
+
+It wraps any ``autogen_core.tools.BaseTool`` and keeps its name, description and schema,
+so the model sees the same tool and the agent's checksum does not change. Around each
+``run_json``:
+
+1. *tool is called*: ``shim.aprepare`` resolves the workflow step for (agent, tool),
+   runs the local checks and, with a ``default_audience``, mints the intent token. A
+   refusal raises: AutoGen turns the exception into a tool result with
+   ``is_error=True`` that the model sees, and the shim records a ``tool_failed`` event
+   (the IdP's own refusals are in the run ledger). The tool does not run.
+2. *agent acts*: the shim's acting context is set for the tool's body, so the tool's
+   HTTP calls (``httpx`` with ``shim.auth()``) carry the agent's token and proof.
+   ``FunctionTool`` runs a sync function in a thread without copying the context; this
+   wrapper runs such functions itself, in a thread, with a copy of the context.
+3. ``shim.tool_finished`` reports success or the error.
+
+Tool calls that ``AssistantAgent`` runs concurrently each run in their own task, so
+their contexts stay apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from autogen_agentchat.agents import AssistantAgent
+from autogen_core import CancellationToken
+from autogen_core.tools import BaseTool, ToolSchema
+from pydantic import BaseModel
+
+from ajwt.errors import AJWTError
+from ajwt.shim import Shim
+from ajwt_autogen import _internals
+from ajwt_autogen.binding import AgentBinding
+from ajwt_autogen.steps import track
+
+__all__ = ["AJWTTool", "refusal"]
+
+
+def refusal(error: AJWTError, agent: str, action: str) -> AJWTError:
+    """The same error (class and reason) with a sentence the model can act on."""
+    return type(error)(
+        error.reason,
+        f"A-JWT refused {action} for agent {agent!r}: {error.description} [{error.reason.value}]",
+    )
+
+
+class AJWTTool(BaseTool[BaseModel, BaseModel]):
+    """Wrap ``tool`` so that each call is authorised and made as ``agent``.
+
+    ``agent`` is the ``AssistantAgent`` that owns the tool (its live object is what the
+    shim checksums), its workflow agent id, or an :class:`AgentBinding`. ``agent_id``
+    maps the AutoGen name to the workflow's agent id (default: the name).
+    ``tool_name`` is the tool's name in the workflow (default: the tool's name).
+
+    Example::
+
+        read_file = AJWTTool(FunctionTool(read_file, description="Read one file."),
+                             shim, agent="planner")
+        planner = AssistantAgent("planner", model_client, tools=[read_file])
+
+    (:func:`~ajwt_autogen.secure_agent` does this for every tool of an agent.)
+    """
+
+    def __init__(
+        self,
+        tool: BaseTool[Any, Any],
+        shim: Shim,
+        *,
+        agent: str | AssistantAgent | AgentBinding,
+        agent_id: str | None = None,
+        tool_name: str | None = None,
+    ) -> None:
+        super().__init__(tool.args_type(), tool.return_type(), tool.name, tool.description)
+        self.inner = tool
+        if isinstance(agent, AgentBinding):
+            self.binding = agent
+        elif isinstance(agent, str):
+            self.binding = AgentBinding(shim, agent_id or agent)
+        else:
+            self.binding = AgentBinding(shim, agent_id or agent.name, agent)
+        self.tool_name = tool_name or tool.name
+        self._sync_function = _internals.sync_function(tool)
+        track(self.binding.shim)
+
+    # The model sees exactly the wrapped tool.
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def description(self) -> str:
+        return self.inner.description
+
+    @property
+    def schema(self) -> ToolSchema:
+        return self.inner.schema
+
+    def state_type(self) -> type[BaseModel] | None:
+        return self.inner.state_type()
+
+    def return_value_as_string(self, value: Any) -> str:
+        return self.inner.return_value_as_string(value)
+
+    async def save_state_json(self) -> Mapping[str, Any]:
+        return await self.inner.save_state_json()
+
+    async def load_state_json(self, state: Mapping[str, Any]) -> None:
+        await self.inner.load_state_json(state)
+
+    async def run(self, args: BaseModel, cancellation_token: CancellationToken) -> Any:
+        return await self.run_json(args.model_dump(), cancellation_token)
+
+    async def run_json(
+        self,
+        args: Mapping[str, Any],
+        cancellation_token: CancellationToken,
+        call_id: str | None = None,
+    ) -> Any:
+        binding, shim = self.binding, self.binding.shim
+        with binding.acting():
+            try:
+                context = binding.context(tool=self.tool_name)
+            except AJWTError as error:
+                raise refusal(error, binding.agent_id, f"tool {self.tool_name!r}") from error
+            try:
+                prepared = await shim.aprepare(context)
+            except AJWTError as error:
+                shim.tool_finished(context, error)
+                raise refusal(error, binding.agent_id, f"tool {self.tool_name!r}") from error
+            async with shim.aacting(
+                prepared.agent,
+                step=prepared.step,
+                tool=prepared.tool,
+                run=prepared.run,
+                input_digest=prepared.input_digest,
+            ):
+                try:
+                    result = await self._call(args, cancellation_token, call_id)
+                except BaseException as error:
+                    shim.tool_finished(prepared, error)
+                    raise
+            shim.tool_finished(prepared)
+            return result
+
+    async def _call(
+        self, args: Mapping[str, Any], cancellation_token: CancellationToken, call_id: str | None
+    ) -> Any:
+        function = self._sync_function
+        if function is None:
+            return await self.inner.run_json(args, cancellation_token, call_id=call_id)
+        # FunctionTool would run it in the default executor without the context: the
+        # acting agent would be unknown inside (FRAMEWORKS.md, AutoGen).
+        model = self.inner.args_type().model_validate(args)
+        parameters = inspect.signature(function).parameters
+        kwargs = {name: getattr(model, name) for name in parameters if hasattr(model, name)}
+        if "cancellation_token" in parameters:
+            kwargs["cancellation_token"] = cancellation_token
+        call = functools.partial(contextvars.copy_context().run, function, **kwargs)
+        future = asyncio.get_running_loop().run_in_executor(None, call)
+        cancellation_token.link_future(future)
+        return await future

@@ -1,0 +1,57 @@
+"""The AutoGen 0.7 internals the adapter reads are where it expects them.
+
+If one of these fails after an AutoGen upgrade, ``ajwt_autogen/_internals.py`` is the
+one file to adapt.
+"""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+from autogen_agentchat.agents import AssistantAgent
+from autogen_core.tools import FunctionTool, StaticStreamWorkbench
+
+import ajwt_autogen.manifest
+import examples.autogen_patcher.scripted
+from ajwt_autogen import _internals
+from examples.autogen_patcher.scripted import ScriptedChatCompletionClient
+
+
+def read_file(repo: str, path: str) -> str:
+    return f"{repo}/{path}"
+
+
+async def list_repos() -> str:
+    return ""
+
+
+def test_assistant_agent_internals() -> None:
+    agent = AssistantAgent(
+        "planner",
+        ScriptedChatCompletionClient([]),
+        tools=[read_file],
+        handoffs=["classifier"],
+        system_message="Plan.",
+    )
+    assert _internals.system_message(agent) == "Plan."
+    assert isinstance(_internals.model_client(agent), ScriptedChatCompletionClient)
+    [bench] = _internals.workbenches(agent)
+    assert isinstance(bench, StaticStreamWorkbench)
+    tools, overrides = _internals.static_tools(bench) or ([], {})
+    assert [t.name for t in tools] == ["read_file"] and overrides == {}
+    assert [t["name"] for t in _internals.listed_tools(bench)] == ["read_file"]
+    assert [t.name for t in _internals.handoff_tools(agent)] == ["transfer_to_classifier"]
+    assert _internals.handoffs(agent)["transfer_to_classifier"].target == "classifier"
+
+
+def test_function_tool_internals() -> None:
+    assert _internals.sync_function(FunctionTool(read_file, description="")) is read_file
+    assert _internals.sync_function(FunctionTool(list_repos, description="")) is None
+    assert _internals.tool_function(FunctionTool(list_repos, description="")) is list_repos
+
+
+@pytest.mark.parametrize("module", [ajwt_autogen.manifest, examples.autogen_patcher.scripted])
+def test_docstring_examples(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    assert result.failed == 0 and result.attempted > 0

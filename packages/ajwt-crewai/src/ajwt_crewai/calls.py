@@ -1,0 +1,75 @@
+"""The tool calls in progress, as CrewAI's tool-call hooks announce them.
+
+CrewAI runs its ``before_tool_call`` hooks, then the tool, then its ``after_tool_call``
+hooks, all in the same thread and context (parallel tool calls each run in a thread
+with a copy of the context). The before-hook pushes a :class:`ToolCall` here, naming
+the agent CrewAI is executing; the tool reads it back to know who calls it; the
+after-hook pops it. Calls nest: a coworker's tool calls run inside the delegating
+agent's delegation call.
+
+The hooks give no handle that links a before-call to its after-call except the
+``tool_input`` dict, which CrewAI passes to both: its identity is the key.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from crewai.tools.agent_tools.ask_question_tool import AskQuestionTool
+from crewai.tools.agent_tools.delegate_work_tool import DelegateWorkTool
+from crewai.utilities.string_utils import sanitize_tool_name
+
+if TYPE_CHECKING:
+    from crewai.agents.agent_builder.base_agent import BaseAgent
+
+    from ajwt_crewai.binding import CrewAIBinding, Handoff
+
+__all__ = ["DELEGATION_TOOLS", "ToolCall", "current_call", "pop_call", "push_call"]
+
+#: The names of CrewAI's delegation tools in tool calls (``delegate_work_to_coworker``,
+#: ``ask_question_to_coworker``).
+DELEGATION_TOOLS = frozenset(
+    sanitize_tool_name(str(cls.model_fields["name"].default))
+    for cls in (DelegateWorkTool, AskQuestionTool)
+)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call CrewAI is making: which agent, which tool, and (for a delegation)
+    the hand-off made for it or the reason it was refused."""
+
+    key: int
+    tool_name: str
+    agent: BaseAgent | None
+    crew: Any = None
+    binding: CrewAIBinding | None = None
+    handoff: Handoff | None = None
+    refusal: Exception | None = None
+
+
+_calls: ContextVar[tuple[ToolCall, ...]] = ContextVar("ajwt_crewai_calls", default=())
+
+
+def push_call(call: ToolCall) -> None:
+    _calls.set((*_calls.get(), call))
+
+
+def pop_call(key: int, tool_name: str) -> ToolCall | None:
+    """Remove and return the call pushed for this ``tool_input`` (``None`` if another
+    before-hook blocked the call before ours ran, so nothing was pushed)."""
+    calls = _calls.get()
+    for index in range(len(calls) - 1, -1, -1):
+        call = calls[index]
+        if call.key == key and call.tool_name == tool_name:
+            _calls.set(calls[:index] + calls[index + 1 :])
+            return call
+    return None
+
+
+def current_call() -> ToolCall | None:
+    """The innermost tool call in progress in this context, if any."""
+    calls = _calls.get()
+    return calls[-1] if calls else None

@@ -1,0 +1,192 @@
+"""The CrewAI hooks the adapter installs (global, once per process).
+
+- ``before_tool_call``: announce the call (agent, tool) for the secured tools to read
+  back (:mod:`ajwt_crewai.calls`); for CrewAI's delegation tools, make the signed
+  hand-off and **block** the call (return ``False``) if it is refused.
+- ``after_tool_call``: close the announced call; tell the agent why a delegation was
+  refused; complete the coworker's step after its delegated work.
+- ``post_step`` (end of a crew task): complete the task agent's steps.
+
+CrewAI swallows any exception a hook raises and carries on (fail-open), so these hooks
+never raise: a refusal becomes ``return False``, and the tools themselves refuse what
+reaches them without an agent they can name (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from crewai.agents.agent_builder.base_agent import BaseAgent
+from crewai.hooks import (
+    InterceptionPoint,
+    ToolCallHookContext,
+    register_after_tool_call_hook,
+    register_before_tool_call_hook,
+    register_hook,
+    unregister_after_tool_call_hook,
+    unregister_before_tool_call_hook,
+    unregister_hook,
+)
+from crewai.hooks.contexts import StepContext
+
+from ajwt.errors import AgentContextError, AJWTError, Reason
+from ajwt.shim.context import current_run
+from ajwt_crewai.binding import CrewAIBinding, Handoff, bindings
+from ajwt_crewai.calls import DELEGATION_TOOLS, ToolCall, pop_call, push_call
+
+__all__ = ["DELEGATION_TOOLS", "install_hooks", "uninstall_hooks"]
+
+log = logging.getLogger(__name__)
+
+_installed = False
+_install_lock = threading.Lock()
+
+
+def _role_key(name: str) -> str:
+    # How CrewAI's delegation tools match a coworker's role (BaseAgentTool).
+    return " ".join(name.split()).replace('"', "").casefold()
+
+
+def _coworker_name(tool_input: dict[str, Any]) -> str:
+    name = tool_input.get("coworker") or tool_input.get("co_worker") or ""
+    name = str(name)
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1].split(",")[0]
+    return name
+
+
+def _find_coworker(context: ToolCallHookContext, name: str) -> BaseAgent | None:
+    wanted = _role_key(name)
+    crew = context.crew
+    candidates: list[BaseAgent] = [*(getattr(crew, "agents", None) or [])]
+    for binding in bindings():
+        candidates.extend(binding.registered_agents())
+    return next((a for a in candidates if _role_key(a.role) == wanted), None)
+
+
+def _crewai_agent(agent: object) -> BaseAgent | None:
+    # LiteAgent (a standalone agent outside any crew) is not a BaseAgent: not mapped.
+    return agent if isinstance(agent, BaseAgent) else None
+
+
+def _binding_of(agent: BaseAgent | None) -> CrewAIBinding | None:
+    if agent is None:
+        return None
+    known = [b for b in bindings() if b.agent_id_for(agent) is not None]
+    for binding in known:
+        if any(agent is registered for registered in binding.registered_agents()):
+            return binding
+    return known[0] if known else None
+
+
+def _hand_off(context: ToolCallHookContext) -> tuple[CrewAIBinding | None, Handoff | None]:
+    name = _coworker_name(context.tool_input)
+    coworker = _find_coworker(context, name)
+    delegator = _crewai_agent(context.agent)
+    binding = _binding_of(delegator)
+    if binding is None:
+        if coworker is not None and _binding_of(coworker) is not None:
+            raise AgentContextError(
+                Reason.NO_AGENT_CONTEXT,
+                f"an agent unknown to A-JWT cannot delegate to the A-JWT agent {name!r}",
+            )
+        return None, None  # neither side is an A-JWT agent: not ours to check
+    if coworker is None:
+        raise AgentContextError(Reason.NO_AGENT_CONTEXT, f"no coworker has the role {name!r}")
+    run = current_run()
+    if run is None:
+        raise AgentContextError(
+            Reason.NO_AGENT_CONTEXT, "a delegation outside any run: use shim.run(run)"
+        )
+    assert delegator is not None
+    try:
+        return binding, binding.delegate(delegator, coworker, run)
+    except AJWTError as error:
+        label = binding.agent_id_for(delegator) or delegator.role
+        binding.record_refusal(label, context.tool_name, error)
+        raise
+
+
+def before_tool_call(context: ToolCallHookContext) -> bool | None:
+    """Announce the call; sign the hand-off of a delegation, or block it."""
+    binding: CrewAIBinding | None = None
+    handoff: Handoff | None = None
+    refusal: Exception | None = None
+    if context.tool_name in DELEGATION_TOOLS:
+        try:
+            binding, handoff = _hand_off(context)
+        except Exception as error:  # noqa: BLE001 - a raising hook would let the call through
+            refusal = error
+    push_call(
+        ToolCall(
+            key=id(context.tool_input),
+            tool_name=context.tool_name,
+            agent=_crewai_agent(context.agent),
+            crew=context.crew,
+            binding=binding,
+            handoff=handoff,
+            refusal=refusal,
+        )
+    )
+    return False if refusal is not None else None
+
+
+def _explain(error: Exception) -> str:
+    if isinstance(error, AJWTError):
+        return f"{error.description} (A-JWT: {error.reason.value})"
+    return f"{type(error).__name__}: {error}"
+
+
+def after_tool_call(context: ToolCallHookContext) -> str | None:
+    """Close the call; explain a refused delegation; complete the coworker's step."""
+    call = pop_call(id(context.tool_input), context.tool_name)
+    if call is None:
+        return None
+    if call.refusal is not None:
+        return f"Delegation refused: {_explain(call.refusal)}"
+    if call.handoff is not None and call.binding is not None:
+        try:
+            call.binding.finish_delegation(call.handoff)
+        except Exception:  # hooks must not raise; the next mint fails closed
+            log.exception("A-JWT: completing step %r failed", call.handoff.to_step)
+    return None
+
+
+def after_task(context: StepContext) -> None:
+    """A crew task ended: complete its agent's steps (its tool calls succeeded)."""
+    run = current_run()
+    if context.kind != "task" or not isinstance(context.agent, BaseAgent) or run is None:
+        return None
+    for binding in bindings():
+        try:
+            binding.complete_task(context.agent, run)
+        except Exception:  # hooks must not raise; the next mint fails closed
+            log.exception("A-JWT: completing the steps of %r failed", context.agent.role)
+    return None
+
+
+def install_hooks() -> None:
+    """Install the adapter's CrewAI hooks (idempotent)."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        register_before_tool_call_hook(before_tool_call)
+        register_after_tool_call_hook(after_tool_call)
+        register_hook(InterceptionPoint.POST_STEP, after_task)
+        _installed = True
+
+
+def uninstall_hooks() -> None:
+    """Remove the adapter's CrewAI hooks (for tests).
+
+    Secured tools then refuse every call made outside ``shim.acting``.
+    """
+    global _installed
+    with _install_lock:
+        unregister_before_tool_call_hook(before_tool_call)
+        unregister_after_tool_call_hook(after_tool_call)
+        unregister_hook(InterceptionPoint.POST_STEP, after_task)
+        _installed = False

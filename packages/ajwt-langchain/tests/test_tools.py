@@ -1,0 +1,205 @@
+"""``ToolNode(wrap_tool_call=...)`` and ``create_agent`` middleware, sync and async.
+
+The wrapper checks and mints before ``execute`` and sets the acting context around
+it; a refusal stops the tool (raised, or answered as an error ``ToolMessage``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+
+from ajwt.demo.api import CallRecord
+from ajwt.errors import InvalidGrant, Reason
+from ajwt.shim import AgentContext, Run, Shim, ShimEvent
+from ajwt_langchain import AJWTMiddleware, AJWTToolWrapper
+from examples.langgraph_patcher.api import PatcherApi
+
+
+def react_graph(model: Any, tools: list[BaseTool], wrapper: AJWTToolWrapper) -> Any:
+    """A model node and a ToolNode whose tool calls go through ``wrapper``."""
+
+    def call_model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    async def acall_model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("model", call_model)
+    builder.add_node(
+        "tools",
+        ToolNode(
+            tools, wrap_tool_call=wrapper.wrap_tool_call, awrap_tool_call=wrapper.awrap_tool_call
+        ),
+    )
+    builder.add_edge(START, "model")
+    builder.add_conditional_edges("model", tools_condition, ["tools", END])
+    builder.add_edge("tools", "model")
+    return builder.compile()
+
+
+ASK = {"messages": [("user", "List the repositories.")]}
+
+
+def test_tool_node_call_runs_as_the_agent_at_its_step(
+    shim: Shim,
+    run: Run,
+    tools: dict[str, BaseTool],
+    fake_model: Callable[..., Any],
+    tool_call: Callable[..., AIMessage],
+    calls: Callable[[Run], list[CallRecord]],
+    events: list[ShimEvent],
+) -> None:
+    graph = react_graph(
+        fake_model(tool_call("list_repos"), "Done."),
+        [tools["list_repos"]],
+        AJWTToolWrapper(shim, agent="supervisor"),
+    )
+    with shim.run(run):
+        result = graph.invoke(ASK)
+    assert result["messages"][-1].content == "Done."
+    [call] = calls(run)
+    assert (call.agent, call.step, call.tool, call.chain) == (
+        "supervisor",
+        "triage",
+        "list_repos",
+        ["supervisor"],
+    )
+    assert [e.kind for e in events] == ["token_minted", "tool_started", "tool_finished"]
+    assert shim.current() is None
+
+
+async def test_async_tool_node_call_runs_as_the_agent(
+    shim: Shim,
+    run: Run,
+    api: PatcherApi,
+    tools: dict[str, BaseTool],
+    fake_model: Callable[..., Any],
+    tool_call: Callable[..., AIMessage],
+    calls: Callable[[Run], list[CallRecord]],
+) -> None:
+    graph = react_graph(
+        fake_model(tool_call("list_repos"), "Done."),
+        [tools["list_repos"]],
+        AJWTToolWrapper(shim, agent="supervisor"),
+    )
+    with shim.run(run):
+        await graph.ainvoke(ASK)
+    assert [(c.agent, c.step, c.tool) for c in calls(run)] == [
+        ("supervisor", "triage", "list_repos")
+    ]
+    await shim.aclose()
+    await api.aclose()
+
+
+def test_acting_context_is_set_around_the_tool_only(
+    shim: Shim, run: Run, fake_model: Callable[..., Any], tool_call: Callable[..., AIMessage]
+) -> None:
+    seen: list[AgentContext | None] = []
+
+    def list_repos() -> str:
+        seen.append(shim.current())
+        return "[]"
+
+    tool = StructuredTool.from_function(list_repos, description="List repositories.")
+    graph = react_graph(
+        fake_model(tool_call("list_repos"), "Done."), [tool], AJWTToolWrapper(shim, "supervisor")
+    )
+    with shim.run(run):
+        graph.invoke(ASK)
+        assert shim.current() is None
+    [context] = seen
+    assert context is not None
+    assert (context.agent, context.step, context.tool) == ("supervisor", "triage", "list_repos")
+
+
+def test_refused_mint_raises_out_of_the_graph(
+    shim: Shim,
+    run: Run,
+    tools: dict[str, BaseTool],
+    fake_model: Callable[..., Any],
+    tool_call: Callable[..., AIMessage],
+    calls: Callable[[Run], list[CallRecord]],
+) -> None:
+    reading = tool_call("read_file", repo="acme/storefront", path="package.json")
+    graph = react_graph(
+        fake_model(reading, "Done."), [tools["read_file"]], AJWTToolWrapper(shim, "planner")
+    )
+    with shim.run(run), pytest.raises(InvalidGrant) as info:
+        graph.invoke(ASK)
+    assert info.value.reason == Reason.DEPENDENCIES_INCOMPLETE
+    assert calls(run) == []
+
+
+def test_refusal_can_answer_the_model_instead(
+    shim: Shim,
+    run: Run,
+    tools: dict[str, BaseTool],
+    fake_model: Callable[..., Any],
+    tool_call: Callable[..., AIMessage],
+    calls: Callable[[Run], list[CallRecord]],
+) -> None:
+    reading = tool_call("read_file", repo="acme/storefront", path="package.json")
+    wrapper = AJWTToolWrapper(shim, "planner", on_refusal="message")
+    graph = react_graph(fake_model(reading, "Gave up."), [tools["read_file"]], wrapper)
+    with shim.run(run):
+        result = graph.invoke(ASK)
+    answer = result["messages"][2]
+    assert isinstance(answer, ToolMessage) and answer.status == "error"
+    assert "Refused by A-JWT (dependencies_incomplete)" in str(answer.content)
+    assert result["messages"][-1].content == "Gave up."
+    assert calls(run) == []
+
+
+def test_create_agent_middleware_checks_tools_and_completes_the_step(
+    shim: Shim,
+    run: Run,
+    tools: dict[str, BaseTool],
+    fake_model: Callable[..., Any],
+    tool_call: Callable[..., AIMessage],
+    calls: Callable[[Run], list[CallRecord]],
+) -> None:
+    middleware = AJWTMiddleware(shim, complete_on_finish=True)
+    agent = create_agent(
+        fake_model(tool_call("list_repos"), "Listed."),
+        [tools["list_repos"]],
+        middleware=[middleware],
+        name="supervisor",
+    )
+    with shim.run(run):
+        agent.invoke(ASK)
+    assert [(c.agent, c.step, c.tool) for c in calls(run)] == [
+        ("supervisor", "triage", "list_repos")
+    ]
+    assert shim.completed_steps(run) == {"triage"}
+
+
+async def test_create_agent_middleware_async(
+    shim: Shim,
+    run: Run,
+    api: PatcherApi,
+    tools: dict[str, BaseTool],
+    fake_model: Callable[..., Any],
+    tool_call: Callable[..., AIMessage],
+) -> None:
+    middleware = AJWTMiddleware(shim, "supervisor", complete_on_finish=True)
+    agent = create_agent(
+        fake_model(tool_call("list_repos"), "Listed."),
+        [tools["list_repos"]],
+        middleware=[middleware],
+    )
+    with shim.run(run):
+        result = await agent.ainvoke(ASK)
+    assert json.loads(str(result["messages"][2].content))["caller"]["agent"] == "supervisor"
+    assert shim.completed_steps(run) == {"triage"}
+    await shim.aclose()
+    await api.aclose()
