@@ -7,15 +7,16 @@ agents (registered) and the compiled graph; or build the parts yourself with
 ``build_graph(shim, agents)``.
 """
 
-from examples.langgraph_patcher.agents import (
+from ajwt_langchain.reference.agents import (
     AgentSpec,
     handoff_tool,
     make_tools,
     patcher_agents,
     register_agents,
 )
-from examples.langgraph_patcher.api import PatcherApi
-from examples.langgraph_patcher.graph import PatchState, agent_graph, build_graph
+from ajwt_langchain.reference.api import PatcherApi
+from ajwt_langchain.reference.graph import PatchState, agent_graph, build_graph
+from ajwt_langchain.reference.scripted import SCRIPTS, ScriptedChatModel
 from examples.langgraph_patcher.main import (
     Patcher,
     PatcherResult,
@@ -24,7 +25,6 @@ from examples.langgraph_patcher.main import (
     report,
     run_patcher,
 )
-from examples.langgraph_patcher.scripted import SCRIPTS, ScriptedChatModel
 
 __all__ = [
     "SCRIPTS",

@@ -16,17 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import BaseMessage
 
 from ajwt.demo.api import CallRecord
 from ajwt.demo.stack import Stack, start_stack
 from ajwt.shim import Run, Shim
-from examples.langgraph_patcher.agents import AgentSpec, patcher_agents, register_agents
-from examples.langgraph_patcher.api import PatcherApi
-from examples.langgraph_patcher.graph import Graph, build_graph
-from examples.langgraph_patcher.scripted import results
-
-REQUEST = "Find the vulnerable dependencies of acme's repositories and patch them."
+from ajwt_langchain.reference import initial_state
+from ajwt_langchain.reference.agents import AgentSpec, patcher_agents, register_agents
+from ajwt_langchain.reference.api import PatcherApi
+from ajwt_langchain.reference.graph import Graph, build_graph
+from ajwt_langchain.reference.scripted import results
 
 
 @dataclass
@@ -59,10 +58,6 @@ class Patcher:
     async def aclose(self) -> None:
         await self.api.aclose()
         await self.shim.aclose()
-
-
-def initial_state(org: str = "acme") -> dict[str, Any]:
-    return {"messages": [HumanMessage(REQUEST)], "org": org}
 
 
 def make_patcher(

@@ -13,8 +13,8 @@ from langchain_core.tools import BaseTool
 from ajwt.demo.api import CallRecord
 from ajwt.demo.stack import Stack, start_stack
 from ajwt.shim import Run, Shim, ShimEvent
-from examples.langgraph_patcher.agents import make_tools
-from examples.langgraph_patcher.api import PatcherApi
+from ajwt_langchain.reference.agents import make_tools
+from ajwt_langchain.reference.api import PatcherApi
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from ajwt.errors import InvalidGrant, Reason, UnauthorizedClient
 from ajwt.shim import Run, Shim, ShimEvent
 from ajwt_langchain import AJWTCallbackHandler, AsyncAJWTCallbackHandler
 from ajwt_langchain._tracker import tracker_for
-from examples.langgraph_patcher.api import PatcherApi
+from ajwt_langchain.reference.api import PatcherApi
 
 SUPERVISOR = {
     "agent": "supervisor",
@@ -224,7 +224,7 @@ def test_handler_takes_the_agent_from_create_agent_name(
 def test_handoff_tool_under_the_handler_is_a_signed_delegation(
     shim: Shim, run: Run, tools: dict[str, BaseTool]
 ) -> None:
-    from examples.langgraph_patcher.agents import handoff_tool
+    from ajwt_langchain.reference.agents import handoff_tool
 
     supervisor = AJWTCallbackHandler(shim, "supervisor")
     transfer = handoff_tool("planner")

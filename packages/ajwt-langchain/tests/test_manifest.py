@@ -30,9 +30,9 @@ from ajwt_langchain import (
     prompt_spec,
     tool_spec,
 )
-from examples.langgraph_patcher.agents import handoff_tool, make_tools, patcher_agents
-from examples.langgraph_patcher.api import PatcherApi
-from examples.langgraph_patcher.scripted import ScriptedChatModel, supervisor
+from ajwt_langchain.reference.agents import handoff_tool, make_tools, patcher_agents
+from ajwt_langchain.reference.api import PatcherApi
+from ajwt_langchain.reference.scripted import ScriptedChatModel, supervisor
 
 
 class Model(FakeListChatModel):

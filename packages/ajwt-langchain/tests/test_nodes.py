@@ -21,7 +21,7 @@ from ajwt.demo.stack import Stack
 from ajwt.errors import InvalidGrant, Reason
 from ajwt.shim import Run, Shim
 from ajwt_langchain import ajwt_node
-from examples.langgraph_patcher.api import PatcherApi
+from ajwt_langchain.reference.api import PatcherApi
 
 PR = {"title": "Bump lodash to 4.17.21", "head": "fix/lodash"}
 

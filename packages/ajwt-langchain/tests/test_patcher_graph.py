@@ -21,17 +21,17 @@ from ajwt.demo.agents import reference_manifest
 from ajwt.demo.api import CallRecord
 from ajwt.demo.stack import Stack
 from ajwt.errors import AJWTError, InvalidGrant, Reason, UnauthorizedClient
-from examples.langgraph_patcher import main as run_example
-from examples.langgraph_patcher.agents import (
+from ajwt_langchain.reference.agents import (
     AgentSpec,
     handoff_tool,
     make_tools,
     patcher_agents,
 )
-from examples.langgraph_patcher.api import PatcherApi
+from ajwt_langchain.reference.api import PatcherApi
+from ajwt_langchain.reference.scripted import calls as script_calls
+from ajwt_langchain.reference.scripted import supervisor as supervisor_script
+from examples.langgraph_patcher import main as run_example
 from examples.langgraph_patcher.main import Patcher, make_patcher, result_of
-from examples.langgraph_patcher.scripted import calls as script_calls
-from examples.langgraph_patcher.scripted import supervisor as supervisor_script
 
 SUPERVISOR = ["supervisor"]
 TO_PLANNER = ["supervisor", "planner"]

@@ -21,7 +21,7 @@ from ajwt.demo.api import CallRecord
 from ajwt.errors import InvalidGrant, Reason
 from ajwt.shim import AgentContext, Run, Shim, ShimEvent
 from ajwt_langchain import AJWTMiddleware, AJWTToolWrapper
-from examples.langgraph_patcher.api import PatcherApi
+from ajwt_langchain.reference.api import PatcherApi
 
 
 def react_graph(model: Any, tools: list[BaseTool], wrapper: AJWTToolWrapper) -> Any:

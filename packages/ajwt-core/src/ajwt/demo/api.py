@@ -69,7 +69,7 @@ class PullRequestBody(BaseModel):
 def _record(request: Request, state: ApiState) -> CallRecord:
     verified: VerifiedRequest | None = request.scope.get("ajwt")
     claims = verified.claims if verified else None
-    bearer = verified.bearer_claims if verified else None
+    bearer = verified.bearer_claims if verified else request.scope.get("bearer")
     record = CallRecord(
         method=request.method,
         path=request.url.path,
@@ -107,6 +107,39 @@ class ReferenceApi:
 
 def create_api(verifier: Verifier, *, base_url: str | None = None) -> ReferenceApi:
     """The reference API behind ``verifier`` (its audience is this server's identifier)."""
+    app, state = _build_app()
+    asgi = AJWTMiddleware(app, verifier=verifier, routes=ROUTES, base_url=base_url)
+    return ReferenceApi(app=app, asgi=asgi, state=state)
+
+
+def create_bearer_api(*, issuer: str, audience: str, key: Any) -> BaselineApi:
+    """The same API with plain OAuth: pyjwt Bearer verification and scopes only (the
+    baseline the demo compares A-JWT with)."""
+    from ajwt.demo.baseline import BearerMiddleware
+
+    app, state = _build_app()
+    scopes = {(r.method, r.pattern()): set(r.policy.scopes) for r in ROUTES if not r.policy.public}
+
+    def route_scopes(method: str, path: str) -> set[str] | None:
+        for (route_method, pattern), needed in scopes.items():
+            if route_method == method and pattern.match(path):
+                return needed
+        return None
+
+    asgi = BearerMiddleware(
+        app, issuer=issuer, audience=audience, key=key, route_scopes=route_scopes
+    )
+    return BaselineApi(app=app, asgi=asgi, state=state)
+
+
+@dataclass
+class BaselineApi:
+    app: FastAPI
+    asgi: Any
+    state: ApiState
+
+
+def _build_app() -> tuple[FastAPI, ApiState]:
     state = ApiState()
     app = FastAPI(title="Reference code host and advisory API", docs_url=None, redoc_url=None)
     app.state.api = state
@@ -153,5 +186,4 @@ def create_api(verifier: Verifier, *, base_url: str | None = None) -> ReferenceA
         state.pulls.append(pull)
         return {"pull_request": pull, "caller": _caller(record)}
 
-    asgi = AJWTMiddleware(app, verifier=verifier, routes=ROUTES, base_url=base_url)
-    return ReferenceApi(app=app, asgi=asgi, state=state)
+    return app, state

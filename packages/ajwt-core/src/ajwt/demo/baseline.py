@@ -15,11 +15,12 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 import jwt
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -158,3 +159,33 @@ async def _refuse(send: Send, status: int, error: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class ClientCredentialsAuth(httpx.Auth):
+    """The baseline client: one client-credentials bearer token for the whole app,
+    fetched from ``token_url`` and reused until shortly before it expires."""
+
+    def __init__(self, token_url: str, client_id: str, secret: str, *, resource: str) -> None:
+        self._token_url = token_url
+        self._basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        self._resource = resource
+        self._token: str | None = None
+        self._expires = 0.0
+
+    @property
+    def token(self) -> str:
+        if self._token is None or self._expires - 30 < time.time():
+            response = httpx.post(
+                self._token_url,
+                data={"grant_type": "client_credentials", "resource": self._resource},
+                headers={"Authorization": f"Basic {self._basic}"},
+                timeout=10,
+            )
+            response.raise_for_status()
+            body = response.json()
+            self._token, self._expires = body["access_token"], time.time() + body["expires_in"]
+        return self._token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request

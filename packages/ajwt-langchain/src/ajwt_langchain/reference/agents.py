@@ -24,8 +24,8 @@ from pydantic import BaseModel, Field
 from ajwt.checksum import AgentManifest
 from ajwt.shim import Shim
 from ajwt_langchain import manifest_from_langchain
-from examples.langgraph_patcher.api import PatcherApi
-from examples.langgraph_patcher.scripted import SCRIPTS, Script, ScriptedChatModel
+from ajwt_langchain.reference.api import PatcherApi
+from ajwt_langchain.reference.scripted import SCRIPTS, Script, ScriptedChatModel
 
 PROMPTS = {
     "supervisor": (

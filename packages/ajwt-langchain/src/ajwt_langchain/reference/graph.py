@@ -32,8 +32,8 @@ from langgraph.types import Command
 
 from ajwt.shim import Shim
 from ajwt_langchain import AJWTToolWrapper, ajwt_node
-from examples.langgraph_patcher.agents import AgentSpec
-from examples.langgraph_patcher.scripted import vulnerable
+from ajwt_langchain.reference.agents import AgentSpec
+from ajwt_langchain.reference.scripted import vulnerable
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
@@ -44,9 +44,12 @@ class PatchState(MessagesState):
     org: str
 
 
-def agent_graph(shim: Shim, spec: AgentSpec) -> Graph:
-    """One agent as a ReAct loop: model → tools → model … until it answers."""
-    wrapper = AJWTToolWrapper(shim)  # the acting agent is the surrounding ajwt_node's
+def agent_graph(shim: Shim | None, spec: AgentSpec) -> Graph:
+    """One agent as a ReAct loop: model → tools → model … until it answers.
+
+    ``shim=None`` builds the same loop without A-JWT (the demo's plain-OAuth baseline).
+    """
+    wrapper = AJWTToolWrapper(shim) if shim is not None else None  # agent: the ajwt_node's
 
     def prompt_input(state: PatchState) -> dict[str, Any]:
         wanted = set(spec.prompt.input_variables)
@@ -68,8 +71,8 @@ def agent_graph(shim: Shim, spec: AgentSpec) -> Graph:
         "tools",
         ToolNode(
             spec.tools,
-            wrap_tool_call=wrapper.wrap_tool_call,
-            awrap_tool_call=wrapper.awrap_tool_call,
+            wrap_tool_call=wrapper.wrap_tool_call if wrapper else None,
+            awrap_tool_call=wrapper.awrap_tool_call if wrapper else None,
         ),
     )
     builder.add_edge(START, "model")
@@ -78,8 +81,9 @@ def agent_graph(shim: Shim, spec: AgentSpec) -> Graph:
     return builder.compile(name=spec.agent_id)
 
 
-def build_graph(shim: Shim, agents: Mapping[str, AgentSpec]) -> Graph:
-    """The top graph: one ``ajwt_node`` per agent (see the module docstring)."""
+def build_graph(shim: Shim | None, agents: Mapping[str, AgentSpec]) -> Graph:
+    """The top graph: one ``ajwt_node`` per agent (see the module docstring); with
+    ``shim=None``, the same graph without A-JWT."""
     subgraphs = {name: agent_graph(shim, spec) for name, spec in agents.items()}
     classifier = subgraphs["classifier"]
 
@@ -94,16 +98,17 @@ def build_graph(shim: Shim, agents: Mapping[str, AgentSpec]) -> Graph:
     async def aclassify(state: PatchState, config: RunnableConfig) -> Command[Any]:
         return route(state, await classifier.ainvoke(state, config))
 
+    def node(agent: str, runnable: Any) -> Any:
+        return ajwt_node(shim, runnable, agent=agent) if shim is not None else runnable
+
     builder = StateGraph(PatchState)
-    builder.add_node("supervisor", ajwt_node(shim, subgraphs["supervisor"], agent="supervisor"))
-    builder.add_node("planner", ajwt_node(shim, subgraphs["planner"], agent="planner"))
+    builder.add_node("supervisor", node("supervisor", subgraphs["supervisor"]))
+    builder.add_node("planner", node("planner", subgraphs["planner"]))
     builder.add_node(
         "classifier",
-        ajwt_node(
-            shim, RunnableLambda(classify, afunc=aclassify, name="classifier"), agent="classifier"
-        ),
+        node("classifier", RunnableLambda(classify, afunc=aclassify, name="classifier")),
     )
-    builder.add_node("patcher", ajwt_node(shim, subgraphs["patcher"], agent="patcher"))
+    builder.add_node("patcher", node("patcher", subgraphs["patcher"]))
     builder.add_edge(START, "supervisor")
     builder.add_edge("planner", "supervisor")
     builder.add_edge("patcher", "supervisor")
