@@ -1,18 +1,16 @@
 """The ``ajwt`` command (extra ``cli``: Typer + Rich).
 
 One module per command group: :mod:`ajwt.cli.idp` (serve, rotate-key),
-:mod:`ajwt.cli.checksum`, :mod:`ajwt.cli.inspect`, :mod:`ajwt.cli.audit`. Each imports
+:mod:`ajwt.cli.checksum`, :mod:`ajwt.cli.inspect`, :mod:`ajwt.cli.audit`,
+:mod:`ajwt.cli.demo`. Each imports
 what it needs inside its command, so ``ajwt --help`` loads neither FastAPI,
 SQLAlchemy, uvicorn nor httpx.
 
 Exit status: 0 on success; 1 for a refusal or failure, reported as one line on stderr
 (``error: <description> (<reason>)``), never a traceback; 2 for a usage error.
 
-Another module adds a command to :data:`app` the same way the ones below are added,
-for example ``ajwt demo``::
-
-    from ajwt.demo.cli import demo   # a module that imports its heavy parts lazily
-    app.command("demo")(demo)
+Each command module imports its heavy parts inside the command (``ajwt demo`` loads the
+servers and the agent framework only when it runs).
 
 >>> from typer.testing import CliRunner
 >>> CliRunner().invoke(app, ["checksum", "/no/such/manifest.json"]).exit_code
@@ -33,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from None
 
 from ajwt import __version__
-from ajwt.cli import audit, checksum, idp, inspect
+from ajwt.cli import audit, checksum, demo, idp, inspect
 from ajwt.cli._output import IO_ERROR, CliError, print_error
 from ajwt.errors import AJWTError
 
@@ -94,6 +92,7 @@ app.add_typer(idp.app, name="idp")
 app.add_typer(audit.app, name="audit")
 app.command("checksum")(checksum.checksum)
 app.command("inspect")(inspect.inspect)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

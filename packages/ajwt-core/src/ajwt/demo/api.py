@@ -9,7 +9,7 @@ with who made it: agent, step, tool, delegation chain and user.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -36,6 +36,16 @@ ROUTES = [
     ),
     Route("GET", "/health", RoutePolicy.of(public=True)),
 ]
+
+
+def strict_routes() -> list[Route]:
+    """The same routes, each also requiring an accepted shim checksum (DESIGN §5.4)."""
+    return [
+        r
+        if r.policy.public
+        else Route(r.method, r.path, replace(r.policy, require_shim_checksum=True))
+        for r in ROUTES
+    ]
 
 
 @dataclass
@@ -105,10 +115,12 @@ class ReferenceApi:
     state: ApiState
 
 
-def create_api(verifier: Verifier, *, base_url: str | None = None) -> ReferenceApi:
+def create_api(
+    verifier: Verifier, *, base_url: str | None = None, routes: list[Route] | None = None
+) -> ReferenceApi:
     """The reference API behind ``verifier`` (its audience is this server's identifier)."""
     app, state = _build_app()
-    asgi = AJWTMiddleware(app, verifier=verifier, routes=ROUTES, base_url=base_url)
+    asgi = AJWTMiddleware(app, verifier=verifier, routes=routes or ROUTES, base_url=base_url)
     return ReferenceApi(app=app, asgi=asgi, state=state)
 
 

@@ -171,6 +171,8 @@ class ClientCredentialsAuth(httpx.Auth):
         self._resource = resource
         self._token: str | None = None
         self._expires = 0.0
+        self.sent = 0  # requests made with the token, and how many were refused
+        self.refused = 0
 
     @property
     def token(self) -> str:
@@ -188,4 +190,6 @@ class ClientCredentialsAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self.token}"
-        yield request
+        response = yield request
+        self.sent += 1
+        self.refused += response.status_code >= 400

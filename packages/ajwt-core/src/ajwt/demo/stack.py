@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from ajwt.demo.agents import reference_manifests
-from ajwt.demo.api import ReferenceApi, create_api
+from ajwt.demo.api import ReferenceApi, create_api, strict_routes
 from ajwt.idp import IdPSettings, create_app
 from ajwt.idp.admin import AdminClient
 from ajwt.rs import IdPRevocationChecker, JWKSCache, Verifier
@@ -61,7 +63,9 @@ class Stack:
             server.close()
 
 
-def start_stack(db_path: Path, *, db_url: str | None = None) -> Stack:
+def start_stack(db_path: Path, *, db_url: str | None = None, strict: bool = False) -> Stack:
+    """Start the IdP and the reference API. ``strict``: the API also requires the shim
+    checksums the IdP publishes (``/.well-known/ajwt-shims``) on every route."""
     idp_server = BackgroundServer()
     settings = IdPSettings(
         issuer=idp_server.url,
@@ -74,13 +78,18 @@ def start_stack(db_path: Path, *, db_url: str | None = None) -> Stack:
     admin.register_workflow(reference_workflow().canonical())
 
     rs_server = BackgroundServer()
+    accepted: list[str] = []
+    if strict:
+        published = httpx.get(idp_server.url + "/.well-known/ajwt-shims", timeout=10).json()
+        accepted = [value.removeprefix("sha256=") for value in published["accepted"]]
     verifier = Verifier(
         issuer=idp_server.url,
         audience=rs_server.url,
         keys=JWKSCache(idp_server.url + "/.well-known/jwks.json", min_refresh=1.0),
         revocation=IdPRevocationChecker(idp_server.url, ttl=0.0),
+        accepted_shims=accepted,
     )
-    api = create_api(verifier)
+    api = create_api(verifier, routes=strict_routes() if strict else None)
     rs_server.start(api.asgi)
     return Stack(
         idp_url=idp_server.url,

@@ -742,6 +742,7 @@ class Shim:
         from_step: str | None,
     ) -> Operation[IssuedToken]:
         step_from = from_step or self._delegator_step(from_agent, run)
+        audience = audience or self.default_audience
         parent = self._latest_token(from_agent, run, step_from)
         if parent is None:
             if audience is None:
@@ -861,6 +862,7 @@ class Shim:
         self, agent: str, step: str | None, run: Run, audience: str | None
     ) -> Operation[dict[str, Any]]:
         the_step = step or self._delegator_step(agent, run)
+        audience = audience or self.default_audience
         issued = self._latest_token(agent, run, the_step)
         if issued is None:
             if audience is None:
