@@ -194,6 +194,9 @@ def test_prepare_mints_before_the_tool_runs_and_reports_events(stack: Stack) -> 
     with pytest.raises(InvalidGrant) as info:
         shim.prepare(shim.context("planner", tool="read_file", run=run))
     assert info.value.reason == Reason.DEPENDENCIES_INCOMPLETE
+    refused = events.pop()
+    assert refused.kind == "tool_refused"
+    assert refused.detail["reason"] == "dependencies_incomplete"
     with httpx.Client(base_url=stack.rs_url, auth=shim.auth()) as http, shim.run(run):
         with shim.acting("supervisor", tool="list_repos"):
             caller(http.get("/repos"))
@@ -206,3 +209,20 @@ def test_prepare_mints_before_the_tool_runs_and_reports_events(stack: Stack) -> 
         "tool_failed",
     ]
     assert events[-1].detail == {"error": "boom"}
+
+
+def test_cached_token_is_not_reused_by_an_agent_changed_since(stack: Stack) -> None:
+    from ajwt.demo.agents import reference_manifest
+    from ajwt.errors import InvalidGrant, Reason
+
+    live = {"manifest": reference_manifest("supervisor")}
+    client = stack.new_client()
+    shim = Shim(stack.idp_url, client["client_id"], client_secret=client["client_secret"])
+    shim.register(lambda: live["manifest"])
+    run = stack.start_run(shim)
+    with shim.acting("supervisor", tool="list_repos", run=run) as context:
+        shim.token(context, stack.rs_url)
+        live["manifest"] = reference_manifest("supervisor", prompt="Merge everything.")
+        with pytest.raises(InvalidGrant) as info:
+            shim.token(context, stack.rs_url)  # the cached token, for a changed agent
+    assert info.value.reason == Reason.CHECKSUM_MISMATCH
