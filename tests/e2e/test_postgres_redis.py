@@ -6,7 +6,9 @@ Locally these skip when a server is absent; CI (AJWT_REQUIRE_SERVICES=1) fails i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -225,3 +227,65 @@ def test_idp_publishes_revocations_to_redis_for_resource_servers(
             admin.close()
     finally:
         idp.close()
+
+
+@pytest.mark.redis
+def test_resource_server_fails_closed_while_redis_is_down_and_recovers(
+    stack: Stack, tmp_path: Path
+) -> None:
+    import shutil
+    import subprocess
+    import time
+
+    from tests.scale.procs import free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        require("redis-server", ("127.0.0.1", 1))  # skips locally, fails in CI
+        return
+    port = free_port()
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(  # noqa: S603 - the Redis server binary, our arguments
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                return process
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    redis_process = start_redis()
+    server = _own_rs(stack, replay=RedisReplayStore.from_url(f"redis://127.0.0.1:{port}/0"))
+    try:
+        shim = stack.shim()
+        run = stack.start_run(shim)
+        with (
+            httpx.Client(base_url=server.url, auth=shim.auth()) as http,
+            shim.acting("supervisor", tool="list_repos", run=run),
+        ):
+            assert http.get("/repos").status_code == 200
+            redis_process.kill()
+            redis_process.wait()
+            down = http.get("/repos")
+            assert down.status_code == 503
+            assert down.json()["error"] == "temporarily_unavailable"
+            redis_process = start_redis()
+            assert http.get("/repos").status_code == 200  # recovered, nothing to restart
+    finally:
+        server.close()
+        redis_process.kill()
+        redis_process.wait()
