@@ -55,8 +55,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     _sync()
     if command == "demo":
-        # `ajwt demo` arrives with its own issue; until then the main job is the CLI's help.
-        return _run("ajwt", "--help", *rest)
+        return _run("ajwt", "demo", *rest)
     if command == "test":
         return _run("pytest", *rest)
     if command == "lint":
