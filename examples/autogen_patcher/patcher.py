@@ -17,7 +17,7 @@ from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 from ajwt.demo.api import CallRecord
 from ajwt.demo.stack import Stack, start_stack
 from ajwt.shim import Shim, ShimEvent
-from examples.autogen_patcher.swarm import TASK, run_patcher
+from ajwt_autogen.reference import TASK, run_patcher
 
 
 @dataclass

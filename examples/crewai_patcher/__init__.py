@@ -1,24 +1,24 @@
 """The DESIGN §11 vulnerability patcher as a CrewAI crew under A-JWT.
 
 Run it offline with ``.venv/bin/python -m examples.crewai_patcher`` from the repository
-root. ``build_crew`` and ``AGENT_IDS`` are reusable (the demo's ``--framework crewai``).
-Importing this package keeps CrewAI offline (see :mod:`.offline`) before crewai loads.
+root. The crew itself (agents, tools, scripted LLM) lives in
+:mod:`ajwt_crewai.reference`, which keeps CrewAI offline before crewai loads; this
+example starts the embedded stack, runs the crew once and prints what the resource
+server saw.
 """
 
-from examples.crewai_patcher.offline import keep_crewai_offline
-
-keep_crewai_offline()
-
-from examples.crewai_patcher.crew import (  # noqa: E402 - crewai loads after the flags
+from ajwt_crewai.reference import (
     AGENT_IDS,
     INPUTS,
     TURNS,
     build_crew,
+    keep_crewai_offline,
+    plain_tools,
     reference_agents,
     reference_tools,
     scripted_llm,
 )
-from examples.crewai_patcher.patcher import (  # noqa: E402
+from examples.crewai_patcher.patcher import (
     PatcherReport,
     format_report,
     main,
@@ -34,6 +34,7 @@ __all__ = [
     "format_report",
     "keep_crewai_offline",
     "main",
+    "plain_tools",
     "reference_agents",
     "reference_tools",
     "run_patcher",

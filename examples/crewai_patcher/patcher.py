@@ -11,7 +11,7 @@ from ajwt.demo.api import CallRecord
 from ajwt.demo.stack import Stack, start_stack
 from ajwt.shim import Shim
 from ajwt_crewai import Refusal, secure_crew
-from examples.crewai_patcher.crew import AGENT_IDS, INPUTS, build_crew
+from ajwt_crewai.reference import AGENT_IDS, INPUTS, build_crew
 
 
 @dataclass

@@ -14,8 +14,8 @@ from autogen_agentchat.messages import TextMessage, ToolCallExecutionEvent
 from ajwt.demo.api import CallRecord
 from ajwt.demo.stack import Stack, start_stack
 from ajwt.shim import Run, Shim, ShimEvent
-from examples.autogen_patcher.scripted import Turn
-from examples.autogen_patcher.swarm import TASK, PatcherTeam, build_patcher_swarm
+from ajwt_autogen.reference.scripted import Turn
+from ajwt_autogen.reference.swarm import TASK, PatcherTeam, build_patcher_swarm
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,9 @@ from ajwt.demo.agents import reference_manifest
 from ajwt.shim import Shim
 from ajwt_autogen import AgentBinding, manifest_from_autogen, model_client_config, tool_spec
 from ajwt_autogen.agent import secure_agent
-from examples.autogen_patcher.scripted import ScriptedChatCompletionClient
-from examples.autogen_patcher.swarm import AGENTS, HANDOFFS, build_agent, prompt_of
-from examples.autogen_patcher.tools import PatcherApi
+from ajwt_autogen.reference.scripted import ScriptedChatCompletionClient
+from ajwt_autogen.reference.swarm import AGENTS, HANDOFFS, build_agent, prompt_of
+from ajwt_autogen.reference.tools import PatcherApi
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def offline_shim() -> Shim:
 
 @pytest.fixture
 def tools(offline_shim: Shim) -> Iterator[dict[str, FunctionTool]]:
-    api = PatcherApi(offline_shim, "http://127.0.0.1:9")
+    api = PatcherApi("http://127.0.0.1:9", offline_shim.auth())
     yield api.tools()
     asyncio.run(api.aclose())
 

@@ -17,8 +17,8 @@ from autogen_core.models import SystemMessage
 from ajwt.demo.stack import Stack
 from ajwt.errors import Reason
 from ajwt.shim import Shim, ShimEvent
-from examples.autogen_patcher.scripted import call
-from examples.autogen_patcher.swarm import SCRIPTS, TASK, PatcherTeam, build_patcher_swarm
+from ajwt_autogen.reference.scripted import call
+from ajwt_autogen.reference.swarm import SCRIPTS, TASK, PatcherTeam, build_patcher_swarm
 
 #: The conftest fixture ``run_swarm``: ``await run_swarm(scripts=..., handoffs=...)``.
 RunSwarm = Callable[..., Awaitable[Any]]

@@ -22,14 +22,14 @@ from ajwt.errors import AgentContextError, Reason
 from ajwt.shim import Run, Shim, ShimEvent
 from ajwt_autogen import AJWTTool, secure_agent
 from ajwt_autogen.binding import LiveManifest
-from examples.autogen_patcher.scripted import ScriptedChatCompletionClient, Turn, call
-from examples.autogen_patcher.swarm import build_agent, prompt_of
-from examples.autogen_patcher.tools import PatcherApi
+from ajwt_autogen.reference.scripted import ScriptedChatCompletionClient, Turn, call
+from ajwt_autogen.reference.swarm import build_agent, prompt_of
+from ajwt_autogen.reference.tools import PatcherApi
 
 
 @pytest.fixture
 async def api(stack: Stack, shim: Shim) -> AsyncIterator[PatcherApi]:
-    the_api = PatcherApi(shim, stack.rs_url)
+    the_api = PatcherApi(stack.rs_url, shim.auth())
     yield the_api
     await the_api.aclose()
 

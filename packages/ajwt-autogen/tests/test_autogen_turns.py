@@ -16,9 +16,9 @@ from autogen_agentchat.teams import RoundRobinGroupChat, SelectorGroupChat
 from ajwt.demo.stack import Stack
 from ajwt.shim import Shim
 from ajwt_autogen import secure_agent
-from examples.autogen_patcher.scripted import ScriptedChatCompletionClient, Turn
-from examples.autogen_patcher.swarm import SCRIPTS, build_agent, prompt_of
-from examples.autogen_patcher.tools import PatcherApi
+from ajwt_autogen.reference.scripted import ScriptedChatCompletionClient, Turn
+from ajwt_autogen.reference.swarm import SCRIPTS, build_agent, prompt_of
+from ajwt_autogen.reference.tools import PatcherApi
 
 #: Each agent's tool calls, then a text reply that ends its turn.
 TURNS: dict[str, list[Turn]] = {
@@ -49,7 +49,7 @@ async def take_turns(
     kind: str = "round_robin",
 ) -> tuple[str, list[tuple[str, str]]]:
     run = stack.start_run(shim)
-    api = PatcherApi(shim, stack.rs_url)
+    api = PatcherApi(stack.rs_url, shim.auth())
     agents: list[ChatAgent | Team] = []
     for name in order:
         prompt, values = prompt_of(name, "acme")
@@ -120,7 +120,7 @@ async def test_selector_supervisor_gets_the_turn_back_between_workers(
         "supervisor": [SCRIPTS["supervisor"][0], "Planner next.", "Classifier next.", "Patcher."],
     }
     run = stack.start_run(shim)
-    api = PatcherApi(shim, stack.rs_url)
+    api = PatcherApi(stack.rs_url, shim.auth())
     agents: list[ChatAgent | Team] = []
     for name in ("supervisor", "planner", "classifier", "patcher"):
         prompt, values = prompt_of(name, "acme")

@@ -1,13 +1,14 @@
 """Fixtures for the CrewAI adapter: one embedded IdP + resource server per session.
 
-CrewAI is kept offline (telemetry and tracing off, ``HOME`` and its storage in a
-temporary folder) before anything imports it: ``import crewai`` costs seconds and
-writes under ``$HOME``, so it happens once per session.
+CrewAI is kept offline (telemetry and tracing off, its files in a temporary folder
+unless ``CREWAI_STORAGE_DIR`` is set) before anything imports it:
+``import crewai`` costs seconds and writes under ``$HOME``, so it happens once per
+session, by :func:`ajwt_crewai.reference.offline.keep_crewai_offline`.
 """
 
 from __future__ import annotations
 
-from examples.crewai_patcher.offline import keep_crewai_offline
+from ajwt_crewai.reference.offline import keep_crewai_offline
 
 keep_crewai_offline()
 

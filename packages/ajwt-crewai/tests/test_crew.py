@@ -22,19 +22,17 @@ from ajwt.demo.stack import Stack
 from ajwt.errors import AgentContextError, Reason
 from ajwt.shim import Run, Shim
 from ajwt_crewai import CrewAIBinding, ajwt_tool, binding_for, secure_crew
-from ajwt_crewai.testing import ScriptedLLM, Turn
-from examples.crewai_patcher import (
+from ajwt_crewai.reference import (
     AGENT_IDS,
     INPUTS,
     TURNS,
     build_crew,
-    format_report,
-    main,
     reference_agents,
     reference_tools,
-    run_patcher,
     scripted_llm,
 )
+from ajwt_crewai.testing import ScriptedLLM, Turn
+from examples.crewai_patcher import format_report, main, run_patcher
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:crewai.*")
 

@@ -11,7 +11,7 @@ from ajwt.canonical import json_digest
 from ajwt.demo.agents import reference_manifest
 from ajwt.shim import Shim
 from ajwt_crewai import agent_prompt, binding_for, llm_config, manifest_from_crewai, tool_spec
-from examples.crewai_patcher import AGENT_IDS, reference_agents, reference_tools, scripted_llm
+from ajwt_crewai.reference import AGENT_IDS, reference_agents, reference_tools, scripted_llm
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:crewai.*")
 

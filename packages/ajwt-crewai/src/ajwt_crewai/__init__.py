@@ -21,16 +21,57 @@ delegation hook (CrewAI's delegate/ask coworker tools and the hierarchical manag
 ``handoff`` and ``complete``). See ``docs/crewai.md``.
 """
 
-from ajwt_crewai.binding import CrewAIBinding, Handoff, Refusal, binding_for, secure_crew
-from ajwt_crewai.hooks import DELEGATION_TOOLS, install_hooks, uninstall_hooks
-from ajwt_crewai.manifest import (
-    agent_prompt,
-    default_agent_id,
-    llm_config,
-    manifest_from_crewai,
-    tool_spec,
-)
-from ajwt_crewai.tools import AJWTTool, ajwt_tool, secure_tool
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ajwt_crewai.binding import CrewAIBinding, Handoff, Refusal, binding_for, secure_crew
+    from ajwt_crewai.hooks import DELEGATION_TOOLS, install_hooks, uninstall_hooks
+    from ajwt_crewai.manifest import (
+        agent_prompt,
+        default_agent_id,
+        llm_config,
+        manifest_from_crewai,
+        tool_spec,
+    )
+    from ajwt_crewai.tools import AJWTTool, ajwt_tool, secure_tool
+
+# The names are loaded on first use, so that importing a submodule that must run before
+# ``crewai`` loads (``ajwt_crewai.reference`` keeps CrewAI offline) does not load it.
+_EXPORTS = {
+    "CrewAIBinding": "ajwt_crewai.binding",
+    "Handoff": "ajwt_crewai.binding",
+    "Refusal": "ajwt_crewai.binding",
+    "binding_for": "ajwt_crewai.binding",
+    "secure_crew": "ajwt_crewai.binding",
+    "DELEGATION_TOOLS": "ajwt_crewai.hooks",
+    "install_hooks": "ajwt_crewai.hooks",
+    "uninstall_hooks": "ajwt_crewai.hooks",
+    "agent_prompt": "ajwt_crewai.manifest",
+    "default_agent_id": "ajwt_crewai.manifest",
+    "llm_config": "ajwt_crewai.manifest",
+    "manifest_from_crewai": "ajwt_crewai.manifest",
+    "tool_spec": "ajwt_crewai.manifest",
+    "AJWTTool": "ajwt_crewai.tools",
+    "ajwt_tool": "ajwt_crewai.tools",
+    "secure_tool": "ajwt_crewai.tools",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "DELEGATION_TOOLS",

@@ -100,6 +100,8 @@ class CrewAIBinding:
         self._audience: str | None = None
         self._roles: dict[str, str] = {}
         self._agents: dict[str, BaseAgent] = {}
+        # Every CrewAI object added (one per crew secured for an agent id), by identity.
+        self._objects: dict[int, weakref.ReferenceType[BaseAgent]] = {}
         self._registered: set[str] = set()
         self._progress: dict[str, dict[str, _StepProgress]] = {}
         self._lock = threading.Lock()
@@ -137,6 +139,14 @@ class CrewAIBinding:
                 raise ValueError(f"role {role!r} is already mapped to agent {known!r}")
             self._roles[role] = agent_id
             self._agents.setdefault(agent_id, agent)
+            self._objects = {k: r for k, r in self._objects.items() if r() is not None}
+            self._objects[id(agent)] = weakref.ref(agent)
+
+    def knows(self, agent: BaseAgent) -> bool:
+        """Whether ``agent`` is an object added to this binding (of any crew secured with
+        it), by identity: not merely an agent with a known role."""
+        ref = self._objects.get(id(agent))
+        return ref is not None and ref() is agent
 
     def register(self) -> list[RegisteredAgent]:
         """Register the agents not registered yet (one batch request to the IdP)."""

@@ -10,12 +10,20 @@
 CrewAI swallows any exception a hook raises and carries on (fail-open), so these hooks
 never raise: a refusal becomes ``return False``, and the tools themselves refuse what
 reaches them without an agent they can name (fail closed).
+
+The hooks are global and know agents by role, so an unsecured crew whose agents have
+the roles of secured ones (a plain-OAuth baseline of the same crew, in the same process)
+runs inside :func:`hooks_suspended`, where they do nothing; a secured tool called there
+refuses, since no agent is announced to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from crewai.agents.agent_builder.base_agent import BaseAgent
@@ -36,12 +44,25 @@ from ajwt.shim.context import current_run
 from ajwt_crewai.binding import CrewAIBinding, Handoff, bindings
 from ajwt_crewai.calls import DELEGATION_TOOLS, ToolCall, pop_call, push_call
 
-__all__ = ["DELEGATION_TOOLS", "install_hooks", "uninstall_hooks"]
+__all__ = ["DELEGATION_TOOLS", "hooks_suspended", "install_hooks", "uninstall_hooks"]
 
 log = logging.getLogger(__name__)
 
 _installed = False
 _install_lock = threading.Lock()
+_suspended: ContextVar[bool] = ContextVar("ajwt_crewai_hooks_suspended", default=False)
+
+
+@contextlib.contextmanager
+def hooks_suspended() -> Iterator[None]:
+    """The adapter's hooks do nothing in this context (and in the copies CrewAI makes of
+    it for its worker threads): no call is announced, no delegation signed or refused,
+    no step completed. For a crew that is deliberately not secured."""
+    token = _suspended.set(True)
+    try:
+        yield
+    finally:
+        _suspended.reset(token)
 
 
 def _role_key(name: str) -> str:
@@ -76,7 +97,7 @@ def _binding_of(agent: BaseAgent | None) -> CrewAIBinding | None:
         return None
     known = [b for b in bindings() if b.agent_id_for(agent) is not None]
     for binding in known:
-        if any(agent is registered for registered in binding.registered_agents()):
+        if binding.knows(agent):  # the binding of the crew it was secured in
             return binding
     return known[0] if known else None
 
@@ -111,6 +132,8 @@ def _hand_off(context: ToolCallHookContext) -> tuple[CrewAIBinding | None, Hando
 
 def before_tool_call(context: ToolCallHookContext) -> bool | None:
     """Announce the call; sign the hand-off of a delegation, or block it."""
+    if _suspended.get():
+        return None
     binding: CrewAIBinding | None = None
     handoff: Handoff | None = None
     refusal: Exception | None = None
@@ -141,6 +164,8 @@ def _explain(error: Exception) -> str:
 
 def after_tool_call(context: ToolCallHookContext) -> str | None:
     """Close the call; explain a refused delegation; complete the coworker's step."""
+    if _suspended.get():
+        return None
     call = pop_call(id(context.tool_input), context.tool_name)
     if call is None:
         return None
@@ -156,6 +181,8 @@ def after_tool_call(context: ToolCallHookContext) -> str | None:
 
 def after_task(context: StepContext) -> None:
     """A crew task ended: complete its agent's steps (its tool calls succeeded)."""
+    if _suspended.get():
+        return None
     run = current_run()
     if context.kind != "task" or not isinstance(context.agent, BaseAgent) or run is None:
         return None

@@ -60,7 +60,7 @@ class ScriptedChatCompletionClient(ChatCompletionClient, Component[ScriptedModel
 
     component_type = "model"
     component_config_schema = ScriptedModelConfig
-    component_provider_override = "examples.autogen_patcher.scripted.ScriptedChatCompletionClient"
+    component_provider_override = "ajwt_autogen.reference.scripted.ScriptedChatCompletionClient"
 
     def __init__(
         self,

@@ -1,12 +1,15 @@
-"""The DESIGN §11 vulnerability patcher as an AutoGen ``Swarm`` under A-JWT.
+"""The DESIGN §11 vulnerability patcher as an AutoGen ``Swarm``, with or without A-JWT.
 
 Reusable: :func:`build_patcher_swarm` builds the four agents (same prompts, tools and
 model configuration as the reference manifests in ``ajwt.demo.agents``), secures them
-with :func:`ajwt_autogen.secure_agent` and returns the ``Swarm``;
-:func:`run_patcher` runs it for one A-JWT run. The supervisor lists the repositories
-and hands off to the planner, which reads the dependency manifests and hands off to the
-classifier, which looks up advisories and hands off to the patcher, which opens the
-pull requests: a chain of delegations ``supervisor → planner → classifier → patcher``.
+with :func:`ajwt_autogen.secure_agent` (unless built without a shim, for the plain-OAuth
+baseline) and returns the ``Swarm``; :func:`run_patcher` runs it for one A-JWT run and
+:func:`run_plain` runs the same agents and tools with a plain ``httpx.Auth``.
+
+The supervisor lists the repositories and hands off to the planner, which reads the
+dependency manifests and hands off to the classifier, which looks up advisories and
+hands off to the patcher, which opens the pull requests: a chain of delegations
+``supervisor → planner → classifier → patcher``.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TaskResult
 from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
+from autogen_agentchat.messages import TextMessage
 from autogen_agentchat.teams import Swarm
 from autogen_core.tools import BaseTool
 
@@ -25,8 +30,8 @@ from ajwt.checksum import PromptSpec
 from ajwt.demo.agents import AGENT_TOOLS, MODEL_CONFIG, PROMPTS
 from ajwt.shim import Run, Shim
 from ajwt_autogen import secure_agent
-from examples.autogen_patcher.scripted import ScriptedChatCompletionClient, Turn, call
-from examples.autogen_patcher.tools import PatcherApi
+from ajwt_autogen.reference.scripted import ScriptedChatCompletionClient, Turn, call
+from ajwt_autogen.reference.tools import PatcherApi
 
 AGENTS = ("supervisor", "planner", "classifier", "patcher")
 HANDOFFS: dict[str, list[str]] = {
@@ -121,9 +126,10 @@ class PatcherTeam:
 
 
 def build_patcher_swarm(
-    shim: Shim,
+    shim: Shim | None,
     rs_url: str,
     *,
+    auth: httpx.Auth | None = None,
     org: str = "acme",
     run: Run | None = None,
     scripts: Mapping[str, Sequence[Turn]] | None = None,
@@ -133,6 +139,11 @@ def build_patcher_swarm(
 ) -> PatcherTeam:
     """Build the four agents, secure them with ``shim`` and put them in a ``Swarm``.
 
+    The tools call ``rs_url`` through ``auth`` (default: ``shim.auth()``). Without a
+    shim the same agents and tools are built but nothing is secured: no registration,
+    no wrapped tools, no signed handoffs (the plain-OAuth baseline; ``auth`` is then
+    required, e.g. the application's bearer token).
+
     ``scripts``, ``handoffs`` and ``agent_tools`` replace the default model scripts,
     handoff targets and tools per agent (the tests use them to script attacks). Each
     call builds fresh agents: build one team per concurrent run. ``run`` pins the agents
@@ -140,7 +151,11 @@ def build_patcher_swarm(
     """
     the_scripts = {**SCRIPTS, **(scripts or {})}
     the_handoffs = {n: list(t) for n, t in {**HANDOFFS, **(handoffs or {})}.items()}
-    api = PatcherApi(shim, rs_url)
+    if auth is None:
+        if shim is None:
+            raise ValueError("a swarm built without a shim needs auth=")
+        auth = shim.auth()
+    api = PatcherApi(rs_url, auth)
     tools = api.tools()
     models = {name: scripted_model(the_scripts[name]) for name in AGENTS}
     agents: dict[str, AssistantAgent] = {}
@@ -154,7 +169,9 @@ def build_patcher_swarm(
             handoffs=the_handoffs[name],
             tool_names=(agent_tools or {}).get(name),
         )
-        agents[name] = secure_agent(agent, shim, run=run, prompt=prompt, prompt_values=values)
+        if shim is not None:
+            agent = secure_agent(agent, shim, run=run, prompt=prompt, prompt_values=values)
+        agents[name] = agent
     termination = TextMentionTermination("TERMINATE") | MaxMessageTermination(max_messages)
     swarm = Swarm(list(agents.values()), termination_condition=termination)
     return PatcherTeam(swarm, agents, models, api, the_handoffs)
@@ -174,3 +191,22 @@ async def run_patcher(
     finally:
         await team.aclose()
     return result
+
+
+async def run_plain(
+    rs_url: str, auth: httpx.Auth, *, org: str = "acme", task: str = TASK
+) -> TaskResult:
+    """Run the same swarm without A-JWT: every tool call uses ``auth``."""
+    team = build_patcher_swarm(None, rs_url, auth=auth, org=org)
+    try:
+        return await team.swarm.run(task=task)
+    finally:
+        await team.aclose()
+
+
+def final_answer(result: TaskResult) -> str:
+    """The last text an agent answered (the termination keyword removed)."""
+    texts = [m for m in result.messages if isinstance(m, TextMessage)]
+    if not texts:
+        return ""
+    return texts[-1].content.replace("TERMINATE", "").strip()

@@ -1,7 +1,8 @@
 """The four tools of the reference workflow as AutoGen ``FunctionTool``s.
 
 Plain tool code: each calls the reference resource server with ``httpx`` and the
-shim's ``httpx.Auth``, which attaches the acting agent's token and proof. ``read_file``
+``httpx.Auth`` it is given: the shim's, which attaches the acting agent's token and
+proof, or (for the plain-OAuth baseline) the application's bearer token. ``read_file``
 is a *sync* function on purpose: AutoGen runs it in a worker thread, where the adapter
 must carry the acting context (FRAMEWORKS.md).
 """
@@ -16,7 +17,6 @@ import httpx
 from autogen_core.tools import FunctionTool
 
 from ajwt.demo.agents import TOOLS
-from ajwt.shim import Shim
 
 
 class ToolError(RuntimeError):
@@ -36,9 +36,9 @@ def _result(response: httpx.Response) -> str:
 class PatcherApi:
     """The reference API as tools, for one team (one pair of HTTP clients)."""
 
-    def __init__(self, shim: Shim, rs_url: str) -> None:
-        self.http = httpx.AsyncClient(base_url=rs_url, auth=shim.auth(), timeout=10.0)
-        self.sync_http = httpx.Client(base_url=rs_url, auth=shim.auth(), timeout=10.0)
+    def __init__(self, rs_url: str, auth: httpx.Auth) -> None:
+        self.http = httpx.AsyncClient(base_url=rs_url, auth=auth, timeout=10.0)
+        self.sync_http = httpx.Client(base_url=rs_url, auth=auth, timeout=10.0)
 
     async def list_repos(self) -> str:
         return _result(await self.http.get("/repos"))

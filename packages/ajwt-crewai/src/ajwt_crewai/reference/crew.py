@@ -3,8 +3,11 @@
 A supervisor lists the repositories, then delegates each later step to its worker with
 CrewAI's ``delegate_work_to_coworker`` tool: the planner reads the dependency manifests,
 the classifier looks the packages up in the advisory database, the patcher opens the
-pull requests. Every tool is an ``@ajwt_tool`` calling the reference resource server
-with ``shim.auth()``; the LLM is a script of real tool calls (no model, no key).
+pull requests. The tools are plain CrewAI tools calling the reference resource server
+with an ``httpx.Auth``; secured (:func:`reference_tools`), each is wrapped with
+:func:`ajwt_crewai.secure_tool` and calls with ``shim.auth()``; for the plain-OAuth
+baseline (:func:`plain_tools`) they call with the application's bearer token. The LLM
+is a script of real tool calls (no model, no key).
 
 The agents' backstory and goal are the reference prompts, so each extracts to the same
 manifest (same checksum) as ``ajwt.demo.agents.reference_manifest``.
@@ -17,13 +20,13 @@ from typing import Annotated, Any
 
 import httpx
 from crewai import Agent, Crew, Process, Task
-from crewai.tools import BaseTool
+from crewai.tools import BaseTool, tool
 from pydantic import Field
 
 from ajwt.demo.agents import MODEL_CONFIG
 from ajwt.shim import Shim
-from ajwt_crewai import ajwt_tool
 from ajwt_crewai.testing import ScriptedLLM, Turn
+from ajwt_crewai.tools import secure_tool
 
 #: CrewAI role → workflow agent id (the roles are free text; the ids are the workflow's).
 AGENT_IDS = {
@@ -94,19 +97,20 @@ def _checked(response: httpx.Response) -> str:
     return response.text
 
 
-def reference_tools(shim: Shim, api_url: str) -> dict[str, BaseTool]:
-    """The four tools of the reference workflow, calling the API at ``api_url``."""
+def plain_tools(api_url: str, auth: httpx.Auth) -> dict[str, BaseTool]:
+    """The four tools of the reference workflow as plain CrewAI tools (nothing secured),
+    calling the API at ``api_url`` with ``auth``."""
 
     def client() -> httpx.Client:
-        return httpx.Client(base_url=api_url, auth=shim.auth(), timeout=10.0)
+        return httpx.Client(base_url=api_url, auth=auth, timeout=10.0)
 
-    @ajwt_tool(shim)
+    @tool("list_repos")
     def list_repos() -> str:
         """List the organisation's repositories with their dependencies."""
         with client() as http:
             return _checked(http.get("/repos"))
 
-    @ajwt_tool(shim)
+    @tool("read_file")
     def read_file(
         repo: Annotated[str, Field(description="owner/name")],
         path: Annotated[str, Field(description="file path in the repository")],
@@ -115,20 +119,27 @@ def reference_tools(shim: Shim, api_url: str) -> dict[str, BaseTool]:
         with client() as http:
             return _checked(http.get(f"/repos/{repo}/files/{path}"))
 
-    @ajwt_tool(shim)
+    @tool("query_advisories")
     def query_advisories(package: str) -> str:
         """Look up security advisories for a package."""
         with client() as http:
             return _checked(http.get("/advisories", params={"package": package}))
 
-    @ajwt_tool(shim)
+    @tool("create_pull_request")
     def create_pull_request(repo: str, title: str, head: str) -> str:
         """Open a pull request that upgrades a vulnerable dependency."""
         with client() as http:
             return _checked(http.post(f"/repos/{repo}/pulls", json={"title": title, "head": head}))
 
-    tools = [list_repos, read_file, query_advisories, create_pull_request]
+    tools: list[BaseTool] = [list_repos, read_file, query_advisories, create_pull_request]
     return {t.name: t for t in tools}
+
+
+def reference_tools(shim: Shim, api_url: str) -> dict[str, BaseTool]:
+    """The four tools secured with ``shim`` (each run bound to the calling agent),
+    calling the API at ``api_url`` with ``shim.auth()``."""
+    tools = plain_tools(api_url, shim.auth())
+    return {name: secure_tool(t, shim) for name, t in tools.items()}
 
 
 def reference_agents(tools: dict[str, BaseTool], llm: ScriptedLLM) -> dict[str, Agent]:
@@ -167,11 +178,27 @@ def reference_agents(tools: dict[str, BaseTool], llm: ScriptedLLM) -> dict[str, 
 
 
 def build_crew(
-    shim: Shim, api_url: str, *, turns: dict[str, list[Turn]] | None = None
+    shim: Shim | None,
+    api_url: str,
+    *,
+    auth: httpx.Auth | None = None,
+    turns: dict[str, list[Turn]] | None = None,
 ) -> tuple[Crew, dict[str, Agent]]:
     """The patcher crew (sequential: one supervisor task that delegates) and its agents
-    by workflow id. Secure it with ``secure_crew(crew, shim, AGENT_IDS)``."""
-    agents = reference_agents(reference_tools(shim, api_url), scripted_llm(turns))
+    by workflow id. Secure it with ``secure_crew(crew, shim, AGENT_IDS)``.
+
+    With a ``shim`` the tools are secured with it (they call with ``shim.auth()`` unless
+    ``auth`` is given). Without one, the same agents get plain tools calling with
+    ``auth`` (required): the plain-OAuth baseline, which must not be secured.
+    """
+    if auth is None:
+        if shim is None:
+            raise ValueError("a crew built without a shim needs auth=")
+        auth = shim.auth()
+    tools = plain_tools(api_url, auth)
+    if shim is not None:
+        tools = {name: secure_tool(t, shim) for name, t in tools.items()}
+    agents = reference_agents(tools, scripted_llm(turns))
     task = Task(
         description="Patch the vulnerable dependencies of the {org} repositories.",
         expected_output="The pull requests opened.",
