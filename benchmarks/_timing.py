@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 
@@ -31,6 +31,22 @@ def measure(name: str, fn: Callable[[], object], *, number: int, repeat: int = 7
     return Measurement(name, statistics.median(runs) / number * 1e6)
 
 
+def measure_side_by_side(
+    fns: Mapping[str, Callable[[], object]], *, number: int, repeat: int = 7
+) -> list[Measurement]:
+    """Like :func:`measure` for several functions, timed in alternating rounds (each
+    round runs every function ``number`` times), so drift in machine load hits them all
+    alike; each gets the median per-call time of its ``repeat`` rounds."""
+    timers = {name: timeit.Timer(fn) for name, fn in fns.items()}
+    for fn in fns.values():
+        fn()
+    runs: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, timer in timers.items():
+            runs[name].append(timer.timeit(number))
+    return [Measurement(name, statistics.median(r) / number * 1e6) for name, r in runs.items()]
+
+
 def compare(m: Measurement, peer: Measurement, target: float | None = None) -> Measurement:
     m.peer, m.ratio, m.target = peer.name, m.per_call_us / peer.per_call_us, target
     return m
@@ -53,7 +69,10 @@ def render(title: str, rows: list[Measurement]) -> str:
     return "\n".join(lines)
 
 
+def as_dicts(rows: list[Measurement]) -> list[dict[str, object]]:
+    """The rows as plain dicts (with ``meets_target``), for JSON documents of many tables."""
+    return [asdict(r) | {"meets_target": r.meets_target} for r in rows]
+
+
 def to_json(rows: list[Measurement]) -> str:
-    return json.dumps(
-        [asdict(r) | {"meets_target": r.meets_target} for r in rows], indent=2, sort_keys=True
-    )
+    return json.dumps(as_dicts(rows), indent=2, sort_keys=True)

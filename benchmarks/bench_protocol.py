@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,7 @@ def _interleaved(
     return a_samples, b_samples
 
 
-async def _endpoint(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def _endpoint(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     await receive()
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}

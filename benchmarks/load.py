@@ -43,7 +43,7 @@ def _reachable(port: int) -> bool:
 
 
 async def _pg(sql: str) -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     conn = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""))
     try:

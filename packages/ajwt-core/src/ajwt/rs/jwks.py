@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import httpx
 
+from ajwt._http import AsyncClients
 from ajwt.keys import KeyResolver
 
 log = logging.getLogger("ajwt.rs")
@@ -34,7 +35,7 @@ class JWKSCache:
         self._min_refresh = min_refresh
         self._max_age = max_age
         self._fetched_at: float | None = None
-        self._client = client
+        self._clients = AsyncClients(lambda: client or httpx.AsyncClient(timeout=3))
         self._clock = clock
         self._keys = KeyResolver()
         self._last_attempt: float | None = None
@@ -60,9 +61,8 @@ class JWKSCache:
             ):
                 return False
             self._last_attempt = now
-            client = self._client or httpx.AsyncClient(timeout=3)
             try:
-                response = await client.get(self.jwks_url)
+                response = await self._clients.get().get(self.jwks_url)
                 response.raise_for_status()
                 fresh = KeyResolver.from_jwks(response.json())
             except (httpx.HTTPError, ValueError) as exc:
@@ -70,9 +70,6 @@ class JWKSCache:
                     "JWKS refresh from %s failed (%s); keeping old keys", self.jwks_url, exc
                 )
                 return False
-            finally:
-                if self._client is None:
-                    await client.aclose()
             if not len(fresh):
                 return False
             changed = fresh.kids() != self._keys.kids()

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from ajwt._http import AsyncClients
 from ajwt.errors import InvalidToken, Reason, ServerError
 from ajwt.replay import InMemoryReplayCache
 from ajwt.tokens import IntentTokenClaims
@@ -97,7 +98,7 @@ class IdPRevocationChecker:
     ) -> None:
         self._base = idp_url.rstrip("/")
         self._ttl = ttl
-        self._client = client
+        self._clients = AsyncClients(lambda: client or httpx.AsyncClient(timeout=3))
         self._cache: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
         self._max = max_entries
         self._clock = clock
@@ -117,9 +118,8 @@ class IdPRevocationChecker:
         _raise_for(status)
 
     async def _fetch(self, run_id: str, registration_id: str) -> dict[str, Any]:
-        client = self._client or httpx.AsyncClient(timeout=3)
         try:
-            response = await client.get(
+            response = await self._clients.get().get(
                 f"{self._base}/runs/{run_id}/status",
                 params={"registration_id": registration_id},
             )
@@ -127,9 +127,6 @@ class IdPRevocationChecker:
             raise ServerError(
                 Reason.SERVICE_UNAVAILABLE, "the IdP's status endpoint is unreachable"
             ) from None
-        finally:
-            if self._client is None:
-                await client.aclose()
         if response.status_code == 404:
             raise InvalidToken(Reason.RUN_NOT_FOUND, "the token's run is unknown to the IdP")
         if not response.is_success:

@@ -16,14 +16,12 @@ True
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import os
 import secrets
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
@@ -31,6 +29,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from ajwt._http import AsyncClients
 from ajwt.checksum import AgentManifest, compute_checksum
 from ajwt.dpop import create_proof
 from ajwt.errors import (
@@ -209,9 +208,9 @@ class Shim:
         self._resolvers: list[ContextResolver] = []
         self._lock = threading.Lock()
         self._sync_client: httpx.Client | None = None
-        self._async_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, httpx.AsyncClient
-        ] = weakref.WeakKeyDictionary()
+        self._async_clients = AsyncClients(
+            lambda: httpx.AsyncClient(timeout=self._timeout, transport=self._async_transport)
+        )
 
     # ----------------------------------------------------------- I/O drivers
 
@@ -229,11 +228,7 @@ class Shim:
             return result
 
     async def _send_async(self, operation: Operation[T]) -> T:
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = httpx.AsyncClient(timeout=self._timeout, transport=self._async_transport)
-            self._async_clients[loop] = client
+        client = self._async_clients.get()
         try:
             request = next(operation)
             while True:
@@ -251,10 +246,7 @@ class Shim:
 
     async def aclose(self) -> None:
         self.close()
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+        await self._async_clients.aclose()
 
     # ------------------------------------------------------- request helpers
 
