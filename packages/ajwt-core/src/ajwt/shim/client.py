@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -88,10 +88,21 @@ class RegisteredAgent:
     registration_id: str
     version: int
     expires_at: int
+    _last_manifest: str = field(default="", repr=False, compare=False)
+    _last_checksum: str = field(default="", repr=False, compare=False)
 
     def live_checksum(self) -> str:
-        """Recompute the checksum from the live agent (DESIGN §3: before every mint)."""
-        return compute_checksum(_manifest_of(self.source))
+        """Recompute the checksum from the live agent (DESIGN §3: before every mint).
+
+        The manifest is extracted every time; the canonical hash is reused while the
+        extracted manifest's JSON is unchanged (a few µs instead of ~100 µs of JCS).
+        """
+        manifest = _manifest_of(self.source)
+        text = manifest.model_dump_json()
+        if text != self._last_manifest:
+            self._last_checksum = manifest.checksum()
+            self._last_manifest = text
+        return self._last_checksum
 
 
 @dataclass(frozen=True)
