@@ -163,6 +163,30 @@ def compromised(shim: Shim) -> Iterator[Shim]:
         shim.local_checks = True
 
 
+def supervisor_hands_plan_to_planner(
+    arena: Arena, shim: Shim, run: Run, parent: IssuedToken
+) -> str:
+    """A delegation assertion signed by the supervisor's key, for ``run``'s plan step."""
+    now = int(time.time())
+    return encode_delegation_assertion(
+        DelegationClaims(
+            iss="agent:supervisor",
+            sub="agent:planner",
+            aud=arena.stack.idp_url,
+            intent_id=run.intent_id,
+            run_id=run.run_id,
+            from_step="triage",
+            to_step="plan",
+            scope="repo:read",
+            parent=token_hash(parent.token),
+            iat=now,
+            exp=now + 60,
+            jti=secrets.token_urlsafe(8),
+        ),
+        shim.agent("supervisor").key,
+    )
+
+
 # ---------------------------------------------------------------------- the attacks
 
 
@@ -541,24 +565,7 @@ def extra_typ_confusion(arena: Arena) -> tuple[Outcome, Outcome]:
     shim = arena.shim()
     run = arena.stack.start_run(shim)
     parent = token_for(shim, run, "supervisor", "triage", "list_repos", arena.stack.rs_url)
-    now = int(time.time())
-    assertion = encode_delegation_assertion(
-        DelegationClaims(
-            iss="agent:supervisor",
-            sub="agent:planner",
-            aud=arena.stack.idp_url,
-            intent_id=run.intent_id,
-            run_id=run.run_id,
-            from_step="triage",
-            to_step="plan",
-            scope="repo:read",
-            parent=token_hash(parent.token),
-            iat=now,
-            exp=now + 60,
-            jti=secrets.token_urlsafe(8),
-        ),
-        shim.agent("supervisor").key,
-    )
+    assertion = supervisor_hands_plan_to_planner(arena, shim, run, parent)
     ajwt = Outcome.of(
         arena.dpop("GET", "/repos", assertion, shim.agent("supervisor").key),
         "a delegation assertion presented as an access token",
@@ -607,24 +614,7 @@ def extra_cross_run(arena: Arena) -> tuple[Outcome, Outcome]:
     run_a = arena.stack.start_run(shim, "user:alice")
     run_b = arena.stack.start_run(shim, "user:mallory")
     parent = token_for(shim, run_a, "supervisor", "triage", "list_repos", arena.stack.rs_url)
-    now = int(time.time())
-    assertion = encode_delegation_assertion(
-        DelegationClaims(
-            iss="agent:supervisor",
-            sub="agent:planner",
-            aud=arena.stack.idp_url,
-            intent_id=run_b.intent_id,
-            run_id=run_b.run_id,
-            from_step="triage",
-            to_step="plan",
-            scope="repo:read",
-            parent=token_hash(parent.token),
-            iat=now,
-            exp=now + 60,
-            jti=secrets.token_urlsafe(8),
-        ),
-        shim.agent("supervisor").key,
-    )
+    assertion = supervisor_hands_plan_to_planner(arena, shim, run_b, parent)
     planner = shim.agent("planner")
     form = {
         "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
