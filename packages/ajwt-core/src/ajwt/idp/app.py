@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -362,16 +362,16 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         return await idp.status(run_id, registration_id)
 
     @app.get("/runs/{run_id}/ledger")
-    async def ledger(request: Request, run_id: Id) -> JSONResponse:
+    async def ledger(request: Request, run_id: Id) -> Response:
         client = await _client_or_admin(request)
         entries = await idp.ledger(run_id, client)
-        return JSONResponse(content=__import__("json").loads(export_json(entries)))
+        return Response(export_json(entries), media_type="application/json")
 
     @app.get("/runs/{run_id}/ledger/verify")
     async def verify_ledger(request: Request, run_id: Id) -> dict[str, Any]:
         client = await _client_or_admin(request)
         report = await idp.verify_ledger(run_id, client)
-        return report.model_dump() if hasattr(report, "model_dump") else dict(report.__dict__)
+        return report.model_dump()
 
     async def _client_or_admin(request: Request) -> ClientRow | None:
         scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
@@ -419,9 +419,6 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
 
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
     return app
-
-
-Handler = Callable[..., Awaitable[Any]]
 
 
 def _parse_form(request: Request, body: bytes) -> dict[str, str]:
