@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from ajwt._http import AsyncClients
-from ajwt.checksum import AgentManifest, compute_checksum
+from ajwt.checksum import AgentManifest
 from ajwt.dpop import create_proof
 from ajwt.errors import (
     AgentContextError,
