@@ -17,15 +17,12 @@ import httpx
 from ajwt.dpop import create_proof
 from ajwt.integrity import HEADER as SHIM_HEADER
 from ajwt.integrity import header_value as shim_header_value
+from ajwt.shim.context import origin_of
 
 if TYPE_CHECKING:
     from ajwt.shim.client import Binding, Shim
 
 _BINDING = "ajwt.binding"
-
-
-def _origin(url: httpx.URL) -> str:
-    return f"{url.scheme}://{url.netloc.decode('ascii')}".lower()
 
 
 class AgentAuth(httpx.Auth):
@@ -58,7 +55,7 @@ class AgentAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         binding: Binding = request.extensions[_BINDING]
-        origin = _origin(request.url)
+        origin = origin_of(str(request.url))
         self._sign(request, binding, self._nonces.get(origin))
         response = yield request
         nonce = response.headers.get("DPoP-Nonce")

@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
@@ -49,6 +49,7 @@ from ajwt.shim.context import (
     Run,
     current_acting,
     current_run,
+    origin_of,
     reset_acting,
     reset_run,
     set_acting,
@@ -144,11 +145,6 @@ def _manifest_of(source: ManifestSource) -> AgentManifest:
     if callable(source):
         return source()
     return AgentManifest.model_validate(source)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _load_master_secret(secret: bytes | str | None) -> bytes:
@@ -530,7 +526,7 @@ class Shim:
     def audience_for(self, url: str) -> str:
         if callable(self._audience):
             return self._audience(url)
-        return self._audience or _origin(url)
+        return self._audience or origin_of(url)
 
     # -------------------------------------------------------------------- mint
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from ajwt.workflow import Workflow
 
@@ -42,6 +43,14 @@ class AgentContext:
 
 
 ContextResolver = Callable[[], AgentContext | None]
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, lower-cased: a request's default audience, and
+    the key under which a server's latest DPoP nonce is kept."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
 
 _acting: ContextVar[AgentContext | None] = ContextVar("ajwt_acting", default=None)
 _run: ContextVar[Run | None] = ContextVar("ajwt_run", default=None)
