@@ -15,11 +15,51 @@ from types import MappingProxyType
 from typing import Any
 
 import jwt
+from jwt.utils import base64url_decode
 
 from ajwt.errors import AJWTError, Reason
 from ajwt.keys import VerificationKey
 
-_JWS = jwt.PyJWS()
+_BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Unused low bits of the last character, by the length of the unpadded segment mod 4.
+_UNUSED_BITS = (0, 0, 0b1111, 0b11)
+
+
+class _PyJWS(jwt.PyJWS):
+    """pyjwt's JWS with its strict segment check done at C speed.
+
+    pyjwt 2.15 rejects any segment byte outside the base64url alphabet
+    (GHSA-hxm8-2xgr-2p9m) with a per-byte Python loop, about 60 ns a byte: more than
+    the signature check for an intent token with a delegation chain. This override
+    accepts and rejects exactly the same segments (``tests/core/test_jws_segment.py``
+    compares the two on generated input) and leaves the decoding to pyjwt's own
+    ``base64url_decode``. If a later pyjwt renames the hook, pyjwt's check runs instead
+    (and that test fails, so the change is noticed).
+    """
+
+    @staticmethod
+    def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
+        body = segment.rstrip(b"=")
+        padding = len(segment) - len(body)
+        if (
+            padding > 2
+            or (padding and len(segment) % 4)
+            or len(body) % 4 == 1
+            or body.translate(None, _BASE64URL)
+        ):
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        # The last character of a 2- or 3-character final group carries 4 or 2 unused
+        # bits; they must be zero, or the segment is a second spelling of the same bytes
+        # (pyjwt finds this by re-encoding; a table lookup gives the same answer).
+        if body and _UNUSED_BITS[len(body) % 4] & _BASE64URL.index(body[-1]):
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        try:
+            return base64url_decode(body)
+        except ValueError as error:  # binascii.Error is a ValueError
+            raise jwt.DecodeError(f"Invalid {name} padding") from error
+
+
+_JWS = _PyJWS()
 # Header parameters that would let a token choose its own verification key or demand
 # extensions we do not implement (RFC 8725 §3.10; the key comes from the caller).
 KEY_CARRYING_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "crit"})

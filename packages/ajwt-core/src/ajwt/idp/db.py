@@ -22,6 +22,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -107,6 +108,9 @@ class RunRow(Base):
 
 class LedgerRow(Base):
     __tablename__ = "ledger_entries"
+    # Every mint reads the run's completions, approvals and delegations by kind; without
+    # this index that read scans the whole ledger and a mint slows as the run grows.
+    __table_args__ = (Index("ix_ledger_entries_run_id_kind", "run_id", "kind"),)
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)

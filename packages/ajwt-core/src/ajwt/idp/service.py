@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import jwt
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ajwt.checksum import compute_checksum
 from ajwt.dpop import VerifiedProof
@@ -29,6 +30,7 @@ from ajwt.errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
+    LedgerError,
     NotFound,
     Reason,
     UnauthorizedClient,
@@ -734,11 +736,11 @@ class IdP:
         return run
 
     async def _facts(self, session: DbSession, run_id: str) -> _RunFacts:
-        rows = await session.execute(_RUN_FACTS, {"run_id": run_id})
+        rows = sorted((await session.execute(_RUN_FACTS, {"run_id": run_id})).all())
         completed: set[str] = set()
         approved: set[str] = set()
         delegations: list[dict[str, Any]] = []
-        for kind, data in rows:
+        for _, kind, data in rows:
             if kind == EntryKind.STEP_COMPLETED:
                 completed.add(str(data["step"]))
             elif kind == EntryKind.STEP_APPROVED:
@@ -995,42 +997,72 @@ class IdP:
     async def _append(
         self, session: DbSession, run: RunRow, kind: EntryKind, data: dict[str, Any], at: int
     ) -> LedgerEntry:
-        """Append to the run's ledger; ``run`` must be locked (or new) in this session."""
+        """Append to the run's ledger; ``run`` must be locked (or flushed new) in this session.
+
+        Two Core statements, not the ORM unit of work (which cost most of a mint's commit):
+        the entry's INSERT, and an UPDATE of the run's head that only matches the head
+        this entry was chained onto, so an append that raced another one is refused
+        instead of forking the chain.
+        """
         entry = chain_after(run.head_seq, run.head_hash, run.run_id, kind, at, data)
-        session.add(
-            LedgerRow(
-                run_id=entry.run_id,
-                seq=entry.seq,
-                kind=entry.kind.value,
-                at=entry.at,
-                data=entry.data,
-                prev_hash=entry.prev_hash,
-                entry_hash=entry.entry_hash,
-            )
+        await session.execute(
+            _INSERT_ENTRY,
+            {
+                "run_id": entry.run_id,
+                "seq": entry.seq,
+                "kind": entry.kind.value,
+                "at": entry.at,
+                "data": entry.data,
+                "prev_hash": entry.prev_hash,
+                "entry_hash": entry.entry_hash,
+            },
         )
-        run.head_seq, run.head_hash = entry.seq, entry.entry_hash
+        moved = await session.execute(
+            _MOVE_HEAD,
+            {
+                "run": run.run_id,
+                "old_seq": run.head_seq,
+                "old_hash": run.head_hash,
+                "new_seq": entry.seq,
+                "new_hash": entry.entry_hash,
+            },
+        )
+        if moved.rowcount != 1:
+            raise LedgerError(Reason.LEDGER_BROKEN, "the run's ledger head moved during the append")
+        # The row now holds the new head; record it on the object without making it dirty.
+        set_committed_value(run, "head_seq", entry.seq)
+        set_committed_value(run, "head_hash", entry.entry_hash)
         return entry
 
 
 # Statements of the mint path, built once (SQLAlchemy then reuses their compiled form).
+_INSERT_ENTRY = insert(LedgerRow.__table__)
+_runs = RunRow.__table__
+_MOVE_HEAD = (
+    update(_runs)
+    .where(
+        _runs.c.run_id == bindparam("run"),
+        _runs.c.head_seq == bindparam("old_seq"),
+        _runs.c.head_hash == bindparam("old_hash"),
+    )
+    .values(head_seq=bindparam("new_seq"), head_hash=bindparam("new_hash"))
+)
 _REGISTRATIONS = (
     select(AgentRow)
     .where(AgentRow.client_id == bindparam("client_id"), AgentRow.agent_id == bindparam("agent_id"))
     .order_by(AgentRow.version.desc())
 )
-_RUN_FACTS = (
-    select(LedgerRow.kind, LedgerRow.data)
-    .where(
-        LedgerRow.run_id == bindparam("run_id"),
-        LedgerRow.kind.in_(
-            [
-                EntryKind.STEP_COMPLETED.value,
-                EntryKind.STEP_APPROVED.value,
-                EntryKind.DELEGATION.value,
-            ]
-        ),
-    )
-    .order_by(LedgerRow.seq)
+# No ORDER BY: sorting by seq in SQL makes the planner walk the primary key, i.e. the
+# run's whole ledger, instead of the (run_id, kind) index; the few rows sort in Python.
+_RUN_FACTS = select(LedgerRow.seq, LedgerRow.kind, LedgerRow.data).where(
+    LedgerRow.run_id == bindparam("run_id"),
+    LedgerRow.kind.in_(
+        [
+            EntryKind.STEP_COMPLETED.value,
+            EntryKind.STEP_APPROVED.value,
+            EntryKind.DELEGATION.value,
+        ]
+    ),
 )
 
 

@@ -41,8 +41,22 @@ class VerifiedRequest:
         return self.claims.chain if self.claims else []
 
 
-def _single(headers: Iterable[tuple[str, str]], name: str) -> tuple[int, str | None]:
-    values = [v for k, v in headers if k.lower() == name]
+_SHIM = SHIM_HEADER.lower()
+_WANTED = frozenset({"authorization", "dpop", _SHIM})
+
+
+def _wanted_headers(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """The values of the headers the verifier reads, by lower-cased name, in one pass."""
+    found: dict[str, list[str]] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _WANTED:
+            found.setdefault(lowered, []).append(value)
+    return found
+
+
+def _single(found: dict[str, list[str]], name: str) -> tuple[int, str | None]:
+    values = found.get(name, ())
     return len(values), (values[0] if values else None)
 
 
@@ -135,10 +149,10 @@ class Verifier:
         policy: RoutePolicy,
     ) -> VerifiedRequest:
         """Verify one request against ``policy``; raises an :class:`AJWTError` subclass."""
-        header_list = list(headers)
+        found = _wanted_headers(headers)
         now = self._clock()
         # 1. Authorization: DPoP <token> and exactly one DPoP header.
-        count, authorization = _single(header_list, "authorization")
+        count, authorization = _single(found, "authorization")
         if count == 0 or not authorization:
             raise InvalidToken(Reason.MISSING_TOKEN, "an A-JWT intent token is required")
         if count > 1:
@@ -149,7 +163,7 @@ class Verifier:
             return await self._legacy_bearer(token, policy)
         if scheme.lower() != "dpop" or not token:
             raise InvalidToken(Reason.MALFORMED_TOKEN, "use the DPoP authorization scheme")
-        proofs, proof = _single(header_list, "dpop")
+        proofs, proof = _single(found, "dpop")
         if proofs != 1 or proof is None:
             raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
         # 2.–3. token header, signature, iss, aud, times, lifetime.
@@ -174,9 +188,15 @@ class Verifier:
         if self.revocation is not None:
             await self.revocation.check(claims)
         # 7. route policy.
-        _, shim = _single(header_list, SHIM_HEADER.lower())
+        _, shim = _single(found, _SHIM)
         policy.check(claims, shim, self.accepted_shims)
         # 8. audit event; the handler gets the verified claims.
+        if audit.isEnabledFor(logging.INFO):
+            self._audit(claims, method, url)
+        return VerifiedRequest(claims=claims, proof=verified)
+
+    @staticmethod
+    def _audit(claims: IntentTokenClaims, method: str, url: str) -> None:
         audit.info(
             "ajwt request accepted",
             extra={
@@ -193,7 +213,6 @@ class Verifier:
                 }
             },
         )
-        return VerifiedRequest(claims=claims, proof=verified)
 
     async def _legacy_bearer(self, token: str, policy: RoutePolicy) -> VerifiedRequest:
         if not policy.allow_bearer or self._bearer is None:
