@@ -14,10 +14,10 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import jwt
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -1036,8 +1036,8 @@ class IdP:
 
 
 # Statements of the mint path, built once (SQLAlchemy then reuses their compiled form).
-_INSERT_ENTRY = insert(LedgerRow.__table__)
-_runs = RunRow.__table__
+_INSERT_ENTRY = insert(cast(Table, LedgerRow.__table__))
+_runs = cast(Table, RunRow.__table__)
 _MOVE_HEAD = (
     update(_runs)
     .where(
