@@ -1000,23 +1000,11 @@ class IdP:
         """Append to the run's ledger; ``run`` must be locked (or flushed new) in this session.
 
         Two Core statements, not the ORM unit of work (which cost most of a mint's commit):
-        the entry's INSERT, and an UPDATE of the run's head that only matches the head
-        this entry was chained onto, so an append that raced another one is refused
-        instead of forking the chain.
+        an UPDATE of the run's head that only matches the head this entry was chained
+        onto, so an append that raced another one is refused instead of forking the
+        chain, then the entry's INSERT.
         """
         entry = chain_after(run.head_seq, run.head_hash, run.run_id, kind, at, data)
-        await session.execute(
-            _INSERT_ENTRY,
-            {
-                "run_id": entry.run_id,
-                "seq": entry.seq,
-                "kind": entry.kind.value,
-                "at": entry.at,
-                "data": entry.data,
-                "prev_hash": entry.prev_hash,
-                "entry_hash": entry.entry_hash,
-            },
-        )
         moved = await session.execute(
             _MOVE_HEAD,
             {
@@ -1029,6 +1017,18 @@ class IdP:
         )
         if moved.rowcount != 1:
             raise LedgerError(Reason.LEDGER_BROKEN, "the run's ledger head moved during the append")
+        await session.execute(
+            _INSERT_ENTRY,
+            {
+                "run_id": entry.run_id,
+                "seq": entry.seq,
+                "kind": entry.kind.value,
+                "at": entry.at,
+                "data": entry.data,
+                "prev_hash": entry.prev_hash,
+                "entry_hash": entry.entry_hash,
+            },
+        )
         # The row now holds the new head; record it on the object without making it dirty.
         set_committed_value(run, "head_seq", entry.seq)
         set_committed_value(run, "head_hash", entry.entry_hash)

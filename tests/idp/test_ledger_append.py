@@ -1,0 +1,146 @@
+"""The IdP's ledger append: Core statements guarded by the run's head, and the facts read.
+
+``IdP._append`` moves the run's head with an UPDATE that only matches the head the new
+entry was chained onto. These tests show an append on a stale head refused (it would
+fork the chain) while an append on the current head goes through, and that the mint's
+read of completions, approvals and delegations uses the ``(run_id, kind)`` index rather
+than walking the whole ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ajwt.errors import LedgerError, Reason
+from ajwt.idp.db import ClientRow, Database, RunRow
+from ajwt.idp.service import _RUN_FACTS, IdP
+from ajwt.idp.settings import IdPSettings
+from ajwt.keys import SigningKeySet
+from ajwt.ledger import GENESIS_HASH, EntryKind, verify_or_raise
+
+
+async def _idp_with_run(tmp_path: Path) -> tuple[IdP, str]:
+    db = Database(f"sqlite:///{tmp_path}/idp.db")
+    await db.create_schema()
+    settings = IdPSettings(issuer="https://idp.test", db_url=db.url, admin_token="a" * 32)
+    idp = IdP(settings, db, SigningKeySet.generate())
+    async with db.transaction() as session:
+        session.add(
+            ClientRow(
+                client_id="app",
+                secret_hash=None,
+                jwks=None,
+                scopes="repo:read",
+                shim_checksums=[],
+                allow_runtime_registration=False,
+                created_at=0,
+            )
+        )
+        run = RunRow(
+            run_id="run-1",
+            intent_id="intent-1",
+            client_id="app",
+            workflow_id="wf",
+            workflow_version=1,
+            subject="user:alice",
+            intent="test",
+            state="open",
+            created_at=0,
+            head_seq=-1,
+            head_hash=GENESIS_HASH,
+        )
+        session.add(run)
+        await session.flush()
+        await idp._append(session, run, EntryKind.RUN_STARTED, {"intent_id": "intent-1"}, 0)
+    return idp, "run-1"
+
+
+def test_append_on_the_current_head_extends_the_chain(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+        for at in (1, 2):
+            async with idp.db.transaction() as session:
+                run = await idp.db.lock_run(session, run_id)
+                entry = await idp._append(session, run, EntryKind.STEP_COMPLETED, {"step": "s"}, at)
+                assert (run.head_seq, run.head_hash) == (entry.seq, entry.entry_hash)
+        entries = await idp.ledger(run_id, None)
+        assert [e.seq for e in entries] == [0, 1, 2]
+        verify_or_raise(entries)
+        async with idp.db.read() as session:
+            stored = await session.get(RunRow, run_id)
+        assert stored is not None and stored.head_hash == entries[-1].entry_hash
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_append_on_a_stale_head_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+        async with idp.db.read() as session:
+            stale = await session.get(RunRow, run_id)
+        assert stale is not None
+        # Another writer appends first: the head moves on.
+        async with idp.db.transaction() as session:
+            run = await idp.db.lock_run(session, run_id)
+            await idp._append(session, run, EntryKind.STEP_COMPLETED, {"step": "a"}, 1)
+        # An append chained onto the old head would fork the ledger: refused, rolled back.
+        with pytest.raises(LedgerError) as caught:
+            async with idp.db.transaction() as session:
+                await idp._append(session, stale, EntryKind.STEP_COMPLETED, {"step": "b"}, 2)
+        assert caught.value.reason is Reason.LEDGER_BROKEN
+        entries = await idp.ledger(run_id, None)
+        assert [e.data.get("step") for e in entries] == [None, "a"]
+        verify_or_raise(entries)
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_the_mint_facts_read_uses_the_kind_index(tmp_path: Path) -> None:
+    async def scenario() -> list[str]:
+        idp, _ = await _idp_with_run(tmp_path)
+        engine = idp.db._sync_engine
+        assert engine is not None
+        sql = _RUN_FACTS.params(run_id="run-1").compile(
+            dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+        )
+        with engine.connect() as connection:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+        await idp.db.dispose()
+        return [str(row[-1]) for row in plan]
+
+    plan = asyncio.run(scenario())
+    assert any("ix_ledger_entries_run_id_kind" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step or "SCAN" in step for step in plan), plan
+
+
+def test_facts_keep_ledger_order_for_delegations(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+        async with idp.db.transaction() as session:
+            run = await idp.db.lock_run(session, run_id)
+            for n, scope in enumerate(("repo:read", "repo:write")):
+                await idp._append(
+                    session,
+                    run,
+                    EntryKind.DELEGATION,
+                    {
+                        "to": "b",
+                        "to_step": "s",
+                        "chain": ["a", "b"],
+                        "scope": scope,
+                        "assertion": f"sha256:{n}",
+                    },
+                    n + 1,
+                )
+        async with idp.db.read() as session:
+            facts = await idp._facts(session, run_id)
+        delegated = facts.delegation_to("b", "s")
+        assert delegated is not None and delegated.scope == "repo:write"  # the latest one
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
