@@ -45,6 +45,7 @@ from ajwt.idp.db import (
     RunRow,
     UsedAssertionRow,
     WorkflowRow,
+    detached,
 )
 from ajwt.idp.models import (
     AgentRegistered,
@@ -256,10 +257,10 @@ class IdP:
             client_id = issuer if isinstance(issuer, str) else None
         if not client_id or len(client_id) > 128:
             raise failed
-        async with self.db.read() as session:
-            client = await session.get(ClientRow, client_id)
-        if client is None:
+        row = await self.db.fetch_one(_CLIENT, {"client_id": client_id})
+        if row is None:
             raise failed
+        client = detached(ClientRow, row)
         if credential.secret is not None:
             expected = client.secret_hash or ""
             if not hmac.compare_digest(_hash_secret(credential.secret), expected):
@@ -693,7 +694,7 @@ class IdP:
         result = await session.execute(
             _REGISTRATIONS, {"client_id": client.client_id, "agent_id": p.agent_id}
         )
-        rows: list[AgentRow] = list(result.scalars())
+        rows = [detached(AgentRow, row) for row in result]
         if not rows:
             raise InvalidGrant(
                 Reason.AGENT_NOT_REGISTERED, f"agent {p.agent_id!r} is not registered"
@@ -1047,8 +1048,20 @@ _MOVE_HEAD = (
     )
     .values(head_seq=bindparam("new_seq"), head_hash=bindparam("new_hash"))
 )
+# Core selects whose rows become detached objects: no identity map, no unit of work.
+_CLIENT = select(cast(Table, ClientRow.__table__)).where(
+    ClientRow.client_id == bindparam("client_id")
+)
 _REGISTRATIONS = (
-    select(AgentRow)
+    select(
+        AgentRow.registration_id,
+        AgentRow.agent_id,
+        AgentRow.version,
+        AgentRow.checksum,
+        AgentRow.jkt,
+        AgentRow.expires_at,
+        AgentRow.revoked_at,
+    )
     .where(AgentRow.client_id == bindparam("client_id"), AgentRow.agent_id == bindparam("agent_id"))
     .order_by(AgentRow.version.desc())
 )
