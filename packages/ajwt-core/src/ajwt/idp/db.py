@@ -25,6 +25,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     bindparam,
@@ -256,20 +257,21 @@ class Database:
             return (await connection.execute(statement, params)).first()
 
     async def lock_run(self, session: DbSession, run_id: str) -> RunRow:
-        """Load a run for update: appends to its ledger are serialised per run."""
+        """Read a run for update (appends to its ledger are serialised per run).
+
+        The row comes back detached (a Core select, no identity map): setting its
+        attributes writes nothing. The ledger append moves the head with its own guarded
+        UPDATE, and the one state change (revocation) is an explicit UPDATE too.
+        """
         stmt = _RUN if self.is_sqlite else _RUN_FOR_UPDATE
-        run = (await session.execute(stmt, {"run_id": run_id})).scalar_one_or_none()
-        if run is None:
+        row = (await session.execute(stmt, {"run_id": run_id})).first()
+        if row is None:
             raise NotFound(Reason.RUN_NOT_FOUND, "no such run")
-        return cast(RunRow, run)
+        return detached(RunRow, row)
 
 
 # populate_existing: a row already in the session is refreshed under the lock.
-_RUN = (
-    select(RunRow)
-    .where(RunRow.run_id == bindparam("run_id"))
-    .execution_options(populate_existing=True)
-)
+_RUN = select(cast(Table, RunRow.__table__)).where(RunRow.run_id == bindparam("run_id"))
 _RUN_FOR_UPDATE = _RUN.with_for_update()
 
 

@@ -927,8 +927,12 @@ class IdP:
                     return {"revoked": False}
                 run = await self.db.lock_run(session, run.run_id)
                 if run.state in ("open", "closed"):
-                    run.state = "revoked" if kind == "run" else "intent_revoked"
-                    run.closed_at = now
+                    state = "revoked" if kind == "run" else "intent_revoked"
+                    await session.execute(
+                        update(_runs)
+                        .where(_runs.c.run_id == run.run_id)
+                        .values(state=state, closed_at=now)
+                    )
                     await self._append(
                         session, run, EntryKind.REVOKED, {"kind": kind, "id": ident}, now
                     )
