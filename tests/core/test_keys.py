@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+from typing import Any
 
+import jwt
 import pytest
 
 from ajwt.errors import InvalidRequest, Reason
@@ -222,3 +224,48 @@ def test_load_public_jwk_refuses_point_not_on_curve() -> None:
     with pytest.raises(InvalidRequest) as info:
         load_public_jwk(jwk | {"y": other["y"]}, "ES256")
     assert info.value.reason == Reason.INVALID_KEY
+
+
+# ------------------------------------------------------------ signing with cached headers
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"typ": "intent+jwt"}, {"typ": "dpop+jwt", "jwk": "own"}, {"typ": "x+jwt", "kid": "own"}],
+)
+def test_eddsa_signing_is_byte_for_byte_pyjwt(headers: dict[str, Any]) -> None:
+    # Ed25519 signatures are deterministic, so the reused header segment and the
+    # serialised claims must give exactly jwt.encode's token, on the first and later calls.
+    key = PopKey.generate("EdDSA")
+    resolved = {
+        name: key.public_jwk if value == "own" and name == "jwk" else value
+        for name, value in headers.items()
+    }
+    if resolved.get("kid") == "own":
+        resolved["kid"] = key.thumbprint
+    claims = {"iss": "https://idp.example", "iat": 1700000000, "nested": {"a": [1, "é"]}}
+    expected = jwt.encode(claims, key._private, algorithm="EdDSA", headers=resolved)
+    assert key.sign(claims, resolved) == expected
+    assert key.sign(claims, resolved) == expected  # served from the cached header
+
+
+def test_es256_signing_verifies_with_stock_pyjwt() -> None:
+    key = PopKey.generate()
+    token = key.sign({"sub": "x", "n": 1}, {"typ": "dpop+jwt", "jwk": key.public_jwk})
+    header = jwt.get_unverified_header(token)
+    assert header == {"alg": "ES256", "typ": "dpop+jwt", "jwk": key.public_jwk}
+    assert jwt.decode(token, key.public_key, algorithms=["ES256"]) == {"sub": "x", "n": 1}
+
+
+def test_a_foreign_jwk_or_kid_is_never_replaced_by_the_cached_header() -> None:
+    key, other = PopKey.generate(), PopKey.generate()
+    key.sign({"a": 1}, {"typ": "dpop+jwt", "jwk": key.public_jwk})  # fills the cache
+    token = key.sign({"a": 1}, {"typ": "dpop+jwt", "jwk": other.public_jwk})
+    assert jwt.get_unverified_header(token)["jwk"] == other.public_jwk
+    token = key.sign({"a": 1}, {"typ": "dpop+jwt", "kid": "someone-else"})
+    assert jwt.get_unverified_header(token)["kid"] == "someone-else"
+    token = key.sign({"a": 1}, {"typ": "dpop+jwt", "jku": "https://x.example/jwks"})
+    assert jwt.get_unverified_header(token)["jku"] == "https://x.example/jwks"
+    assert jwt.get_unverified_header(key.sign({"a": 1}, {"typ": "other+jwt"}))["typ"] == (
+        "other+jwt"
+    )

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+from jwt.utils import base64url_encode
 
 from ajwt.canonical import DIGEST_PREFIX, jcs
 from ajwt.errors import InvalidRequest, Reason
@@ -126,16 +127,22 @@ def _generate_private(alg: Alg) -> PrivateKey:
     raise InvalidRequest(Reason.ALG_NOT_ALLOWED, f"algorithm {alg!r} is not allowed")
 
 
+_PYJWS = jwt.PyJWS()
+_USUAL_HEADERS = frozenset({"typ", "jwk", "kid"})
+
+
 class _PrivateKeyHolder:
     """Holds a private key; signs with pyjwt; never reveals or serialises the secret."""
 
-    __slots__ = ("_jkt", "_private", "_public_jwk", "alg")
+    __slots__ = ("_algorithm", "_header_segments", "_jkt", "_private", "_public_jwk", "alg")
 
     def __init__(self, private: PrivateKey) -> None:
         self._private = private
         self.alg: Alg = _alg_of(private)
         self._public_jwk = _public_jwk_of(private.public_key())
         self._jkt = jwk_thumbprint(self._public_jwk)
+        self._algorithm = _PYJWS.get_algorithm_by_name(self.alg)
+        self._header_segments: dict[tuple[str, bool, bool], bytes] = {}
 
     @property
     def public_jwk(self) -> dict[str, Any]:
@@ -152,8 +159,37 @@ class _PrivateKeyHolder:
         return self._private.public_key()
 
     def sign(self, claims: Mapping[str, Any], headers: Mapping[str, Any]) -> str:
-        """Sign ``claims`` as a compact JWS with this key's algorithm (via pyjwt)."""
-        return jwt.encode(dict(claims), self._private, algorithm=self.alg, headers=dict(headers))
+        """Sign ``claims`` as a compact JWS with this key's algorithm (via pyjwt).
+
+        The usual headers (``typ``, plus this key's own ``jwk`` or ``kid``) are the same
+        for every token a key signs, so pyjwt writes that header segment once and later
+        calls reuse it; the claims are serialised as pyjwt does and signed with pyjwt's
+        algorithm object (``tests/core/test_keys.py`` checks the output is byte-for-byte
+        ``jwt.encode``'s for EdDSA). Any other header goes through ``jwt.encode``.
+        """
+        shape = self._header_shape(headers)
+        if shape is None:
+            return jwt.encode(
+                dict(claims), self._private, algorithm=self.alg, headers=dict(headers)
+            )
+        segment = self._header_segments.get(shape)
+        if segment is None:
+            empty = jwt.encode({}, self._private, algorithm=self.alg, headers=dict(headers))
+            segment = self._header_segments[shape] = empty.encode("ascii").partition(b".")[0]
+        payload = json.dumps(dict(claims), separators=(",", ":")).encode("utf-8")
+        signing_input = segment + b"." + base64url_encode(payload)
+        signature = base64url_encode(self._algorithm.sign(signing_input, self._private))
+        return (signing_input + b"." + signature).decode("ascii")
+
+    def _header_shape(self, headers: Mapping[str, Any]) -> tuple[str, bool, bool] | None:
+        """``(typ, has own jwk, has own kid)`` when the header is one of the usual ones."""
+        typ = headers.get("typ")
+        if not isinstance(typ, str) or not _USUAL_HEADERS.issuperset(headers):
+            return None
+        jwk, kid = headers.get("jwk"), headers.get("kid")
+        if (jwk is not None and jwk != self._public_jwk) or (kid is not None and kid != self._jkt):
+            return None
+        return typ, jwk is not None, kid is not None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alg={self.alg!r}, jkt={self._jkt!r})"
