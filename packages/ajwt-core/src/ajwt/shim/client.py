@@ -72,6 +72,7 @@ ManifestSource: TypeAlias = AgentManifest | Mapping[str, Any] | Callable[[], Age
 #: Reuse a cached token until this many seconds before it expires (DESIGN §6.8).
 REFRESH_MARGIN = 30
 MASTER_SECRET_ENV = "AJWT_SHIM_SECRET"
+_STEP_ANSWERS_MAX = 4096
 AGENT_CHECKSUM_GRANT = "agent_checksum"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 INTENT_TOKEN_TYPE_URI = "urn:ajwt:params:oauth:token-type:intent"
@@ -211,6 +212,9 @@ class Shim:
         self._clock = clock
         self._agents: dict[str, RegisteredAgent] = {}
         self._tokens: dict[tuple[str, str, str, str, str], IssuedToken] = {}
+        # Workflow.step_for answers by (workflow hash, agent, tool, completed steps): asked
+        # on every request, and a registered workflow never changes. Refusals not kept.
+        self._step_answers: dict[tuple[str, str, str, frozenset[str]], str] = {}
         self._completed: dict[str, set[str]] = {}
         self._resolvers: list[ContextResolver] = []
         self._lock = threading.Lock()
@@ -508,9 +512,16 @@ class Shim:
             raise AgentContextError(
                 Reason.NO_AGENT_CONTEXT, "the acting context names neither a step nor a tool"
             )
-        return context.run.workflow.step_for(
-            context.agent, context.tool, self.completed_steps(context.run)
-        )
+        run = context.run
+        workflow = run.workflow
+        question = (workflow.workflow_hash, context.agent, context.tool, self.completed_steps(run))
+        answer = self._step_answers.get(question)
+        if answer is None:
+            answer = workflow.step_for(context.agent, context.tool, question[3])
+            if len(self._step_answers) >= _STEP_ANSWERS_MAX:
+                self._step_answers.clear()
+            self._step_answers[question] = answer
+        return answer
 
     def _resolve_tool(self, context: AgentContext, step: str) -> str:
         if context.tool is not None:
