@@ -158,6 +158,8 @@ class DbSession(Protocol):
 
     async def flush(self) -> None: ...
 
+    async def connection(self) -> Any: ...
+
 
 class _InlineSession:
     """The async face of a sync SQLAlchemy session whose calls run inline (SQLite)."""
@@ -176,6 +178,21 @@ class _InlineSession:
 
     async def flush(self) -> None:
         self._session.flush()
+
+    async def connection(self) -> Any:
+        return self._session.connection()
+
+
+async def execute_core(session: DbSession, statement: Any, params: dict[str, Any]) -> Any:
+    """Run a Core statement on the session's connection, in its transaction.
+
+    ``Session.execute`` sends even a plain Core select through the ORM's execution
+    machinery; the mint's five statements skip it (measured: ~30 µs each).
+    """
+    connection = await session.connection()
+    if isinstance(session, _InlineSession):
+        return connection.execute(statement, params)
+    return await connection.execute(statement, params)
 
 
 class Database:
@@ -264,7 +281,7 @@ class Database:
         UPDATE, and the one state change (revocation) is an explicit UPDATE too.
         """
         stmt = _RUN if self.is_sqlite else _RUN_FOR_UPDATE
-        row = (await session.execute(stmt, {"run_id": run_id})).first()
+        row = (await execute_core(session, stmt, {"run_id": run_id})).first()
         if row is None:
             raise NotFound(Reason.RUN_NOT_FOUND, "no such run")
         return detached(RunRow, row)

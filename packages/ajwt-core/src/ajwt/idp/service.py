@@ -46,6 +46,7 @@ from ajwt.idp.db import (
     UsedAssertionRow,
     WorkflowRow,
     detached,
+    execute_core,
 )
 from ajwt.idp.models import (
     AgentRegistered,
@@ -691,8 +692,8 @@ class IdP:
         proof: VerifiedProof,
         now: int,
     ) -> AgentRow:
-        result = await session.execute(
-            _REGISTRATIONS, {"client_id": client.client_id, "agent_id": p.agent_id}
+        result = await execute_core(
+            session, _REGISTRATIONS, {"client_id": client.client_id, "agent_id": p.agent_id}
         )
         rows = [detached(AgentRow, row) for row in result]
         if not rows:
@@ -737,7 +738,7 @@ class IdP:
         return run
 
     async def _facts(self, session: DbSession, run_id: str) -> _RunFacts:
-        rows = sorted((await session.execute(_RUN_FACTS, {"run_id": run_id})).all())
+        rows = sorted((await execute_core(session, _RUN_FACTS, {"run_id": run_id})).all())
         completed: set[str] = set()
         approved: set[str] = set()
         delegations: list[dict[str, Any]] = []
@@ -1010,7 +1011,8 @@ class IdP:
         chain, then the entry's INSERT.
         """
         entry = chain_after(run.head_seq, run.head_hash, run.run_id, kind, at, data)
-        moved = await session.execute(
+        moved = await execute_core(
+            session,
             _MOVE_HEAD,
             {
                 "run": run.run_id,
@@ -1022,7 +1024,8 @@ class IdP:
         )
         if moved.rowcount != 1:
             raise LedgerError(Reason.LEDGER_BROKEN, "the run's ledger head moved during the append")
-        await session.execute(
+        await execute_core(
+            session,
             _INSERT_ENTRY,
             {
                 "run_id": entry.run_id,
