@@ -269,3 +269,23 @@ def test_a_foreign_jwk_or_kid_is_never_replaced_by_the_cached_header() -> None:
     assert jwt.get_unverified_header(key.sign({"a": 1}, {"typ": "other+jwt"}))["typ"] == (
         "other+jwt"
     )
+
+
+def test_an_accepted_jwk_is_remembered_but_every_refusal_still_happens() -> None:
+    key = PopKey.generate()
+    jwk = key.public_jwk
+    first = load_public_jwk(jwk, "ES256")
+    assert load_public_jwk(dict(jwk), "ES256") is first  # same content: same key object
+    # The cache never bypasses a check: a wrong algorithm, a private member or a
+    # mismatched key type is refused even for a JWK whose public part was accepted.
+    with pytest.raises(InvalidRequest) as caught:
+        load_public_jwk(jwk, "ES256", allowed=("EdDSA",))
+    assert caught.value.reason is Reason.ALG_NOT_ALLOWED
+    with pytest.raises(InvalidRequest) as caught:
+        load_public_jwk({**jwk, "d": "AAAA"}, "ES256")
+    assert caught.value.reason is Reason.PRIVATE_KEY_IN_PROOF
+    with pytest.raises(InvalidRequest) as caught:
+        load_public_jwk(jwk, "EdDSA")
+    assert caught.value.reason is Reason.INVALID_KEY
+    # A member holding a list cannot be a cache key: the JWK is checked afresh.
+    assert load_public_jwk({**jwk, "key_ops": ["verify"]}, "ES256").jkt == first.jkt

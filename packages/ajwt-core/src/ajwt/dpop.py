@@ -108,6 +108,10 @@ def create_proof(
     return key.sign(claims, {"typ": DPOP_TYPE, "jwk": key.public_jwk})
 
 
+# A proof carries its own key in ``jwk`` (RFC 9449); every other key-carrying header is out.
+_PROOF_FORBIDDEN_HEADERS = _jws.KEY_CARRYING_HEADERS - {"jwk"}
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedProof:
     """What a verified proof establishes: the key (``jkt``) and the request it covers."""
@@ -152,7 +156,7 @@ def verify_proof(
         max_bytes=MAX_PROOF_BYTES,
         error=InvalidDPoPProof,
         what=what,
-        forbidden=_jws.KEY_CARRYING_HEADERS - {"jwk"},
+        forbidden=_PROOF_FORBIDDEN_HEADERS,
     )
     assert isinstance(proof, str)
     jwk = header.get("jwk")

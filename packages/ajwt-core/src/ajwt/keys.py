@@ -278,6 +278,28 @@ def load_public_jwk(
         raise InvalidRequest(Reason.ALG_NOT_ALLOWED, f"algorithm {alg!r} is not allowed")
     if not isinstance(jwk, Mapping):
         raise InvalidRequest(Reason.INVALID_KEY, "the JWK is not a JSON object")
+    # Agents send the same JWK in every proof: the checks below depend only on
+    # (alg, members), so an accepted JWK is remembered by exactly that content.
+    try:
+        content: tuple[str, frozenset[tuple[str, Any]]] | None = (alg, frozenset(jwk.items()))
+    except TypeError:  # a member that is a list or object: never cached
+        content = None
+    known = _ACCEPTED_JWKS.get(content) if content is not None else None
+    if known is not None:
+        return known
+    loaded = _checked_public_jwk(jwk, alg)
+    if content is not None:
+        if len(_ACCEPTED_JWKS) >= _ACCEPTED_JWKS_MAX:
+            _ACCEPTED_JWKS.clear()
+        _ACCEPTED_JWKS[content] = loaded
+    return loaded
+
+
+_ACCEPTED_JWKS: dict[tuple[str, frozenset[tuple[str, Any]]], VerificationKey] = {}
+_ACCEPTED_JWKS_MAX = 4096
+
+
+def _checked_public_jwk(jwk: Mapping[str, Any], alg: str) -> VerificationKey:
     if PRIVATE_JWK_MEMBERS.intersection(jwk):
         raise InvalidRequest(Reason.PRIVATE_KEY_IN_PROOF, "the JWK contains private key material")
     kty, crv = _KTY_FOR_ALG[alg]
