@@ -55,23 +55,24 @@ class AgentAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         binding: Binding = request.extensions[_BINDING]
-        origin = origin_of(str(request.url))
-        self._sign(request, binding, self._nonces.get(origin))
+        url = str(request.url)
+        origin = origin_of(url)
+        self._sign(request, url, binding, self._nonces.get(origin))
         response = yield request
         nonce = response.headers.get("DPoP-Nonce")
         if nonce:
             self._nonces[origin] = nonce
         challenged = 'error="use_dpop_nonce"' in response.headers.get("WWW-Authenticate", "")
         if response.status_code in (400, 401) and nonce and challenged:
-            self._sign(request, binding, nonce)
+            self._sign(request, url, binding, nonce)
             yield request
 
-    def _sign(self, request: httpx.Request, binding: Binding, nonce: str | None) -> None:
+    def _sign(self, request: httpx.Request, url: str, binding: Binding, nonce: str | None) -> None:
         request.headers["Authorization"] = f"DPoP {binding.token}"
         request.headers["DPoP"] = create_proof(
             binding.key,
             request.method,
-            str(request.url),
+            url,
             token=binding.token,
             body=request.content,
             nonce=nonce,

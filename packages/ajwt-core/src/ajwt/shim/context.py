@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,7 @@ class AgentContext:
 ContextResolver = Callable[[], AgentContext | None]
 
 
+@lru_cache(maxsize=1024)
 def origin_of(url: str) -> str:
     """``scheme://host[:port]`` of a URL, lower-cased: a request's default audience, and
     the key under which a server's latest DPoP nonce is kept."""
