@@ -118,21 +118,31 @@ def read_header(
     return header
 
 
-def verify_signature(
+def verify_payload(
     token: str, key: VerificationKey, header_alg: str, *, error: ErrorClass, what: str
-) -> dict[str, Any]:
-    """Verify the signature with exactly ``key`` (its own algorithm) and parse the claims."""
+) -> bytes:
+    """Verify the signature with exactly ``key`` (its own algorithm); the payload bytes."""
     if header_alg != key.alg:
         # The key decides the algorithm, never the token (no alg confusion).
         raise error(Reason.ALG_NOT_ALLOWED, f"the {what} algorithm does not match its key")
     try:
-        payload = _JWS.decode(token, key.key, algorithms=[key.alg])
+        payload: bytes = _JWS.decode(token, key.key, algorithms=[key.alg])
     except jwt.InvalidSignatureError:
         raise error(Reason.BAD_SIGNATURE, f"the {what} signature is not valid") from None
     except (jwt.PyJWTError, ValueError, TypeError):
         raise error(Reason.MALFORMED_TOKEN, f"the {what} cannot be decoded") from None
+    return payload
+
+
+def verify_signature(
+    token: str, key: VerificationKey, header_alg: str, *, error: ErrorClass, what: str
+) -> dict[str, Any]:
+    """Verify the signature with exactly ``key`` (its own algorithm) and parse the claims."""
+    payload = verify_payload(token, key, header_alg, error=error, what=what)
     try:
-        claims = json.loads(payload)
+        # RFC 8259 §8.1: JSON between systems is UTF-8 (json.loads of bytes would also
+        # sniff UTF-16 and UTF-32).
+        claims = json.loads(payload.decode("utf-8"))
     except (ValueError, RecursionError):
         raise error(Reason.MALFORMED_TOKEN, f"the {what} payload is not JSON") from None
     if not isinstance(claims, dict):
@@ -167,14 +177,3 @@ def check_times(
         raise error(Reason.ISSUED_IN_FUTURE, f"the {what} was issued in the future")
     if exp - min(iat, nbf) > max_lifetime:
         raise error(Reason.LIFETIME_TOO_LONG, f"the {what} lifetime exceeds {max_lifetime} seconds")
-
-
-def nesting_exceeds(value: object, member: str, limit: int) -> bool:
-    """True if ``value[member][member]…`` nests deeper than ``limit`` (no recursion)."""
-    depth = 0
-    while isinstance(value, dict) and member in value:
-        value = value[member]
-        depth += 1
-        if depth > limit:
-            return True
-    return False
