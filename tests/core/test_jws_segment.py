@@ -9,6 +9,7 @@ lengths ≡ 1 (mod 4), non-canonical trailing bits and bytes outside the alphabe
 from __future__ import annotations
 
 import base64
+import json
 
 import jwt
 import pytest
@@ -102,3 +103,21 @@ def test_a_token_with_junk_in_its_payload_is_refused() -> None:
                 tampered, key.verification_key(), key.alg, error=InvalidToken, what="token"
             )
         assert caught.value.reason is Reason.MALFORMED_TOKEN
+
+
+def test_a_payload_that_is_not_utf8_json_is_refused() -> None:
+    # json.loads would sniff and accept UTF-16/32; RFC 8259 §8.1 JSON is UTF-8, and the
+    # intent-token path (pydantic's parser) agrees with the generic one.
+    key = SigningKeySet.generate().active
+    utf16 = json.dumps({"sub": "x"}).encode("utf-16")
+    token = jwt.api_jws.encode(utf16, key._private, algorithm=key.alg, headers={"kid": key.kid})
+    with pytest.raises(InvalidToken) as caught:
+        _jws.verify_signature(token, key.verification_key(), key.alg, error=InvalidToken, what="t")
+    assert caught.value.reason is Reason.MALFORMED_TOKEN
+    utf8 = jwt.api_jws.encode(
+        json.dumps({"sub": "x"}).encode(), key._private, algorithm=key.alg, headers={}
+    )
+    claims = _jws.verify_signature(
+        utf8, key.verification_key(), key.alg, error=InvalidToken, what="t"
+    )
+    assert claims == {"sub": "x"}

@@ -507,3 +507,23 @@ def test_delegation_missing_claim_is_refused(agent_key: PopKey) -> None:
 def test_token_hash_is_prefixed_sha256() -> None:
     assert token_hash("a.b.c").startswith("sha256:")
     assert token_hash("a.b.c") != token_hash("a.b.d")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[]",  # JSON, but not an object
+        b"not json",
+        "{}".encode("utf-16"),  # JSON only if the encoding were sniffed
+    ],
+)
+def test_rejects_a_payload_that_is_not_a_utf8_json_object(
+    idp_keys: SigningKeySet, payload: bytes
+) -> None:
+    forged = jwt.api_jws.encode(
+        payload,
+        serialization.load_pem_private_key(idp_keys.active.to_pem(), None),  # type: ignore[arg-type]
+        algorithm="ES256",
+        headers={"typ": "intent+jwt", "kid": idp_keys.active.kid},
+    )
+    refused(Reason.MALFORMED_TOKEN, forged, idp_keys)
