@@ -70,6 +70,7 @@ def normalise_htu(url: str) -> str:
     return f"{scheme}://{netloc}{parts.path or '/'}"
 
 
+@lru_cache(maxsize=1024)  # a token is reused for many requests, by the shim and the RS
 def access_token_hash(token: str) -> str:
     """``ath``: base64url(SHA-256(ASCII access token)) (RFC 9449 §4.2)."""
     return b64url(hashlib.sha256(token.encode("ascii")).digest())
