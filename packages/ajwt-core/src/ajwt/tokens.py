@@ -233,10 +233,7 @@ def _validate(
     try:
         return model.model_validate(claims)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "claims"
-        reason = Reason.MISSING_CLAIM if first["type"] == "missing" else Reason.INVALID_CLAIM
-        raise error(reason, f"the {what} claim {where!r} is missing or invalid") from None
+        raise _claim_error(exc, error, what) from None
 
 
 def _validate_json(model: type[_Claims], payload: bytes, error: type[AJWTError], what: str) -> Any:
@@ -250,9 +247,14 @@ def _validate_json(model: type[_Claims], payload: bytes, error: type[AJWTError],
             raise error(
                 Reason.MALFORMED_TOKEN, f"the {what} payload is not a JSON object"
             ) from None
-        where = ".".join(str(p) for p in first["loc"]) or "claims"
-        reason = Reason.MISSING_CLAIM if first["type"] == "missing" else Reason.INVALID_CLAIM
-        raise error(reason, f"the {what} claim {where!r} is missing or invalid") from None
+        raise _claim_error(exc, error, what) from None
+
+
+def _claim_error(exc: ValidationError, error: type[AJWTError], what: str) -> AJWTError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "claims"
+    reason = Reason.MISSING_CLAIM if first["type"] == "missing" else Reason.INVALID_CLAIM
+    return error(reason, f"the {what} claim {where!r} is missing or invalid")
 
 
 # ------------------------------------------------------------------------ intent token

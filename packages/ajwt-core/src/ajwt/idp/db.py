@@ -287,7 +287,6 @@ class Database:
         return detached(RunRow, row)
 
 
-# populate_existing: a row already in the session is refreshed under the lock.
 _RUN = select(cast(Table, RunRow.__table__)).where(RunRow.run_id == bindparam("run_id"))
 _RUN_FOR_UPDATE = _RUN.with_for_update()
 
