@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import functools
@@ -63,7 +62,7 @@ from ajwt.dpop import access_token_hash, body_hash, create_proof, verify_proof
 from ajwt.errors import AJWTError
 from ajwt.idp.admin import AdminClient
 from ajwt.idp.keystore import load_signing_keys
-from ajwt.keys import PopKey, SigningKey, SigningKeySet
+from ajwt.keys import PopKey, SigningKey, SigningKeySet, b64url
 from ajwt.rs import RoutePolicy, Verifier
 from ajwt.server import BackgroundServer
 from ajwt.shim import Shim
@@ -600,7 +599,7 @@ def _floor_proof(key: PopKey, url: str, token: str) -> Callable[[], None]:
     private = key._private
     assert isinstance(private, ec.EllipticCurvePrivateKey)
     header = json.dumps({"alg": "ES256", "typ": "dpop+jwt", "jwk": key.public_jwk})
-    segment = _b64(header.encode())
+    segment = b64url(header.encode())
     ath, bh = access_token_hash(token), body_hash(b"")
     request = httpx.Request("GET", url)
     algorithm = ec.ECDSA(hashes.SHA256())
@@ -614,10 +613,9 @@ def _floor_proof(key: PopKey, url: str, token: str) -> Callable[[], None]:
             "ath": ath,
             "bh": bh,
         }
-        signing_input = segment + b"." + _b64(json.dumps(claims, separators=(",", ":")).encode())
-        r, s = utils.decode_dss_signature(private.sign(signing_input, algorithm))
-        signature = _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
-        return (signing_input + b"." + signature).decode("ascii")
+        signing_input = segment + "." + b64url(json.dumps(claims, separators=(",", ":")).encode())
+        r, s = utils.decode_dss_signature(private.sign(signing_input.encode(), algorithm))
+        return signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
     verify_proof(proof(), method="GET", url=url, token=token, body=b"", expected_jkt=key.thumbprint)
 
@@ -627,10 +625,6 @@ def _floor_proof(key: PopKey, url: str, token: str) -> Callable[[], None]:
         request.headers["X-Shim-Checksum"] = "sha256:" + "0" * 64
 
     return call
-
-
-def _b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def _per_call_rows(stack: Stack, url: str, number: int, repeat: int) -> list[Measurement]:

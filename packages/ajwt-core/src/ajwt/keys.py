@@ -278,25 +278,19 @@ def load_public_jwk(
         raise InvalidRequest(Reason.ALG_NOT_ALLOWED, f"algorithm {alg!r} is not allowed")
     if not isinstance(jwk, Mapping):
         raise InvalidRequest(Reason.INVALID_KEY, "the JWK is not a JSON object")
-    # Agents send the same JWK in every proof: the checks below depend only on
-    # (alg, members), so an accepted JWK is remembered by exactly that content.
     try:
-        content: tuple[str, frozenset[tuple[str, Any]]] | None = (alg, frozenset(jwk.items()))
-    except TypeError:  # a member that is a list or object: never cached
-        content = None
-    known = _ACCEPTED_JWKS.get(content) if content is not None else None
-    if known is not None:
-        return known
-    loaded = _checked_public_jwk(jwk, alg)
-    if content is not None:
-        if len(_ACCEPTED_JWKS) >= _ACCEPTED_JWKS_MAX:
-            _ACCEPTED_JWKS.clear()
-        _ACCEPTED_JWKS[content] = loaded
-    return loaded
+        content = frozenset(jwk.items())
+    except TypeError:  # a member holding a list or object: checked, never cached
+        return _checked_public_jwk(jwk, alg)
+    return _accepted_public_jwk(alg, content)
 
 
-_ACCEPTED_JWKS: dict[tuple[str, frozenset[tuple[str, Any]]], VerificationKey] = {}
-_ACCEPTED_JWKS_MAX = 4096
+@lru_cache(maxsize=4096)
+def _accepted_public_jwk(alg: str, content: frozenset[tuple[str, Any]]) -> VerificationKey:
+    # Agents send the same JWK in every proof, and parsing a point (checking it is on the
+    # curve) costs more than a signature check: an accepted JWK is remembered by exactly
+    # its content. A refusal raises, so it is never cached.
+    return _checked_public_jwk(dict(content), alg)
 
 
 def _checked_public_jwk(jwk: Mapping[str, Any], alg: str) -> VerificationKey:
@@ -312,17 +306,14 @@ def _checked_public_jwk(jwk: Mapping[str, Any], alg: str) -> VerificationKey:
     kid = jwk.get("kid")
     return _load_public_key(
         alg,
-        tuple(zip(members, values, strict=True)),
+        tuple((member, str(value)) for member, value in zip(members, values, strict=True)),
         kid if isinstance(kid, str) else None,
     )
 
 
-@lru_cache(maxsize=4096)
 def _load_public_key(
     alg: str, members: tuple[tuple[str, str], ...], kid: str | None
 ) -> VerificationKey:
-    # Parsing a point (and checking it is on the curve) costs more than a signature
-    # check; agents reuse one key for many proofs, so the result is cached by content.
     data = dict(members)
     try:
         key = jwt.PyJWK(data, algorithm=alg).key

@@ -929,10 +929,10 @@ class IdP:
                 run = await self.db.lock_run(session, run.run_id)
                 if run.state in ("open", "closed"):
                     state = "revoked" if kind == "run" else "intent_revoked"
-                    await session.execute(
-                        update(_runs)
-                        .where(_runs.c.run_id == run.run_id)
-                        .values(state=state, closed_at=now)
+                    await execute_core(
+                        session,
+                        update(_runs).where(_runs.c.run_id == bindparam("run")),
+                        {"run": run.run_id, "state": state, "closed_at": now},
                     )
                     await self._append(
                         session, run, EntryKind.REVOKED, {"kind": kind, "id": ident}, now
