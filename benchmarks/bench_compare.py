@@ -55,19 +55,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 from pymacaroons import Macaroon  # type: ignore[import-untyped]
 from pymacaroons import Verifier as MacaroonVerifier
 
-from ajwt.demo.agents import reference_manifest
-from ajwt.demo.baseline import BaselineAuthServer
-from ajwt.demo.stack import Stack, start_stack
-from ajwt.dpop import access_token_hash, body_hash, create_proof, verify_proof
-from ajwt.errors import AJWTError
-from ajwt.idp.admin import AdminClient
-from ajwt.idp.keystore import load_signing_keys
-from ajwt.keys import PopKey, SigningKey, SigningKeySet, b64url
-from ajwt.rs import RoutePolicy, Verifier
-from ajwt.server import BackgroundServer
-from ajwt.shim import Shim
-from ajwt.shim.context import Run
-from ajwt.tokens import (
+from ajwt_core.demo.agents import reference_manifest
+from ajwt_core.demo.baseline import BaselineAuthServer
+from ajwt_core.demo.stack import Stack, start_stack
+from ajwt_core.dpop import access_token_hash, body_hash, create_proof, verify_proof
+from ajwt_core.errors import AJWTError
+from ajwt_core.idp.admin import AdminClient
+from ajwt_core.idp.keystore import load_signing_keys
+from ajwt_core.keys import PopKey, SigningKey, SigningKeySet, b64url
+from ajwt_core.rs import RoutePolicy, Verifier
+from ajwt_core.server import BackgroundServer
+from ajwt_core.shim import Shim
+from ajwt_core.shim.context import Run
+from ajwt_core.tokens import (
     AgentClaim,
     Confirmation,
     IntentClaim,
@@ -75,7 +75,7 @@ from ajwt.tokens import (
     build_act_chain,
     encode_intent_token,
 )
-from ajwt.workflow import reference_workflow
+from ajwt_core.workflow import reference_workflow
 from benchmarks._timing import Measurement, as_dicts, compare, measure_side_by_side, render
 
 T = TypeVar("T")
@@ -306,7 +306,7 @@ def raw_es256_verifier(token: str, public: ec.EllipticCurvePublicKey) -> Callabl
 
 
 def bearer_token(key: SigningKey, now: int) -> str:
-    """A client-credentials access token as ``ajwt.demo.baseline`` issues it (RFC 9068)."""
+    """A client-credentials access token as ``ajwt_core.demo.baseline`` issues it (RFC 9068)."""
     claims = {
         "iss": ISSUER,
         "sub": "patcher-app",
@@ -656,7 +656,7 @@ def _per_call_rows(stack: Stack, url: str, number: int, repeat: int) -> list[Mea
             else:
                 name = "shim auth flow per request, token cached (bind + proof + headers)"
                 fns[name] = _signed_request(shim.auth(), httpx.Request("GET", url))
-                fns["ajwt.dpop.create_proof alone"] = functools.partial(
+                fns["ajwt_core.dpop.create_proof alone"] = functools.partial(
                     create_proof, key, "GET", url, token=token, body=b""
                 )
                 fns[FLOOR_ROW] = _floor_proof(key, url, token)
@@ -692,7 +692,7 @@ def _reachable(host: str, port: int) -> bool:
 def idp_workers(
     db_url: str, key_file: Path, admin_token: str, *, workers: int
 ) -> Iterator[tuple[str, int]]:
-    """``uvicorn --factory ajwt.idp.asgi:app_from_env --workers N`` in its own process
+    """``uvicorn --factory ajwt_core.idp.asgi:app_from_env --workers N`` in its own process
     group; yields its URL and the group id."""
     load_signing_keys(key_file)  # one key file, created before the workers race for it
     port = _free_port()
@@ -708,7 +708,7 @@ def idp_workers(
         "-m",
         "uvicorn",
         "--factory",
-        "ajwt.idp.asgi:app_from_env",
+        "ajwt_core.idp.asgi:app_from_env",
         "--host",
         "127.0.0.1",
         "--port",

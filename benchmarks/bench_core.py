@@ -22,9 +22,9 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from ajwt.dpop import create_proof, verify_proof
-from ajwt.keys import PopKey, SigningKeySet, load_public_jwk
-from ajwt.tokens import (
+from ajwt_core.dpop import create_proof, verify_proof
+from ajwt_core.keys import PopKey, SigningKeySet, load_public_jwk
+from ajwt_core.tokens import (
     AgentClaim,
     Confirmation,
     IntentClaim,

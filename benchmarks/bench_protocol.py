@@ -5,7 +5,7 @@
 1. Mint round trip over loopback (SQLite): an A-JWT ``agent_checksum`` mint through the
    shim (proof signing, client auth, the DESIGN §6.5 checks, ledger append, signing)
    against a client-credentials token request to a FastAPI token endpoint in the same
-   process (``ajwt.demo.baseline``). Target ≤ 1.5×.
+   process (``ajwt_core.demo.baseline``). Target ≤ 1.5×.
 2. Resource-server verification per request, through the ASGI middleware, driven
    in-process (no sockets) so only the server's work is timed: A-JWT (token + fresh DPoP
    proof + replay + policy) against pyjwt Bearer verification middleware on the same
@@ -28,13 +28,13 @@ from typing import Any
 
 import httpx
 
-from ajwt.demo.baseline import BaselineAuthServer, BearerMiddleware
-from ajwt.demo.stack import start_stack
-from ajwt.dpop import create_proof
-from ajwt.keys import PopKey, SigningKeySet
-from ajwt.rs import AJWTMiddleware, Route, RoutePolicy, Verifier
-from ajwt.server import BackgroundServer
-from ajwt.tokens import (
+from ajwt_core.demo.baseline import BaselineAuthServer, BearerMiddleware
+from ajwt_core.demo.stack import start_stack
+from ajwt_core.dpop import create_proof
+from ajwt_core.keys import PopKey, SigningKeySet
+from ajwt_core.rs import AJWTMiddleware, Route, RoutePolicy, Verifier
+from ajwt_core.server import BackgroundServer
+from ajwt_core.tokens import (
     AgentClaim,
     Confirmation,
     IntentClaim,

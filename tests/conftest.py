@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ajwt.keys import PopKey, SigningKeySet
-from ajwt.tokens import (
+from ajwt_core.keys import PopKey, SigningKeySet
+from ajwt_core.tokens import (
     AgentClaim,
     Confirmation,
     IntentClaim,

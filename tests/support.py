@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ajwt.tokens import IntentTokenClaims
+from ajwt_core.tokens import IntentTokenClaims
 
 NOW = 1_750_000_000
 ISSUER = "https://idp.example"

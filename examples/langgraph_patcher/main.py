@@ -18,9 +18,9 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from ajwt.demo.api import CallRecord
-from ajwt.demo.stack import Stack, start_stack
-from ajwt.shim import Run, Shim
+from ajwt_core.demo.api import CallRecord
+from ajwt_core.demo.stack import Stack, start_stack
+from ajwt_core.shim import Run, Shim
 from ajwt_langchain.reference import initial_state
 from ajwt_langchain.reference.agents import AgentSpec, patcher_agents, register_agents
 from ajwt_langchain.reference.api import PatcherApi

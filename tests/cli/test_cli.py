@@ -23,16 +23,16 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-from ajwt.canonical import jcs
-from ajwt.checksum import AgentManifest, compute_checksum
-from ajwt.cli import app
-from ajwt.demo.agents import reference_manifests
-from ajwt.demo.stack import ADMIN_TOKEN, Stack, start_stack
-from ajwt.idp.keystore import load_signing_keys
-from ajwt.keys import SigningKeySet
-from ajwt.ledger import EntryKind, Ledger, export_json
-from ajwt.shim import Shim
-from ajwt.tokens import build_act_chain, encode_intent_token
+from ajwt_core.canonical import jcs
+from ajwt_core.checksum import AgentManifest, compute_checksum
+from ajwt_core.cli import app
+from ajwt_core.demo.agents import reference_manifests
+from ajwt_core.demo.stack import ADMIN_TOKEN, Stack, start_stack
+from ajwt_core.idp.keystore import load_signing_keys
+from ajwt_core.keys import SigningKeySet
+from ajwt_core.ledger import EntryKind, Ledger, export_json
+from ajwt_core.shim import Shim
+from ajwt_core.tokens import build_act_chain, encode_intent_token
 from tests.support import AUDIENCE, ISSUER, ClaimsFactory
 
 AJWT = Path(sys.executable).with_name("ajwt")
@@ -91,7 +91,7 @@ def test_help_lists_the_commands() -> None:
 
 def test_importing_the_cli_loads_no_server_stack() -> None:
     heavy = ("fastapi", "sqlalchemy", "uvicorn", "httpx", "pydantic")
-    code = f"import sys, ajwt.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    code = f"import sys, ajwt_core.cli; print([m for m in {heavy!r} if m in sys.modules])"
     loaded = subprocess.run(  # noqa: S603
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
@@ -99,9 +99,9 @@ def test_importing_the_cli_loads_no_server_stack() -> None:
 
 
 def test_defaults_match_the_modules_they_mirror() -> None:
-    from ajwt.cli import idp
-    from ajwt.idp.settings import DEFAULT_DB_URL
-    from ajwt.tokens import MAX_INTENT_LIFETIME
+    from ajwt_core.cli import idp
+    from ajwt_core.idp.settings import DEFAULT_DB_URL
+    from ajwt_core.tokens import MAX_INTENT_LIFETIME
 
     assert idp.DEFAULT_DB_URL == DEFAULT_DB_URL
     assert idp.MAX_TOKEN_LIFETIME == MAX_INTENT_LIFETIME

@@ -18,8 +18,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretBytes, SecretStr
 
-from ajwt.canonical import jcs, json_digest
-from ajwt.checksum import (
+from ajwt_core.canonical import jcs, json_digest
+from ajwt_core.checksum import (
     MAX_AGENT_ID_LENGTH,
     MAX_JSON_NESTING,
     AgentManifest,
@@ -32,7 +32,7 @@ from ajwt.checksum import (
     strip_secrets,
     tool_source_digest,
 )
-from ajwt.errors import AJWTError, InvalidRequest, Reason
+from ajwt_core.errors import AJWTError, InvalidRequest, Reason
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 

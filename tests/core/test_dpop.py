@@ -13,16 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ajwt.dpop import (
+from ajwt_core.dpop import (
     access_token_hash,
     body_hash,
     create_proof,
     normalise_htu,
     verify_proof,
 )
-from ajwt.errors import AJWTError, InvalidDPoPProof, InvalidRequest, Reason, UseDPoPNonce
-from ajwt.keys import PopKey
-from ajwt.replay import InMemoryReplayCache
+from ajwt_core.errors import AJWTError, InvalidDPoPProof, InvalidRequest, Reason, UseDPoPNonce
+from ajwt_core.keys import PopKey
+from ajwt_core.replay import InMemoryReplayCache
 from tests.support import NOW
 
 URL = "https://api.example/repos/acme/pulls"

@@ -1,6 +1,6 @@
-"""The fast base64url segment check in ``ajwt._jws`` behaves exactly like pyjwt's own.
+"""The fast base64url segment check in ``ajwt_core._jws`` behaves exactly like pyjwt's own.
 
-``ajwt._jws`` overrides ``PyJWS._decode_base64url_segment`` only for speed; every
+``ajwt_core._jws`` overrides ``PyJWS._decode_base64url_segment`` only for speed; every
 segment pyjwt accepts must decode to the same bytes, and every segment it rejects must
 be rejected with the same message. The strategies below aim at the edges: padding,
 lengths ≡ 1 (mod 4), non-canonical trailing bits and bytes outside the alphabet.
@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ajwt import _jws
-from ajwt.errors import InvalidToken, Reason
-from ajwt.keys import SigningKeySet
+from ajwt_core import _jws
+from ajwt_core.errors import InvalidToken, Reason
+from ajwt_core.keys import SigningKeySet
 
 ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 

@@ -10,8 +10,8 @@ from typing import Any
 import jwt
 import pytest
 
-from ajwt.errors import InvalidRequest, Reason
-from ajwt.keys import (
+from ajwt_core.errors import InvalidRequest, Reason
+from ajwt_core.keys import (
     KeyResolver,
     PopKey,
     SigningKey,

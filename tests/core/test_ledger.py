@@ -15,8 +15,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ajwt.errors import InvalidRequest, LedgerError, Reason
-from ajwt.ledger import (
+from ajwt_core.errors import InvalidRequest, LedgerError, Reason
+from ajwt_core.ledger import (
     GENESIS_HASH,
     EntryKind,
     Ledger,

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from ajwt.errors import Reason, ServerError
-from ajwt.replay import InMemoryReplayCache, ReplayCache
+from ajwt_core.errors import Reason, ServerError
+from ajwt_core.replay import InMemoryReplayCache, ReplayCache
 
 
 def test_first_use_then_replay() -> None:

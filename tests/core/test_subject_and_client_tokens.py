@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ajwt.errors import InvalidClient, InvalidGrant, Reason
-from ajwt.keys import UPSTREAM_ALGORITHMS, KeyResolver, PopKey, SigningKeySet, load_public_jwk
-from ajwt.tokens import (
+from ajwt_core.errors import InvalidClient, InvalidGrant, Reason
+from ajwt_core.keys import UPSTREAM_ALGORITHMS, KeyResolver, PopKey, SigningKeySet, load_public_jwk
+from ajwt_core.tokens import (
     decode_client_assertion,
     decode_subject_token,
     encode_client_assertion,
@@ -150,8 +150,8 @@ def test_rsa_private_key_pem_is_not_accepted_as_signing_key() -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    from ajwt.errors import InvalidRequest
-    from ajwt.keys import SigningKey
+    from ajwt_core.errors import InvalidRequest
+    from ajwt_core.keys import SigningKey
 
     with pytest.raises(InvalidRequest):
         SigningKey.from_pem(pem)

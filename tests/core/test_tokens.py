@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ajwt.errors import AJWTError, InvalidGrant, InvalidScope, InvalidToken, Reason
-from ajwt.keys import KeyResolver, PopKey, SigningKey, SigningKeySet
-from ajwt.tokens import (
+from ajwt_core.errors import AJWTError, InvalidGrant, InvalidScope, InvalidToken, Reason
+from ajwt_core.keys import KeyResolver, PopKey, SigningKey, SigningKeySet
+from ajwt_core.tokens import (
     MAX_CHAIN_DEPTH,
     MAX_TOKEN_BYTES,
     ActorClaim,
@@ -423,7 +423,7 @@ def test_scope_format_is_canonical() -> None:
 
 
 def _vk(key: PopKey) -> Any:
-    from ajwt.keys import load_public_jwk
+    from ajwt_core.keys import load_public_jwk
 
     return load_public_jwk(key.public_jwk, key.alg)
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ajwt.canonical import json_digest
-from ajwt.errors import (
+from ajwt_core.canonical import json_digest
+from ajwt_core.errors import (
     AccessDenied,
     AJWTError,
     InvalidGrant,
@@ -23,7 +23,7 @@ from ajwt.errors import (
     Reason,
     UnauthorizedClient,
 )
-from ajwt.workflow import (
+from ajwt_core.workflow import (
     MAX_WORKFLOW_JSON_BYTES,
     MAX_WORKFLOW_STEPS,
     Step,

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-import ajwt.demo.report
-from ajwt.demo.report import delegation_tree_svg, render_html, render_markdown, write_reports
-from ajwt.ledger import EntryKind, Ledger
+import ajwt_core.demo.report
+from ajwt_core.demo.report import delegation_tree_svg, render_html, render_markdown, write_reports
+from ajwt_core.ledger import EntryKind, Ledger
 
 SVG = "{http://www.w3.org/2000/svg}"
 SCRIPT = "<script>alert(1)</script>"
@@ -101,7 +101,7 @@ def _call(
 
 
 def _ledger() -> dict[str, Any]:
-    """A real hash-chained ledger of the run, built with ``ajwt.ledger``."""
+    """A real hash-chained ledger of the run, built with ``ajwt_core.ledger``."""
     ledger = Ledger(RUN_ID)
     at = 1_764_417_600
     ledger.append(
@@ -312,7 +312,7 @@ def test_writing_twice_overwrites(tmp_path: Path) -> None:
 
 
 def test_module_doctests_pass() -> None:
-    result = doctest.testmod(ajwt.demo.report, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(ajwt_core.demo.report, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
 
 

@@ -14,8 +14,8 @@ import httpx
 import jwt
 import pytest
 
-from ajwt.demo.stack import Stack
-from ajwt.shim import Shim
+from ajwt_core.demo.stack import Stack
+from ajwt_core.shim import Shim
 
 PR = {"title": "Bump lodash to 4.17.21", "head": "fix/lodash"}
 
@@ -151,7 +151,7 @@ def test_async_client_and_concurrent_runs_keep_contexts_apart(stack: Stack) -> N
 
 
 def test_request_outside_agent_context_is_refused_locally(stack: Stack) -> None:
-    from ajwt.errors import AgentContextError, Reason
+    from ajwt_core.errors import AgentContextError, Reason
 
     shim = stack.shim()
     calls_before = len(stack.api.state.calls)
@@ -165,8 +165,8 @@ def test_request_outside_agent_context_is_refused_locally(stack: Stack) -> None:
 
 
 def test_shim_with_private_key_jwt(stack: Stack) -> None:
-    from ajwt.demo.agents import reference_manifest
-    from ajwt.keys import PopKey
+    from ajwt_core.demo.agents import reference_manifest
+    from ajwt_core.keys import PopKey
 
     client_key = PopKey.generate()
     jwks = {"keys": [client_key.public_jwk | {"kid": "k1", "alg": "ES256"}]}
@@ -183,7 +183,7 @@ def test_shim_with_private_key_jwt(stack: Stack) -> None:
 
 
 def test_prepare_mints_before_the_tool_runs_and_reports_events(stack: Stack) -> None:
-    from ajwt.errors import InvalidGrant, Reason
+    from ajwt_core.errors import InvalidGrant, Reason
 
     shim = stack.shim(default_audience=stack.rs_url)
     events: list[Any] = []
@@ -212,8 +212,8 @@ def test_prepare_mints_before_the_tool_runs_and_reports_events(stack: Stack) -> 
 
 
 def test_cached_token_is_not_reused_by_an_agent_changed_since(stack: Stack) -> None:
-    from ajwt.demo.agents import reference_manifest
-    from ajwt.errors import InvalidGrant, Reason
+    from ajwt_core.demo.agents import reference_manifest
+    from ajwt_core.errors import InvalidGrant, Reason
 
     live = {"manifest": reference_manifest("supervisor")}
     client = stack.new_client()

@@ -11,17 +11,17 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ajwt.demo.agents import reference_manifest
-from ajwt.demo.api import create_api
-from ajwt.demo.stack import ADMIN_TOKEN, Stack
-from ajwt.dpop import create_proof
-from ajwt.errors import AccessDenied, InvalidGrant, Reason
-from ajwt.idp import IdPSettings, create_app
-from ajwt.idp.admin import AdminClient
-from ajwt.rs import JWKSCache, NonceManager, Verifier
-from ajwt.server import BackgroundServer
-from ajwt.shim import Shim
-from ajwt.workflow import reference_workflow
+from ajwt_core.demo.agents import reference_manifest
+from ajwt_core.demo.api import create_api
+from ajwt_core.demo.stack import ADMIN_TOKEN, Stack
+from ajwt_core.dpop import create_proof
+from ajwt_core.errors import AccessDenied, InvalidGrant, Reason
+from ajwt_core.idp import IdPSettings, create_app
+from ajwt_core.idp.admin import AdminClient
+from ajwt_core.rs import JWKSCache, NonceManager, Verifier
+from ajwt_core.server import BackgroundServer
+from ajwt_core.shim import Shim
+from ajwt_core.workflow import reference_workflow
 
 
 def test_discovery_documents(stack: Stack) -> None:
@@ -117,7 +117,7 @@ def test_step_requiring_approval_waits_for_it(stack: Stack) -> None:
 
 
 def test_agent_key_rotation_endpoint(stack: Stack) -> None:
-    from ajwt.keys import PopKey
+    from ajwt_core.keys import PopKey
 
     shim = stack.shim()
     old = shim.agent("supervisor")

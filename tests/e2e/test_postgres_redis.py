@@ -16,12 +16,12 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from ajwt.demo.api import create_api
-from ajwt.demo.stack import Stack, start_stack
-from ajwt.dpop import create_proof
-from ajwt.errors import Reason
-from ajwt.rs import JWKSCache, RedisReplayStore, RedisRevocationChecker, Verifier
-from ajwt.server import BackgroundServer
+from ajwt_core.demo.api import create_api
+from ajwt_core.demo.stack import Stack, start_stack
+from ajwt_core.dpop import create_proof
+from ajwt_core.errors import Reason
+from ajwt_core.rs import JWKSCache, RedisReplayStore, RedisRevocationChecker, Verifier
+from ajwt_core.server import BackgroundServer
 from tests.services import POSTGRES, POSTGRES_URL, REDIS, REDIS_URL, require
 
 
@@ -192,8 +192,8 @@ def test_redis_down_fails_closed_with_503(stack: Stack) -> None:
 def test_idp_publishes_revocations_to_redis_for_resource_servers(
     redis_url: str, tmp_path: Path
 ) -> None:
-    from ajwt.idp import IdPSettings, create_app
-    from ajwt.idp.admin import AdminClient
+    from ajwt_core.idp import IdPSettings, create_app
+    from ajwt_core.idp.admin import AdminClient
 
     admin_token = "adm-" + secrets.token_hex(8)
     idp = BackgroundServer()
@@ -206,7 +206,7 @@ def test_idp_publishes_revocations_to_redis_for_resource_servers(
     idp.start(create_app(settings))
     try:
         admin = AdminClient(idp.url, admin_token)
-        from ajwt.workflow import reference_workflow
+        from ajwt_core.workflow import reference_workflow
 
         admin.register_workflow(reference_workflow().canonical())
         stack = Stack(idp_url=idp.url, rs_url="", admin=admin, api=None, idp_app=None)  # type: ignore[arg-type]

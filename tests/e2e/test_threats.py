@@ -15,11 +15,11 @@ import httpx
 import jwt
 import pytest
 
-from ajwt.checksum import AgentManifest, render_prompt
-from ajwt.demo.agents import reference_manifest
-from ajwt.demo.stack import ADMIN_TOKEN, Stack
-from ajwt.dpop import create_proof
-from ajwt.errors import (
+from ajwt_core.checksum import AgentManifest, render_prompt
+from ajwt_core.demo.agents import reference_manifest
+from ajwt_core.demo.stack import ADMIN_TOKEN, Stack
+from ajwt_core.dpop import create_proof
+from ajwt_core.errors import (
     AJWTError,
     InvalidClient,
     InvalidGrant,
@@ -28,10 +28,10 @@ from ajwt.errors import (
     Reason,
     UnauthorizedClient,
 )
-from ajwt.integrity import header_value
-from ajwt.keys import PopKey, SigningKeySet
-from ajwt.shim import IssuedToken, Run, Shim
-from ajwt.tokens import DelegationClaims, encode_delegation_assertion, token_hash
+from ajwt_core.integrity import header_value
+from ajwt_core.keys import PopKey, SigningKeySet
+from ajwt_core.shim import IssuedToken, Run, Shim
+from ajwt_core.tokens import DelegationClaims, encode_delegation_assertion, token_hash
 
 PR = {"title": "Bump lodash to 4.17.21", "head": "fix/lodash"}
 
@@ -185,7 +185,7 @@ def test_T3_process_without_client_credentials_cannot_mint(stack: Stack, shim: S
 def test_T3_resource_server_can_require_an_accepted_shim_checksum(
     stack: Stack, shim: Shim, run: Run
 ) -> None:
-    from ajwt.rs import RoutePolicy
+    from ajwt_core.rs import RoutePolicy
 
     accepted = httpx.get(stack.idp_url + "/.well-known/ajwt-shims").json()["accepted"]
     assert header_value() in accepted
@@ -201,8 +201,8 @@ def test_T3_resource_server_can_require_an_accepted_shim_checksum(
 
 
 def _verified_claims(stack: Stack, issued: IssuedToken) -> Any:
-    from ajwt.keys import KeyResolver
-    from ajwt.tokens import decode_intent_token
+    from ajwt_core.keys import KeyResolver
+    from ajwt_core.tokens import decode_intent_token
 
     jwks = httpx.get(stack.idp_url + "/.well-known/jwks.json").json()
     return decode_intent_token(
@@ -273,7 +273,7 @@ def test_T5_prompt_tampering_and_template_injection_are_refused(stack: Stack) ->
 
 
 def test_T6_workflow_definition_cannot_be_tampered_with(stack: Stack, run: Run) -> None:
-    from ajwt.workflow import reference_workflow
+    from ajwt_core.workflow import reference_workflow
 
     widened = reference_workflow().canonical()
     widened["steps"]["plan"]["tools"].append("create_pull_request")

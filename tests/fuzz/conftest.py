@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from ajwt.demo.api import create_api
-from ajwt.idp import IdPSettings, create_app
-from ajwt.idp.models import ClientRegistration
-from ajwt.keys import SigningKeySet
-from ajwt.rs import Verifier
-from ajwt.workflow import reference_workflow
+from ajwt_core.demo.api import create_api
+from ajwt_core.idp import IdPSettings, create_app
+from ajwt_core.idp.models import ClientRegistration
+from ajwt_core.keys import SigningKeySet
+from ajwt_core.rs import Verifier
+from ajwt_core.workflow import reference_workflow
 from tests.services import require_heavy
 
 ISSUER = "http://idp.fuzz"

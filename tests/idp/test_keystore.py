@@ -8,8 +8,8 @@ import stat
 import threading
 from pathlib import Path
 
-from ajwt.idp.keystore import ReloadingKeys, load_signing_keys, rotate_key_file
-from ajwt.keys import SigningKeySet
+from ajwt_core.idp.keystore import ReloadingKeys, load_signing_keys, rotate_key_file
+from ajwt_core.keys import SigningKeySet
 
 
 def test_key_file_is_created_private(tmp_path: Path) -> None:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from ajwt.errors import LedgerError, Reason
-from ajwt.idp.db import ClientRow, Database, RunRow
-from ajwt.idp.service import _RUN_FACTS, IdP
-from ajwt.idp.settings import IdPSettings
-from ajwt.keys import SigningKeySet
-from ajwt.ledger import GENESIS_HASH, EntryKind, verify_or_raise
+from ajwt_core.errors import LedgerError, Reason
+from ajwt_core.idp.db import ClientRow, Database, RunRow
+from ajwt_core.idp.service import _RUN_FACTS, IdP
+from ajwt_core.idp.settings import IdPSettings
+from ajwt_core.keys import SigningKeySet
+from ajwt_core.ledger import GENESIS_HASH, EntryKind, verify_or_raise
 
 
 async def _idp_with_run(tmp_path: Path) -> tuple[IdP, str]:

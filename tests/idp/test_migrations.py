@@ -9,8 +9,8 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect
 
-from ajwt.idp.db import Base, Database
-from ajwt.idp.migrate import alembic_config, upgrade
+from ajwt_core.idp.db import Base, Database
+from ajwt_core.idp.migrate import alembic_config, upgrade
 from tests.e2e.test_postgres_redis import postgres_url  # noqa: F401 - fixture
 
 

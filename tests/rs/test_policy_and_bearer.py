@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from ajwt.errors import InsufficientScope, InvalidToken, Reason
-from ajwt.keys import SigningKeySet
-from ajwt.rs import RoutePolicy, Verifier
-from ajwt.tokens import IntentTokenClaims, build_act_chain
+from ajwt_core.errors import InsufficientScope, InvalidToken, Reason
+from ajwt_core.keys import SigningKeySet
+from ajwt_core.rs import RoutePolicy, Verifier
+from ajwt_core.tokens import IntentTokenClaims, build_act_chain
 from tests.support import AUDIENCE, ISSUER, ClaimsFactory
 
 

@@ -7,11 +7,11 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from ajwt.demo.agents import reference_manifests
-from ajwt.idp.admin import AdminClient
-from ajwt.idp.keystore import load_signing_keys
-from ajwt.shim import Shim
-from ajwt.workflow import reference_workflow
+from ajwt_core.demo.agents import reference_manifests
+from ajwt_core.idp.admin import AdminClient
+from ajwt_core.idp.keystore import load_signing_keys
+from ajwt_core.shim import Shim
+from ajwt_core.workflow import reference_workflow
 from tests.scale.procs import ServerProcess, free_port
 
 ADMIN = "scale-admin-" + secrets.token_hex(8)
@@ -34,7 +34,7 @@ class IdPProcess:
 
     def start(self) -> None:
         self.process = ServerProcess(
-            "ajwt.idp.asgi:app_from_env", self._env, workers=self._workers, port=self.port
+            "ajwt_core.idp.asgi:app_from_env", self._env, workers=self._workers, port=self.port
         )
         self.process.start("/.well-known/jwks.json")
 

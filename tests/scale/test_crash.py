@@ -14,8 +14,8 @@ import httpx
 import jwt
 import pytest
 
-from ajwt.errors import AJWTError
-from ajwt.shim import Run, Shim
+from ajwt_core.errors import AJWTError
+from ajwt_core.shim import Run, Shim
 from tests.e2e.test_postgres_redis import postgres_url  # noqa: F401 - fixture
 from tests.scale.idp_process import IdPProcess
 

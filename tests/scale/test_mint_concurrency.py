@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 
-from ajwt.shim import Run
+from ajwt_core.shim import Run
 from tests.e2e.test_postgres_redis import postgres_url  # noqa: F401 - fixture
 from tests.scale.idp_process import idp_process
 

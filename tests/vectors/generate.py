@@ -19,14 +19,14 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ajwt.canonical import jcs
-from ajwt.checksum import normalise_prompt, tool_source_digest
-from ajwt.demo.agents import reference_manifests
-from ajwt.dpop import create_proof
-from ajwt.errors import AJWTError
-from ajwt.keys import SigningKey, derive_pop_key, jwk_thumbprint
-from ajwt.ledger import EntryKind, Ledger, export_json
-from ajwt.tokens import (
+from ajwt_core.canonical import jcs
+from ajwt_core.checksum import normalise_prompt, tool_source_digest
+from ajwt_core.demo.agents import reference_manifests
+from ajwt_core.dpop import create_proof
+from ajwt_core.errors import AJWTError
+from ajwt_core.keys import SigningKey, derive_pop_key, jwk_thumbprint
+from ajwt_core.ledger import EntryKind, Ledger, export_json
+from ajwt_core.tokens import (
     AgentClaim,
     Confirmation,
     DelegationClaims,

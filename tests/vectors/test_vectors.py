@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from ajwt.checksum import compute_checksum, normalise_prompt, tool_source_digest
-from ajwt.dpop import verify_proof
-from ajwt.errors import AJWTError
-from ajwt.keys import KeyResolver, derive_pop_key, jwk_thumbprint, load_public_jwk
-from ajwt.ledger import verify_chain
-from ajwt.tokens import decode_delegation_assertion, decode_intent_token
+from ajwt_core.checksum import compute_checksum, normalise_prompt, tool_source_digest
+from ajwt_core.dpop import verify_proof
+from ajwt_core.errors import AJWTError
+from ajwt_core.keys import KeyResolver, derive_pop_key, jwk_thumbprint, load_public_jwk
+from ajwt_core.ledger import verify_chain
+from ajwt_core.tokens import decode_delegation_assertion, decode_intent_token
 from tests.vectors.generate import HERE, build, render
 
 

@@ -11,11 +11,11 @@ import pytest
 from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import TextMessage, ToolCallExecutionEvent
 
-from ajwt.demo.api import CallRecord
-from ajwt.demo.stack import Stack, start_stack
-from ajwt.shim import Run, Shim, ShimEvent
 from ajwt_autogen.reference.scripted import Turn
 from ajwt_autogen.reference.swarm import TASK, PatcherTeam, build_patcher_swarm
+from ajwt_core.demo.api import CallRecord
+from ajwt_core.demo.stack import Stack, start_stack
+from ajwt_core.shim import Run, Shim, ShimEvent
 
 
 @pytest.fixture(scope="session")

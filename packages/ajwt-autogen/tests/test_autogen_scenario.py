@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from ajwt.demo.api import BaselineApi, CallRecord, create_bearer_api
-from ajwt.demo.baseline import BaselineAuthServer, ClientCredentialsAuth
-from ajwt.demo.scenario import Scenario, load_scenario
-from ajwt.demo.stack import Stack
-from ajwt.server import BackgroundServer
-from ajwt.shim import Shim
 from ajwt_autogen.reference import AutoGenScenario, scenario
+from ajwt_core.demo.api import BaselineApi, CallRecord, create_bearer_api
+from ajwt_core.demo.baseline import BaselineAuthServer, ClientCredentialsAuth
+from ajwt_core.demo.scenario import Scenario, load_scenario
+from ajwt_core.demo.stack import Stack
+from ajwt_core.server import BackgroundServer
+from ajwt_core.shim import Shim
 
 ANSWER = "Opened 3 pull requests for lodash, requests and pyyaml."
 CHAIN = ["supervisor", "planner", "classifier", "patcher"]

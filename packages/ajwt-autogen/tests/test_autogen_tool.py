@@ -16,15 +16,15 @@ from autogen_core import CancellationToken
 from autogen_core.models import SystemMessage
 from autogen_core.tools import FunctionTool, Workbench
 
-from ajwt.demo.agents import reference_manifest
-from ajwt.demo.stack import Stack
-from ajwt.errors import AgentContextError, Reason
-from ajwt.shim import Run, Shim, ShimEvent
 from ajwt_autogen import AJWTTool, secure_agent
 from ajwt_autogen.binding import LiveManifest
 from ajwt_autogen.reference.scripted import ScriptedChatCompletionClient, Turn, call
 from ajwt_autogen.reference.swarm import build_agent, prompt_of
 from ajwt_autogen.reference.tools import PatcherApi
+from ajwt_core.demo.agents import reference_manifest
+from ajwt_core.demo.stack import Stack
+from ajwt_core.errors import AgentContextError, Reason
+from ajwt_core.shim import Run, Shim, ShimEvent
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from collections.abc import Iterator  # noqa: E402 - crewai must load after the 
 
 import pytest  # noqa: E402
 
-from ajwt.demo.stack import Stack, start_stack  # noqa: E402
-from ajwt.shim import Run, Shim  # noqa: E402
+from ajwt_core.demo.stack import Stack, start_stack  # noqa: E402
+from ajwt_core.shim import Run, Shim  # noqa: E402
 
 
 @pytest.fixture(scope="session")

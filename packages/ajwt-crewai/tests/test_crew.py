@@ -17,10 +17,10 @@ from crewai.hooks import ToolCallHookContext, register_before_tool_call_hook
 from crewai.hooks import unregister_before_tool_call_hook as unregister_before
 from crewai.tools import tool
 
-from ajwt.demo.agents import reference_manifest
-from ajwt.demo.stack import Stack
-from ajwt.errors import AgentContextError, Reason
-from ajwt.shim import Run, Shim
+from ajwt_core.demo.agents import reference_manifest
+from ajwt_core.demo.stack import Stack
+from ajwt_core.errors import AgentContextError, Reason
+from ajwt_core.shim import Run, Shim
 from ajwt_crewai import CrewAIBinding, ajwt_tool, binding_for, secure_crew
 from ajwt_crewai.reference import (
     AGENT_IDS,

@@ -7,9 +7,9 @@ from crewai import LLM, Agent
 from crewai.tools import tool
 from pydantic import SecretStr
 
-from ajwt.canonical import json_digest
-from ajwt.demo.agents import reference_manifest
-from ajwt.shim import Shim
+from ajwt_core.canonical import json_digest
+from ajwt_core.demo.agents import reference_manifest
+from ajwt_core.shim import Shim
 from ajwt_crewai import agent_prompt, binding_for, llm_config, manifest_from_crewai, tool_spec
 from ajwt_crewai.reference import AGENT_IDS, reference_agents, reference_tools, scripted_llm
 

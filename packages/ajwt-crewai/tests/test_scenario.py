@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from ajwt.demo.api import BaselineApi, CallRecord, create_bearer_api
-from ajwt.demo.baseline import BaselineAuthServer, ClientCredentialsAuth
-from ajwt.demo.scenario import Scenario, load_scenario
-from ajwt.demo.stack import Stack
-from ajwt.errors import Reason
-from ajwt.server import BackgroundServer
-from ajwt.shim import Run, Shim
+from ajwt_core.demo.api import BaselineApi, CallRecord, create_bearer_api
+from ajwt_core.demo.baseline import BaselineAuthServer, ClientCredentialsAuth
+from ajwt_core.demo.scenario import Scenario, load_scenario
+from ajwt_core.demo.stack import Stack
+from ajwt_core.errors import Reason
+from ajwt_core.server import BackgroundServer
+from ajwt_core.shim import Run, Shim
 from ajwt_crewai import secure_crew
 from ajwt_crewai.hooks import hooks_suspended
 from ajwt_crewai.reference import AGENT_IDS, INPUTS, CrewAIScenario, build_crew, scenario

@@ -10,9 +10,9 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool
 
-from ajwt.demo.api import CallRecord
-from ajwt.demo.stack import Stack, start_stack
-from ajwt.shim import Run, Shim, ShimEvent
+from ajwt_core.demo.api import CallRecord
+from ajwt_core.demo.stack import Stack, start_stack
+from ajwt_core.shim import Run, Shim, ShimEvent
 from ajwt_langchain.reference.agents import make_tools
 from ajwt_langchain.reference.api import PatcherApi
 

@@ -18,10 +18,10 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.tools import BaseTool, StructuredTool
 
-from ajwt.demo.api import CallRecord
-from ajwt.demo.stack import Stack
-from ajwt.errors import InvalidGrant, Reason, UnauthorizedClient
-from ajwt.shim import Run, Shim, ShimEvent
+from ajwt_core.demo.api import CallRecord
+from ajwt_core.demo.stack import Stack
+from ajwt_core.errors import InvalidGrant, Reason, UnauthorizedClient
+from ajwt_core.shim import Run, Shim, ShimEvent
 from ajwt_langchain import AJWTCallbackHandler, AsyncAJWTCallbackHandler
 from ajwt_langchain._tracker import tracker_for
 from ajwt_langchain.reference.api import PatcherApi
@@ -130,7 +130,7 @@ def test_tool_failure_is_reported_and_its_context_forgotten(
 
 
 def test_http_call_outside_any_tool_is_refused(shim: Shim, run: Run, stack: Stack) -> None:
-    from ajwt.errors import AgentContextError
+    from ajwt_core.errors import AgentContextError
 
     AJWTCallbackHandler(shim, "supervisor")  # installs the resolver
     with (

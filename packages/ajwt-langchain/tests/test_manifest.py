@@ -21,8 +21,8 @@ from langchain_core.prompts import (
 from langchain_core.tools import StructuredTool, tool
 from pydantic import Field, SecretStr
 
-from ajwt.demo.agents import MODEL_CONFIG, PROMPTS, TOOLS, reference_manifest
-from ajwt.errors import InvalidRequest, Reason
+from ajwt_core.demo.agents import MODEL_CONFIG, PROMPTS, TOOLS, reference_manifest
+from ajwt_core.errors import InvalidRequest, Reason
 from ajwt_langchain import (
     is_handoff_tool,
     manifest_from_langchain,

@@ -16,10 +16,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, StateGraph
 from langgraph.types import Command
 
-from ajwt.demo.api import CallRecord
-from ajwt.demo.stack import Stack
-from ajwt.errors import InvalidGrant, Reason
-from ajwt.shim import Run, Shim
+from ajwt_core.demo.api import CallRecord
+from ajwt_core.demo.stack import Stack
+from ajwt_core.errors import InvalidGrant, Reason
+from ajwt_core.shim import Run, Shim
 from ajwt_langchain import ajwt_node
 from ajwt_langchain.reference.api import PatcherApi
 
@@ -228,7 +228,7 @@ def test_failing_node_leaves_its_step_open(shim: Shim, run: Run, api: PatcherApi
 
 
 def test_node_outside_any_run_is_refused(shim: Shim, api: PatcherApi) -> None:
-    from ajwt.errors import AgentContextError
+    from ajwt_core.errors import AgentContextError
 
     @ajwt_node(shim, agent="supervisor")
     def supervisor(state: State) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 
-from ajwt.demo.agents import reference_manifest
-from ajwt.demo.api import CallRecord
-from ajwt.demo.stack import Stack
-from ajwt.errors import AJWTError, InvalidGrant, Reason, UnauthorizedClient
+from ajwt_core.demo.agents import reference_manifest
+from ajwt_core.demo.api import CallRecord
+from ajwt_core.demo.stack import Stack
+from ajwt_core.errors import AJWTError, InvalidGrant, Reason, UnauthorizedClient
 from ajwt_langchain.reference.agents import (
     AgentSpec,
     handoff_tool,

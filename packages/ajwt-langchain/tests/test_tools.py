@@ -17,9 +17,9 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
-from ajwt.demo.api import CallRecord
-from ajwt.errors import InvalidGrant, Reason
-from ajwt.shim import AgentContext, Run, Shim, ShimEvent
+from ajwt_core.demo.api import CallRecord
+from ajwt_core.errors import InvalidGrant, Reason
+from ajwt_core.shim import AgentContext, Run, Shim, ShimEvent
 from ajwt_langchain import AJWTMiddleware, AJWTToolWrapper
 from ajwt_langchain.reference.api import PatcherApi
 

@@ -42,13 +42,13 @@ from autogen_core.tools import (
 )
 from pydantic import BaseModel
 
-from ajwt.checksum import PromptSpec
-from ajwt.errors import AJWTError
-from ajwt.shim import Run, Shim
 from ajwt_autogen import _internals
 from ajwt_autogen.binding import AgentBinding, register_agent
 from ajwt_autogen.delegation import ahandover
 from ajwt_autogen.tool import AJWTTool, refusal
+from ajwt_core.checksum import PromptSpec
+from ajwt_core.errors import AJWTError
+from ajwt_core.shim import Run, Shim
 
 __all__ = ["secure_agent"]
 

@@ -1,6 +1,6 @@
 """Who an AutoGen agent is to the shim: its workflow id, its live object, its run.
 
-An :class:`AgentBinding` ties one AutoGen agent object to a :class:`~ajwt.shim.Shim`.
+An :class:`AgentBinding` ties one AutoGen agent object to a :class:`~ajwt_core.shim.Shim`.
 Tools and handoffs of the agent act through it: it knows the run they belong to, the
 prompt values the agent was given (``intent.input_digest``) and, while one of them
 runs, it is the *acting binding* (a context variable), so that the checksum the shim
@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from autogen_agentchat.agents import AssistantAgent
 
-from ajwt.checksum import AgentManifest, PromptSpec
-from ajwt.errors import AgentContextError, InvalidGrant, Reason
-from ajwt.shim import AgentContext, RegisteredAgent, Run, Shim
-from ajwt.shim.context import current_run
 from ajwt_autogen.manifest import manifest_from_autogen
+from ajwt_core.checksum import AgentManifest, PromptSpec
+from ajwt_core.errors import AgentContextError, InvalidGrant, Reason
+from ajwt_core.shim import AgentContext, RegisteredAgent, Run, Shim
+from ajwt_core.shim.context import current_run
 
 __all__ = ["AgentBinding", "register_agent"]
 

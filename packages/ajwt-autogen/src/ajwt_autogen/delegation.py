@@ -14,8 +14,8 @@ change does with ``turn_delegation=True`` (``SelectorGroupChat``,
 
 from __future__ import annotations
 
-from ajwt.shim import IssuedToken, Run, Shim
 from ajwt_autogen.steps import current_step, delegated_step, delegator_of, track
+from ajwt_core.shim import IssuedToken, Run, Shim
 
 __all__ = ["adelegate", "ahandover", "areturn", "is_return"]
 
@@ -35,7 +35,7 @@ async def adelegate(
     :mod:`ajwt_autogen.steps`); ``audience`` to the shim's ``default_audience`` (needed
     when the delegator holds no token yet). The local workflow check runs before the
     delegator's step is completed, so a handoff along no workflow edge completes
-    nothing. Raises an :class:`~ajwt.errors.AJWTError` on refusal.
+    nothing. Raises an :class:`~ajwt_core.errors.AJWTError` on refusal.
 
     Example (a turn change in a ``SelectorGroupChat``, inside an async selector)::
 

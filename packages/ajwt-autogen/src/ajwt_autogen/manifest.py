@@ -54,8 +54,14 @@ from autogen_core.models import ChatCompletionClient
 from autogen_core.tools import BaseTool, ToolSchema
 from pydantic_core import to_jsonable_python
 
-from ajwt.checksum import AgentManifest, PromptSpec, ToolSpec, strip_secrets, tool_source_digest
 from ajwt_autogen import _internals
+from ajwt_core.checksum import (
+    AgentManifest,
+    PromptSpec,
+    ToolSpec,
+    strip_secrets,
+    tool_source_digest,
+)
 
 __all__ = ["manifest_from_autogen", "model_client_config", "tool_spec"]
 
@@ -98,7 +104,7 @@ def model_client_config(client: ChatCompletionClient) -> dict[str, Any]:
     """A model client's configuration as JSON, without secrets.
 
     The client's component config (``dump_component().config``: model, temperature,
-    base URL…) through :func:`ajwt.checksum.strip_secrets`. A client that cannot be
+    base URL…) through :func:`ajwt_core.checksum.strip_secrets`. A client that cannot be
     dumped is described by its class.
 
     >>> from autogen_ext.models.replay import ReplayChatCompletionClient

@@ -4,7 +4,7 @@ AutoGen knows agents and tools, not workflow steps. The step of a tool call is t
 shim's to resolve (``prepare``); for a handoff the adapter must name both ends:
 
 - the delegator's step: the step of its latest tool call, mint or delegation in the
-  run (observed through :meth:`~ajwt.shim.Shim.subscribe`), else its only step, else its
+  run (observed through :meth:`~ajwt_core.shim.Shim.subscribe`), else its only step, else its
   only step that is ready now;
 - the delegate's step: among the delegate's steps, the first (in workflow order) that
   comes after the delegator's step, is not completed and whose dependencies are
@@ -17,8 +17,8 @@ from __future__ import annotations
 import threading
 import weakref
 
-from ajwt.errors import AgentContextError, Reason, UnauthorizedClient
-from ajwt.shim import Run, Shim, ShimEvent
+from ajwt_core.errors import AgentContextError, Reason, UnauthorizedClient
+from ajwt_core.shim import Run, Shim, ShimEvent
 
 __all__ = ["current_step", "delegated_step", "delegator_of"]
 

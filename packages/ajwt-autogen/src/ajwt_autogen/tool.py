@@ -33,11 +33,11 @@ from autogen_core import CancellationToken
 from autogen_core.tools import BaseTool, ToolSchema
 from pydantic import BaseModel
 
-from ajwt.errors import AJWTError
-from ajwt.shim import Shim
 from ajwt_autogen import _internals
 from ajwt_autogen.binding import AgentBinding
 from ajwt_autogen.steps import track
+from ajwt_core.errors import AJWTError
+from ajwt_core.shim import Shim
 
 __all__ = ["AJWTTool", "refusal"]
 

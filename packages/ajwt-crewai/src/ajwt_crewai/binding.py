@@ -29,10 +29,10 @@ from crewai.agents.agent_builder.base_agent import BaseAgent
 from crewai.process import Process
 from crewai.tools.tool_failure import ToolFailure
 
-from ajwt.checksum import AgentManifest
-from ajwt.errors import AgentContextError, AJWTError, InvalidGrant, Reason
-from ajwt.shim import AgentContext, RegisteredAgent, Run, Shim
-from ajwt.shim.context import current_run
+from ajwt_core.checksum import AgentManifest
+from ajwt_core.errors import AgentContextError, AJWTError, InvalidGrant, Reason
+from ajwt_core.shim import AgentContext, RegisteredAgent, Run, Shim
+from ajwt_core.shim.context import current_run
 from ajwt_crewai.calls import DELEGATION_TOOLS, current_call
 from ajwt_crewai.manifest import agent_prompt, default_agent_id, manifest_from_crewai, role_template
 
@@ -89,7 +89,7 @@ class CrewAIBinding:
     Get it with :func:`secure_crew` (or :func:`binding_for`); ``refusals`` lists every
     call the adapter refused, with its A-JWT reason.
 
-    >>> from ajwt.shim import Shim
+    >>> from ajwt_core.shim import Shim
     >>> binding = binding_for(Shim("http://127.0.0.1:9", "app", client_secret="s"))
     >>> binding.agent_ids
     {}
@@ -310,7 +310,7 @@ class CrewAIBinding:
     ) -> T:
         """Run ``run_tool`` as the agent CrewAI is executing, for ``tool``.
 
-        Raises the shim's :class:`~ajwt.errors.AJWTError` before the tool runs if the
+        Raises the shim's :class:`~ajwt_core.errors.AJWTError` before the tool runs if the
         call is refused (CrewAI then shows the agent a tool error).
         """
         resolved, caller = self._begin(tool, step, audience)

@@ -39,8 +39,8 @@ from crewai.hooks import (
 )
 from crewai.hooks.contexts import StepContext
 
-from ajwt.errors import AgentContextError, AJWTError, Reason
-from ajwt.shim.context import current_run
+from ajwt_core.errors import AgentContextError, AJWTError, Reason
+from ajwt_core.shim.context import current_run
 from ajwt_crewai.binding import CrewAIBinding, Handoff, bindings
 from ajwt_crewai.calls import DELEGATION_TOOLS, ToolCall, pop_call, push_call
 

@@ -39,7 +39,7 @@ from crewai.tools.agent_tools.base_agent_tools import BaseAgentTool
 from crewai.tools.base_tool import BaseTool
 from pydantic import BaseModel
 
-from ajwt.checksum import AgentManifest, PromptSpec, ToolSpec, render_prompt, strip_secrets
+from ajwt_core.checksum import AgentManifest, PromptSpec, ToolSpec, render_prompt, strip_secrets
 
 __all__ = [
     "CrewAIPrompt",

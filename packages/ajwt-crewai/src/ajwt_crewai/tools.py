@@ -23,7 +23,7 @@ from crewai.tools import BaseTool
 from crewai.tools import tool as crewai_tool
 from pydantic import Field
 
-from ajwt.shim import Shim
+from ajwt_core.shim import Shim
 from ajwt_crewai.binding import binding_for
 from ajwt_crewai.hooks import install_hooks
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
-from ajwt.errors import AgentContextError, AJWTError, Reason
-from ajwt.shim import AgentContext, Run, Shim
+from ajwt_core.errors import AgentContextError, AJWTError, Reason
+from ajwt_core.shim import AgentContext, Run, Shim
 from ajwt_langchain._tracker import Tracker, metadata_agent, tracker_for
 
 #: The tool-metadata key naming a hand-off tool's destination (langgraph-supervisor,

@@ -1,10 +1,10 @@
 """Per-shim state of the adapter: who acts in each run, and the contexts of tool calls.
 
-One :class:`Tracker` per :class:`~ajwt.shim.Shim` (:func:`tracker_for`). It holds
+One :class:`Tracker` per :class:`~ajwt_core.shim.Shim` (:func:`tracker_for`). It holds
 
 - the acting context of each tool call started by a callback handler, keyed by the
   tool run's id (LangChain's ``run_id``), and answers the shim's "who is acting now"
-  through the shim's one general hook, :meth:`~ajwt.shim.Shim.add_context_resolver`;
+  through the shim's one general hook, :meth:`~ajwt_core.shim.Shim.add_context_resolver`;
 - the agent that acted last in each A-JWT run and its step, so that a change of agent
   becomes a hand-off (:meth:`Tracker.enter`): the previous agent's step is completed
   and a delegation assertion is signed by the previous agent for the next one
@@ -32,9 +32,9 @@ from uuid import UUID
 
 from langchain_core.runnables.config import var_child_runnable_config
 
-from ajwt.errors import AgentContextError, AJWTError, Reason, UnauthorizedClient
-from ajwt.shim import AgentContext, Run, Shim
-from ajwt.shim.context import current_run
+from ajwt_core.errors import AgentContextError, AJWTError, Reason, UnauthorizedClient
+from ajwt_core.shim import AgentContext, Run, Shim
+from ajwt_core.shim.context import current_run
 
 #: Runs remembered per shim (least recently used forgotten first).
 MAX_TRACKED_RUNS = 4096
@@ -253,7 +253,7 @@ class Tracker:
         """``agent`` acts now in ``run``: hand off to it if another agent acted last.
 
         Returns the step it acts in (``None`` when only its tool can tell). Raises the
-        shim's :class:`~ajwt.errors.AJWTError` when the hand-off is refused.
+        shim's :class:`~ajwt_core.errors.AJWTError` when the hand-off is refused.
         """
         the_audience = audience or self.shim.default_audience
         with self._sync_lock(run):

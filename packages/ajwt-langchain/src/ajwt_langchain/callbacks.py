@@ -17,7 +17,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 
-from ajwt.shim import Run, Shim
+from ajwt_core.shim import Run, Shim
 from ajwt_langchain._gate import AgentChoice, ToolGate
 
 __all__ = ["AJWTCallbackHandler", "AsyncAJWTCallbackHandler"]
@@ -39,7 +39,7 @@ class AJWTCallbackHandler(BaseCallbackHandler):
     completion needs a token the agent does not hold yet (default
     ``shim.default_audience``).
 
-    >>> from ajwt.shim import Shim
+    >>> from ajwt_core.shim import Shim
     >>> shim = Shim("http://127.0.0.1:9", "app", client_secret="s")
     >>> handler = AJWTCallbackHandler(shim, agent="planner")
     >>> handler.raise_error
@@ -96,7 +96,7 @@ class AsyncAJWTCallbackHandler(AsyncCallbackHandler):
     manager swallows the errors of async handlers, so a refusal could not stop a
     tool there. :class:`AJWTCallbackHandler` serves both.
 
-    >>> from ajwt.shim import Shim
+    >>> from ajwt_core.shim import Shim
     >>> handler = AsyncAJWTCallbackHandler(Shim("http://127.0.0.1:9", "app", client_secret="s"))
     >>> handler.raise_error, handler.run_inline
     (True, True)

@@ -1,6 +1,6 @@
 """Agent manifests from LangChain objects (DESIGN §3): prompt, tools, model.
 
-The adapter only *extracts*; :mod:`ajwt.checksum` decides what is hashed. The rules:
+The adapter only *extracts*; :mod:`ajwt_core.checksum` decides what is hashed. The rules:
 
 - **prompt**: a plain string or ``PromptTemplate`` is the template (f-string syntax);
   a ``ChatPromptTemplate`` is the text of its messages joined by newlines, system
@@ -40,14 +40,14 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langchain_core.tools import tool as as_tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from ajwt.checksum import (
+from ajwt_core.checksum import (
     AgentManifest,
     PromptSpec,
     ToolSpec,
     strip_secrets,
     tool_source_digest,
 )
-from ajwt.errors import InvalidRequest, Reason
+from ajwt_core.errors import InvalidRequest, Reason
 from ajwt_langchain._gate import HANDOFF_DESTINATION, HANDOFF_PREFIX
 
 __all__ = [
@@ -318,7 +318,7 @@ def manifest_from_langchain(
     include_class: bool = False,
     include_handoff_tools: bool = False,
 ) -> AgentManifest:
-    """The :class:`~ajwt.checksum.AgentManifest` of a LangChain agent (rules above).
+    """The :class:`~ajwt_core.checksum.AgentManifest` of a LangChain agent (rules above).
 
     ``config`` replaces the configuration read from ``model`` (secrets still
     removed). Register a *live* agent with a callable, so that the shim recomputes
@@ -326,7 +326,7 @@ def manifest_from_langchain(
     ``shim.register(lambda: manifest_from_langchain(prompt, tools, model,
     agent_id="planner"))``.
 
-    >>> from ajwt.demo.agents import reference_manifest
+    >>> from ajwt_core.demo.agents import reference_manifest
     >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
     >>> from langchain_core.tools import StructuredTool
     >>> class Model(FakeListChatModel):

@@ -16,7 +16,7 @@ from langgraph.config import get_config
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
 
-from ajwt.shim import Run, Shim
+from ajwt_core.shim import Run, Shim
 from ajwt_langchain._gate import AgentChoice
 from ajwt_langchain.tools import AJWTToolWrapper, OnRefusal, ToolResult
 
@@ -30,7 +30,7 @@ class AJWTMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     else the agent's ``name``. With ``complete_on_finish`` the agent's step is
     completed when the agent finishes normally (the agent is one workflow step).
 
-    >>> from ajwt.shim import Shim
+    >>> from ajwt_core.shim import Shim
     >>> middleware = AJWTMiddleware(Shim("http://127.0.0.1:9", "app", client_secret="s"))
     >>> middleware.name
     'AJWTMiddleware'

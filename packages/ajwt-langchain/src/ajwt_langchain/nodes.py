@@ -19,7 +19,7 @@ from typing import Any, TypeAlias, overload
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
-from ajwt.shim import AgentContext, Run, Shim
+from ajwt_core.shim import AgentContext, Run, Shim
 from ajwt_langchain._tracker import Tracker, tracker_for
 
 __all__ = ["ajwt_node"]
@@ -177,7 +177,7 @@ def ajwt_node(
     (``with shim.run(run):``); ``audience`` serves hand-offs and completions that
     need a token the agent does not hold yet (default ``shim.default_audience``).
 
-    >>> from ajwt.shim import Shim
+    >>> from ajwt_core.shim import Shim
     >>> shim = Shim("http://127.0.0.1:9", "app", client_secret="s")
     >>> @ajwt_node(shim, agent="planner")
     ... def plan(state: dict) -> dict:

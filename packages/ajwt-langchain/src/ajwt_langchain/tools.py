@@ -4,7 +4,7 @@ The wrapper runs the A-JWT checks before ``execute`` (resolve the step, check, m
 hand off for a hand-off tool) and sets the shim's acting context around ``execute``,
 so the tool's HTTP calls through ``shim.auth()`` carry the agent, step and tool. A
 refusal raises (the default: ``ToolNode`` re-raises it and the graph run stops with
-the :class:`~ajwt.errors.AJWTError`), or with ``on_refusal="message"`` answers the
+the :class:`~ajwt_core.errors.AJWTError`), or with ``on_refusal="message"`` answers the
 model with an error ``ToolMessage`` while the tool does not run.
 """
 
@@ -18,8 +18,8 @@ from langchain_core.messages import ToolMessage
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
-from ajwt.errors import AJWTError
-from ajwt.shim import AgentContext, Run, Shim
+from ajwt_core.errors import AJWTError
+from ajwt_core.shim import AgentContext, Run, Shim
 from ajwt_langchain._gate import AgentChoice, ToolGate
 
 __all__ = ["AJWTToolWrapper", "OnRefusal", "ToolResult"]
@@ -53,7 +53,7 @@ class AJWTToolWrapper:
     ``audience`` serves hand-offs and step completions that need a token the agent
     does not hold yet (default ``shim.default_audience``).
 
-    >>> from ajwt.shim import Shim
+    >>> from ajwt_core.shim import Shim
     >>> from langgraph.prebuilt import ToolNode
     >>> shim = Shim("http://127.0.0.1:9", "app", client_secret="s")
     >>> wrapper = AJWTToolWrapper(shim, agent="planner")

@@ -2,7 +2,7 @@
 with scripted model clients, as used by ``examples/autogen_patcher``, the tests and
 ``ajwt demo --framework autogen``.
 
-``scenario`` is what the demo runs (see :class:`ajwt.demo.scenario.Scenario`): the same
+``scenario`` is what the demo runs (see :class:`ajwt_core.demo.scenario.Scenario`): the same
 swarm secured with A-JWT, or with plain OAuth as the baseline.
 """
 
@@ -12,7 +12,6 @@ import asyncio
 
 import httpx
 
-from ajwt.shim import Run, Shim
 from ajwt_autogen.reference.scripted import (
     MODEL_INFO,
     ScriptedChatCompletionClient,
@@ -35,6 +34,7 @@ from ajwt_autogen.reference.swarm import (
     scripted_model,
 )
 from ajwt_autogen.reference.tools import PatcherApi, ToolError
+from ajwt_core.shim import Run, Shim
 
 
 class AutoGenScenario:

@@ -1,7 +1,7 @@
 """The DESIGN §11 vulnerability patcher as a CrewAI crew: four agents with a scripted LLM,
 as used by ``examples/crewai_patcher``, the tests and ``ajwt demo --framework crewai``.
 
-``scenario`` is what the demo runs (see :class:`ajwt.demo.scenario.Scenario`): the same
+``scenario`` is what the demo runs (see :class:`ajwt_core.demo.scenario.Scenario`): the same
 crew secured with A-JWT, or with plain OAuth as the baseline.
 
 Importing this package keeps CrewAI offline first (:mod:`.offline`: telemetry and
@@ -15,7 +15,7 @@ keep_crewai_offline()
 
 import httpx  # noqa: E402 - crewai loads after the flags
 
-from ajwt.shim import Run, Shim  # noqa: E402
+from ajwt_core.shim import Run, Shim  # noqa: E402
 from ajwt_crewai.binding import secure_crew  # noqa: E402
 from ajwt_crewai.hooks import hooks_suspended  # noqa: E402
 from ajwt_crewai.reference.crew import (  # noqa: E402

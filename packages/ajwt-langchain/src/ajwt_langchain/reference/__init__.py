@@ -2,7 +2,7 @@
 scripted model, as used by ``examples/langgraph_patcher``, the tests and ``ajwt demo``.
 
 ``scenario`` is what ``ajwt demo --framework langgraph`` runs (see
-:class:`ajwt.demo.scenario.Scenario`).
+:class:`ajwt_core.demo.scenario.Scenario`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from langchain_core.messages import BaseMessage, HumanMessage
 
-from ajwt.shim import Run, Shim
+from ajwt_core.shim import Run, Shim
 from ajwt_langchain.reference.agents import (
     AgentSpec,
     handoff_tool,

@@ -21,8 +21,8 @@ from langgraph.prebuilt import InjectedState
 from langgraph.types import Command
 from pydantic import BaseModel, Field
 
-from ajwt.checksum import AgentManifest
-from ajwt.shim import Shim
+from ajwt_core.checksum import AgentManifest
+from ajwt_core.shim import Shim
 from ajwt_langchain import manifest_from_langchain
 from ajwt_langchain.reference.api import PatcherApi
 from ajwt_langchain.reference.scripted import SCRIPTS, Script, ScriptedChatModel

@@ -30,7 +30,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import Command
 
-from ajwt.shim import Shim
+from ajwt_core.shim import Shim
 from ajwt_langchain import AJWTToolWrapper, ajwt_node
 from ajwt_langchain.reference.agents import AgentSpec
 from ajwt_langchain.reference.scripted import vulnerable

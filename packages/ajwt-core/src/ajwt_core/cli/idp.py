@@ -1,0 +1,286 @@
+"""``ajwt idp serve`` and ``ajwt idp rotate-key``: run the IdP, rotate its signing key.
+
+FastAPI, SQLAlchemy and uvicorn are imported inside the commands (extra ``idp``), so
+``ajwt --help`` does not load them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ajwt_core.cli._output import IO_ERROR, fail, print_warning
+from ajwt_core.errors import Reason
+
+app = typer.Typer(
+    help="Run the A-JWT IdP and manage its signing keys.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+# The defaults of ajwt_core.idp.settings and ajwt_core.tokens, spelled out here because importing
+# those modules loads FastAPI and pydantic (tests check they stay equal).
+DEFAULT_DB_URL = "sqlite+aiosqlite:///ajwt-idp.db"
+DEFAULT_KEY_FILE = Path("ajwt-idp-keys.json")
+MAX_TOKEN_LIFETIME = 300
+ADMIN_TOKEN_ENV = "AJWT_ADMIN_TOKEN"
+
+KeyFileOption = Annotated[
+    Path,
+    typer.Option(
+        "--key-file",
+        help="The IdP's private signing-key file (JSON, mode 0600).",
+        dir_okay=False,
+    ),
+]
+
+
+def default_issuer(host: str, port: int) -> str:
+    """``http://<host>:<port>``, with an IPv6 address in brackets.
+
+    >>> default_issuer("::1", 8000)
+    'http://[::1]:8000'
+    """
+    try:
+        is_v6 = ipaddress.ip_address(host).version == 6
+    except ValueError:
+        is_v6 = False
+    return f"http://[{host}]:{port}" if is_v6 else f"http://{host}:{port}"
+
+
+def _require_idp_extra() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        fail(
+            f"the IdP needs the 'idp' extra (missing module {exc.name!r}); "
+            "install it with: pip install 'ajwt-core[idp]'",
+            IO_ERROR,
+        )
+
+
+def _check_key_file_mode(path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return  # created 0600 on first start
+    if mode & 0o077:
+        print_warning(
+            f"the signing-key file {str(path)!r} is readable by other users "
+            f"(mode {mode:04o}); restrict it with: chmod 600 {path}"
+        )
+
+
+def _check_db_url(url: str) -> str:
+    """The database URL with any password hidden, for the start-up line.
+
+    A SQLite file in a missing directory is refused here: uvicorn would report it only
+    as a failed start-up, with a traceback.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        # Never echo the URL itself: it may hold a password.
+        fail("--db is not a SQLAlchemy database URL", Reason.MALFORMED_REQUEST)
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+        directory = Path(database).parent
+        if not directory.is_dir():
+            fail(f"the directory of the SQLite database does not exist: {directory}", IO_ERROR)
+    return parsed.render_as_string(hide_password=True)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    db: Annotated[
+        str,
+        typer.Option(
+            help="SQLAlchemy database URL: SQLite by default, PostgreSQL as "
+            "postgresql+asyncpg://user@host/db (extra 'postgres').",
+        ),
+    ] = DEFAULT_DB_URL,
+    issuer: Annotated[
+        str | None,
+        typer.Option(
+            help="The IdP's public base URL, the 'iss' of every token "
+            "[default: http://HOST:PORT]. Set it when the IdP is reached through a proxy.",
+            show_default=False,
+        ),
+    ] = None,
+    key_file: KeyFileOption = DEFAULT_KEY_FILE,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=ADMIN_TOKEN_ENV,
+            help="Bearer token for the /admin endpoints. Prefer the environment variable: "
+            "a command-line value is visible to other users in the process list. "
+            "Without one, a token is generated and printed once.",
+            show_default=False,
+        ),
+    ] = None,
+    token_lifetime: Annotated[
+        int,
+        typer.Option(
+            help="Intent-token lifetime in seconds (at most 300, DESIGN §5.1).",
+            min=1,
+            max=MAX_TOKEN_LIFETIME,
+        ),
+    ] = MAX_TOKEN_LIFETIME,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes. More than one needs PostgreSQL (--db) and shares "
+            "state through it; add --redis so replay detection spans the workers.",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            help="Redis URL for the proof-replay cache shared by the workers and for "
+            "publishing revocations to resource servers.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve the IdP over HTTP with uvicorn until interrupted.
+
+    The signing-key file is created (mode 0600) on first start, and the database
+    schema is created if missing.
+    """
+    _require_idp_extra()
+    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ajwt_core.idp import IdPSettings, create_app
+    from ajwt_core.idp.keystore import load_signing_keys
+
+    shown_db = _check_db_url(db)
+    if workers > 1 and db.startswith("sqlite"):
+        fail(
+            "several workers need PostgreSQL (--db postgresql+asyncpg://…): SQLite has "
+            "a single writer and this IdP serialises it within one process",
+            Reason.MALFORMED_REQUEST,
+        )
+    public_url = issuer or default_issuer(host, port)
+    if issuer is None and host in ("0.0.0.0", "::"):  # noqa: S104 (a comparison, not a bind)
+        print_warning(
+            f"the issuer defaults to {public_url}, which clients cannot reach; "
+            "pass --issuer with the IdP's public URL"
+        )
+    if not admin_token:
+        admin_token = secrets.token_urlsafe(32)
+        print_warning(
+            f"no --admin-token or {ADMIN_TOKEN_ENV} given; generated an administrator token "
+            "for this run (it is not shown again):"
+        )
+        typer.echo(f"  {admin_token}", err=True)
+
+    _check_key_file_mode(key_file)
+    # Creates the file (0600) on first start; read here for the start-up line only.
+    # The app is given the file, not these keys, so that it owns how it loads them.
+    keys = load_signing_keys(key_file)
+    settings = IdPSettings(
+        issuer=public_url,
+        db_url=db,
+        admin_token=admin_token,
+        key_file=key_file,
+        token_lifetime=token_lifetime,
+        redis_url=redis,
+    )
+    try:
+        application = create_app(settings)
+    except ImportError as exc:
+        fail(
+            f"the database driver for --db is not installed (missing module {exc.name!r}); "
+            "PostgreSQL needs: pip install 'ajwt-core[postgres]'",
+            IO_ERROR,
+        )
+    except SQLAlchemyError as exc:
+        # Engine-creation messages name the dialect or driver, not the URL's password.
+        fail(f"--db cannot be used: {str(exc).splitlines()[0]}", Reason.MALFORMED_REQUEST)
+    typer.echo(
+        f"A-JWT IdP: issuer {public_url}, database {shown_db}, "
+        f"signing keys {key_file} ({len(keys.keys)} published, active kid {keys.active.kid})",
+        err=True,
+    )
+    # As ajwt_core.server: oversized headers reach the app, which answers 431 with an
+    # OAuth error body rather than the HTTP parser's bare 400.
+    max_header = 1024 * 1024
+    if workers == 1:
+        uvicorn.run(application, host=host, port=port, h11_max_incomplete_event_size=max_header)
+        return
+    # Several processes: each builds the app from the environment (ajwt_core.idp.asgi).
+    os.environ.update(
+        {
+            "AJWT_IDP_ISSUER": public_url,
+            "AJWT_IDP_DB": db,
+            "AJWT_IDP_KEY_FILE": str(key_file.resolve()),
+            "AJWT_ADMIN_TOKEN": admin_token,
+            "AJWT_IDP_TOKEN_LIFETIME": str(token_lifetime),
+            "AJWT_IDP_REDIS_URL": redis or "",
+        }
+    )
+    uvicorn.run(
+        "ajwt_core.idp.asgi:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        h11_max_incomplete_event_size=max_header,
+    )
+
+
+@app.command("rotate-key")
+def rotate_key(
+    key_file: KeyFileOption = DEFAULT_KEY_FILE,
+    activate_after: Annotated[
+        int,
+        typer.Option(
+            help="Publish the new key now but sign with it only after this many seconds, "
+            "so every resource server has fetched it before its first token (use at least "
+            "their JWKS refresh interval).",
+            min=0,
+        ),
+    ] = 0,
+) -> None:
+    """Add a new signing key to the key file and print its kid.
+
+    The older keys stay published in the JWKS, so tokens they signed keep verifying
+    until they expire. Running IdP workers reload the key file within a second and sign
+    with the new key from its activation time. Run this on the IdP host, against the
+    file the IdP serves.
+    """
+    from ajwt_core.idp.keystore import rotate_key_file
+    from ajwt_core.keys import SigningKeySet
+
+    if not key_file.is_file():
+        fail(
+            f"there is no signing-key file at {str(key_file)!r}; "
+            "'ajwt idp serve' creates it on first start",
+            IO_ERROR,
+        )
+    _check_key_file_mode(key_file)
+    kid = rotate_key_file(key_file, activate_after=activate_after)
+    published = len(SigningKeySet.from_json(key_file.read_text()).keys)
+    typer.echo(kid)
+    typer.echo(
+        f"added signing key {kid} to {key_file} ({published} keys published); "
+        f"running IdP workers reload the file within a second and sign with it in "
+        f"{activate_after} s (or after their restart)",
+        err=True,
+    )

@@ -1,0 +1,225 @@
+"""RFC 9449 DPoP proofs, with the A-JWT body hash ``bh`` (DESIGN §5.3).
+
+A proof is a JWS signed by the agent's PoP key, carrying that key's public JWK in its
+header, bound to one HTTP method and URL, to the access token (``ath``), to the request
+body (``bh``) and optionally to a server nonce.
+
+>>> from ajwt_core.keys import PopKey
+>>> key = PopKey.generate()
+>>> proof = create_proof(key, "POST", "https://API.example:443/repos/x/pulls?draft=1",
+...                      token="tok", body=b'{"title": "fix"}', now=1000)
+>>> verified = verify_proof(proof, method="POST", url="https://api.example/repos/x/pulls",
+...                         token="tok", body=b'{"title": "fix"}', expected_jkt=key.thumbprint,
+...                         now=1010)
+>>> verified.htu
+'https://api.example/repos/x/pulls'
+>>> verify_proof(proof, method="POST", url="https://api.example/repos/x/pulls",
+...              token="tok", body=b'{"title": "evil"}', now=1010)
+Traceback (most recent call last):
+ajwt_core.errors.InvalidDPoPProof: the proof is not bound to this request body
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from ajwt_core import _jws
+from ajwt_core.errors import InvalidDPoPProof, InvalidRequest, Reason, UseDPoPNonce
+from ajwt_core.keys import ALLOWED_ALGORITHMS, PopKey, b64url, load_public_jwk
+from ajwt_core.replay import ReplayCache
+
+DPOP_TYPE: Final = "dpop+jwt"
+#: How old a proof may be (seconds); also the replay-cache retention.
+DEFAULT_MAX_AGE: Final = 60
+#: How far in the future a proof's ``iat`` may lie (clock skew).
+DEFAULT_FUTURE_LEEWAY: Final = 5
+MAX_PROOF_BYTES: Final = 4096
+MAX_JTI_LENGTH: Final = 128
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@lru_cache(maxsize=4096)
+def normalise_htu(url: str) -> str:
+    """The ``htu`` form of a URL: scheme and host lower-cased, default port dropped,
+    empty path as ``/``, no query or fragment (RFC 9449 §4.2, §4.3).
+
+    >>> normalise_htu("HTTPS://Api.Example:443/a/b?q=1#f")
+    'https://api.example/a/b'
+    >>> normalise_htu("http://127.0.0.1:8000")
+    'http://127.0.0.1:8000/'
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidRequest(Reason.MALFORMED_REQUEST, "the URL cannot be parsed") from None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        raise InvalidRequest(Reason.MALFORMED_REQUEST, "the URL must be absolute http(s)")
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path or '/'}"
+
+
+@lru_cache(maxsize=1024)  # a token is reused for many requests, by the shim and the RS
+def access_token_hash(token: str) -> str:
+    """``ath``: base64url(SHA-256(ASCII access token)) (RFC 9449 §4.2)."""
+    return b64url(hashlib.sha256(token.encode("ascii")).digest())
+
+
+def body_hash(body: bytes) -> str:
+    """``bh``: base64url(SHA-256(request body)), the A-JWT extension of DESIGN §5.3."""
+    return b64url(hashlib.sha256(body).digest())
+
+
+def create_proof(
+    key: PopKey,
+    method: str,
+    url: str,
+    token: str | None = None,
+    body: bytes | None = None,
+    nonce: str | None = None,
+    *,
+    now: float | None = None,
+    jti: str | None = None,
+) -> str:
+    """Sign a DPoP proof for one request with the agent's PoP key (a fresh random ``jti``
+    unless one is given, as the interoperability vectors do)."""
+    claims: dict[str, Any] = {
+        "jti": jti or secrets.token_urlsafe(16),
+        "htm": method.upper(),
+        "htu": normalise_htu(url),
+        "iat": int(time.time() if now is None else now),
+    }
+    if token is not None:
+        claims["ath"] = access_token_hash(token)
+    if body is not None:
+        claims["bh"] = body_hash(body)
+    if nonce is not None:
+        claims["nonce"] = nonce
+    return key.sign(claims, {"typ": DPOP_TYPE, "jwk": key.public_jwk})
+
+
+# A proof carries its own key in ``jwk`` (RFC 9449); every other key-carrying header is out.
+_PROOF_FORBIDDEN_HEADERS = _jws.KEY_CARRYING_HEADERS - {"jwk"}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedProof:
+    """What a verified proof establishes: the key (``jkt``) and the request it covers."""
+
+    jkt: str
+    jti: str
+    iat: int
+    htm: str
+    htu: str
+    nonce: str | None
+    jwk: dict[str, Any]
+
+
+def verify_proof(
+    proof: object,
+    *,
+    method: str,
+    url: str,
+    token: str | None = None,
+    body: bytes | None = None,
+    expected_jkt: str | None = None,
+    nonce: str | Callable[[str], bool] | None = None,
+    replay_cache: ReplayCache | None = None,
+    now: float | None = None,
+    max_age: int = DEFAULT_MAX_AGE,
+    future_leeway: int = DEFAULT_FUTURE_LEEWAY,
+    algorithms: Iterable[str] = ALLOWED_ALGORITHMS,
+) -> VerifiedProof:
+    """Verify a DPoP proof for a request (RFC 9449 §4.3, DESIGN §7 steps 4–5).
+
+    ``token`` given → ``ath`` must match it; ``body`` given → ``bh`` must match it
+    (``b""`` for a request without a body); ``nonce`` given → the proof must carry it
+    (a string, or a predicate for rotating nonces); ``expected_jkt`` given → the proof key
+    must be that key (``cnf.jkt``); ``replay_cache`` given → ``(jkt, jti)`` must be new.
+    Failures are :class:`InvalidDPoPProof` (or :class:`UseDPoPNonce`) with a reason.
+    """
+    what = "DPoP proof"
+    header = _jws.read_header(
+        proof,
+        typ=DPOP_TYPE,
+        algorithms=tuple(algorithms),
+        max_bytes=MAX_PROOF_BYTES,
+        error=InvalidDPoPProof,
+        what=what,
+        forbidden=_PROOF_FORBIDDEN_HEADERS,
+    )
+    assert isinstance(proof, str)
+    jwk = header.get("jwk")
+    if not isinstance(jwk, dict):
+        raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof header has no 'jwk'")
+    try:
+        key = load_public_jwk(jwk, header["alg"], algorithms)
+    except InvalidRequest as exc:
+        raise InvalidDPoPProof(exc.reason, f"the proof key is not acceptable: {exc}") from None
+    claims = _jws.verify_signature(proof, key, header["alg"], error=InvalidDPoPProof, what=what)
+
+    jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+        raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof 'jti' is missing or invalid")
+    if not isinstance(htm, str) or not isinstance(htu, str):
+        raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof has no 'htm' or 'htu'")
+    if isinstance(iat, bool) or not isinstance(iat, int):
+        raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof 'iat' is missing or invalid")
+    if htm != method:
+        raise InvalidDPoPProof(Reason.METHOD_MISMATCH, "the proof is for another HTTP method")
+    try:
+        proof_htu = normalise_htu(htu)
+        same_url = proof_htu == normalise_htu(url)
+    except InvalidRequest:
+        same_url = False
+    if not same_url:
+        raise InvalidDPoPProof(Reason.URL_MISMATCH, "the proof is for another URL")
+    current = time.time() if now is None else now
+    if iat < current - max_age:
+        raise InvalidDPoPProof(Reason.PROOF_EXPIRED, "the proof is too old")
+    if iat > current + future_leeway:
+        raise InvalidDPoPProof(Reason.PROOF_FROM_FUTURE, "the proof was issued in the future")
+    if token is not None and claims.get("ath") != access_token_hash(token):
+        raise InvalidDPoPProof(
+            Reason.ACCESS_TOKEN_HASH_MISMATCH, "the proof is not bound to this access token"
+        )
+    if body is not None and claims.get("bh") != body_hash(body):
+        raise InvalidDPoPProof(
+            Reason.BODY_HASH_MISMATCH, "the proof is not bound to this request body"
+        )
+    proof_nonce = claims.get("nonce")
+    if nonce is not None:
+        if not isinstance(proof_nonce, str):
+            raise UseDPoPNonce(Reason.NONCE_REQUIRED, "the server requires a DPoP nonce")
+        if callable(nonce):
+            valid = nonce(proof_nonce)
+        else:
+            valid = secrets.compare_digest(proof_nonce.encode(), nonce.encode())
+        if not valid:
+            raise UseDPoPNonce(Reason.NONCE_MISMATCH, "the DPoP nonce is not current")
+    if expected_jkt is not None and key.jkt != expected_jkt:
+        raise InvalidDPoPProof(Reason.KEY_NOT_BOUND, "the proof key is not the token's key")
+    if replay_cache is not None and not replay_cache.first_use(
+        f"{key.jkt}:{jti}", ttl=max_age + future_leeway, now=current
+    ):
+        raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
+    return VerifiedProof(
+        jkt=key.jkt,
+        jti=jti,
+        iat=iat,
+        htm=htm,
+        htu=proof_htu,
+        nonce=proof_nonce if isinstance(proof_nonce, str) else None,
+        jwk={k: v for k, v in jwk.items() if isinstance(k, str)},
+    )

@@ -1,0 +1,492 @@
+"""The IdP as a FastAPI application (DESIGN §6): HTTP parsing, authentication, proofs.
+
+Every error leaves as an OAuth error body (``error``, ``error_description``, and the
+A-JWT ``ajwt_reason``) with the right status; no input produces a 500 or a stack trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ajwt_core.dpop import DEFAULT_FUTURE_LEEWAY, DEFAULT_MAX_AGE, VerifiedProof, verify_proof
+from ajwt_core.errors import (
+    AJWTError,
+    InvalidClient,
+    InvalidDPoPProof,
+    InvalidRequest,
+    InvalidToken,
+    Reason,
+    UnsupportedGrantType,
+)
+from ajwt_core.idp.db import ClientRow, Database
+from ajwt_core.idp.keystore import ReloadingKeys
+from ajwt_core.idp.models import (
+    AgentBatch,
+    AgentRegistered,
+    AgentRegistration,
+    Approval,
+    ClientCreated,
+    ClientRegistration,
+    KeyRotation,
+    Revocation,
+    RunStart,
+    RunStarted,
+    RunStatus,
+    TokenResponse,
+    UserTokenRequest,
+)
+from ajwt_core.idp.service import (
+    AGENT_CHECKSUM_GRANT,
+    DELEGATION_TOKEN_TYPE_URI,
+    INTENT_TOKEN_TYPE_URI,
+    TOKEN_EXCHANGE_GRANT,
+    ClientCredential,
+    ExchangeParams,
+    IdP,
+    MintParams,
+)
+from ajwt_core.idp.settings import IdPSettings
+from ajwt_core.integrity import shim_checksum
+from ajwt_core.keys import UPSTREAM_ALGORITHMS, KeyResolver, SigningKeySet
+from ajwt_core.ledger import export_json
+from ajwt_core.rs.stores import (
+    AsyncReplayStore,
+    MemoryReplayStore,
+    RedisReplayStore,
+    RedisRevocationPublisher,
+)
+from ajwt_core.tokens import CLIENT_ASSERTION_TYPE_URI
+
+log = logging.getLogger("ajwt_core.idp")
+
+# Path and query parameters are bounded like the columns they are looked up in.
+Id = Annotated[str, Path(min_length=1, max_length=128)]
+OptionalId = Annotated[str | None, Query(max_length=128)]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
+MAX_FORM_FIELDS = 32
+
+
+def error_response(exc: AJWTError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if exc.status_code == 401:
+        if isinstance(exc, InvalidClient):
+            headers["WWW-Authenticate"] = 'Basic realm="ajwt"'
+        else:
+            headers["WWW-Authenticate"] = f'DPoP error="{exc.error}", algs="ES256 EdDSA"'
+    return JSONResponse(
+        exc.to_oauth(), status_code=exc.status_code, headers=headers | {"Cache-Control": "no-store"}
+    )
+
+
+class RequestLimits:
+    """Pure ASGI: refuse oversized headers (431) and bodies (413) with an OAuth error body,
+    before any of it is parsed."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int = 32 * 1024
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header_bytes = sum(len(k) + len(v) for k, v in scope["headers"])
+        if header_bytes > self.max_header_bytes:
+            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request headers too large")
+            await _send_error(send, too_big, 431)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
+            await _send_error(send, too_big, 413)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
+            await _send_error(send, too_big, 413)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_error(send: Send, exc: AJWTError, status: int) -> None:
+    response = JSONResponse(exc.to_oauth(), status_code=status)
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None) -> FastAPI:
+    """Build the IdP application. Schema and keys are prepared on startup."""
+    db = Database(settings.db_url)
+    keys: SigningKeySet | ReloadingKeys = settings.signing_keys or (
+        ReloadingKeys(settings.key_file) if settings.key_file else SigningKeySet.generate()
+    )
+    upstream = (
+        KeyResolver.from_jwks(settings.upstream_jwks, UPSTREAM_ALGORITHMS)
+        if settings.upstream_jwks
+        else None
+    )
+    idp = IdP(settings, db, keys, upstream_keys=upstream)
+    # One replay store for every proof the IdP accepts; shared (Redis) across workers.
+    proofs: AsyncReplayStore = replay or (
+        RedisReplayStore.from_url(settings.redis_url) if settings.redis_url else MemoryReplayStore()
+    )
+    if settings.redis_url:
+        idp.revocations = RedisRevocationPublisher.from_url(settings.redis_url)
+    accepted_shims = sorted({*settings.accepted_shim_checksums, shim_checksum()})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await db.create_schema()
+        if settings.upstream_jwks_url and not settings.upstream_jwks:
+            idp.upstream_keys = await _fetch_jwks(settings.upstream_jwks_url)
+        yield
+        await db.dispose()
+
+    app = FastAPI(
+        title="A-JWT IdP",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.idp = idp
+
+    # ------------------------------------------------------------- error mapping
+
+    @app.exception_handler(AJWTError)
+    async def on_ajwt_error(_request: Request, exc: AJWTError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return error_response(
+            InvalidRequest(
+                Reason.MALFORMED_REQUEST, f"invalid request: {where}: {first.get('msg', 'invalid')}"
+            )
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = "not_found" if exc.status_code == 404 else "invalid_request"
+        return JSONResponse(
+            {"error": error, "error_description": str(exc.detail)}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected IdP error", exc_info=exc)
+        return JSONResponse(
+            {"error": "server_error", "error_description": "internal error"}, status_code=500
+        )
+
+    # ---------------------------------------------------------------- helpers
+
+    def require_admin(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        expected = settings.admin_token
+        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(value, expected):
+            raise InvalidClient(
+                Reason.CLIENT_AUTHENTICATION_FAILED, "administrator credential required"
+            )
+
+    async def client_from_headers(request: Request) -> ClientRow:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "basic":
+            return await idp.authenticate(ClientCredential.from_basic(value.strip()))
+        if scheme.lower() == "client-assertion":
+            return await idp.authenticate(ClientCredential(client_id=None, assertion=value.strip()))
+        raise InvalidClient(
+            Reason.CLIENT_AUTHENTICATION_FAILED, "client authentication is required"
+        )
+
+    async def checked_proof(
+        proof: str, path: str, *, body: bytes | None = None, token: str | None = None
+    ) -> VerifiedProof:
+        """A DPoP proof for ``POST <issuer><path>``, not seen before (RFC 9449 §11.1)."""
+        verified = verify_proof(
+            proof, method="POST", url=settings.issuer + path, token=token, body=body
+        )
+        ttl = DEFAULT_MAX_AGE + DEFAULT_FUTURE_LEEWAY
+        if not await proofs.first_use(f"{verified.jkt}:{verified.jti}", ttl):
+            raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
+        return verified
+
+    async def header_proof(
+        request: Request, path: str, *, body: bytes, token: str | None = None
+    ) -> VerifiedProof:
+        values = request.headers.getlist("dpop")
+        if len(values) != 1:
+            raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
+        return await checked_proof(values[0], path, body=body, token=token)
+
+    # ---------------------------------------------------------------- discovery
+
+    @app.get("/.well-known/jwks.json")
+    async def jwks() -> JSONResponse:
+        return JSONResponse(idp.keys.jwks(), headers={"Cache-Control": "max-age=60"})
+
+    @app.get("/.well-known/oauth-authorization-server")
+    async def metadata() -> dict[str, Any]:
+        base = settings.issuer
+        return {
+            "issuer": base,
+            "token_endpoint": f"{base}/token",
+            "jwks_uri": f"{base}/.well-known/jwks.json",
+            "revocation_endpoint": f"{base}/revoke",
+            "grant_types_supported": [AGENT_CHECKSUM_GRANT, TOKEN_EXCHANGE_GRANT],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA"],
+            "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
+            "token_types_supported": [INTENT_TOKEN_TYPE_URI, DELEGATION_TOKEN_TYPE_URI],
+            "ajwt_agent_registration_endpoint": f"{base}/agents",
+            "ajwt_run_endpoint": f"{base}/runs",
+            "ajwt_shims_uri": f"{base}/.well-known/ajwt-shims",
+            "ajwt_max_token_lifetime": settings.token_lifetime,
+        }
+
+    @app.get("/.well-known/ajwt-shims")
+    async def shims() -> dict[str, Any]:
+        return {"accepted": [f"sha256={c}" for c in accepted_shims]}
+
+    # -------------------------------------------------------------------- admin
+
+    @app.post("/admin/clients", status_code=201)
+    async def register_client(request: Request, body: ClientRegistration) -> ClientCreated:
+        require_admin(request)
+        return await idp.register_client(body)
+
+    @app.post("/admin/workflows", status_code=201)
+    async def register_workflow(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.register_workflow(body)
+
+    @app.post("/admin/users/token")
+    async def user_token(request: Request, body: UserTokenRequest) -> dict[str, Any]:
+        require_admin(request)
+        token = idp.issue_user_token(body.subject, body.lifetime)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": body.lifetime}
+
+    @app.post("/admin/runs/{run_id}/steps/{step}/approve")
+    async def approve(request: Request, run_id: Id, step: Id, body: Approval) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.approve(run_id, step, body.approved_by)
+
+    @app.post("/admin/revoke")
+    async def admin_revoke(request: Request, body: Revocation) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.revoke(body.kind, body.id, None)
+
+    # ------------------------------------------------------------------- agents
+
+    @app.post("/agents", status_code=201)
+    async def register_agent(request: Request, body: AgentRegistration) -> AgentRegistered:
+        client = await client_from_headers(request)
+        proof = await checked_proof(body.proof, "/agents")
+        return (await idp.register_agents(client, [(body.manifest, proof, body.expires_in)]))[0]
+
+    @app.post("/agents/batch", status_code=201)
+    async def register_batch(request: Request, body: AgentBatch) -> list[AgentRegistered]:
+        client = await client_from_headers(request)
+        items = [
+            (item.manifest, await checked_proof(item.proof, "/agents/batch"), item.expires_in)
+            for item in body.agents
+        ]
+        return await idp.register_agents(client, items)
+
+    @app.post("/agents/{registration_id}/rotate", status_code=201)
+    async def rotate(request: Request, registration_id: Id, body: KeyRotation) -> AgentRegistered:
+        client = await client_from_headers(request)
+        proof = await checked_proof(body.proof, f"/agents/{registration_id}/rotate")
+        return await idp.rotate_agent_key(
+            client, registration_id, proof, body.expires_in, body.retire_previous
+        )
+
+    @app.get("/workflows/{workflow_id}/{version}")
+    async def get_workflow(request: Request, workflow_id: Id, version: Version) -> dict[str, Any]:
+        await client_from_headers(request)
+        workflow = await idp.workflow(workflow_id, version)
+        return {"workflow": workflow.canonical(), "hash": workflow.workflow_hash}
+
+    # --------------------------------------------------------------------- runs
+
+    @app.post("/runs", status_code=201)
+    async def start_run(request: Request, body: RunStart) -> RunStarted:
+        client = await client_from_headers(request)
+        return await idp.start_run(client, body)
+
+    @app.post("/runs/{run_id}/steps/{step}/complete")
+    async def complete(request: Request, run_id: Id, step: Id) -> dict[str, Any]:
+        client = await client_from_headers(request)
+        scheme, _, token = request.headers.get("x-ajwt-token", "").partition(" ")
+        if scheme.lower() != "dpop" or not token:
+            raise InvalidToken(Reason.MISSING_TOKEN, "the step's intent token is required")
+        body = await request.body()
+        path = f"/runs/{run_id}/steps/{step}/complete"
+        proof = await header_proof(request, path, body=body, token=token)
+        return await idp.complete_step(client, token, proof, run_id, step)
+
+    @app.get("/runs/{run_id}/status")
+    async def status(run_id: Id, registration_id: OptionalId = None) -> RunStatus:
+        return await idp.status(run_id, registration_id)
+
+    @app.get("/runs/{run_id}/ledger")
+    async def ledger(request: Request, run_id: Id) -> Response:
+        client = await _client_or_admin(request)
+        entries = await idp.ledger(run_id, client)
+        return Response(export_json(entries), media_type="application/json")
+
+    @app.get("/runs/{run_id}/ledger/verify")
+    async def verify_ledger(request: Request, run_id: Id) -> dict[str, Any]:
+        client = await _client_or_admin(request)
+        report = await idp.verify_ledger(run_id, client)
+        return report.model_dump()
+
+    async def _client_or_admin(request: Request) -> ClientRow | None:
+        scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
+        if scheme == "bearer":
+            require_admin(request)
+            return None
+        return await client_from_headers(request)
+
+    @app.post("/revoke")
+    async def revoke(request: Request, body: Revocation) -> dict[str, Any]:
+        client = await client_from_headers(request)
+        return await idp.revoke(body.kind, body.id, client)
+
+    # -------------------------------------------------------------------- token
+
+    @app.post("/token")
+    async def token(request: Request) -> TokenResponse:
+        body = await request.body()
+        form = _parse_form(request, body)
+        credential = _token_credential(request, form)
+        client = await idp.authenticate(credential)
+        grant = form.get("grant_type")
+        proof = await header_proof(request, "/token", body=body)
+        if grant == AGENT_CHECKSUM_GRANT:
+            return await idp.mint(client, proof, _mint_params(form))
+        if grant == TOKEN_EXCHANGE_GRANT:
+            if form.get("subject_token_type") != INTENT_TOKEN_TYPE_URI:
+                raise InvalidRequest(
+                    Reason.MALFORMED_REQUEST,
+                    "subject_token_type must be the A-JWT intent token type",
+                )
+            if form.get("actor_token_type") != DELEGATION_TOKEN_TYPE_URI:
+                raise InvalidRequest(
+                    Reason.MALFORMED_REQUEST, "actor_token_type must be the A-JWT delegation type"
+                )
+            params = ExchangeParams(
+                mint=_mint_params(form),
+                subject_token=_required(form, "subject_token"),
+                actor_token=_required(form, "actor_token"),
+            )
+            return await idp.exchange(client, proof, params)
+        raise UnsupportedGrantType(
+            Reason.UNSUPPORTED_GRANT_TYPE, f"grant_type {grant!r} is not supported"
+        )
+
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def _parse_form(request: Request, body: bytes) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise InvalidRequest(
+            Reason.MALFORMED_REQUEST, "the token endpoint takes application/x-www-form-urlencoded"
+        )
+    try:
+        parsed = parse_qs(
+            body.decode("utf-8"),
+            keep_blank_values=False,
+            strict_parsing=False,
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest(Reason.MALFORMED_REQUEST, "the form body cannot be parsed") from None
+    form: dict[str, str] = {}
+    for name, values in parsed.items():
+        if len(values) != 1:
+            # RFC 6749 §3.2: request parameters MUST NOT be included more than once.
+            raise InvalidRequest(Reason.MALFORMED_REQUEST, f"parameter {name!r} is repeated")
+        form[name] = values[0]
+    return form
+
+
+def _required(form: dict[str, str], name: str) -> str:
+    value = form.get(name)
+    if not value:
+        raise InvalidRequest(Reason.MISSING_PARAMETER, f"parameter {name!r} is required")
+    return value
+
+
+def _token_credential(request: Request, form: dict[str, str]) -> ClientCredential:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic":
+        return ClientCredential.from_basic(value.strip())
+    if form.get("client_assertion_type") == CLIENT_ASSERTION_TYPE_URI:
+        return ClientCredential(
+            client_id=form.get("client_id"), assertion=_required(form, "client_assertion")
+        )
+    raise InvalidClient(Reason.CLIENT_AUTHENTICATION_FAILED, "client authentication is required")
+
+
+def _mint_params(form: dict[str, str]) -> MintParams:
+    digest = form.get("input_digest")
+    if digest is not None and not (digest.startswith("sha256:") and len(digest) == 71):
+        raise InvalidRequest(Reason.MALFORMED_REQUEST, "input_digest must be 'sha256:<hex>'")
+    resource = _required(form, "resource")
+    if not resource.startswith(("https://", "http://")) or len(resource) > 512:
+        raise InvalidRequest(Reason.MALFORMED_REQUEST, "resource must be an absolute http(s) URI")
+    return MintParams(
+        agent_id=_required(form, "agent_id"),
+        agent_checksum=_required(form, "agent_checksum"),
+        run_id=_required(form, "run_id"),
+        step=form.get("step") or None,
+        tool=_required(form, "tool"),
+        resource=resource,
+        scope=form.get("scope"),
+        input_digest=digest,
+    )
+
+
+async def _fetch_jwks(url: str) -> KeyResolver:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(url)
+        response.raise_for_status()
+        return KeyResolver.from_jwks(response.json(), UPSTREAM_ALGORITHMS)

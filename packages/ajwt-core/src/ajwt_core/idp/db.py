@@ -1,0 +1,311 @@
+"""IdP storage: SQLAlchemy 2 tables and the transaction discipline.
+
+SQLite (a file, WAL mode) by default, PostgreSQL (asyncpg, async) by URL. SQLite calls
+take tens of microseconds, so the embedded default runs them inline on the event loop
+through SQLAlchemy's sync engine: aiosqlite's thread hand-off per call cost more than
+the queries (26 hops, ~15 ms of a mint on a busy 2-core machine). Every write that issues a token
+or appends to a run ledger happens inside one transaction together with that ledger
+entry, so a crash never leaves a token without its entry. Appends to one run's ledger
+are serialised: a row lock on the run (PostgreSQL ``SELECT … FOR UPDATE``) or the single
+SQLite writer, plus the ``(run_id, seq)`` primary key as the last line of defence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar, Protocol, TypeVar, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from ajwt_core.errors import NotFound, Reason
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ClientRow(Base):
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(80))
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    shim_checksums: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    allow_runtime_registration: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AgentRow(Base):
+    __tablename__ = "agent_registrations"
+    __table_args__ = (UniqueConstraint("client_id", "agent_id", "version"),)
+
+    registration_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), index=True)
+    agent_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    checksum: Mapped[str] = mapped_column(String(80))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    alg: Mapped[str] = mapped_column(String(16))
+    jkt: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class WorkflowRow(Base):
+    __tablename__ = "workflows"
+
+    workflow_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(80))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    intent_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(String(512))
+    intent: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    closed_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The ledger head, kept with the (locked) run so an append needs no extra read.
+    head_seq: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(80))
+
+
+class LedgerRow(Base):
+    __tablename__ = "ledger_entries"
+    # Every mint reads the run's completions, approvals and delegations by kind; without
+    # this index that read scans the whole ledger and a mint slows as the run grows.
+    __table_args__ = (Index("ix_ledger_entries_run_id_kind", "run_id", "kind"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(80))
+    entry_hash: Mapped[str] = mapped_column(String(80))
+
+
+class DelegationRow(Base):
+    """Delegation assertions consumed (single use by ``jti``); the chain is in the ledger."""
+
+    __tablename__ = "delegations"
+
+    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    assertion_hash: Mapped[str] = mapped_column(String(80))
+    seq: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsedAssertionRow(Base):
+    """Client-assertion ``jti`` values seen (RFC 7523 §3 item 7: single use)."""
+
+    __tablename__ = "used_client_assertions"
+
+    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+T = TypeVar("T")
+
+
+class DbSession(Protocol):
+    """What the IdP service uses of a session (an ``AsyncSession`` has all of it)."""
+
+    def add(self, instance: object) -> None: ...
+
+    async def execute(self, statement: Any, params: Any = None) -> Any: ...
+
+    async def get(self, entity: type[T], ident: Any) -> T | None: ...
+
+    async def flush(self) -> None: ...
+
+    async def connection(self) -> Any: ...
+
+
+class _InlineSession:
+    """The async face of a sync SQLAlchemy session whose calls run inline (SQLite)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, instance: object) -> None:
+        self._session.add(instance)
+
+    async def execute(self, statement: Any, params: Any = None) -> Any:
+        return self._session.execute(statement, params)
+
+    async def get(self, entity: type[T], ident: Any) -> T | None:
+        return self._session.get(entity, ident)
+
+    async def flush(self) -> None:
+        self._session.flush()
+
+    async def connection(self) -> Any:
+        return self._session.connection()
+
+
+async def execute_core(session: DbSession, statement: Any, params: dict[str, Any]) -> Any:
+    """Run a Core statement on the session's connection, in its transaction.
+
+    ``Session.execute`` sends even a plain Core select through the ORM's execution
+    machinery; the mint's five statements skip it (measured: ~30 µs each).
+    """
+    connection = await session.connection()
+    if isinstance(session, _InlineSession):
+        return connection.execute(statement, params)
+    return await connection.execute(statement, params)
+
+
+class Database:
+    """The engine and ``transaction()`` / ``read()``: one unit of work each."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self._engine: AsyncEngine | None = None
+        self._sync_engine: Engine | None = None
+        if self.is_sqlite:
+            sync_url = url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+            self._sync_engine = create_engine(sync_url)
+            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+        else:
+            # No pre-ping (it cost ~1.5 ms per mint, measured): a connection found dead is
+            # invalidated by the failing statement, and recycling bounds its age.
+            self._engine = create_async_engine(
+                url, pool_size=10, max_overflow=10, pool_recycle=1800
+            )
+            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        # SQLite has one writer; serialising writers here avoids "database is locked".
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    async def create_schema(self) -> None:
+        """Bring the schema to the newest migration (Alembic; see ``ajwt_core.idp.migrate``)."""
+        from ajwt_core.idp.migrate import upgrade
+
+        await upgrade(self)
+
+    async def run_with_connection(self, work: Callable[[Any], None]) -> None:
+        """Run ``work(connection)`` in one transaction on a sync-style connection."""
+        if self._sync_engine is not None:
+            with self._sync_engine.begin() as connection:
+                work(connection)
+            return
+        assert self._engine is not None
+        async with self._engine.begin() as connection:
+            await connection.run_sync(work)
+
+    async def dispose(self) -> None:
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[DbSession]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        if self._sync_engine is not None:
+            assert self._write_lock is not None
+            async with self._write_lock:
+                with Session(self._sync_engine, expire_on_commit=False) as sync, sync.begin():
+                    yield _InlineSession(sync)
+            return
+        async with self._sessions() as session, session.begin():
+            yield cast(DbSession, session)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[DbSession]:
+        if self._sync_engine is not None:
+            with Session(self._sync_engine, expire_on_commit=False) as sync:
+                yield _InlineSession(sync)
+            return
+        async with self._sessions() as session:
+            yield cast(DbSession, session)
+
+    async def fetch_one(self, statement: Any, params: dict[str, Any]) -> Any:
+        """One Core row (or None) on a short connection of its own, outside any session.
+
+        For the hot read-only lookups (client authentication): a Core select costs a
+        fraction of an ORM session and ``get`` (measured: ~40 µs against ~160 µs).
+        """
+        if self._sync_engine is not None:
+            with self._sync_engine.connect() as connection:
+                return connection.execute(statement, params).first()
+        assert self._engine is not None
+        async with self._engine.connect() as connection:
+            return (await connection.execute(statement, params)).first()
+
+    async def lock_run(self, session: DbSession, run_id: str) -> RunRow:
+        """Read a run for update (appends to its ledger are serialised per run).
+
+        The row comes back detached (a Core select, no identity map): setting its
+        attributes writes nothing. The ledger append moves the head with its own guarded
+        UPDATE, and the one state change (revocation) is an explicit UPDATE too.
+        """
+        stmt = _RUN if self.is_sqlite else _RUN_FOR_UPDATE
+        row = (await execute_core(session, stmt, {"run_id": run_id})).first()
+        if row is None:
+            raise NotFound(Reason.RUN_NOT_FOUND, "no such run")
+        return detached(RunRow, row)
+
+
+_RUN = select(cast(Table, RunRow.__table__)).where(RunRow.run_id == bindparam("run_id"))
+_RUN_FOR_UPDATE = _RUN.with_for_update()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers do not block the writer; synchronous=NORMAL is durable against a
+    # process crash (the case we guarantee), fsyncing at checkpoints.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def detached(entity: type[T], row: Any) -> T:
+    """A transient ORM object holding a Core row's columns, for reading only.
+
+    It belongs to no session, so changing it writes nothing; columns the row lacks read
+    as ``None``.
+    """
+    return entity(**row._mapping)

@@ -1,0 +1,50 @@
+"""IdP configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ajwt_core.keys import SigningKeySet
+from ajwt_core.tokens import MAX_INTENT_LIFETIME
+
+DEFAULT_DB_URL = "sqlite+aiosqlite:///ajwt-idp.db"
+
+
+@dataclass
+class IdPSettings:
+    """Everything an IdP instance needs; the CLI and tests build one of these.
+
+    ``issuer`` is the public base URL (``iss`` of every token). The signing keys come
+    from ``signing_keys`` or are loaded from / generated into ``key_file`` (mode 0600).
+    The user's subject token is accepted from this IdP's own local user tokens
+    (``local_users``) and/or from an upstream issuer with its JWKS.
+    """
+
+    issuer: str
+    db_url: str = DEFAULT_DB_URL
+    admin_token: str | None = None
+    key_file: Path | None = None
+    signing_keys: SigningKeySet | None = None
+    token_lifetime: int = MAX_INTENT_LIFETIME
+    registration_lifetime: int = 24 * 3600
+    local_users: bool = True
+    upstream_issuer: str | None = None
+    upstream_audience: str | None = None
+    upstream_jwks: dict[str, Any] | None = None
+    upstream_jwks_url: str | None = None
+    accepted_shim_checksums: list[str] = field(default_factory=list)
+    #: Redis for many workers: the proof replay cache, and revocations published to
+    #: resource servers (``ajwt:revoked:<kind>:<id>``).
+    redis_url: str | None = None
+    max_body_bytes: int = 1 << 20
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.issuer = self.issuer.rstrip("/")
+        self.token_lifetime = min(self.token_lifetime, MAX_INTENT_LIFETIME)
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.issuer}/token"

@@ -1,0 +1,27 @@
+"""Resource-server verification of A-JWT requests (extra ``rs``): DESIGN §7."""
+
+from ajwt_core.rs.jwks import JWKSCache
+from ajwt_core.rs.middleware import AJWTMiddleware, Route
+from ajwt_core.rs.nonce import NonceManager
+from ajwt_core.rs.policy import RoutePolicy
+from ajwt_core.rs.stores import (
+    IdPRevocationChecker,
+    MemoryReplayStore,
+    RedisReplayStore,
+    RedisRevocationChecker,
+)
+from ajwt_core.rs.verifier import VerifiedRequest, Verifier
+
+__all__ = [
+    "AJWTMiddleware",
+    "IdPRevocationChecker",
+    "JWKSCache",
+    "MemoryReplayStore",
+    "NonceManager",
+    "RedisReplayStore",
+    "RedisRevocationChecker",
+    "Route",
+    "RoutePolicy",
+    "VerifiedRequest",
+    "Verifier",
+]

@@ -1,0 +1,85 @@
+"""FastAPI integration, shaped like ``fastapi.security``: a dependency per route.
+
+>>> from fastapi import FastAPI, Security
+>>> from ajwt_core.keys import SigningKeySet
+>>> app = FastAPI()
+>>> verifier = Verifier(issuer="https://idp.example", audience="https://api.example",
+...                     keys=SigningKeySet.generate().verification_keys())
+>>> install(app, verifier)
+>>> @app.get("/repos")
+... async def repos(claims=Security(require_intent(scopes=["repo:read"]))):
+...     return {"agent": claims.agent.id}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ajwt_core.errors import AJWTError, UseDPoPNonce
+from ajwt_core.rs.middleware import request_url
+from ajwt_core.rs.policy import RoutePolicy
+from ajwt_core.rs.verifier import VerifiedRequest, Verifier, www_authenticate
+from ajwt_core.tokens import IntentTokenClaims
+
+STATE_KEY = "ajwt_verifier"
+
+
+def install(app: FastAPI, verifier: Verifier, *, base_url: str | None = None) -> None:
+    """Attach the verifier to ``app`` and map A-JWT errors to RFC 6750/9449 responses."""
+    setattr(app.state, STATE_KEY, verifier)
+    app.state.ajwt_base_url = base_url
+
+    @app.exception_handler(AJWTError)
+    async def _refuse(_request: Request, exc: AJWTError) -> JSONResponse:
+        status = 401 if isinstance(exc, UseDPoPNonce) else exc.status_code
+        headers = {"Cache-Control": "no-store"}
+        if status in (401, 403):
+            headers["WWW-Authenticate"] = www_authenticate(exc)
+        if verifier.nonces:
+            headers["DPoP-Nonce"] = verifier.nonces.issue()
+        return JSONResponse(exc.to_oauth(), status_code=status, headers=headers)
+
+
+def require_intent(
+    *,
+    scopes: Iterable[str] = (),
+    steps: Iterable[str] | None = None,
+    tools: Iterable[str] | None = None,
+    agents: Iterable[str] | None = None,
+    workflows: Iterable[str] | None = None,
+    max_delegation_depth: int | None = None,
+    require_shim_checksum: bool = False,
+) -> Callable[[Request], Awaitable[IntentTokenClaims]]:
+    """A dependency returning the verified intent-token claims of the request."""
+    policy = RoutePolicy.of(
+        scopes=scopes,
+        steps=steps,
+        tools=tools,
+        agents=agents,
+        workflows=workflows,
+        max_delegation_depth=max_delegation_depth,
+        require_shim_checksum=require_shim_checksum,
+    )
+
+    async def dependency(request: Request) -> IntentTokenClaims:
+        verified: VerifiedRequest | None = request.scope.get("ajwt")
+        verifier: Verifier = getattr(request.app.state, STATE_KEY)
+        if verified is None or verified.claims is None:
+            verified = await verifier.verify(
+                method=request.method,
+                url=request_url(request.scope, getattr(request.app.state, "ajwt_base_url", None)),
+                headers=[(k, v) for k, v in request.headers.items()],
+                body=await request.body(),
+                policy=policy,
+            )
+        else:
+            policy.check(
+                verified.claims, request.headers.get("x-shim-checksum"), verifier.accepted_shims
+            )
+        assert verified.claims is not None
+        return verified.claims
+
+    return dependency

@@ -1,0 +1,101 @@
+"""Route policy (DESIGN §7 step 7): what a verified intent token must also satisfy here."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from ajwt_core.errors import InsufficientScope, Reason
+from ajwt_core.tokens import IntentTokenClaims, format_scope
+
+
+def _frozen(values: Iterable[str] | None) -> frozenset[str] | None:
+    return None if values is None else frozenset(values)
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    """Per-route requirements. ``None`` means "any"; empty ``scopes`` means none needed.
+
+    >>> policy = RoutePolicy.of(scopes=["repo:write"], tools=["create_pull_request"])
+    >>> sorted(policy.scopes), sorted(policy.tools or ())
+    (['repo:write'], ['create_pull_request'])
+    """
+
+    scopes: frozenset[str] = frozenset()
+    workflows: frozenset[str] | None = None
+    steps: frozenset[str] | None = None
+    tools: frozenset[str] | None = None
+    agents: frozenset[str] | None = None
+    max_delegation_depth: int | None = None
+    require_shim_checksum: bool = False
+    allow_bearer: bool = False
+    public: bool = False
+    metadata: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        scopes: Iterable[str] = (),
+        workflows: Iterable[str] | None = None,
+        steps: Iterable[str] | None = None,
+        tools: Iterable[str] | None = None,
+        agents: Iterable[str] | None = None,
+        max_delegation_depth: int | None = None,
+        require_shim_checksum: bool = False,
+        allow_bearer: bool = False,
+        public: bool = False,
+    ) -> RoutePolicy:
+        return cls(
+            scopes=frozenset(scopes),
+            workflows=_frozen(workflows),
+            steps=_frozen(steps),
+            tools=_frozen(tools),
+            agents=_frozen(agents),
+            max_delegation_depth=max_delegation_depth,
+            require_shim_checksum=require_shim_checksum,
+            allow_bearer=allow_bearer,
+            public=public,
+        )
+
+    def check(
+        self,
+        claims: IntentTokenClaims,
+        shim_checksum: str | None = None,
+        accepted_shims: Collection[str] = (),
+    ) -> None:
+        """Refuse with ``insufficient_scope`` (403) and the reason of the first failed rule."""
+        missing = self.scopes - claims.scopes
+        if missing:
+            raise InsufficientScope(
+                Reason.SCOPE_EXCEEDED, f"this route needs scope {format_scope(missing)}"
+            )
+        intent = claims.intent
+        if self.workflows is not None and intent.workflow_id not in self.workflows:
+            raise InsufficientScope(Reason.WORKFLOW_NOT_ALLOWED, "workflow not allowed here")
+        if self.steps is not None and intent.step not in self.steps:
+            raise InsufficientScope(
+                Reason.STEP_NOT_ALLOWED, f"step {intent.step!r} not allowed here"
+            )
+        if self.tools is not None and intent.tool not in self.tools:
+            raise InsufficientScope(
+                Reason.TOOL_NOT_ALLOWED, f"tool {intent.tool!r} not allowed here"
+            )
+        if self.agents is not None and claims.agent.id not in self.agents:
+            raise InsufficientScope(
+                Reason.AGENT_NOT_ALLOWED, f"agent {claims.agent.id!r} not allowed here"
+            )
+        if self.max_delegation_depth is not None and (
+            claims.delegation_depth > self.max_delegation_depth
+        ):
+            raise InsufficientScope(
+                Reason.DELEGATION_TOO_DEEP,
+                f"delegation depth {claims.delegation_depth} exceeds {self.max_delegation_depth}",
+            )
+        if self.require_shim_checksum:
+            value = (shim_checksum or "").removeprefix("sha256=")
+            if not value or value not in accepted_shims:
+                raise InsufficientScope(
+                    Reason.SHIM_CHECKSUM_REQUIRED, "an accepted X-Shim-Checksum is required"
+                )

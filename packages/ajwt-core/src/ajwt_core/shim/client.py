@@ -1,0 +1,942 @@
+"""The shim: the A-JWT client inside the agent process (DESIGN §2, §4, §6).
+
+It registers agents (checksums and derived PoP keys), starts runs, knows which agent is
+acting, mints and caches intent tokens, signs delegation assertions and step
+completions, and gives an ``httpx.Auth`` that attaches token + proof to every call.
+
+Each protocol operation is written once, as a generator that yields the HTTP requests
+it needs and receives their responses (the style of ``httpx.Auth.auth_flow``); a sync
+and an async driver send them. So every public method has an ``a``-prefixed async twin
+with no second copy of the logic.
+
+>>> shim = Shim("http://127.0.0.1:9", "patcher-app", client_secret="s")
+>>> shim.current() is None
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from ajwt_core._http import AsyncClients
+from ajwt_core.checksum import AgentManifest
+from ajwt_core.dpop import create_proof
+from ajwt_core.errors import (
+    AgentContextError,
+    AJWTError,
+    InvalidGrant,
+    InvalidRequest,
+    Reason,
+    error_from_oauth,
+)
+from ajwt_core.integrity import HEADER as SHIM_HEADER
+from ajwt_core.integrity import header_value as shim_header_value
+from ajwt_core.keys import DEFAULT_KEY_LIFETIME, Alg, PopKey, derive_pop_key, key_epoch
+from ajwt_core.shim.context import (
+    AgentContext,
+    ContextResolver,
+    Run,
+    current_acting,
+    current_run,
+    origin_of,
+    reset_acting,
+    reset_run,
+    set_acting,
+    set_run,
+)
+from ajwt_core.tokens import (
+    CLIENT_ASSERTION_TYPE_URI,
+    DelegationClaims,
+    encode_client_assertion,
+    encode_delegation_assertion,
+    format_scope,
+    token_hash,
+)
+from ajwt_core.workflow import Workflow
+
+T = TypeVar("T")
+Operation: TypeAlias = Generator[httpx.Request, httpx.Response, T]
+ManifestSource: TypeAlias = AgentManifest | Mapping[str, Any] | Callable[[], AgentManifest]
+
+#: Reuse a cached token until this many seconds before it expires (DESIGN §6.8).
+REFRESH_MARGIN = 30
+MASTER_SECRET_ENV = "AJWT_SHIM_SECRET"
+_STEP_ANSWERS_MAX = 4096
+AGENT_CHECKSUM_GRANT = "agent_checksum"
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+INTENT_TOKEN_TYPE_URI = "urn:ajwt:params:oauth:token-type:intent"
+DELEGATION_TOKEN_TYPE_URI = "urn:ajwt:params:oauth:token-type:delegation"
+
+
+@dataclass
+class RegisteredAgent:
+    """An agent known to the shim: where its manifest comes from, its key, its registration."""
+
+    agent_id: str
+    source: ManifestSource
+    checksum: str
+    key: PopKey
+    registration_id: str
+    version: int
+    expires_at: int
+    _last_manifest: str = field(default="", repr=False, compare=False)
+    _last_checksum: str = field(default="", repr=False, compare=False)
+
+    def live_checksum(self) -> str:
+        """Recompute the checksum from the live agent (DESIGN §3: before every mint).
+
+        The manifest is extracted every time; the canonical hash is reused while the
+        extracted manifest's JSON is unchanged (a few µs instead of ~100 µs of JCS).
+        """
+        manifest = _manifest_of(self.source)
+        text = manifest.model_dump_json()
+        if text != self._last_manifest:
+            self._last_checksum = manifest.checksum()
+            self._last_manifest = text
+        return self._last_checksum
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: int
+    agent: str
+    run_id: str
+    step: str
+    tool: str
+    audience: str
+    scope: str
+
+
+@dataclass(frozen=True)
+class ShimEvent:
+    """One thing the shim did, for observers (audit logs, the demo's report)."""
+
+    kind: str
+    agent: str
+    run_id: str
+    step: str | None
+    tool: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What the auth flow attaches to one request: token and the key for its proof."""
+
+    token: str
+    key: PopKey
+    context: AgentContext
+
+
+def _manifest_of(source: ManifestSource) -> AgentManifest:
+    if isinstance(source, AgentManifest):
+        return source
+    if callable(source):
+        return source()
+    return AgentManifest.model_validate(source)
+
+
+def _load_master_secret(secret: bytes | str | None) -> bytes:
+    if isinstance(secret, bytes):
+        return secret
+    value = secret if secret is not None else os.environ.get(MASTER_SECRET_ENV)
+    if value is None:
+        # Random per process: keys live as long as the process (DESIGN §4).
+        return secrets.token_bytes(32)
+    if value.startswith("file:"):
+        with open(value[5:], "rb") as handle:
+            return handle.read().strip()
+    return bytes.fromhex(value)
+
+
+class Shim:
+    """The A-JWT client for one OAuth client application hosting many agents.
+
+    ``idp_url`` is the IdP's issuer URL. Authenticate with ``client_secret``
+    (``client_secret_basic``) or ``client_key`` (``private_key_jwt``). ``audience``
+    maps a request URL to the resource identifier tokens are minted for (default: the
+    URL's origin, ``scheme://host:port``); ``default_audience`` lets :meth:`prepare`
+    mint before a tool runs, so a refusal stops the tool before it starts.
+    """
+
+    def __init__(
+        self,
+        idp_url: str,
+        client_id: str,
+        *,
+        client_secret: str | None = None,
+        client_key: PopKey | None = None,
+        client_key_id: str | None = None,
+        master_secret: bytes | str | None = None,
+        alg: Alg = "ES256",
+        key_lifetime: int = DEFAULT_KEY_LIFETIME,
+        audience: str | Callable[[str], str] | None = None,
+        default_audience: str | None = None,
+        local_checks: bool = True,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if client_secret is None and client_key is None:
+            raise InvalidRequest(
+                Reason.MISSING_PARAMETER, "give client_secret or client_key to authenticate"
+            )
+        self.idp_url = idp_url.rstrip("/")
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self._client_key = client_key
+        self._client_key_id = client_key_id
+        self._master = _load_master_secret(master_secret)
+        self._alg: Alg = alg
+        self._key_lifetime = key_lifetime
+        self._audience = audience
+        self.default_audience = default_audience
+        self._subscribers: list[Callable[[ShimEvent], None]] = []
+        self.local_checks = local_checks
+        self._timeout = timeout
+        self._transport = transport
+        self._async_transport = async_transport
+        self._clock = clock
+        self._agents: dict[str, RegisteredAgent] = {}
+        self._tokens: dict[tuple[str, str, str, str, str], IssuedToken] = {}
+        # Workflow.step_for answers by (workflow hash, agent, tool, completed steps): asked
+        # on every request, and a registered workflow never changes. Refusals not kept.
+        self._step_answers: dict[tuple[str, str, str, frozenset[str]], str] = {}
+        self._completed: dict[str, set[str]] = {}
+        self._resolvers: list[ContextResolver] = []
+        self._lock = threading.Lock()
+        self._sync_client: httpx.Client | None = None
+        self._async_clients = AsyncClients(
+            lambda: httpx.AsyncClient(timeout=self._timeout, transport=self._async_transport)
+        )
+
+    # ----------------------------------------------------------- I/O drivers
+
+    def _send_sync(self, operation: Operation[T]) -> T:
+        if self._sync_client is None:
+            self._sync_client = httpx.Client(timeout=self._timeout, transport=self._transport)
+        try:
+            request = next(operation)
+            while True:
+                response = self._sync_client.send(request)
+                response.read()
+                request = operation.send(response)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    async def _send_async(self, operation: Operation[T]) -> T:
+        client = self._async_clients.get()
+        try:
+            request = next(operation)
+            while True:
+                response = await client.send(request)
+                await response.aread()
+                request = operation.send(response)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    def close(self) -> None:
+        if self._sync_client is not None:
+            self._sync_client.close()
+            self._sync_client = None
+
+    async def aclose(self) -> None:
+        self.close()
+        await self._async_clients.aclose()
+
+    # ------------------------------------------------------- request helpers
+
+    def _client_auth_header(self) -> str:
+        if self._client_secret is not None:
+            raw = f"{quote(self.client_id, safe='')}:{quote(self._client_secret, safe='')}"
+            return "Basic " + base64.b64encode(raw.encode()).decode()
+        return "Client-Assertion " + self._client_assertion()
+
+    def _client_assertion(self) -> str:
+        assert self._client_key is not None
+        token = encode_client_assertion(
+            self.client_id,
+            self._client_key,
+            audience=self.idp_url,
+            jti=secrets.token_urlsafe(16),
+            now=int(self._clock()),
+            kid=self._client_key_id,
+        )
+        return token
+
+    def _json_request(self, method: str, path: str, body: Any = None) -> httpx.Request:
+        headers = {"Authorization": self._client_auth_header(), SHIM_HEADER: shim_header_value()}
+        return httpx.Request(method, self.idp_url + path, json=body, headers=headers)
+
+    def _token_request(self, form: dict[str, str], key: PopKey) -> httpx.Request:
+        headers = {SHIM_HEADER: shim_header_value()}
+        if self._client_secret is not None:
+            headers["Authorization"] = self._client_auth_header()
+        else:
+            form = form | {
+                "client_assertion_type": CLIENT_ASSERTION_TYPE_URI,
+                "client_assertion": self._client_assertion(),
+                "client_id": self.client_id,
+            }
+        request = httpx.Request("POST", self.idp_url + "/token", data=form, headers=headers)
+        request.headers["DPoP"] = create_proof(
+            key, "POST", str(request.url), body=request.read(), now=self._clock()
+        )
+        return request
+
+    @staticmethod
+    def _check(response: httpx.Response) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success:
+            return body
+        raise error_from_oauth(body, response.status_code)
+
+    # ------------------------------------------------------ agent registration
+
+    def _derive_key(self, agent_id: str, checksum: str) -> tuple[PopKey, int]:
+        now = self._clock()
+        epoch = key_epoch(now, self._key_lifetime)
+        expires_in = max(60, int((epoch + 1) * self._key_lifetime - now))
+        return derive_pop_key(self._master, checksum, agent_id, epoch, self._alg), expires_in
+
+    def _op_register(self, sources: list[ManifestSource]) -> Operation[list[RegisteredAgent]]:
+        items, pending = [], []
+        batch = len(sources) > 1
+        url = self.idp_url + ("/agents/batch" if batch else "/agents")
+        for source in sources:
+            manifest = _manifest_of(source)
+            checksum = manifest.checksum()
+            key, expires_in = self._derive_key(manifest.agent_id, checksum)
+            proof = create_proof(key, "POST", url, now=self._clock())
+            items.append(
+                {
+                    "manifest": manifest.model_dump(mode="json"),
+                    "proof": proof,
+                    "expires_in": expires_in,
+                }
+            )
+            pending.append((manifest.agent_id, source, checksum, key))
+        body: Any = {"agents": items} if batch else items[0]
+        response = yield self._json_request("POST", "/agents/batch" if batch else "/agents", body)
+        result = self._check(response)
+        registrations = result if batch else [result]
+        agents = []
+        for (agent_id, source, checksum, key), reg in zip(pending, registrations, strict=True):
+            if reg["checksum"] != checksum:
+                raise InvalidGrant(
+                    Reason.CHECKSUM_MISMATCH, "the IdP computed another checksum for the manifest"
+                )
+            agent = RegisteredAgent(
+                agent_id=agent_id,
+                source=source,
+                checksum=checksum,
+                key=key,
+                registration_id=reg["registration_id"],
+                version=reg["version"],
+                expires_at=reg["expires_at"],
+            )
+            with self._lock:
+                self._agents[agent_id] = agent
+            agents.append(agent)
+        return agents
+
+    def register(self, source: ManifestSource) -> RegisteredAgent:
+        """Register one agent. ``source`` is a manifest, or a callable that extracts the
+        manifest from the live agent (then the checksum is recomputed before each mint)."""
+        return self._send_sync(self._op_register([source]))[0]
+
+    async def aregister(self, source: ManifestSource) -> RegisteredAgent:
+        return (await self._send_async(self._op_register([source])))[0]
+
+    def register_many(self, sources: Iterable[ManifestSource]) -> list[RegisteredAgent]:
+        """Batch registration (one request, e.g. from CI/CD)."""
+        return self._send_sync(self._op_register(list(sources)))
+
+    async def aregister_many(self, sources: Iterable[ManifestSource]) -> list[RegisteredAgent]:
+        return await self._send_async(self._op_register(list(sources)))
+
+    def agent(self, agent_id: str) -> RegisteredAgent:
+        try:
+            return self._agents[agent_id]
+        except KeyError:
+            raise InvalidGrant(
+                Reason.AGENT_NOT_REGISTERED, f"agent {agent_id!r} is not registered with this shim"
+            ) from None
+
+    # -------------------------------------------------------------------- runs
+
+    def _op_start_run(
+        self, user_token: str, workflow_id: str, version: int | None, intent: str
+    ) -> Operation[Run]:
+        body: dict[str, Any] = {
+            "workflow_id": workflow_id,
+            "subject_token": user_token,
+            "intent": intent,
+        }
+        if version is not None:
+            body["workflow_version"] = version
+        result = self._check((yield self._json_request("POST", "/runs", body)))
+        workflow = Workflow.from_mapping(result["workflow"])
+        if workflow.workflow_hash != result["workflow_hash"]:
+            raise InvalidGrant(Reason.INVALID_WORKFLOW, "the workflow does not match its hash")
+        run = Run(
+            run_id=result["run_id"],
+            intent_id=result["intent_id"],
+            initiated_by=result["initiated_by"],
+            workflow=workflow,
+            workflow_hash=result["workflow_hash"],
+        )
+        with self._lock:
+            self._completed[run.run_id] = set()
+        return run
+
+    def start_run(
+        self, user_token: str, workflow_id: str, *, version: int | None = None, intent: str = ""
+    ) -> Run:
+        """Start a run for the user whose access token is ``user_token`` (DESIGN §6.4)."""
+        return self._send_sync(self._op_start_run(user_token, workflow_id, version, intent))
+
+    async def astart_run(
+        self, user_token: str, workflow_id: str, *, version: int | None = None, intent: str = ""
+    ) -> Run:
+        return await self._send_async(self._op_start_run(user_token, workflow_id, version, intent))
+
+    @contextlib.contextmanager
+    def run(self, run: Run) -> Iterator[Run]:
+        """Make ``run`` the current run for the code inside (sync or async)."""
+        token = set_run(run)
+        try:
+            yield run
+        finally:
+            reset_run(token)
+
+    def completed_steps(self, run: Run) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._completed.get(run.run_id, ()))
+
+    # ----------------------------------------------------------------- context
+
+    def add_context_resolver(self, resolver: ContextResolver) -> None:
+        """Let an adapter answer "who is acting now" from its framework's own state."""
+        self._resolvers.append(resolver)
+
+    def remove_context_resolver(self, resolver: ContextResolver) -> None:
+        with contextlib.suppress(ValueError):
+            self._resolvers.remove(resolver)
+
+    def current(self) -> AgentContext | None:
+        """The acting agent: the context variable, else the first resolver that knows."""
+        context = current_acting()
+        if context is not None:
+            return context
+        for resolver in list(self._resolvers):
+            context = resolver()
+            if context is not None:
+                return context
+        return None
+
+    def context(
+        self,
+        agent: str,
+        *,
+        step: str | None = None,
+        tool: str | None = None,
+        run: Run | None = None,
+        input_digest: str | None = None,
+    ) -> AgentContext:
+        """Build an acting context (for adapters that keep it outside context variables)."""
+        the_run = run or current_run()
+        if the_run is None:
+            raise AgentContextError(
+                Reason.NO_AGENT_CONTEXT, "no current run: start one and use shim.run(run)"
+            )
+        self.agent(agent)
+        return AgentContext(
+            agent=agent, run=the_run, step=step, tool=tool, input_digest=input_digest
+        )
+
+    @contextlib.contextmanager
+    def acting(
+        self,
+        agent: str,
+        *,
+        step: str | None = None,
+        tool: str | None = None,
+        run: Run | None = None,
+        input_digest: str | None = None,
+    ) -> Iterator[AgentContext]:
+        """Run the code inside as ``agent`` (at ``step``, calling ``tool``)."""
+        context = self.context(agent, step=step, tool=tool, run=run, input_digest=input_digest)
+        token = set_acting(context)
+        try:
+            yield context
+        finally:
+            reset_acting(token)
+
+    @contextlib.asynccontextmanager
+    async def aacting(
+        self,
+        agent: str,
+        *,
+        step: str | None = None,
+        tool: str | None = None,
+        run: Run | None = None,
+        input_digest: str | None = None,
+    ) -> AsyncIterator[AgentContext]:
+        with self.acting(agent, step=step, tool=tool, run=run, input_digest=input_digest) as c:
+            yield c
+
+    def resolve_step(self, context: AgentContext) -> str:
+        """The workflow step of an acting context (explicit, or from agent + tool)."""
+        if context.step is not None:
+            return context.step
+        if context.tool is None:
+            raise AgentContextError(
+                Reason.NO_AGENT_CONTEXT, "the acting context names neither a step nor a tool"
+            )
+        run = context.run
+        workflow = run.workflow
+        question = (workflow.workflow_hash, context.agent, context.tool, self.completed_steps(run))
+        answer = self._step_answers.get(question)
+        if answer is None:
+            answer = workflow.step_for(context.agent, context.tool, question[3])
+            if len(self._step_answers) >= _STEP_ANSWERS_MAX:
+                self._step_answers.clear()
+            self._step_answers[question] = answer
+        return answer
+
+    def _resolve_tool(self, context: AgentContext, step: str) -> str:
+        if context.tool is not None:
+            return context.tool
+        tools = context.run.workflow.step(step).tools
+        if len(tools) == 1:
+            return tools[0]
+        raise AgentContextError(
+            Reason.NO_AGENT_CONTEXT,
+            f"step {step!r} has several tools; say which one is being called",
+        )
+
+    def audience_for(self, url: str) -> str:
+        if callable(self._audience):
+            return self._audience(url)
+        return self._audience or origin_of(url)
+
+    # -------------------------------------------------------------------- mint
+
+    def _cached(self, key: tuple[str, str, str, str, str]) -> IssuedToken | None:
+        issued = self._tokens.get(key)
+        if issued is not None and issued.expires_at - REFRESH_MARGIN > self._clock():
+            return issued
+        return None
+
+    def _remember(self, issued: IssuedToken) -> IssuedToken:
+        key = (issued.agent, issued.run_id, issued.step, issued.tool, issued.audience)
+        with self._lock:
+            self._tokens[key] = issued
+        return issued
+
+    def _checked_agent(self, agent_id: str) -> tuple[RegisteredAgent, str]:
+        agent = self.agent(agent_id)
+        live = agent.live_checksum()
+        if self.local_checks and live != agent.checksum:
+            raise InvalidGrant(
+                Reason.CHECKSUM_MISMATCH,
+                f"agent {agent_id!r} changed since it was registered (checksum mismatch)",
+            )
+        return agent, live
+
+    def _op_token(self, context: AgentContext, audience: str) -> Operation[IssuedToken]:
+        step = self.resolve_step(context)
+        tool = self._resolve_tool(context, step)
+        cached = self._cached((context.agent, context.run.run_id, step, tool, audience))
+        if cached is not None:
+            # A live agent may have changed since its token was minted (T4): reuse the
+            # token only while the agent still has its registered checksum.
+            if self.local_checks and callable(self.agent(context.agent).source):
+                self._checked_agent(context.agent)
+            return cached
+        if self.local_checks:
+            context.run.workflow.check_step_call(
+                step, context.agent, tool, self.completed_steps(context.run), _ALL_APPROVED
+            )
+        agent, live = self._checked_agent(context.agent)
+        form = {
+            "grant_type": AGENT_CHECKSUM_GRANT,
+            "agent_id": context.agent,
+            "agent_checksum": live,
+            "run_id": context.run.run_id,
+            "step": step,
+            "tool": tool,
+            "resource": audience,
+        }
+        if context.input_digest:
+            form["input_digest"] = context.input_digest
+        result = self._check((yield self._token_request(form, agent.key)))
+        issued = self._issued(result, context.agent, context.run, step, tool, audience)
+        self._emit(
+            "token_minted",
+            AgentContext(context.agent, context.run, step, tool),
+            {"audience": audience, "scope": issued.scope},
+        )
+        return self._remember(issued)
+
+    def _issued(
+        self, result: Any, agent: str, run: Run, step: str, tool: str, audience: str
+    ) -> IssuedToken:
+        return IssuedToken(
+            token=result["access_token"],
+            expires_at=int(self._clock()) + int(result["expires_in"]),
+            agent=agent,
+            run_id=run.run_id,
+            step=step,
+            tool=tool,
+            audience=audience,
+            scope=result.get("scope", ""),
+        )
+
+    def token(self, context: AgentContext, audience: str) -> IssuedToken:
+        """An intent token for this context and audience (cached until near expiry)."""
+        return self._send_sync(self._op_token(context, audience))
+
+    async def atoken(self, context: AgentContext, audience: str) -> IssuedToken:
+        return await self._send_async(self._op_token(context, audience))
+
+    def _op_prepare(self, context: AgentContext) -> Operation[AgentContext]:
+        resolved = context
+        try:
+            step = self.resolve_step(context)
+            resolved = AgentContext(
+                agent=context.agent,
+                run=context.run,
+                step=step,
+                tool=self._resolve_tool(context, step),
+                input_digest=context.input_digest,
+            )
+            if self.local_checks:
+                self._checked_agent(resolved.agent)
+                resolved.run.workflow.check_step_call(
+                    step,
+                    resolved.agent,
+                    resolved.tool or "",
+                    self.completed_steps(resolved.run),
+                    _ALL_APPROVED,
+                )
+            if self.default_audience is not None:
+                yield from self._op_token(resolved, self.default_audience)
+        except AJWTError as refusal:
+            detail = {"error": refusal.error, "reason": refusal.reason.value}
+            self._emit("tool_refused", resolved, detail)
+            raise
+        self._emit("tool_started", resolved)
+        return resolved
+
+    def prepare(self, context: AgentContext) -> AgentContext:
+        """Before a tool runs: resolve its step, run the local checks, and (with a
+        ``default_audience``) mint its token, so a refusal blocks the tool up front.
+        Returns the context with ``step`` and ``tool`` filled in."""
+        return self._send_sync(self._op_prepare(context))
+
+    async def aprepare(self, context: AgentContext) -> AgentContext:
+        return await self._send_async(self._op_prepare(context))
+
+    def tool_finished(
+        self, context: AgentContext, error: BaseException | str | None = None
+    ) -> None:
+        """Record the end of a tool call (success, or failure with its error)."""
+        detail = {} if error is None else {"error": str(error)[:500]}
+        self._emit("tool_failed" if error is not None else "tool_finished", context, detail)
+
+    def subscribe(self, callback: Callable[[ShimEvent], None]) -> None:
+        """Observe what the shim does (tool calls, mints, hand-offs, completions)."""
+        self._subscribers.append(callback)
+
+    def _emit(
+        self, kind: str, context: AgentContext, detail: Mapping[str, Any] | None = None
+    ) -> None:
+        event = ShimEvent(
+            kind=kind,
+            agent=context.agent,
+            run_id=context.run.run_id,
+            step=context.step,
+            tool=context.tool,
+            detail=dict(detail or {}),
+        )
+        for callback in list(self._subscribers):
+            callback(event)
+
+    def _op_bind(self, request: httpx.Request) -> Operation[Binding]:
+        context = self.current()
+        if context is None:
+            raise AgentContextError(
+                Reason.NO_AGENT_CONTEXT,
+                "an HTTP request was made outside any agent context; refusing to send it "
+                "without A-JWT credentials",
+            )
+        issued = yield from self._op_token(context, self.audience_for(str(request.url)))
+        return Binding(token=issued.token, key=self.agent(context.agent).key, context=context)
+
+    def bind(self, request: httpx.Request) -> Binding:
+        return self._send_sync(self._op_bind(request))
+
+    async def abind(self, request: httpx.Request) -> Binding:
+        return await self._send_async(self._op_bind(request))
+
+    def auth(self) -> httpx.Auth:
+        """The ``httpx.Auth`` for agent tool calls (sync and async clients alike)."""
+        from ajwt_core.shim.auth import AgentAuth
+
+        return AgentAuth(self)
+
+    # --------------------------------------------------------------- delegation
+
+    def _latest_token(self, agent: str, run: Run, step: str | None) -> IssuedToken | None:
+        now = self._clock()
+        with self._lock:  # other threads mint while we look
+            issued = list(self._tokens.values())
+        candidates = [
+            t
+            for t in issued
+            if t.agent == agent
+            and t.run_id == run.run_id
+            and (step is None or t.step == step)
+            and t.expires_at - REFRESH_MARGIN > now
+        ]
+        return max(candidates, key=lambda t: t.expires_at, default=None)
+
+    def _delegator_step(self, agent: str, run: Run) -> str:
+        acting = self.current()
+        if (
+            acting is not None
+            and acting.agent == agent
+            and acting.run.run_id == run.run_id
+            and (acting.step is not None or acting.tool is not None)
+        ):
+            return self.resolve_step(acting)
+        latest = self._latest_token(agent, run, None)
+        if latest is not None:
+            return latest.step
+        steps = [s for s in run.workflow.topological_order() if run.workflow.step(s).agent == agent]
+        if len(steps) == 1:
+            return steps[0]
+        raise AgentContextError(
+            Reason.AMBIGUOUS_STEP, f"agent {agent!r} has several steps; say which it hands off from"
+        )
+
+    def _op_handoff(
+        self,
+        from_agent: str,
+        to_agent: str,
+        to_step: str,
+        run: Run,
+        tool: str | None,
+        scope: str | None,
+        audience: str | None,
+        from_step: str | None,
+    ) -> Operation[IssuedToken]:
+        step_from = from_step or self._delegator_step(from_agent, run)
+        audience = audience or self.default_audience
+        parent = self._latest_token(from_agent, run, step_from)
+        if parent is None:
+            if audience is None:
+                raise AgentContextError(
+                    Reason.NO_AGENT_CONTEXT,
+                    f"{from_agent!r} holds no token in this run; pass the audience to hand off",
+                )
+            context = AgentContext(agent=from_agent, run=run, step=step_from)
+            parent = yield from self._op_token(context, audience)
+        the_audience = audience or parent.audience
+        target = run.workflow.step(to_step)
+        delegated_scope = scope if scope is not None else format_scope(target.scopes)
+        if self.local_checks:
+            run.workflow.check_delegation_edge(step_from, to_step, to_agent)
+        delegator = self.agent(from_agent)
+        now = int(self._clock())
+        assertion = encode_delegation_assertion(
+            DelegationClaims(
+                iss=f"agent:{from_agent}",
+                sub=f"agent:{to_agent}",
+                aud=self.idp_url,
+                intent_id=run.intent_id,
+                run_id=run.run_id,
+                from_step=step_from,
+                to_step=to_step,
+                scope=delegated_scope,
+                parent=token_hash(parent.token),
+                iat=now,
+                exp=now + 60,
+                jti=secrets.token_urlsafe(16),
+            ),
+            delegator.key,
+        )
+        delegate, live = self._checked_agent(to_agent)
+        the_tool = tool or target.tools[0]
+        form = {
+            "grant_type": TOKEN_EXCHANGE_GRANT,
+            "subject_token": parent.token,
+            "subject_token_type": INTENT_TOKEN_TYPE_URI,
+            "actor_token": assertion,
+            "actor_token_type": DELEGATION_TOKEN_TYPE_URI,
+            "agent_id": to_agent,
+            "agent_checksum": live,
+            "run_id": run.run_id,
+            "step": to_step,
+            "tool": the_tool,
+            "resource": the_audience,
+        }
+        if scope is not None:
+            form["scope"] = scope
+        result = self._check((yield self._token_request(form, delegate.key)))
+        issued = self._issued(result, to_agent, run, to_step, the_tool, the_audience)
+        self._emit(
+            "handoff",
+            AgentContext(to_agent, run, to_step, the_tool),
+            {"from_agent": from_agent, "from_step": step_from, "scope": issued.scope},
+        )
+        return self._remember(issued)
+
+    def handoff(
+        self,
+        from_agent: str,
+        to_agent: str,
+        to_step: str,
+        *,
+        run: Run | None = None,
+        tool: str | None = None,
+        scope: str | None = None,
+        audience: str | None = None,
+        from_step: str | None = None,
+    ) -> IssuedToken:
+        """Hand ``to_step`` from ``from_agent`` to ``to_agent`` (DESIGN §6.6).
+
+        Signs a delegation assertion with the delegator's key and exchanges it, with
+        the delegator's current intent token, for the delegate's first token (for
+        ``tool``, default the step's first tool). The delegate's later tokens in that
+        step carry the same chain.
+        """
+        the_run = self._run_or_current(run)
+        return self._send_sync(
+            self._op_handoff(
+                from_agent, to_agent, to_step, the_run, tool, scope, audience, from_step
+            )
+        )
+
+    async def ahandoff(
+        self,
+        from_agent: str,
+        to_agent: str,
+        to_step: str,
+        *,
+        run: Run | None = None,
+        tool: str | None = None,
+        scope: str | None = None,
+        audience: str | None = None,
+        from_step: str | None = None,
+    ) -> IssuedToken:
+        the_run = self._run_or_current(run)
+        return await self._send_async(
+            self._op_handoff(
+                from_agent, to_agent, to_step, the_run, tool, scope, audience, from_step
+            )
+        )
+
+    def _run_or_current(self, run: Run | None) -> Run:
+        the_run = run or current_run()
+        if the_run is None:
+            acting = self.current()
+            the_run = acting.run if acting is not None else None
+        if the_run is None:
+            raise AgentContextError(Reason.NO_AGENT_CONTEXT, "no current run")
+        return the_run
+
+    # --------------------------------------------------------------- completion
+
+    def _op_complete(
+        self, agent: str, step: str | None, run: Run, audience: str | None
+    ) -> Operation[dict[str, Any]]:
+        the_step = step or self._delegator_step(agent, run)
+        audience = audience or self.default_audience
+        issued = self._latest_token(agent, run, the_step)
+        if issued is None:
+            if audience is None:
+                raise AgentContextError(
+                    Reason.NO_AGENT_CONTEXT,
+                    f"{agent!r} holds no token for step {the_step!r}; pass the audience",
+                )
+            issued = yield from self._op_token(
+                AgentContext(agent=agent, run=run, step=the_step), audience
+            )
+        path = f"/runs/{run.run_id}/steps/{the_step}/complete"
+        request = self._json_request("POST", path)
+        request.headers["X-AJWT-Token"] = f"DPoP {issued.token}"
+        request.headers["DPoP"] = create_proof(
+            self.agent(agent).key,
+            "POST",
+            str(request.url),
+            token=issued.token,
+            body=request.read(),
+            now=self._clock(),
+        )
+        result: dict[str, Any] = self._check((yield request))
+        with self._lock:
+            self._completed.setdefault(run.run_id, set()).add(the_step)
+        self._emit("step_completed", AgentContext(agent, run, the_step))
+        return result
+
+    def complete(
+        self,
+        agent: str,
+        step: str | None = None,
+        *,
+        run: Run | None = None,
+        audience: str | None = None,
+    ) -> dict[str, Any]:
+        """Report ``step`` done, proven with the agent's key and token (DESIGN §6.7)."""
+        return self._send_sync(self._op_complete(agent, step, self._run_or_current(run), audience))
+
+    async def acomplete(
+        self,
+        agent: str,
+        step: str | None = None,
+        *,
+        run: Run | None = None,
+        audience: str | None = None,
+    ) -> dict[str, Any]:
+        return await self._send_async(
+            self._op_complete(agent, step, self._run_or_current(run), audience)
+        )
+
+
+class _AllApproved:
+    """Approval is the IdP's to check; locally every step counts as approved."""
+
+    def __contains__(self, _item: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_ALL_APPROVED = _AllApproved()
+
+__all__ = ["AJWTError", "Binding", "IssuedToken", "RegisteredAgent", "Shim", "ShimEvent"]

@@ -1,0 +1,543 @@
+"""Intent tokens and delegation assertions (DESIGN §5.1, §5.2).
+
+Each token kind has its own typed claims, its own ``typ``, allowed algorithms, required
+claims, lifetime cap and leeway, and its own ``encode_*`` / ``decode_*`` pair, so a token
+of one kind is refused wherever another is expected (RFC 8725 §3.11–3.12).
+
+>>> from ajwt_core.keys import SigningKeySet
+>>> keys = SigningKeySet.generate()
+>>> claims = IntentTokenClaims(
+...     iss="https://idp.example", aud="https://api.example", sub="user:alice",
+...     client_id="patcher-app", scope="repo:read", iat=1000, nbf=1000, exp=1300, jti="j1",
+...     cnf=Confirmation(jkt="thumbprint"), act=build_act_chain(["supervisor", "planner"]),
+...     agent=AgentClaim(id="planner", checksum="sha256:00", registration_id="r1", version=1),
+...     intent=IntentClaim(id="i1", initiated_by="user:alice", workflow_id="vuln-patch",
+...         workflow_version=1, workflow_hash="sha256:11", run_id="run1", step="plan",
+...         tool="read_file", step_sequence_hash="sha256:22"))
+>>> token = encode_intent_token(claims, keys.active)
+>>> decoded = decode_intent_token(token, keys.verification_keys(), issuer="https://idp.example",
+...                               audience="https://api.example", now=1100)
+>>> decoded.chain, decoded.intent.step, sorted(decoded.scopes)
+(['supervisor', 'planner'], 'plan', ['repo:read'])
+>>> decode_delegation_assertion(token, keys.active.verification_key(), audience="x", now=1100)
+Traceback (most recent call last):
+ajwt_core.errors.InvalidGrant: the delegation assertion must have typ 'delegation+jwt'
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from ajwt_core import _jws
+from ajwt_core.canonical import sha256_digest
+from ajwt_core.errors import (
+    AJWTError,
+    InvalidClient,
+    InvalidGrant,
+    InvalidScope,
+    InvalidToken,
+    Reason,
+)
+from ajwt_core.keys import ALLOWED_ALGORITHMS, KeyResolver, PopKey, SigningKey, VerificationKey
+
+INTENT_TOKEN_TYPE: Final = "intent+jwt"
+DELEGATION_TYPE: Final = "delegation+jwt"
+#: IdP maximum intent-token lifetime (DESIGN §5.1); configurable down, never up.
+MAX_INTENT_LIFETIME: Final = 300
+#: Delegation assertions are short-lived one-shot grants (DESIGN §5.2).
+MAX_DELEGATION_LIFETIME: Final = 60
+#: Clock skew tolerated on every time claim (DESIGN §7.3).
+DEFAULT_LEEWAY: Final = 60
+#: No legitimate intent token comes near this; larger input is refused before parsing.
+MAX_TOKEN_BYTES: Final = 8192
+#: Longest delegation chain (``act`` nesting) a token may carry.
+MAX_CHAIN_DEPTH: Final = 16
+AGENT_PREFIX: Final = "agent:"
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+Scope = Annotated[str, StringConstraints(max_length=2048)]
+
+
+class _Claims(BaseModel):
+    # Unknown claims are ignored (RFC 7519 §4), known ones are strictly typed.
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+
+class ActorClaim(_Claims):
+    """RFC 8693 §4.1 ``act``: the current actor, with its delegator nested inside."""
+
+    sub: Text
+    act: ActorClaim | None = None
+
+
+class Confirmation(_Claims):
+    """RFC 7800 ``cnf`` with the RFC 9449 ``jkt`` member."""
+
+    jkt: Text
+
+
+class AgentClaim(_Claims):
+    id: Text
+    checksum: Text
+    registration_id: Text
+    version: int = Field(ge=1)
+
+
+class IntentClaim(_Claims):
+    id: Text
+    initiated_by: Text
+    workflow_id: Text
+    workflow_version: int = Field(ge=1)
+    workflow_hash: Text
+    run_id: Text
+    step: Text
+    tool: Text
+    step_sequence_hash: Text
+    delegation: str | None = None
+    input_digest: str | None = None
+
+
+class IntentTokenClaims(_Claims):
+    """The claims of an intent token (DESIGN §5.1): an RFC 9068-style access token."""
+
+    iss: Text
+    aud: Text
+    sub: Text
+    client_id: Text
+    scope: Scope
+    iat: int
+    nbf: int
+    exp: int
+    jti: Text
+    cnf: Confirmation
+    act: ActorClaim
+    agent: AgentClaim
+    intent: IntentClaim
+
+    @property
+    def chain(self) -> list[str]:
+        """The delegation chain as agent ids, first delegator first, acting agent last."""
+        return act_chain_list(self.act)
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return parse_scope(self.scope)
+
+    @property
+    def delegation_depth(self) -> int:
+        """Number of delegation hops (0 for an agent acting on the user's intent directly)."""
+        return len(self.chain) - 1
+
+
+class DelegationClaims(_Claims):
+    """A delegator-signed hand-off of one workflow step to another agent (DESIGN §5.2)."""
+
+    iss: Text
+    sub: Text
+    aud: Text
+    intent_id: Text
+    run_id: Text
+    from_step: Text
+    to_step: Text
+    scope: Scope
+    parent: Text
+    iat: int
+    exp: int
+    jti: Text
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def token_hash(token: str) -> str:
+    """``sha256:<hex>`` of a compact token: how assertions and tokens reference each other."""
+    return sha256_digest(token.encode("ascii"))
+
+
+def build_act_chain(agents: Sequence[str]) -> ActorClaim:
+    """An ``act`` claim from agent ids, first delegator first, acting agent last.
+
+    >>> build_act_chain(["supervisor", "patcher"]).model_dump(exclude_none=True)
+    {'sub': 'agent:patcher', 'act': {'sub': 'agent:supervisor'}}
+    """
+    if not agents:
+        raise InvalidGrant(Reason.INVALID_CLAIM, "a delegation chain needs at least one agent")
+    act: ActorClaim | None = None
+    for agent in agents:
+        act = extend_act_chain(act, agent)
+    assert act is not None
+    return act
+
+
+def extend_act_chain(act: ActorClaim | None, agent: str) -> ActorClaim:
+    """Put ``agent`` on top of an existing chain (RFC 8693: the current actor outermost)."""
+    return ActorClaim(sub=AGENT_PREFIX + agent, act=act)
+
+
+def act_chain_list(act: ActorClaim | None) -> list[str]:
+    """The agent ids of an ``act`` chain, first delegator first.
+
+    >>> act_chain_list(build_act_chain(["a", "b", "c"]))
+    ['a', 'b', 'c']
+    """
+    chain: list[str] = []
+    while act is not None:
+        chain.append(act.sub.removeprefix(AGENT_PREFIX))
+        act = act.act
+    chain.reverse()
+    return chain
+
+
+def parse_scope(scope: str | Iterable[str] | None) -> frozenset[str]:
+    """An OAuth scope string (RFC 6749 §3.3) or iterable as a set of scope tokens."""
+    if scope is None:
+        return frozenset()
+    items = scope.split() if isinstance(scope, str) else scope
+    return frozenset(s for s in items if s)
+
+
+def format_scope(scopes: Iterable[str]) -> str:
+    """Space-separated, sorted: one canonical spelling per set of scopes."""
+    return " ".join(sorted(set(scopes)))
+
+
+def narrow_scope(requested: str | Iterable[str] | None, *bounds: Iterable[str]) -> frozenset[str]:
+    """The granted scope: ``requested`` if it lies within every bound, else refused.
+
+    ``bounds`` are the step's scopes, the client's grant and (when delegated) the
+    delegator's scope (DESIGN §5.1, T9). With no request, the intersection is granted.
+
+    >>> sorted(narrow_scope(None, {"repo:read", "repo:write"}, {"repo:read"}))
+    ['repo:read']
+    >>> narrow_scope("repo:write", {"repo:read"})
+    Traceback (most recent call last):
+    ajwt_core.errors.InvalidScope: requested scope exceeds what is allowed: repo:write
+    """
+    allowed: set[str] | None = None
+    for bound in bounds:
+        bound_set = set(parse_scope(bound)) if isinstance(bound, str) else set(bound)
+        allowed = bound_set if allowed is None else allowed & bound_set
+    allowed = allowed or set()
+    if requested is None:
+        return frozenset(allowed)
+    wanted = parse_scope(requested)
+    extra = wanted - allowed
+    if extra:
+        raise InvalidScope(
+            Reason.SCOPE_EXCEEDED, f"requested scope exceeds what is allowed: {format_scope(extra)}"
+        )
+    return wanted
+
+
+def _validate(
+    model: type[_Claims], claims: Mapping[str, Any], error: type[AJWTError], what: str
+) -> Any:
+    try:
+        return model.model_validate(claims)
+    except ValidationError as exc:
+        raise _claim_error(exc, error, what) from None
+
+
+def _validate_json(model: type[_Claims], payload: bytes, error: type[AJWTError], what: str) -> Any:
+    """Parse and validate a JWS payload in one pass; the same reasons as :func:`_validate`,
+    and ``malformed_token`` for a payload that is not a JSON object (or nests too deep)."""
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid" or (not first["loc"] and first["type"] == "model_type"):
+            raise error(
+                Reason.MALFORMED_TOKEN, f"the {what} payload is not a JSON object"
+            ) from None
+        raise _claim_error(exc, error, what) from None
+
+
+def _claim_error(exc: ValidationError, error: type[AJWTError], what: str) -> AJWTError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "claims"
+    reason = Reason.MISSING_CLAIM if first["type"] == "missing" else Reason.INVALID_CLAIM
+    return error(reason, f"the {what} claim {where!r} is missing or invalid")
+
+
+# ------------------------------------------------------------------------ intent token
+
+
+def encode_intent_token(
+    claims: IntentTokenClaims, key: SigningKey, *, max_lifetime: int = MAX_INTENT_LIFETIME
+) -> str:
+    """Sign an intent token with the IdP key (``typ: intent+jwt``, ``kid`` set)."""
+    if claims.exp - claims.iat > min(max_lifetime, MAX_INTENT_LIFETIME):
+        raise InvalidGrant(Reason.LIFETIME_TOO_LONG, "intent-token lifetime exceeds the cap")
+    return key.sign(claims.model_dump(exclude_none=True), {"typ": INTENT_TOKEN_TYPE})
+
+
+def decode_intent_token(
+    token: object,
+    keys: KeyResolver,
+    *,
+    issuer: str,
+    audience: str | None,
+    leeway: int = DEFAULT_LEEWAY,
+    max_lifetime: int = MAX_INTENT_LIFETIME,
+    now: float | None = None,
+    algorithms: Iterable[str] = ALLOWED_ALGORITHMS,
+) -> IntentTokenClaims:
+    """Verify an intent token (DESIGN §7 steps 2–3) and return its typed claims.
+
+    Checks in order: size, compact form, ``typ``, ``alg`` allow-list, no key-carrying
+    header (``jku``, ``x5u``, ``jwk``…), known ``kid`` whose key fixes the algorithm,
+    signature, required claims and types, ``iss``, ``aud``, ``exp`` / ``nbf`` / ``iat``
+    with leeway, lifetime cap, chain depth. Every failure is :class:`InvalidToken` with a
+    specific reason; nothing else escapes. ``audience=None`` (explicit) skips the audience
+    check: only for the IdP reading its own token as an RFC 8693 subject token.
+    """
+    what = "intent token"
+    header = _jws.read_header(
+        token,
+        typ=INTENT_TOKEN_TYPE,
+        algorithms=tuple(algorithms),
+        max_bytes=MAX_TOKEN_BYTES,
+        error=InvalidToken,
+        what=what,
+    )
+    assert isinstance(token, str)
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidToken(Reason.UNKNOWN_KID, "the intent token's signing key is not known")
+    payload = _jws.verify_payload(token, key, header["alg"], error=InvalidToken, what=what)
+    # One pass in pydantic's JSON parser (Rust, depth-limited) instead of json.loads and a
+    # second pass over the dict: the intent token is on every cold request's path.
+    claims: IntentTokenClaims = _validate_json(IntentTokenClaims, payload, InvalidToken, what)
+    if claims.iss != issuer:
+        raise InvalidToken(Reason.WRONG_ISSUER, "the intent token is from another issuer")
+    if audience is not None and claims.aud != audience:
+        raise InvalidToken(Reason.WRONG_AUDIENCE, "the intent token is for another audience")
+    _jws.check_times(
+        {"exp": claims.exp, "iat": claims.iat, "nbf": claims.nbf},
+        now=time.time() if now is None else now,
+        leeway=leeway,
+        max_lifetime=min(max_lifetime, MAX_INTENT_LIFETIME),
+        error=InvalidToken,
+        what=what,
+    )
+    chain = claims.chain
+    if len(chain) > MAX_CHAIN_DEPTH:
+        raise InvalidToken(Reason.CHAIN_TOO_DEEP, "the delegation chain is too long")
+    if chain[-1] != claims.agent.id:
+        raise InvalidToken(Reason.INVALID_CLAIM, "the acting agent is not the top of 'act'")
+    return claims
+
+
+# ------------------------------------------------------------------ delegation assertion
+
+
+def encode_delegation_assertion(
+    claims: DelegationClaims, key: PopKey, *, max_lifetime: int = MAX_DELEGATION_LIFETIME
+) -> str:
+    """Sign a delegation assertion with the delegator's PoP key (``typ: delegation+jwt``)."""
+    if claims.exp - claims.iat > min(max_lifetime, MAX_DELEGATION_LIFETIME):
+        raise InvalidGrant(Reason.LIFETIME_TOO_LONG, "delegation lifetime exceeds the cap")
+    return key.sign(claims.model_dump(), {"typ": DELEGATION_TYPE})
+
+
+def decode_delegation_assertion(
+    token: object,
+    key: VerificationKey,
+    *,
+    audience: str,
+    leeway: int = DEFAULT_LEEWAY,
+    max_lifetime: int = MAX_DELEGATION_LIFETIME,
+    now: float | None = None,
+    algorithms: Iterable[str] = ALLOWED_ALGORITHMS,
+) -> DelegationClaims:
+    """Verify a delegation assertion against the delegator's registered PoP key.
+
+    The caller (the IdP) supplies the key from the delegator's registration; the
+    assertion cannot name its own key. Every failure is :class:`InvalidGrant`.
+    """
+    what = "delegation assertion"
+    header = _jws.read_header(
+        token,
+        typ=DELEGATION_TYPE,
+        algorithms=tuple(algorithms),
+        max_bytes=MAX_TOKEN_BYTES,
+        error=InvalidGrant,
+        what=what,
+    )
+    assert isinstance(token, str)
+    raw = _jws.verify_signature(token, key, header["alg"], error=InvalidGrant, what=what)
+    claims: DelegationClaims = _validate(DelegationClaims, raw, InvalidGrant, what)
+    if claims.aud != audience:
+        raise InvalidGrant(Reason.WRONG_AUDIENCE, "the delegation assertion is for another IdP")
+    _jws.check_times(
+        raw,
+        now=time.time() if now is None else now,
+        leeway=leeway,
+        max_lifetime=min(max_lifetime, MAX_DELEGATION_LIFETIME),
+        error=InvalidGrant,
+        what=what,
+    )
+    return claims
+
+
+# ------------------------------------------------------------ user (subject) tokens
+
+#: RFC 9068 access-token type, used by the embedded IdP's local user tokens.
+USER_TOKEN_TYPE: Final = "at+jwt"
+#: Upstream IdPs label access tokens ``at+jwt`` (RFC 9068) or plain ``JWT``.
+SUBJECT_TOKEN_TYPES: Final = (USER_TOKEN_TYPE, "jwt")
+MAX_SUBJECT_LIFETIME: Final = 24 * 3600
+
+
+class SubjectTokenClaims(_Claims):
+    """The user's access token that roots a run (DESIGN §6.4): who stated the intent."""
+
+    iss: Text
+    sub: Text
+    aud: Text | list[Text]
+    iat: int
+    exp: int
+    scope: Scope | None = None
+
+
+def encode_user_token(
+    subject: str, key: SigningKey, *, issuer: str, audience: str, lifetime: int, now: int
+) -> str:
+    """A plain RFC 9068 user access token from the embedded IdP (no upstream IdP needed)."""
+    claims = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": secrets.token_urlsafe(16),
+    }
+    return key.sign(claims, {"typ": USER_TOKEN_TYPE})
+
+
+def decode_subject_token(
+    token: object,
+    keys: KeyResolver,
+    *,
+    issuer: str,
+    audience: str,
+    algorithms: Iterable[str],
+    leeway: int = DEFAULT_LEEWAY,
+    max_lifetime: int = MAX_SUBJECT_LIFETIME,
+    now: float | None = None,
+) -> SubjectTokenClaims:
+    """Verify the user's access token from the configured (upstream or local) issuer."""
+    what = "subject token"
+    header = _jws.read_header(
+        token,
+        typ=SUBJECT_TOKEN_TYPES,
+        algorithms=tuple(algorithms),
+        max_bytes=MAX_TOKEN_BYTES,
+        error=InvalidGrant,
+        what=what,
+    )
+    assert isinstance(token, str)
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidGrant(Reason.UNKNOWN_KID, "the subject token's signing key is not known")
+    raw = _jws.verify_signature(token, key, header["alg"], error=InvalidGrant, what=what)
+    claims: SubjectTokenClaims = _validate(SubjectTokenClaims, raw, InvalidGrant, what)
+    if claims.iss != issuer:
+        raise InvalidGrant(Reason.WRONG_ISSUER, "the subject token is from another issuer")
+    audiences = [claims.aud] if isinstance(claims.aud, str) else claims.aud
+    if audience not in audiences:
+        raise InvalidGrant(Reason.WRONG_AUDIENCE, "the subject token is not for this IdP")
+    _jws.check_times(
+        raw,
+        now=time.time() if now is None else now,
+        leeway=leeway,
+        max_lifetime=max_lifetime,
+        error=InvalidGrant,
+        what=what,
+    )
+    return claims
+
+
+# --------------------------------------------------------- client assertions (RFC 7523)
+
+CLIENT_ASSERTION_TYPES: Final = ("client-authentication+jwt", "jwt")
+CLIENT_ASSERTION_TYPE_URI: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_CLIENT_ASSERTION_LIFETIME: Final = 300
+
+
+class ClientAssertionClaims(_Claims):
+    iss: Text
+    sub: Text
+    aud: Text | list[Text]
+    iat: int
+    exp: int
+    jti: Text
+
+
+def encode_client_assertion(
+    client_id: str,
+    key: PopKey,
+    *,
+    audience: str,
+    jti: str,
+    now: int,
+    lifetime: int = 60,
+    kid: str | None = None,
+) -> str:
+    """``private_key_jwt`` client authentication (RFC 7523 §2.2, RFC 7521 §4.2)."""
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": jti,
+    }
+    header = {"typ": CLIENT_ASSERTION_TYPES[0]} | ({"kid": kid} if kid else {})
+    return key.sign(claims, header)
+
+
+def decode_client_assertion(
+    token: object,
+    key: VerificationKey,
+    *,
+    client_id: str,
+    audience: str,
+    leeway: int = DEFAULT_LEEWAY,
+    now: float | None = None,
+) -> ClientAssertionClaims:
+    """Verify a client assertion with the client's registered key; failures are
+    :class:`~ajwt_core.errors.InvalidClient`. Single use of ``jti`` is the caller's check."""
+    what = "client assertion"
+    header = _jws.read_header(
+        token,
+        typ=CLIENT_ASSERTION_TYPES,
+        algorithms=ALLOWED_ALGORITHMS,
+        max_bytes=MAX_TOKEN_BYTES,
+        error=InvalidClient,
+        what=what,
+    )
+    assert isinstance(token, str)
+    raw = _jws.verify_signature(token, key, header["alg"], error=InvalidClient, what=what)
+    claims: ClientAssertionClaims = _validate(ClientAssertionClaims, raw, InvalidClient, what)
+    if claims.iss != client_id or claims.sub != client_id:
+        raise InvalidClient(Reason.INVALID_CLAIM, "the client assertion is for another client")
+    audiences = [claims.aud] if isinstance(claims.aud, str) else claims.aud
+    if audience not in audiences:
+        raise InvalidClient(Reason.WRONG_AUDIENCE, "the client assertion is for another server")
+    _jws.check_times(
+        raw,
+        now=time.time() if now is None else now,
+        leeway=leeway,
+        max_lifetime=MAX_CLIENT_ASSERTION_LIFETIME,
+        error=InvalidClient,
+        what=what,
+    )
+    return claims
