@@ -27,7 +27,7 @@ from ajwt_core.errors import AJWTError, InvalidGrant, Reason
 from ajwt_core.keys import KeyResolver, derive_pop_key, jwk_thumbprint, load_public_jwk
 from ajwt_core.ledger import GENESIS_HASH, verify_chain
 from ajwt_core.tokens import decode_delegation_assertion, decode_intent_token, token_hash
-from ajwt_core.workflow import Workflow
+from ajwt_core.workflow import Workflow, reference_workflow
 from tests.vectors.generate import HERE, build, render
 
 
@@ -218,3 +218,12 @@ def test_workflow_vectors() -> None:
         assert jcs(case["canonical"]).decode() == case["canonical_json"]
         assert workflow.workflow_hash == case["workflow_hash"], case["name"]
     assert vectors["cases"][0]["workflow_hash"] == vectors["cases"][1]["workflow_hash"]
+
+
+def test_reference_workflow_hash_does_not_change_when_the_format_grows() -> None:
+    # DESIGN §6.3: members added to the format later are hashed only when they differ
+    # from their default, so this hash must survive every extension of the format.
+    assert reference_workflow().workflow_hash == (
+        "sha256:e366af0163e4c3d6810854eaa38afba658da0e6887d92b96dca03e17d31332a6"
+    )
+    assert load("workflow.json")["cases"][0]["workflow_hash"] == reference_workflow().workflow_hash
