@@ -470,6 +470,10 @@ keys (such as step ids) must be unique
     def canonical(self) -> dict[str, Any]:
         """The mapping form, lists sorted and defaults spelled out: what is hashed.
 
+        DESIGN §6.3: the six step members of the first format are always present; a
+        member added later must be left out while it holds its default, so that the
+        hash of every existing workflow stays the same (``tests/vectors`` pins one).
+
         >>> reference_workflow().canonical()["steps"]["plan"]
         {'agent': 'planner', 'tools': ['read_file'], 'scopes': ['repo:read'], \
 'after': ['triage'], 'required': True, 'approval': False}
