@@ -22,6 +22,7 @@ from ajwt_core.canonical import jcs, json_digest
 from ajwt_core.checksum import (
     MAX_AGENT_ID_LENGTH,
     MAX_JSON_NESTING,
+    PROMPT_WHITESPACE,
     AgentManifest,
     PromptSpec,
     RenderedPrompt,
@@ -196,6 +197,27 @@ def test_checksum_treats_equal_json_numbers_alike() -> None:
 )
 def test_normalise_prompt_strips_lines_and_drops_empty_ones(template: str, expected: str) -> None:
     assert normalise_prompt(template) == expected
+
+
+def test_normalise_prompt_strips_exactly_the_unicode_white_space_characters() -> None:
+    # DESIGN §3: the 25 White_Space code points, whatever this Python's str.isspace says.
+    stripped = {chr(c) for c in range(0x3001) if normalise_prompt(f"{chr(c)}x{chr(c)}") == "x"}
+    assert stripped == set(PROMPT_WHITESPACE)
+    assert len(PROMPT_WHITESPACE) == 25
+
+
+@pytest.mark.parametrize("char", ["\x1c", "\x1d", "\x1e", "\x1f", "\ufeff", "\u200b"])
+def test_normalise_prompt_keeps_characters_other_languages_strip(char: str) -> None:
+    # Python's str.strip() removes U+001C..U+001F, JavaScript's trim() removes U+FEFF:
+    # neither is whitespace in the spec, so an edit adding one changes the checksum.
+    assert normalise_prompt(f"{char}Plan.{char}") == f"{char}Plan.{char}"
+    assert compute_checksum(prompt_with(f"{char}Plan.")) != compute_checksum(prompt_with("Plan."))
+
+
+def test_normalise_prompt_strips_unicode_spaces_so_they_do_not_change_the_checksum() -> None:
+    assert compute_checksum(prompt_with("\u3000Plan.\u00a0\r")) == compute_checksum(
+        prompt_with("Plan.")
+    )
 
 
 # ------------------------------------------------------------------------ validation

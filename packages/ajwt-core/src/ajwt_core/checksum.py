@@ -72,6 +72,7 @@ __all__ = [
     "MAX_AGENT_ID_LENGTH",
     "MAX_JSON_NESTING",
     "MAX_TOOL_NAME_LENGTH",
+    "PROMPT_WHITESPACE",
     "AgentManifest",
     "PromptSpec",
     "RenderedPrompt",
@@ -218,17 +219,32 @@ def _check_json(value: Any, subject: str) -> None:
 # ------------------------------------------------------------------- prompt templates
 
 
+#: The characters :func:`normalise_prompt` strips from the ends of a line: exactly the
+#: 25 code points of the Unicode ``White_Space`` property (Go's ``unicode.IsSpace``,
+#: Rust's ``char::is_whitespace``, ``\\p{White_Space}`` in a JavaScript regex). Neither
+#: Python's ``str.strip()`` (which adds U+001C..U+001F) nor JavaScript's ``trim()``
+#: (which adds U+FEFF) is this set, so it is spelled out (DESIGN §3).
+PROMPT_WHITESPACE: Final = (
+    "\t\n\v\f\r \x85\xa0\u1680"
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
 def normalise_prompt(template: str) -> str:
     """The prompt template as hashed (DESIGN §3): whitespace-only edits don't count.
 
-    Line endings become LF (CRLF and lone CR alike), each line is stripped, empty
-    lines are dropped.
+    Every CR LF pair, then every remaining CR, becomes LF; the text is split at LF;
+    each line loses the :data:`PROMPT_WHITESPACE` characters at both ends; lines left
+    empty are dropped; the rest are joined with LF (no final LF).
 
     >>> normalise_prompt("  You plan the fix.\\r\\n\\r\\n\\tRead {repo} first.   \\n")
     'You plan the fix.\\nRead {repo} first.'
+    >>> normalise_prompt("\\ufeffPlan.\\x1c")  # BOM and U+001C are not whitespace here
+    '\\ufeffPlan.\\x1c'
     """
     lines = template.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return "\n".join(stripped for line in lines if (stripped := line.strip()))
+    return "\n".join(stripped for line in lines if (stripped := line.strip(PROMPT_WHITESPACE)))
 
 
 def _quote(text: str, limit: int = 60) -> str:

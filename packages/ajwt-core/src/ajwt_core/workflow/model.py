@@ -654,6 +654,10 @@ key 'a' in one object; keys (such as step ids) must be unique
         """The mapping form with defaults spelled out (see :meth:`Step.canonical`): what
         is hashed, and what the IdP stores and serves.
 
+        DESIGN §6.3: the six step members of the first format are always present; a
+        member added later is left out while it holds its default, so that the hash of
+        every existing workflow stays the same (``tests/vectors`` pins one).
+
         >>> from ajwt_core.workflow import reference_workflow
         >>> reference_workflow().canonical()["steps"]["plan"]
         {'agent': 'planner', 'tools': ['read_file'], 'scopes': ['repo:read'], \
