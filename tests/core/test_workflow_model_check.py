@@ -310,9 +310,9 @@ def _concrete(raw: Any, steps: dict[str, Any], model: Model, names: list[str]) -
     return raw
 
 
-def _reason(call: Any) -> tuple[str | None, Any]:
+def _reason(call: Any, *args: Any) -> tuple[str | None, Any]:
     try:
-        result = None, call()
+        result = None, call(*args)
     except AJWTError as exc:
         result = exc.reason.value, None
     event(f"outcome: {result[0] or 'allowed'}")
@@ -344,7 +344,7 @@ def test_run_state_decides_as_the_reference_model(steps: dict[str, Any], plan: l
             step = names[index % len(names)]
             agent = _agent(steps, step, who)
             expected, plan_ = model.mint(agent, step, tool)
-            got, decision = _reason(lambda: state.check_mint(agent, step, tool))
+            got, decision = _reason(state.check_mint, agent, step, tool)
             assert got == expected, (move, state, model)
             if decision is not None:
                 assert list(decision.complete_first) == plan_
@@ -358,7 +358,7 @@ def test_run_state_decides_as_the_reference_model(steps: dict[str, Any], plan: l
             fs, ts = names[fi % len(names)], names[ti % len(names)]
             fa, ta = _agent(steps, fs, from_who), _agent(steps, ts, to_who)
             expected = model.delegate(fa, fs, ta, ts)
-            got, decision = _reason(lambda: state.check_delegation(fa, fs, ta, ts))
+            got, decision = _reason(state.check_delegation, fa, fs, ta, ts)
             assert got == expected, (move, state, model)
             if decision is None:
                 continue
@@ -396,7 +396,7 @@ def test_run_state_decides_as_the_reference_model(steps: dict[str, Any], plan: l
             )
             twin.do_delegate(fa, fs, ta, ts)
             expected_mint, twin_plan = twin.mint(ta, ts, None)
-            got_mint, mint = _reason(lambda: trial.check_mint(ta, ts, None))
+            got_mint, mint = _reason(trial.check_mint, ta, ts, None)
             assert got_mint == expected_mint, (move, trial, twin)
             if mint is not None:
                 for done in mint.complete_first:
@@ -410,7 +410,7 @@ def test_run_state_decides_as_the_reference_model(steps: dict[str, Any], plan: l
             step = names[index % len(names)]
             agent = _agent(steps, step, who)
             expected = model.complete(agent, step)
-            got, changed = _reason(lambda: state.check_completion(agent, step))
+            got, changed = _reason(state.check_completion, agent, step)
             assert got == expected, (move, state, model)
             if changed:
                 state.apply("step_completed", {"step": step, "agent": agent})

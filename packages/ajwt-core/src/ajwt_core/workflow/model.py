@@ -838,3 +838,124 @@ def reference_workflow() -> Workflow:
             },
         }
     )
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a workflow document's structure.
+
+    It says what each key holds; what it cannot say (references between steps, no
+    cycles, choices and loops that can happen) :meth:`Workflow.from_mapping` checks.
+
+    >>> json_schema()["properties"]["version"]
+    {'type': 'integer', 'minimum': 1, 'maximum': 2147483647}
+    """
+    identifier = {"type": "string", "pattern": r"^[A-Za-z0-9._:@-]+$", "maxLength": MAX_NAME_LENGTH}
+    tool = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
+    scope = {
+        "type": "string",
+        "pattern": r"^[\x21\x23-\x5b\x5d-\x7e]+$",
+        "maxLength": MAX_NAME_LENGTH,
+    }
+
+    def unique(item: dict[str, Any], description: str) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "items": item,
+            "uniqueItems": True,
+            "default": [],
+            "description": description,
+        }
+
+    consultation = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "tools": unique(tool, "Tools the consulted agent may call meanwhile."),
+            "scopes": unique(scope, "Scopes its tokens may carry."),
+        },
+    }
+    step_properties: dict[str, Any] = {
+        "agent": {**identifier, "description": "The agent that performs the step."},
+        "tools": unique(tool, "API tools its agent may call; none: a routing step."),
+        "scopes": unique(scope, "The scopes its tokens may carry (none on a routing step)."),
+        "after": unique(identifier, "Steps that must all be completed first."),
+        "after_any": {
+            **unique(identifier, "Steps of which at least one must be completed first."),
+            "not": {"minItems": 1, "maxItems": 1},
+        },
+        "one_of": {
+            **unique(identifier, "Successors of which a run takes exactly one."),
+            "not": {"minItems": 1, "maxItems": 1},
+        },
+        "loop_to": unique(identifier, "Earlier steps this step may send work back to."),
+        "max_visits": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_VISITS,
+            "default": 1,
+            "description": "How many times the step may be entered in a run.",
+        },
+        "consult": {
+            "description": "Agents its agent may consult inside the step, and what they "
+            "may use; a list of agent ids is short for no tools and no scopes.",
+            "default": {},
+            "oneOf": [
+                {
+                    "type": "object",
+                    "propertyNames": identifier,
+                    "additionalProperties": consultation,
+                },
+                {"type": "array", "items": identifier, "uniqueItems": True},
+            ],
+        },
+        "required": {
+            "type": "boolean",
+            "default": True,
+            "description": "Whether a run is finished only with this step.",
+        },
+        "approval": {
+            "type": "boolean",
+            "default": False,
+            "description": "Whether a recorded approval must precede its tokens.",
+        },
+    }
+    step = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["agent"],
+        "properties": step_properties,
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:ajwt:schema:workflow",
+        "title": "A-JWT workflow",
+        "description": "A registered workflow (DESIGN §6.3).",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "version", "steps"],
+        "properties": {
+            "id": identifier,
+            "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+            "steps": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "propertyNames": identifier,
+                        "additionalProperties": step,
+                        "minProperties": 1,
+                        "maxProperties": MAX_WORKFLOW_STEPS,
+                    },
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_WORKFLOW_STEPS,
+                        "items": {
+                            **step,
+                            "required": ["id", "agent"],
+                            "properties": {"id": identifier, **step_properties},
+                        },
+                    },
+                ]
+            },
+        },
+    }
