@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -67,7 +68,7 @@ from ajwt_core.idp.admin import AdminClient
 from ajwt_core.keys import SigningKey
 from ajwt_core.shim import Shim, ShimEvent
 from ajwt_core.workflow import reference_workflow
-from benchmarks.bench_compare import machine, machine_line
+from benchmarks._timing import machine, machine_line
 from tests.scale.idp_process import IdPProcess
 from tests.scale.procs import ServerProcess, free_port
 
@@ -281,62 +282,64 @@ def in_process() -> Iterator[Deployment]:
 
 
 @contextlib.contextmanager
-def _server(factory: str, env: dict[str, str], ready_path: str, port: int) -> Iterator[str]:
-    # The factories in benchmarks/ are imported from the repository root.
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    server = ServerProcess(factory, env | {"PYTHONPATH": path}, workers=1, port=port)
-    server.start(ready_path)
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@contextlib.contextmanager
 def processes() -> Iterator[Deployment]:
     """The IdP, the A-JWT API, the plain token server and the plain API, each a uvicorn
     process with one worker (SQLite for the IdP; the resource server as
     ``ajwt_core.demo.asgi`` configures it without Redis)."""
     with tempfile.TemporaryDirectory(prefix="ajwt-e2e-") as tmp:
         idp = IdPProcess(f"sqlite+aiosqlite:///{tmp}/idp.db", Path(tmp) / "keys.json", workers=1)
-        idp.start()
+        rs_port, token_port, api_port = free_port(), free_port(), free_port()
+        rs_env = {"AJWT_RS_ISSUER": idp.url, "AJWT_RS_AUDIENCE": f"http://127.0.0.1:{rs_port}"}
+        key_file = Path(tmp) / "baseline-key.pem"
+        key_file.write_bytes(SigningKey.generate().to_pem())
+        plain = {
+            "AJWT_BASELINE_ISSUER": f"http://127.0.0.1:{token_port}",
+            "AJWT_BASELINE_KEY_FILE": str(key_file),
+            "AJWT_BASELINE_CLIENT_ID": "patcher-app",
+            "AJWT_BASELINE_CLIENT_SECRET": secrets.token_urlsafe(32),
+            "AJWT_BASELINE_SCOPES": " ".join(REFERENCE_SCOPES),
+            "AJWT_BASELINE_AUDIENCE": f"http://127.0.0.1:{api_port}",
+            # The factories in benchmarks/ are imported from the repository root.
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        rs = ServerProcess("ajwt_core.demo.asgi:api_from_env", rs_env, workers=1, port=rs_port)
+        token_server = ServerProcess(
+            "benchmarks.baseline_asgi:token_server_from_env", plain, workers=1, port=token_port
+        )
+        plain_api = ServerProcess(
+            "benchmarks.baseline_asgi:bearer_api_from_env", plain, workers=1, port=api_port
+        )
         try:
-            rs_port = free_port()
-            rs_env = {"AJWT_RS_ISSUER": idp.url, "AJWT_RS_AUDIENCE": f"http://127.0.0.1:{rs_port}"}
-            key_file = Path(tmp) / "baseline-key.pem"
-            key_file.write_bytes(SigningKey.generate().to_pem())
-            token_port, api_port = free_port(), free_port()
-            plain = {
-                "AJWT_BASELINE_ISSUER": f"http://127.0.0.1:{token_port}",
-                "AJWT_BASELINE_KEY_FILE": str(key_file),
-                "AJWT_BASELINE_CLIENT_ID": "patcher-app",
-                "AJWT_BASELINE_CLIENT_SECRET": secrets.token_urlsafe(32),
-                "AJWT_BASELINE_SCOPES": " ".join(REFERENCE_SCOPES),
-                "AJWT_BASELINE_AUDIENCE": f"http://127.0.0.1:{api_port}",
-            }
-            with (
-                _server("ajwt_core.demo.asgi:api_from_env", rs_env, "/health", rs_port) as rs,
-                _server(
-                    "benchmarks.baseline_asgi:token_server_from_env", plain, "/token", token_port
-                ) as token_server,
-                _server(
-                    "benchmarks.baseline_asgi:bearer_api_from_env", plain, "/health", api_port
-                ) as plain_api,
-            ):
-                admin = idp.admin()
-                try:
-                    admin.register_workflow(reference_workflow().canonical())
-                    client = admin.register_client(scopes=REFERENCE_SCOPES)
-                    plain_auth = ClientCredentialsAuth(
-                        token_server + "/token",
-                        plain["AJWT_BASELINE_CLIENT_ID"],
-                        plain["AJWT_BASELINE_CLIENT_SECRET"],
-                        resource=plain_api,
-                    )
-                    yield Deployment("processes", idp.url, rs, plain_api, admin, client, plain_auth)
-                finally:
-                    admin.close()
+            # Started together: each spends seconds importing its app.
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                started = [
+                    pool.submit(idp.start),
+                    pool.submit(rs.start, "/health"),
+                    pool.submit(token_server.start, "/token"),
+                    pool.submit(plain_api.start, "/health"),
+                ]
+            for future in started:
+                future.result()  # the first failure, if any
+            admin = idp.admin()
+            try:
+                admin.register_workflow(reference_workflow().canonical())
+                client = admin.register_client(scopes=REFERENCE_SCOPES)
+                plain_auth = ClientCredentialsAuth(
+                    token_server.url + "/token",
+                    plain["AJWT_BASELINE_CLIENT_ID"],
+                    plain["AJWT_BASELINE_CLIENT_SECRET"],
+                    resource=plain_api.url,
+                )
+                yield Deployment(
+                    "processes", idp.url, rs.url, plain_api.url, admin, client, plain_auth
+                )
+            finally:
+                admin.close()
         finally:
+            for server in (plain_api, token_server, rs):
+                server.stop()
             idp.stop()
 
 
