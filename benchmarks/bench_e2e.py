@@ -198,6 +198,7 @@ class Sample:
     requests: int = 0
     refused: int = 0
     events: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
 
 
 @dataclass
@@ -356,24 +357,35 @@ def _secured_run(
     scenario: Scenario, deployment: Deployment, shim: CountingShim, user_token: str
 ) -> Sample:
     start = time.perf_counter()
-    run = shim.start_run(user_token, "vuln-patch", intent="patch the CVEs")
-    started = time.perf_counter()
-    answer = scenario.run_secured(shim, run, deployment.rs_url)
+    started, error = start, None
+    try:
+        run = shim.start_run(user_token, "vuln-patch", intent="patch the CVEs")
+        started = time.perf_counter()
+        answer = scenario.run_secured(shim, run, deployment.rs_url)
+    except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
+        answer, error = "", repr(exc)[:300]
     seconds = time.perf_counter() - start
     requests, refused = shim.tally.take()
-    if not answer:
-        refused += 1  # a run that produced no answer did not do its work
-    return Sample(seconds, started - start, requests, refused, shim.take_events())
+    events = shim.take_events()
+    return Sample(seconds, started - start, requests, refused, events, _failure(answer, error))
 
 
 def _plain_run(
     scenario: Scenario, deployment: Deployment, auth: CountingAuth, tally: Tally
 ) -> Sample:
-    start = time.perf_counter()
-    answer = scenario.run_baseline(deployment.plain_api_url, auth)
+    start, error = time.perf_counter(), None
+    try:
+        answer = scenario.run_baseline(deployment.plain_api_url, auth)
+    except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
+        answer, error = "", repr(exc)[:300]
     seconds = time.perf_counter() - start
     requests, refused = tally.take()
-    return Sample(seconds, requests=requests, refused=refused + (not answer))
+    return Sample(seconds, requests=requests, refused=refused, error=_failure(answer, error))
+
+
+def _failure(answer: str, error: str | None) -> str | None:
+    # A run that produced no answer did not do its work.
+    return error if error is not None else (None if answer else "the run gave no answer")
 
 
 def compare_runs(
@@ -422,11 +434,13 @@ def summarise(framework: str, mode: str, secured: list[Sample], plain: list[Samp
         ("step_completed", "completions"),
     ):
         setattr(row, attribute, statistics.median(s.events.get(kind, 0) for s in secured))
-    refused = sum(s.refused for s in secured), sum(p.refused for p in plain)
-    if refused[0]:
-        row.problems.append(f"{refused[0]} A-JWT call(s) refused or runs without an answer")
-    if refused[1]:
-        row.problems.append(f"{refused[1]} plain call(s) refused or runs without an answer")
+    for side, samples in (("A-JWT", secured), ("plain", plain)):
+        refused = sum(s.refused for s in samples)
+        if refused:
+            row.problems.append(f"{refused} {side} API call(s) refused")
+        failed = [s.error for s in samples if s.error]
+        if failed:
+            row.problems.append(f"{len(failed)} {side} run(s) failed: {failed[0]}")
     counts = {s.requests for s in secured} | {p.requests for p in plain}
     if len(counts) > 1:
         row.problems.append(f"the runs made different numbers of API calls: {sorted(counts)}")

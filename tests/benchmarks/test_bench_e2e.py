@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -67,6 +68,33 @@ def test_summarise_flags_refused_calls_and_unequal_work() -> None:
     assert "different numbers of API calls" in row.problems[1]
     # A faster run that did less work never meets its target.
     assert row.ratio == pytest.approx(0.5)
+    assert row.meets_target is False
+
+
+class _Failing:
+    name = "failing"
+
+    def run_secured(self, shim: object, run: object, rs_url: str) -> str:
+        raise RuntimeError("boom")
+
+    def run_baseline(self, rs_url: str, auth: httpx.Auth) -> str:
+        raise RuntimeError("boom")
+
+
+def test_a_failing_run_is_reported_not_raised() -> None:
+    tally = Tally()
+    deployment = SimpleNamespace(plain_api_url="http://127.0.0.1:9")
+    sample = bench_e2e._plain_run(
+        _Failing(),  # type: ignore[arg-type]
+        deployment,  # type: ignore[arg-type]
+        CountingAuth(_Bearer(), tally),
+        tally,
+    )
+    assert sample.error is not None
+    assert "boom" in sample.error
+    ok = _samples(0.1, 10)
+    row = bench_e2e.summarise("langgraph", "processes", ok, [*ok[:2], sample])
+    assert any("plain run(s) failed: RuntimeError('boom')" in p for p in row.problems)
     assert row.meets_target is False
 
 
