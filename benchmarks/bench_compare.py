@@ -4,13 +4,14 @@
 
 1. Verification of one request: one raw ES256 verify (cryptography), pyjwt decoding a
    plain ES256 Bearer access token, an RFC 9449 resource-server check written on pyjwt
-   (``benchmarks.peers.DPoPPeer``: the same token and proofs as A-JWT's), each on stock
-   pyjwt and *fair* (with the base64url segment check ``ajwt_core._jws`` applies to
-   itself), and ``Verifier.verify`` on an A-JWT request (intent token + a fresh DPoP
-   proof per call): cold (``token_cache_size=0``; the verifier's proof-header, JWK,
-   ``ath`` and ``htu`` caches stay hot, since the agent and token are the same), warm
-   (token cached), and *first contact* (a new agent key, token and URL on every request,
-   so every cache is cold) beside the fair peer on the very same requests. Targets
+   (``benchmarks.peers.DPoPPeer``: the same token and proofs as A-JWT's, remembering
+   what A-JWT's verifier remembers), each on stock pyjwt and *fair* (with the base64url
+   segment check ``ajwt_core._jws`` applies to itself), and ``Verifier.verify`` on an
+   A-JWT request (intent token + a fresh DPoP proof per call): cold
+   (``token_cache_size=0``; the proof-header, JWK, ``ath`` and ``htu`` caches stay hot,
+   for A-JWT and the peer alike, since the agent and token are the same), warm (token
+   cached), and *first contact* (a new agent key, token and URL on every request, so
+   every cache is cold) beside the fair peer on the very same requests. Targets
    (issue 17): cold ≤ 1.05× the fair RFC 9449 peer, first contact ≤ 1.25× the fair peer
    on the same requests, warm ≤ 1.1× the fair Bearer decode.
 2. Delegation: a 3-hop A-JWT (``act`` chain of 4 agents, plus its proof) against a
@@ -411,7 +412,7 @@ def bearer_token(key: SigningKey, now: int) -> str:
 RAW_VERIFY = "raw ES256 verify (cryptography)"
 BEARER = "pyjwt ES256 Bearer decode"
 FAIR_BEARER = "pyjwt ES256 Bearer decode, fair (segment check as ajwt's)"
-PEER = "RFC 9449 peer on pyjwt (token + proof, no caches)"
+PEER = "RFC 9449 peer on pyjwt (token + proof)"
 FAIR_PEER = "RFC 9449 peer on pyjwt, fair (segment check as ajwt's)"
 COLD = "A-JWT Verifier.verify, cold (token + proof)"
 WARM = "A-JWT Verifier.verify, warm (token cached, proof checked)"

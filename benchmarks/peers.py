@@ -6,11 +6,16 @@
   decoders run the same check at C speed, so a peer on stock pyjwt pays a cost A-JWT
   skips. The fair peers swap in the very same ``PyJWS`` subclass and nothing else.
 - :class:`DPoPPeer`: what a resource server does for a DPoP-bound JWT access token
-  (RFC 9449 §4.3 and §7.1, RFC 9068 claims), with no caches: decode and validate the
-  access token (signature, ``iss``, ``aud``, ``exp``), read the proof's header, load its
-  ``jwk``, verify the proof's signature, then ``htm``, ``htu``, ``iat``, ``ath``, the
-  key's RFC 7638 thumbprint against ``cnf.jkt``, ``jti`` replay and the route's scope.
-  ``fair=False`` runs it on stock pyjwt, ``fair=True`` with the segment fix.
+  (RFC 9449 §4.3 and §7.1, RFC 9068 claims): decode and validate the access token
+  (signature, ``iss``, ``aud``, ``exp``), read the proof's header, load its ``jwk``,
+  verify the proof's signature, then ``htm``, ``htu``, ``iat``, ``ath``, the key's
+  RFC 7638 thumbprint against ``cnf.jkt``, ``jti`` replay and the route's scope.
+  ``fair=False`` runs it on stock pyjwt, ``fair=True`` with the segment fix. It
+  remembers what A-JWT's verifier remembers and nothing more: the parsed proof header
+  with its key and thumbprint (by the header's exact segment), ``ath`` by token, the
+  normalised URL. So a known agent's requests find these warm for both, and a first
+  contact (new key, token and URL) finds them cold for both; the access token itself
+  is decoded on every request (the cold rows).
 
 Benchmark code only: the peers refuse what they must (tested), but A-JWT's own checks
 live in ``ajwt_core.dpop`` and ``ajwt_core.rs``.
@@ -63,7 +68,9 @@ def htu_of(url: str) -> str:
 
 
 class DPoPPeer:
-    """An RFC 9449 resource-server check on pyjwt, with no caches (see the module)."""
+    """An RFC 9449 resource-server check on pyjwt (see the module)."""
+
+    _MEMO = 4096  # entries per memo; each is cleared when full
 
     def __init__(
         self,
@@ -85,6 +92,31 @@ class DPoPPeer:
         self._max_age = max_age
         self._leeway = leeway
         self._seen: set[tuple[str, str]] = set()
+        self._proof_keys: dict[str, tuple[str, Any, str]] = {}
+        self._aths: dict[str, str] = {}
+        self._htus: dict[str, str] = {}
+
+    def _remember(self, memo: dict[str, Any], key: str, value: Any) -> None:
+        if len(memo) >= self._MEMO:
+            memo.clear()
+        memo[key] = value
+
+    def _proof_key(self, proof: str) -> tuple[str, Any, str]:
+        """(alg, public key, thumbprint) of the proof's header ``jwk``, checked once per
+        header segment (the signature is verified on every request)."""
+        segment = proof.partition(".")[0]
+        known = self._proof_keys.get(segment)
+        if known is None:
+            header = self._jws.get_unverified_header(proof)
+            jwk = header.get("jwk")
+            if header.get("typ") != "dpop+jwt" or header.get("alg") not in self._algorithms:
+                raise PeerRefused("the proof must be a dpop+jwt with an allowed algorithm")
+            if not isinstance(jwk, dict) or _PRIVATE_MEMBERS.intersection(jwk):
+                raise PeerRefused("the proof must carry a public jwk")
+            alg = header["alg"]
+            known = (alg, jwt.PyJWK(jwk, algorithm=alg).key, thumbprint(jwk))
+            self._remember(self._proof_keys, segment, known)
+        return known
 
     def verify(
         self, *, method: str, url: str, authorization: str, proof: str, scope: str
@@ -102,25 +134,26 @@ class DPoPPeer:
                 issuer=self._issuer,
                 options={"require": ["exp", "iat"]},
             )
-            header = self._jws.get_unverified_header(proof)
-            jwk = header.get("jwk")
-            if header.get("typ") != "dpop+jwt" or header.get("alg") not in self._algorithms:
-                raise PeerRefused("the proof must be a dpop+jwt with an allowed algorithm")
-            if not isinstance(jwk, dict) or _PRIVATE_MEMBERS.intersection(jwk):
-                raise PeerRefused("the proof must carry a public jwk")
-            public = jwt.PyJWK(jwk, algorithm=header["alg"])
-            payload = json.loads(self._jws.decode(proof, public.key, algorithms=[header["alg"]]))
+            alg, public, jkt = self._proof_key(proof)
+            payload = json.loads(self._jws.decode(proof, public, algorithms=[alg]))
         except (jwt.PyJWTError, ValueError, KeyError) as exc:
             raise PeerRefused(str(exc)) from None
         now = time.time()
         iat = payload.get("iat")
-        if payload.get("htm") != method or payload.get("htu") != htu_of(url):
+        htu = self._htus.get(url)
+        if htu is None:
+            htu = htu_of(url)
+            self._remember(self._htus, url, htu)
+        if payload.get("htm") != method or payload.get("htu") != htu:
             raise PeerRefused("the proof is for another request")
         if not isinstance(iat, int) or not now - self._max_age <= iat <= now + self._leeway:
             raise PeerRefused("the proof is too old or from the future")
-        if payload.get("ath") != b64url(hashlib.sha256(token.encode("ascii")).digest()):
+        ath = self._aths.get(token)
+        if ath is None:
+            ath = b64url(hashlib.sha256(token.encode("ascii")).digest())
+            self._remember(self._aths, token, ath)
+        if payload.get("ath") != ath:
             raise PeerRefused("the proof is not bound to this access token")
-        jkt = thumbprint(jwk)
         if (claims.get("cnf") or {}).get("jkt") != jkt:
             raise PeerRefused("the proof key is not the token's key")
         jti = payload.get("jti")

@@ -144,3 +144,13 @@ def test_fair_pyjwt_accepts_and_refuses_what_pyjwt_does(segment: str) -> None:
         return "ok"
 
     assert outcome(fair_pyjwt()) == outcome(jwt.PyJWT())
+
+
+def test_peer_checks_the_signature_of_a_proof_from_a_known_key(
+    peer: DPoPPeer, agent: PopKey, token: str
+) -> None:
+    _verify(peer, token, create_proof(agent, "GET", URL, token=token))  # the key is now known
+    header, payload, _ = create_proof(agent, "GET", URL, token=token).split(".")
+    other = create_proof(agent, "GET", URL, token=token).split(".")[2]
+    with pytest.raises(PeerRefused, match=r"[Ss]ignature"):
+        _verify(peer, token, ".".join([header, payload, other]))
