@@ -44,10 +44,6 @@ def refused(reply: Reply, status: int, reason: Reason) -> None:
 # --------------------------------------------------------------------- forged Host
 
 
-async def test_legitimate_request_to_the_origin_passes(app: AJWTMiddleware, caller: Caller) -> None:
-    accepted(await post(app, caller, AUDIENCE + PULLS, raw_path=PULLS.encode()), PULLS)
-
-
 @pytest.mark.parametrize("trick", ["?", "#", "?x=", "/?"])
 async def test_host_that_moves_the_path_into_a_query_is_refused(
     trick: str, app: AJWTMiddleware, caller: Caller
@@ -96,13 +92,16 @@ async def test_host_that_is_not_an_allowed_plain_authority_is_refused(
     refused(reply, 400, Reason.HOST_NOT_ALLOWED)
 
 
-@pytest.mark.parametrize(
-    "host", ["API.Example", "api.example:443", "api.example:", " api.example\t"]
-)
 async def test_host_is_compared_case_insensitively_with_the_default_port(
-    host: str, app: AJWTMiddleware, caller: Caller
+    app: AJWTMiddleware, caller: Caller
 ) -> None:
-    accepted(await post(app, caller, AUDIENCE + PULLS, raw_path=PULLS.encode(), host=host), PULLS)
+    for host in ("API.Example", "api.example:443", "api.example:", " api.example\t"):
+        reply = await post(app, caller, AUDIENCE + PULLS, raw_path=PULLS.encode(), host=host)
+        accepted(reply, PULLS)
+    reply = await post(
+        app, caller, AUDIENCE + PULLS, raw_path=PULLS.encode(), host="api.example:80"
+    )
+    refused(reply, 400, Reason.HOST_NOT_ALLOWED)
 
 
 async def test_missing_or_doubled_host_is_refused(app: AJWTMiddleware, caller: Caller) -> None:
@@ -184,15 +183,15 @@ FILES = "/repos/acme/storefront/files/"
         ("caf%C3%A9.md", "café.md"),
         ("caf%c3%a9.md", "café.md"),
         ("a%2Bb.md", "a+b.md"),
-        ("a+b.md", "a+b.md"),
     ],
 )
 async def test_percent_encoded_paths_as_the_shim_signs_them_pass(
     sent: str, app_sees: str, app: AJWTMiddleware, caller: Caller
 ) -> None:
-    # The shim signs the URL as httpx sends it (encoded); the app sees it decoded.
-    headers = caller.headers("GET", AUDIENCE + FILES + sent).items()
-    reply = await call(app, raw_path=(FILES + sent).encode(), headers=headers)
+    # The shim signs the URL as httpx sends it (encoded); the app sees it decoded. Some
+    # servers (hypercorn, httpx's ASGI transport) keep the query in raw_path: it is cut.
+    headers = caller.headers("GET", AUDIENCE + FILES + sent + "?ref=main").items()
+    reply = await call(app, raw_path=(FILES + sent + "?ref=main").encode(), headers=headers)
     accepted(reply, FILES + app_sees)
 
 
@@ -216,40 +215,41 @@ async def test_proof_with_a_literal_space_is_not_a_proof_for_percent_20(
 
 
 @pytest.mark.parametrize(
-    ("signed", "sent"),
+    ("a", "b"),
     [
         ("/repos", "/repo%73"),  # %73 is "s": an unreserved character, decoded
-        ("/repo%73", "/repos"),
-        ("/repos/acme/./storefront/pulls", PULLS),
-        ("/repos/acme/x/../storefront/pulls", PULLS),
-        ("/repos/%7Eacme", "/repos/~acme"),
+        ("/repos/~acme", "/repos/%7Eacme"),
+        (FILES + "caf%C3%A9.md", FILES + "caf%c3%a9.md"),
     ],
 )
-async def test_equivalent_paths_in_rfc_3986_normal_form_pass(
-    signed: str, sent: str, app: AJWTMiddleware, caller: Caller
+async def test_equivalent_paths_pass_either_way(
+    a: str, b: str, app: AJWTMiddleware, caller: Caller
 ) -> None:
-    reply = await call(
-        app, raw_path=sent.encode(), headers=caller.headers("GET", AUDIENCE + signed).items()
-    )
-    assert reply.status == 200, reply.body
+    for signed, sent in ((a, b), (b, a)):
+        headers = caller.headers("GET", AUDIENCE + signed).items()
+        reply = await call(app, raw_path=sent.encode(), headers=headers)
+        assert reply.status == 200, (signed, sent, reply.body)
 
 
-@pytest.mark.parametrize(
-    ("signed", "sent"),
-    [
-        (FILES + "a/b.md", FILES + "a%2Fb.md"),  # %2F is data, not a separator
-        (FILES + "a%2Fb.md", FILES + "a/b.md"),
-        (FILES + "a%20b.md", FILES + "a+b.md"),
-        (FILES + "README.md", FILES + "readme.md"),  # the path is case-sensitive
-    ],
-)
-async def test_different_paths_stay_different(
-    signed: str, sent: str, app: AJWTMiddleware, caller: Caller
+async def test_proof_with_dot_segments_is_for_the_path_without_them(
+    app: AJWTMiddleware, caller: Caller
 ) -> None:
-    reply = await call(
-        app, raw_path=sent.encode(), headers=caller.headers("GET", AUDIENCE + signed).items()
-    )
-    refused(reply, 401, Reason.URL_MISMATCH)
+    for signed in ("/repos/acme/./storefront/pulls", "/repos/acme/x/../storefront/pulls"):
+        headers = caller.headers("GET", AUDIENCE + signed).items()
+        accepted(await call(app, raw_path=PULLS.encode(), headers=headers), PULLS)
+
+
+@pytest.mark.parametrize(("a", "b"), [(FILES + "a/b.md", FILES + "a%2Fb.md"), ("/a/b", "/a%2fb")])
+async def test_percent_2f_is_not_a_slash_either_way(
+    a: str, b: str, app: AJWTMiddleware, caller: Caller
+) -> None:
+    # uvicorn decodes both to the same scope["path"]; the client sent different URLs.
+    for signed, sent in ((a, b), (b, a)):
+        headers = caller.headers("GET", AUDIENCE + signed).items()
+        reply = await call(app, raw_path=sent.encode(), headers=headers)
+        refused(reply, 401, Reason.URL_MISMATCH)
+    headers = caller.headers("GET", AUDIENCE + b).items()
+    assert (await call(app, raw_path=b.encode(), headers=headers)).status == 200
 
 
 @pytest.mark.parametrize(
@@ -262,13 +262,6 @@ async def test_request_path_that_is_not_in_normal_form_is_refused(
     # The app would see the dot segments literally, while htu compares without them.
     reply = await call(app, raw_path=sent, headers=caller.headers("GET", AUDIENCE + "/").items())
     refused(reply, 400, Reason.MALFORMED_REQUEST)
-
-
-async def test_query_in_raw_path_is_cut_off(app: AJWTMiddleware, caller: Caller) -> None:
-    # Some servers (hypercorn, httpx's ASGI transport) keep the query in raw_path.
-    headers = caller.headers("GET", AUDIENCE + "/advisories?package=x").items()
-    reply = await call(app, raw_path=b"/advisories?package=lodash", headers=headers)
-    accepted(reply, "/advisories")
 
 
 @pytest.mark.parametrize("raw_path", [b"/api/repos", b"/repos"])
