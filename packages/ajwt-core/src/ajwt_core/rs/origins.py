@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Collection, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -45,23 +46,23 @@ class Origin:
     scheme: str
     host: str
     port: int
+    url: str  # normalised, without a trailing "/"
 
     @classmethod
     def parse(cls, url: str) -> Origin:
-        """An origin from ``scheme://host[:port]`` (a trailing ``/`` is allowed)."""
+        """An origin from ``scheme://host[:port]`` (a trailing ``/`` is allowed).
+
+        >>> Origin.parse("HTTPS://API.example:443/")
+        Origin(scheme='https', host='api.example', port=443, url='https://api.example')
+        """
         normal = normalise_http_url(url)
         scheme, _, rest = normal.partition("://")
         authority, _, path = rest.partition("/")
         if path or "?" in url or "#" in url:
             raise ValueError(f"{url!r} is not an origin (scheme://host[:port], no path)")
         host, port = parse_authority(authority)
-        return cls(scheme, host, DEFAULT_PORTS[scheme] if port is None else port)
-
-    @property
-    def url(self) -> str:
-        if self.port == DEFAULT_PORTS[self.scheme]:
-            return f"{self.scheme}://{self.host}"
-        return f"{self.scheme}://{self.host}:{self.port}"
+        port = DEFAULT_PORTS[scheme] if port is None else port
+        return cls(scheme, host, port, normal.removesuffix("/"))
 
 
 class AllowedOrigins:
@@ -110,13 +111,7 @@ class AllowedOrigins:
 
     def request_url(self, scope: Scope) -> str:
         """The normalised URL the client sent ``scope`` to (for ``htu``), or a refusal."""
-        url = self.origin_of(scope).url + _request_path(scope)
-        try:
-            return normalise_http_url(url)
-        except ValueError:
-            raise InvalidRequest(
-                Reason.MALFORMED_REQUEST, "the request path is not a valid URI path"
-            ) from None
+        return _normal_url(self.origin_of(scope).url, _request_path(scope))
 
     def origin_of(self, scope: Scope) -> Origin:
         """The allowed origin the request names (``Host``, or a trusted proxy's header)."""
@@ -185,18 +180,28 @@ def _request_path(scope: Scope) -> str:
             raise InvalidRequest(
                 Reason.MALFORMED_REQUEST, "the request path is not a valid URI path"
             ) from None
-        encoded_root = quote(root, safe=_PATH_SAFE)
+        encoded_root = quote(root, safe=_PATH_SAFE) if root else ""
         if not path.startswith(encoded_root):
             path = encoded_root + path
     else:
         path = quote(root + str(scope.get("path", "")), safe=_PATH_SAFE)
+    return path
+
+
+@lru_cache(maxsize=4096)  # clients call the same few URLs over and over
+def _normal_url(origin: str, path: str) -> str:
     if not path.startswith("/"):
         raise InvalidRequest(Reason.MALFORMED_REQUEST, "the request path must start with '/'")
     # Clients remove dot segments before sending (RFC 3986 §5.2.4); the app would see
     # them literally while ``htu`` compares without them.
     if has_dot_segments(path):
         raise InvalidRequest(Reason.MALFORMED_REQUEST, "the request path has dot segments")
-    return path
+    try:
+        return normalise_http_url(origin + path)
+    except ValueError:
+        raise InvalidRequest(
+            Reason.MALFORMED_REQUEST, "the request path is not a valid URI path"
+        ) from None
 
 
 def _forwarded(found: dict[bytes, list[str]]) -> tuple[str | None, str | None]:
