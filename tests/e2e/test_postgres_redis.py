@@ -139,7 +139,9 @@ def test_replay_is_caught_across_resource_servers_sharing_redis(
         proof = create_proof(
             shim.agent("supervisor").key, "GET", stack.rs_url + "/repos", token=token, body=b""
         )
-        headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+        # As a load balancer in front of both would: the public Host, to either worker.
+        public_host = stack.rs_url.removeprefix("http://")
+        headers = {"Authorization": f"DPoP {token}", "DPoP": proof, "Host": public_host}
         with httpx.Client() as http:
             assert http.get(first.url + "/repos", headers=headers).status_code == 200
             replayed = http.get(second.url + "/repos", headers=headers)

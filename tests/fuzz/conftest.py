@@ -53,7 +53,7 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> FuzzTargets:
     basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     return FuzzTargets(
         idp=app,
-        rs=create_api(verifier).asgi,
+        rs=create_api(verifier, base_url="http://fuzz").asgi,  # the Host the fuzz client sends
         client_basic=basic,
         secrets=[ADMIN, secret],
     )

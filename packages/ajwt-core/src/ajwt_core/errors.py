@@ -35,6 +35,7 @@ class Reason(StrEnum):
     MISSING_PARAMETER = "missing_parameter"
     UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
     REQUEST_TOO_LARGE = "request_too_large"
+    HOST_NOT_ALLOWED = "host_not_allowed"
     # tokens (RFC 7519 / RFC 8725)
     MALFORMED_TOKEN = "malformed_token"
     TOKEN_TOO_LARGE = "token_too_large"
