@@ -96,7 +96,8 @@ class LedgerReport(BaseModel):
     ``entries`` is how many entries were given; ``head`` is the ``entry_hash`` of the
     last entry that verified (``GENESIS_HASH`` if none did), i.e. the head of the
     trustworthy prefix; ``first_bad_seq`` is the position (the ``seq`` the entry should
-    have) where the chain first breaks, ``None`` when it verifies.
+    have) where the chain first breaks, ``None`` when it verifies (or when the break
+    cannot be placed: a document that is not an export, an anchored entry not found).
     """
 
     model_config = ConfigDict(frozen=True)
