@@ -91,9 +91,12 @@ class Anchors:
 
 
 def _jws_argument(value: str, what: str) -> str:
-    """A compact JWS given inline, or the path of a file holding one."""
-    text = read_text(value, what).strip() if value == "-" or Path(value).is_file() else value
-    return text.strip()
+    """A compact JWS given inline, or the path of a file (``-``: stdin) holding one."""
+    try:
+        is_file = value == "-" or Path(value).is_file()
+    except OSError:  # too long for a file name: a token
+        is_file = False
+    return (read_text(value, what) if is_file else value).strip()
 
 
 def _load_jwks(source: str | None) -> KeyResolver:
