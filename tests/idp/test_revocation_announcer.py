@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +195,48 @@ async def test_revoking_again_announces_again(idp: IdP) -> None:
     redis.keys.clear()  # lost without losing the marker (e.g. evicted)
     assert (await idp.revoke("agent", "reg-1", None))["published"] is True
     assert "agent:reg-1" in redis.keys
+
+
+def test_migration_0004_copies_the_revocations_made_before_it(tmp_path: Path) -> None:
+    import asyncio
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from ajwt_core.idp.migrate import alembic_config, upgrade
+
+    db = Database(f"sqlite:///{tmp_path}/old.db")
+
+    def at_0002_with_revocations(conn: Any) -> None:
+        command.upgrade(alembic_config(conn), "0002")
+        conn.execute(
+            text(
+                "INSERT INTO clients (client_id, scopes, shim_checksums, "
+                "allow_runtime_registration, created_at, revoked_at) "
+                "VALUES ('gone', '', '[]', 1, 0, 50), ('live', '', '[]', 1, 0, NULL)"
+            )
+        )
+        for run_id, state, closed in (("r1", "revoked", 70), ("r2", "intent_revoked", 80)):
+            conn.execute(
+                text(
+                    "INSERT INTO runs (run_id, intent_id, client_id, workflow_id, "
+                    "workflow_version, subject, intent, state, created_at, closed_at, "
+                    "head_seq, head_hash) VALUES (:run, :intent, 'live', 'wf', 1, 'u', '', "
+                    ":state, 0, :closed, -1, 'h')"
+                ),
+                {"run": run_id, "intent": "i-" + run_id, "state": state, "closed": closed},
+            )
+
+    async def scenario() -> set[tuple[str, str, int, int | None]]:
+        await db.run_with_connection(at_0002_with_revocations)
+        await upgrade(db)
+        async with db.read() as session:
+            rows = (await session.execute(RevocationRow.__table__.select())).all()
+        await db.dispose()
+        return {(r.kind, r.ident, r.revoked_at, r.published_at) for r in rows}
+
+    assert asyncio.run(scenario()) == {
+        ("client", "gone", 50, 50),
+        ("run", "r1", 70, 70),
+        ("intent", "i-r2", 80, 80),
+    }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -408,8 +409,6 @@ def _anchors(
     jwks: str | None,
     issuer: str | None,
 ) -> Anchors:
-    import re
-
     if expected_head is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", expected_head):
         raise typer.BadParameter(
             "the head is 'sha256:' and 64 lowercase hex digits", param_hint="'--expected-head'"

@@ -109,7 +109,11 @@ class RedisReplayStore:
                 created, _, since = await pipe.execute()
         except Exception:  # noqa: BLE001 - any Redis failure: fail closed
             raise _unavailable("replay cache") from None
-        if since is None or issued_at <= int(since):
+        try:
+            epoch = int(since)
+        except (TypeError, ValueError):  # missing (flushed meanwhile) or not ours: no memory
+            epoch = None
+        if epoch is None or issued_at <= epoch:
             raise InvalidDPoPProof(
                 Reason.REPLAY_STATE_RESET,
                 "the proof is older than the replay cache's memory (it was reset); "
