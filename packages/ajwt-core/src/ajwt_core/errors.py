@@ -66,6 +66,8 @@ class Reason(StrEnum):
     NONCE_MISMATCH = "nonce_mismatch"
     KEY_NOT_BOUND = "jkt_mismatch"
     REPLAYED = "replayed"
+    # the shared replay cache lost its memory (Redis restarted empty): older proofs refused
+    REPLAY_STATE_RESET = "replay_state_reset"
     # agents, manifests and templates (DESIGN §3)
     INVALID_MANIFEST = "invalid_manifest"
     SECRET_IN_MANIFEST = "secret_in_manifest"
@@ -111,6 +113,7 @@ class Reason(StrEnum):
     MISSING_TOKEN = "missing_token"
     # ledger (DESIGN §8)
     LEDGER_BROKEN = "ledger_broken"
+    WRONG_RUN = "wrong_run"
     # local (shim) conditions
     NO_AGENT_CONTEXT = "no_agent_context"
     SERVICE_UNAVAILABLE = "service_unavailable"

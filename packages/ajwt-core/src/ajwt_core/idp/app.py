@@ -6,6 +6,7 @@ A-JWT ``ajwt_reason``) with the right status; no input produces a 500 or a stack
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -156,10 +157,14 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     idp = IdP(settings, db, keys, upstream_keys=upstream)
     # One replay store for every proof the IdP accepts; shared (Redis) across workers.
     proofs: AsyncReplayStore = replay or (
-        RedisReplayStore.from_url(settings.redis_url) if settings.redis_url else MemoryReplayStore()
+        RedisReplayStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+        if settings.redis_url
+        else MemoryReplayStore()
     )
     if settings.redis_url:
-        idp.revocations = RedisRevocationPublisher.from_url(settings.redis_url)
+        idp.revocations = RedisRevocationPublisher.from_url(
+            settings.redis_url, prefix=settings.redis_prefix
+        )
     accepted_shims = sorted({*settings.accepted_shim_checksums, shim_checksum()})
 
     @contextlib.asynccontextmanager
@@ -167,7 +172,16 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         await db.create_schema()
         if settings.upstream_jwks_url and not settings.upstream_jwks:
             idp.upstream_keys = await _fetch_jwks(settings.upstream_jwks_url)
+        announcer = (
+            asyncio.create_task(_announce_revocations(idp, settings.revocation_sync_interval))
+            if idp.revocations is not None
+            else None
+        )
         yield
+        if announcer is not None:
+            announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announcer
         await db.dispose()
 
     app = FastAPI(
@@ -239,7 +253,9 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             proof, method="POST", url=settings.issuer + path, token=token, body=body
         )
         ttl = DEFAULT_MAX_AGE + DEFAULT_FUTURE_LEEWAY
-        if not await proofs.first_use(f"{verified.jkt}:{verified.jti}", ttl):
+        if not await proofs.first_use(
+            f"{verified.jkt}:{verified.jti}", ttl, issued_at=verified.iat
+        ):
             raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
         return verified
 
@@ -481,6 +497,25 @@ def _mint_params(form: dict[str, str]) -> MintParams:
         scope=form.get("scope"),
         input_digest=digest,
     )
+
+
+async def _announce_revocations(idp: IdP, interval: float) -> None:
+    """Keep Redis in step with the revocations in the database (DESIGN §12): republish
+    them all on start and whenever Redis lost them, and publish those still pending."""
+    force = True  # on start: Redis may hold less than the database (a restart, a crash)
+    failing = False
+    while True:
+        try:
+            await idp.announce_revocations(force=force)
+        except Exception:  # Redis or the database is down: retry on the next pass
+            if not failing:
+                log.warning("cannot announce revocations to Redis; retrying", exc_info=True)
+            failing = True
+        else:
+            if failing:
+                log.warning("revocations announced to Redis again")
+            force = failing = False
+        await asyncio.sleep(interval)
 
 
 async def _fetch_jwks(url: str) -> KeyResolver:

@@ -134,6 +134,19 @@ class DelegationRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class RevocationRow(Base):
+    """Every revocation, written in the revoking transaction: what the IdP republishes to
+    Redis when Redis lost it, and an outbox (``published_at`` NULL until it reached
+    Redis) so a revocation committed while Redis was unreachable is announced later."""
+
+    __tablename__ = "revocations"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ident: Mapped[str] = mapped_column(String(128), primary_key=True)
+    revoked_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    published_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
 class UsedAssertionRow(Base):
     """Client-assertion ``jti`` values seen (RFC 7523 §3 item 7: single use)."""
 

@@ -73,6 +73,8 @@ class RunStarted(BaseModel):
     workflow: dict[str, Any]
     workflow_hash: str
     ledger_head: str
+    #: The IdP-signed checkpoint of the ledger's first entry (``typ: ledger-checkpoint+jwt``).
+    ledger_checkpoint: str
 
 
 class UserTokenRequest(_Body):
@@ -108,3 +110,5 @@ class TokenResponse(BaseModel):
     expires_in: int
     scope: str
     issued_token_type: str | None = None
+    #: The IdP-signed checkpoint of the run's ledger up to this token's entry.
+    ledger_checkpoint: str | None = None

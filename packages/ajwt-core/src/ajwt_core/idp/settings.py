@@ -38,6 +38,11 @@ class IdPSettings:
     #: Redis for many workers: the proof replay cache, and revocations published to
     #: resource servers (``ajwt:revoked:<kind>:<id>``).
     redis_url: str | None = None
+    #: The prefix of every Redis key; resource servers reading them use the same one.
+    redis_prefix: str = "ajwt:"
+    #: Seconds between checks that Redis still holds the published revocations (and
+    #: publications of those committed while it was unreachable).
+    revocation_sync_interval: float = 1.0
     max_body_bytes: int = 1 << 20
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -184,7 +184,9 @@ class Verifier:
         )
         # 5. replay: each (jkt, jti) once within the window.
         ttl = self._proof_max_age + DEFAULT_FUTURE_LEEWAY
-        if not await self.replay.first_use(f"{verified.jkt}:{verified.jti}", ttl):
+        if not await self.replay.first_use(
+            f"{verified.jkt}:{verified.jti}", ttl, issued_at=verified.iat
+        ):
             raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
         # 6. revocation of run / intent / agent / client.
         if self.revocation is not None:

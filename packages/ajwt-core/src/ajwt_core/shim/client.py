@@ -58,6 +58,7 @@ from ajwt_core.shim.context import (
 from ajwt_core.tokens import (
     CLIENT_ASSERTION_TYPE_URI,
     DelegationClaims,
+    checkpoint_seq_unverified,
     encode_client_assertion,
     encode_delegation_assertion,
     format_scope,
@@ -216,6 +217,8 @@ class Shim:
         # on every request, and a registered workflow never changes. Refusals not kept.
         self._step_answers: dict[tuple[str, str, str, frozenset[str]], str] = {}
         self._completed: dict[str, set[str]] = {}
+        # run id -> (seq, checkpoint): the latest ledger checkpoint the IdP returned.
+        self._checkpoints: dict[str, tuple[int, str]] = {}
         self._resolvers: list[ContextResolver] = []
         self._lock = threading.Lock()
         self._sync_client: httpx.Client | None = None
@@ -406,6 +409,7 @@ class Shim:
         )
         with self._lock:
             self._completed[run.run_id] = set()
+        self._keep_checkpoint(run.run_id, result)
         return run
 
     def start_run(
@@ -431,6 +435,34 @@ class Shim:
     def completed_steps(self, run: Run) -> frozenset[str]:
         with self._lock:
             return frozenset(self._completed.get(run.run_id, ()))
+
+    def checkpoint(self, run: Run | str) -> str | None:
+        """The latest ledger checkpoint the IdP returned for ``run`` (None before any).
+
+        The IdP signs one on every append this shim asks for (run start, each token,
+        each completion): a JWS (``typ: ledger-checkpoint+jwt``) of the run's ledger
+        length and head. Keep it outside the IdP; ``ajwt audit verify RUN --checkpoint
+        <it> --jwks <IdP JWKS>`` later proves the IdP's ledger was not cut or rewritten
+        before that point (DESIGN §12).
+
+        >>> Shim("http://127.0.0.1:9", "app", client_secret="s").checkpoint("run-1") is None
+        True
+        """
+        run_id = run if isinstance(run, str) else run.run_id
+        with self._lock:
+            kept = self._checkpoints.get(run_id)
+        return kept[1] if kept else None
+
+    def _keep_checkpoint(self, run_id: str, result: Any) -> None:
+        # Responses to concurrent calls may arrive out of order: keep the longest ledger.
+        checkpoint = result.get("ledger_checkpoint") if isinstance(result, dict) else None
+        seq = checkpoint_seq_unverified(checkpoint) if isinstance(checkpoint, str) else None
+        if seq is None:
+            return
+        with self._lock:
+            kept = self._checkpoints.get(run_id)
+            if kept is None or seq > kept[0]:
+                self._checkpoints[run_id] = (seq, str(checkpoint))
 
     # ----------------------------------------------------------------- context
 
@@ -601,6 +633,7 @@ class Shim:
     def _issued(
         self, result: Any, agent: str, run: Run, step: str, tool: str, audience: str
     ) -> IssuedToken:
+        self._keep_checkpoint(run.run_id, result)
         return IssuedToken(
             token=result["access_token"],
             expires_at=int(self._clock()) + int(result["expires_in"]),
@@ -897,6 +930,7 @@ class Shim:
         result: dict[str, Any] = self._check((yield request))
         with self._lock:
             self._completed.setdefault(run.run_id, set()).add(the_step)
+        self._keep_checkpoint(run.run_id, result)
         self._emit("step_completed", AgentContext(agent, run, the_step))
         return result
 
