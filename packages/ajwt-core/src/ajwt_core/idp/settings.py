@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ajwt_core.idp.throttle import FailureThrottle
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.tokens import MAX_INTENT_LIFETIME
 
@@ -39,6 +40,8 @@ class IdPSettings:
     #: resource servers (``ajwt:revoked:<kind>:<id>``).
     redis_url: str | None = None
     max_body_bytes: int = 1 << 20
+    #: Failed admin authentication per client address (default: 10 a minute, then 429).
+    admin_throttle: FailureThrottle | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
