@@ -434,7 +434,7 @@ class SigningKeySet:
         >>> keys.retire(old)
         Traceback (most recent call last):
         ...
-        ajwt_core.errors.InvalidRequest: the active signing key cannot be retired without a replacement
+        ajwt_core.errors.InvalidRequest: the active signing key needs a replacement to be retired
         >>> new = keys.retire(old, replace=True)
         >>> keys.active.kid == new.kid and old not in keys.verification_keys().kids()
         True
@@ -446,7 +446,7 @@ class SigningKeySet:
             if not replace:
                 raise InvalidRequest(
                     Reason.INVALID_KEY,
-                    "the active signing key cannot be retired without a replacement",
+                    "the active signing key needs a replacement to be retired",
                 )
             replacement = self.rotate()
         self._keys = [(k, n) for k, n in self._keys if k.kid != kid]

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 from collections import Counter
@@ -66,7 +67,7 @@ def weakness(token: str) -> str | None:
     if repeated > MAX_REPEATED_TRIGRAMS:
         share = round(repeated * 100)
         return f"it repeats itself ({share} % of its 3-character groups occur twice)"
-    steps = [ord(b) - ord(a) for a, b in zip(token, token[1:], strict=False)]
+    steps = [ord(b) - ord(a) for a, b in itertools.pairwise(token)]
     if sum(1 for s in steps if abs(s) <= 1) * 2 > len(steps):  # "abcdef…", "aabbcc…"
         return "it is mostly a run of neighbouring characters"
     bits = estimated_bits(token)

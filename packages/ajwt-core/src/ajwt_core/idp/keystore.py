@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ajwt_core.keys import Alg, SigningKeySet
 
-
 #: Default ``rotate-key --activate-after``: a resource server's JWKS is refreshed at
 #: least every 300 s (``JWKSCache(max_age=300)``), plus one intent-token lifetime (300 s)
 #: of margin, so every resource server holds the new key before its first token.
