@@ -9,7 +9,7 @@ import secrets
 import httpx
 import pytest
 
-from ajwt_core.errors import Reason, SlowDown
+from ajwt_core.errors import Reason, SlowDown, error_from_oauth
 from ajwt_core.idp import IdPSettings, create_app
 from ajwt_core.idp.throttle import FailureThrottle, client_key
 
@@ -63,6 +63,7 @@ async def test_guessing_the_admin_token_is_blocked_after_five_failures(app: obje
     }
     assert blocked.headers["Retry-After"] == "60"
     assert blocked.headers["Cache-Control"] == "no-store"
+    assert isinstance(error_from_oauth(blocked.json(), 429), SlowDown)  # AdminClient's view
     # Blocked means blocked: the right token does not tell a guesser it was right.
     right = await async_admin_call(app, ADMIN_TOKEN, "198.51.100.7")
     assert right.status_code == 429
