@@ -155,7 +155,8 @@ def test_resource_server_refuses_bad_requests_with_oauth_errors(
     with httpx.Client(base_url=stack.rs_url) as http:
         response = http.request(method, path, headers=headers, content=b"{]")
     assert_oauth_error(response, [])
-    assert response.status_code in (400, 401, 413)
+    # A head over 64 KiB is refused by the server itself, typed too (issue 12 §5).
+    assert response.status_code in (400, 401, 413, 431)
 
 
 def test_resource_server_refuses_two_authorization_headers(stack: Stack) -> None:

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ajwt_core.dpop import DEFAULT_FUTURE_LEEWAY, DEFAULT_MAX_AGE, VerifiedProof, verify_proof
@@ -28,6 +29,7 @@ from ajwt_core.errors import (
     InvalidRequest,
     InvalidToken,
     Reason,
+    SlowDown,
     UnsupportedGrantType,
 )
 from ajwt_core.idp.db import ClientRow, Database
@@ -58,6 +60,7 @@ from ajwt_core.idp.service import (
     MintParams,
 )
 from ajwt_core.idp.settings import IdPSettings
+from ajwt_core.idp.throttle import FailureThrottle
 from ajwt_core.integrity import shim_checksum
 from ajwt_core.keys import UPSTREAM_ALGORITHMS, KeyResolver, SigningKeySet
 from ajwt_core.ledger import export_json
@@ -85,6 +88,8 @@ def error_response(exc: AJWTError) -> JSONResponse:
             headers["WWW-Authenticate"] = 'Basic realm="ajwt"'
         else:
             headers["WWW-Authenticate"] = f'DPoP error="{exc.error}", algs="ES256 EdDSA"'
+    if isinstance(exc, SlowDown):
+        headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(
         exc.to_oauth(), status_code=exc.status_code, headers=headers | {"Cache-Control": "no-store"}
     )
@@ -166,6 +171,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             settings.redis_url, prefix=settings.redis_prefix
         )
     accepted_shims = sorted({*settings.accepted_shim_checksums, shim_checksum()})
+    admin_failures = settings.admin_throttle or FailureThrottle()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -216,6 +222,12 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             {"error": error, "error_description": str(exc.detail)}, status_code=exc.status_code
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def on_disconnect(_request: Request, _exc: ClientDisconnect) -> Response:
+        # The client left mid-body (or the server's body deadline cut it off): there is
+        # no one to answer, and nothing went wrong here worth a traceback.
+        return Response(status_code=400)
+
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected IdP error", exc_info=exc)
@@ -226,13 +238,17 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     # ---------------------------------------------------------------- helpers
 
     def require_admin(request: Request) -> None:
+        client = request.client.host if request.client else None
+        admin_failures.check(client)  # a blocked address is refused before comparing
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         expected = settings.admin_token
         if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(value, expected):
+            admin_failures.failed(client)
             raise InvalidClient(
                 Reason.CLIENT_AUTHENTICATION_FAILED, "administrator credential required"
             )
+        admin_failures.succeeded(client)
 
     async def client_from_headers(request: Request) -> ClientRow:
         header = request.headers.get("authorization", "")

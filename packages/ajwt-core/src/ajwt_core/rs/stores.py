@@ -49,7 +49,7 @@ def _unavailable(what: str) -> ServerError:
 
 
 class AsyncReplayStore(Protocol):
-    async def first_use(self, key: str, ttl: float, *, issued_at: int) -> bool:
+    async def first_use(self, key: str, ttl: float, *, issued_at: float) -> bool:
         """Record ``key`` (a proof's ``jkt:jti``) for ``ttl`` seconds; False if it was
         already recorded. ``issued_at`` is the proof's ``iat``: a store that may have
         lost its memory refuses proofs older than that loss (``replay_state_reset``)."""
@@ -65,7 +65,7 @@ class MemoryReplayStore:
     def __init__(self, max_entries: int = 1_000_000) -> None:
         self._cache = InMemoryReplayCache(max_entries)
 
-    async def first_use(self, key: str, ttl: float, *, issued_at: int) -> bool:
+    async def first_use(self, key: str, ttl: float, *, issued_at: float) -> bool:
         return self._cache.first_use(key, ttl)
 
 
@@ -97,7 +97,7 @@ class RedisReplayStore:
     def from_url(cls, url: str, **options: Any) -> RedisReplayStore:
         return cls(_redis_from_url(url), **options)
 
-    async def first_use(self, key: str, ttl: float, *, issued_at: int) -> bool:
+    async def first_use(self, key: str, ttl: float, *, issued_at: float) -> bool:
         # Record first, then read the marker: a wipe between the two recreates the
         # marker after this proof's iat, so the proof is refused rather than trusted.
         since_if_new = int(self._clock()) + self._leeway
