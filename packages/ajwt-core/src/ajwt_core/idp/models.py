@@ -5,12 +5,13 @@ request may carry has a type here that admits only what the protocol allows and 
 columns can hold (no NUL or other control characters, no lone surrogates, no value
 longer or larger than its column). A refusal is ``invalid_request`` naming the field.
 
->>> MintRequest.model_validate({"agent_id": "planner", "agent_checksum": "sha256:é",
-...     "run_id": "run-1", "tool": "read_file", "resource": "https://api.example"})
-Traceback (most recent call last):
-pydantic_core._pydantic_core.ValidationError: 1 validation error for MintRequest
-agent_checksum
-...
+>>> from pydantic import ValidationError
+>>> try:
+...     MintRequest.model_validate({"agent_id": "planner", "agent_checksum": "sha256:é",
+...         "run_id": "run-1", "tool": "read_file", "resource": "https://api.example"})
+... except ValidationError as exc:
+...     print(exc.errors()[0]["loc"])
+('agent_checksum',)
 """
 
 from __future__ import annotations

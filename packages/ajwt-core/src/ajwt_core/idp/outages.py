@@ -6,7 +6,9 @@ A request that meets an outage is answered ``503 temporarily_unavailable`` with
 request, that is worth logging.
 
 >>> import logging
->>> outages = Outages(logging.getLogger("doctest"))
+>>> quiet = logging.getLogger("ajwt_core.doctest")
+>>> quiet.addHandler(logging.NullHandler()); quiet.propagate = False
+>>> outages = Outages(quiet)
 >>> outages.down("database", ConnectionRefusedError(111, "Connection refused"))
 True
 >>> outages.down("database", ConnectionRefusedError(111, "Connection refused"))  # no new line
