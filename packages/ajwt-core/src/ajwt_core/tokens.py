@@ -61,7 +61,23 @@ MAX_TOKEN_BYTES: Final = 8192
 MAX_CHAIN_DEPTH: Final = 16
 AGENT_PREFIX: Final = "agent:"
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+#: Longest text claim; the IdP's columns for stored claims are at least this wide.
+MAX_CLAIM_LENGTH: Final = 512
+#: Length of an RFC 7638 SHA-256 thumbprint (``cnf.jkt``), base64url without padding.
+JKT_LENGTH: Final = 43
+#: Characters a stored claim may not contain: C0 and C1 controls and DEL (PostgreSQL
+#: text cannot hold NUL; the others have no place in an identifier and forge log lines).
+CONTROL_CHARACTERS: Final = r"\x00-\x1f\x7f-\x9f"
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CLAIM_LENGTH)]
+#: A text claim the IdP stores (a ``jti`` it remembers, the user's ``sub``): no control
+#: characters, and (checked by pydantic) no lone surrogates, which no database encodes.
+StoredText = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=MAX_CLAIM_LENGTH, pattern=f"^[^{CONTROL_CHARACTERS}]+$"
+    ),
+]
 Scope = Annotated[str, StringConstraints(max_length=2048)]
 
 
@@ -150,7 +166,7 @@ class DelegationClaims(_Claims):
     parent: Text
     iat: int
     exp: int
-    jti: Text
+    jti: StoredText
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -401,7 +417,7 @@ class SubjectTokenClaims(_Claims):
     """The user's access token that roots a run (DESIGN §6.4): who stated the intent."""
 
     iss: Text
-    sub: Text
+    sub: StoredText
     aud: Text | list[Text]
     iat: int
     exp: int
@@ -480,7 +496,7 @@ class ClientAssertionClaims(_Claims):
     aud: Text | list[Text]
     iat: int
     exp: int
-    jti: Text
+    jti: StoredText
 
 
 def encode_client_assertion(

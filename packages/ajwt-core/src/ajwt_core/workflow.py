@@ -50,6 +50,8 @@ MAX_WORKFLOW_STEPS: Final = 1000
 MAX_WORKFLOW_JSON_BYTES: Final = 1 << 20
 #: Longest identifier, tool name or scope (the IdP stores them in 128-character columns).
 MAX_NAME_LENGTH: Final = 128
+#: Highest workflow version (the IdP stores versions in 32-bit integer columns).
+MAX_WORKFLOW_VERSION: Final = 2**31 - 1
 
 # Workflow ids, step ids and agent ids travel in tokens, URLs and policy files: keep
 # them to one unambiguous alphabet (the IdP's ``Identifier``).
@@ -328,7 +330,7 @@ can ever run
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: WorkflowId
-    version: StrictInt = Field(ge=1)
+    version: StrictInt = Field(ge=1, le=MAX_WORKFLOW_VERSION)
     steps: dict[str, Step]
 
     # Derived once at validation (the model is frozen).

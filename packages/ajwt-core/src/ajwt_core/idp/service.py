@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import jwt
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -34,6 +34,7 @@ from ajwt_core.errors import (
     LedgerError,
     NotFound,
     Reason,
+    ServerError,
     UnauthorizedClient,
 )
 from ajwt_core.idp.db import (
@@ -58,7 +59,9 @@ from ajwt_core.idp.models import (
     RunStarted,
     RunStatus,
     TokenResponse,
+    is_identifier,
 )
+from ajwt_core.idp.outages import backend_of
 from ajwt_core.idp.settings import IdPSettings
 from ajwt_core.keys import UPSTREAM_ALGORITHMS, KeyResolver, SigningKeySet, load_public_jwk
 from ajwt_core.ledger import (
@@ -72,6 +75,7 @@ from ajwt_core.ledger import (
 )
 from ajwt_core.rs.stores import Revoked
 from ajwt_core.tokens import (
+    DEFAULT_LEEWAY,
     AgentClaim,
     CheckpointClaims,
     Confirmation,
@@ -273,7 +277,9 @@ class IdP:
                 raise failed from None
             issuer = unverified.get("iss") if isinstance(unverified, dict) else None
             client_id = issuer if isinstance(issuer, str) else None
-        if not client_id or len(client_id) > 128:
+        # Checked before the lookup: a client id is an identifier, and a NUL byte or an
+        # unencodable character must not reach the database.
+        if not client_id or not is_identifier(client_id):
             raise failed
         row = await self.db.fetch_one(_CLIENT, {"client_id": client_id})
         if row is None:
@@ -402,7 +408,9 @@ class IdP:
                     checksum=checksum,
                     manifest=manifest,
                     jwk=proof.jwk,
-                    alg=str(proof.jwk.get("alg") or _alg_for_jwk(proof.jwk)),
+                    # The key's own algorithm: a JWK's optional "alg" member is the
+                    # sender's text, of any length, and never what verifies anything.
+                    alg=_alg_for_jwk(proof.jwk),
                     jkt=proof.jkt,
                     created_at=now,
                     expires_at=now + lifetime,
@@ -573,6 +581,8 @@ class IdP:
         try:
             result: TokenResponse = await work
             return result
+        except ServerError:
+            raise  # an outage is not a refusal, and the ledger is out of reach anyway
         except AJWTError as exc:
             await self._record_refusal(client, run_id, p, exc)
             raise
@@ -727,7 +737,8 @@ class IdP:
             raise InvalidGrant(
                 Reason.AGENT_REGISTRATION_EXPIRED, f"agent {p.agent_id!r}'s registration expired"
             )
-        matching = [r for r in live if hmac.compare_digest(r.checksum, p.agent_checksum)]
+        wanted = p.agent_checksum.encode()
+        matching = [r for r in live if hmac.compare_digest(r.checksum.encode(), wanted)]
         if not matching:
             raise InvalidGrant(
                 Reason.CHECKSUM_MISMATCH,
@@ -946,9 +957,12 @@ class IdP:
     async def _publish(self, publisher: RevocationPublisher, kind: str, ident: str) -> bool:
         try:
             await publisher.publish(kind, ident)
-        except Exception:  # noqa: BLE001 - Redis unreachable: the revocation stays pending
+        except Exception as exc:  # noqa: BLE001 - Redis unreachable: the revocation stays pending
+            if backend_of(exc) is not None:
+                self.db.outages.down("redis", exc)
             log.warning("revocation of %s %s committed; announcing it is pending", kind, ident)
             return False
+        self.db.outages.up("redis")
         try:
             await self._mark_published([(kind, ident)])
         except SQLAlchemyError:  # it is announced; at worst it is announced again later
@@ -1041,6 +1055,18 @@ class IdP:
             await session.execute(
                 _MARK_PUBLISHED, [{"k": kind, "i": ident, "at": now} for kind, ident in items]
             )
+
+    async def purge_used_assertions(self) -> int:
+        """Forget client-assertion ``jti`` values that can no longer be replayed.
+
+        An assertion is accepted until ``exp`` plus the clock leeway, so its ``jti`` is
+        kept that long and deleted after; run periodically (not per request) by the app.
+        Returns how many were deleted.
+        """
+        cutoff = self.now() - DEFAULT_LEEWAY - 1
+        async with self.db.transaction() as session:
+            result = await execute_core(session, _PURGE_ASSERTIONS, {"cutoff": cutoff})
+        return int(result.rowcount or 0)
 
     async def status(self, run_id: str, registration_id: str | None) -> RunStatus:
         """What a resource server needs to honour revocation (DESIGN §6.9, §7.6)."""
@@ -1181,6 +1207,9 @@ _MOVE_HEAD = (
         _runs.c.head_hash == bindparam("old_hash"),
     )
     .values(head_seq=bindparam("new_seq"), head_hash=bindparam("new_hash"))
+)
+_PURGE_ASSERTIONS = delete(cast(Table, UsedAssertionRow.__table__)).where(
+    UsedAssertionRow.expires_at < bindparam("cutoff")
 )
 # Core selects whose rows become detached objects: no identity map, no unit of work.
 _CLIENT = select(cast(Table, ClientRow.__table__)).where(

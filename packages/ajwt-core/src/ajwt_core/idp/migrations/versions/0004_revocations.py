@@ -6,7 +6,7 @@ Existing revocations are copied in, as already published (the IdP republishes th
 recent ones on start anyway).
 
 Revision ID: 0004
-Revises: 0002 (to be re-chained after 0003 at merge)
+Revises: 0003 (to be re-chained after 0003 at merge)
 Create Date: 2026-11-30
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
