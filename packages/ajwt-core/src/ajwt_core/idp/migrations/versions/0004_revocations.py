@@ -6,7 +6,7 @@ Existing revocations are copied in, as already published (the IdP republishes th
 recent ones on start anyway).
 
 Revision ID: 0004
-Revises: 0003 (to be re-chained after 0003 at merge)
+Revises: 0003
 Create Date: 2026-11-30
 """
 
