@@ -1,12 +1,18 @@
-"""Timing helpers shared by the benchmark scripts: median-of-repeats, ratio tables."""
+"""Timing helpers shared by the benchmark scripts: median-of-repeats, ratio tables, and
+the machine a run was measured on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import platform
 import statistics
 import timeit
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -76,3 +82,31 @@ def as_dicts(rows: list[Measurement]) -> list[dict[str, object]]:
 
 def to_json(rows: list[Measurement]) -> str:
     return json.dumps(as_dicts(rows), indent=2, sort_keys=True)
+
+
+def machine() -> dict[str, Any]:
+    """CPU count and model, Python, platform and the load average now."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model or platform.processor(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    """One sentence for the top of a report."""
+    line = (
+        f"Machine: {m['cpus']} CPUs, {m['cpu_model']}, Python {m['python']}, load average "
+        f"{' '.join(map(str, m['load_average']))} at the start"
+    )
+    if "load_average_after" in m:
+        line += f", {' '.join(map(str, m['load_average_after']))} at the end"
+    return line + "."

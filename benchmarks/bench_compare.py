@@ -3,8 +3,17 @@
     .venv/bin/python -m benchmarks.bench_compare [--quick] [--json FILE]
 
 1. Verification of one request: one raw ES256 verify (cryptography), pyjwt decoding a
-   plain ES256 Bearer access token, and ``Verifier.verify`` on an A-JWT request (intent
-   token + a fresh DPoP proof per call), cold (``token_cache_size=0``) and warm.
+   plain ES256 Bearer access token, an RFC 9449 resource-server check written on pyjwt
+   (``benchmarks.peers.DPoPPeer``: the same token and proofs as A-JWT's, remembering
+   what A-JWT's verifier remembers), each on stock pyjwt and *fair* (with the base64url
+   segment check ``ajwt_core._jws`` applies to itself), and ``Verifier.verify`` on an
+   A-JWT request (intent token + a fresh DPoP proof per call): cold
+   (``token_cache_size=0``; the proof-header, JWK, ``ath`` and ``htu`` caches stay hot,
+   for A-JWT and the peer alike, since the agent and token are the same), warm (token
+   cached), and *first contact* (a new agent key, token and URL on every request, so
+   every cache is cold) beside the fair peer on the very same requests. Targets
+   (issue 17): cold ≤ 1.05× the fair RFC 9449 peer, first contact ≤ 1.25× the fair peer
+   on the same requests, warm ≤ 1.1× the fair Bearer decode.
 2. Delegation: a 3-hop A-JWT (``act`` chain of 4 agents, plus its proof) against a
    4-block Biscuit (authority + 3 attenuation blocks; parse with the root key, then an
    authorizer with facts and a policy) and a 3-caveat macaroon. Target: A-JWT faster than
@@ -29,10 +38,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import hashlib
 import itertools
 import json
 import os
-import platform
 import secrets
 import signal
 import socket
@@ -76,7 +85,16 @@ from ajwt_core.tokens import (
     encode_intent_token,
 )
 from ajwt_core.workflow import reference_workflow
-from benchmarks._timing import Measurement, as_dicts, compare, measure_side_by_side, render
+from benchmarks._timing import (
+    Measurement,
+    as_dicts,
+    compare,
+    machine,
+    machine_line,
+    measure_side_by_side,
+    render,
+)
+from benchmarks.peers import DPoPPeer, fair_pyjwt, htu_of
 
 T = TypeVar("T")
 
@@ -257,37 +275,105 @@ def intent_token(keys: SigningKeySet, agent: PopKey, chain: list[str], call: Cal
     )
 
 
-def verify_request(
-    keys: SigningKeySet, agent: PopKey, token: str, call: Call, *, cached: bool, calls: int
-) -> Callable[[], None]:
-    """One ``Verifier.verify`` per call, each with its own fresh proof (``calls`` + 1 of
-    them are signed now, outside any timing)."""
-    verifier = Verifier(
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        keys=keys.verification_keys(),
-        token_cache_size=10_000 if cached else 0,
-    )
-    proofs = iter(
-        [
-            create_proof(agent, call.method, call.url, token=token, body=call.body)
-            for _ in range(calls + 1)  # + the warm-up call
-        ]
-    )
-    authorization = ("authorization", f"DPoP {token}")
+@dataclass(frozen=True)
+class Request:
+    """What one verification gets: the URL, the Authorization value and the proof."""
+
+    url: str
+    authorization: str
+    proof: str
+
+
+def same_token_requests(agent: PopKey, token: str, call: Call, count: int) -> list[Request]:
+    """``count`` requests with one token, each with its own fresh proof."""
+    authorization = f"DPoP {token}"
+    return [
+        Request(
+            call.url,
+            authorization,
+            create_proof(agent, call.method, call.url, token=token, body=call.body),
+        )
+        for _ in range(count)
+    ]
+
+
+def first_contact_requests(keys: SigningKeySet, call: Call, count: int) -> list[Request]:
+    """``count`` requests each from a new agent (new PoP key, new token bound to it) to a
+    new URL (``?page=N``). The proofs are signed here without ``create_proof``, whose
+    ``ath`` and ``htu`` helpers share their memo with the verifier: generating the
+    requests must not warm the caches the row is meant to find cold."""
+    now = int(time.time())
+    requests = []
+    for page in range(count):
+        agent = PopKey.generate()
+        token = intent_token(keys, agent, ["supervisor"], call, now)
+        url = f"{call.url}?page={page}"
+        claims = {
+            "jti": secrets.token_urlsafe(16),
+            "htm": call.method,
+            "htu": htu_of(url),
+            "iat": now,
+            "ath": b64url(hashlib.sha256(token.encode()).digest()),
+            "bh": b64url(hashlib.sha256(call.body).digest()),
+        }
+        proof = agent.sign(claims, {"typ": "dpop+jwt", "jwk": agent.public_jwk})
+        requests.append(Request(url, f"DPoP {token}", proof))
+    return requests
+
+
+def verify_each(verifier: Verifier, requests: list[Request], call: Call) -> Callable[[], None]:
+    """One ``Verifier.verify`` per call, on the next of ``requests``."""
+    pending = iter(requests)
 
     def verify_once() -> None:
+        request = next(pending)
         run_now(
             verifier.verify(
                 method=call.method,
-                url=call.url,
-                headers=[authorization, ("dpop", next(proofs))],
+                url=request.url,
+                headers=[("authorization", request.authorization), ("dpop", request.proof)],
                 body=call.body,
                 policy=call.policy,
             )
         )
 
     return verify_once
+
+
+def peer_each(peer: DPoPPeer, requests: list[Request], call: Call) -> Callable[[], None]:
+    """One RFC 9449 peer check per call, on the next of ``requests``."""
+    pending = iter(requests)
+    scope = sorted(call.policy.scopes)[0]
+
+    def verify_once() -> None:
+        request = next(pending)
+        peer.verify(
+            method=call.method,
+            url=request.url,
+            authorization=request.authorization,
+            proof=request.proof,
+            scope=scope,
+        )
+
+    return verify_once
+
+
+def ajwt_verifier(keys: SigningKeySet, *, cached: bool) -> Verifier:
+    return Verifier(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        keys=keys.verification_keys(),
+        token_cache_size=10_000 if cached else 0,
+    )
+
+
+def verify_request(
+    keys: SigningKeySet, agent: PopKey, token: str, call: Call, *, cached: bool, calls: int
+) -> Callable[[], None]:
+    """One ``Verifier.verify`` per call, each with its own fresh proof (``calls`` + 1 of
+    them are signed now, outside any timing)."""
+    requests = same_token_requests(agent, token, call, calls + 1)  # + the warm-up call
+    return verify_each(ajwt_verifier(keys, cached=cached), requests, call)
 
 
 def raw_es256_verifier(token: str, public: ec.EllipticCurvePublicKey) -> Callable[[], None]:
@@ -323,8 +409,22 @@ def bearer_token(key: SigningKey, now: int) -> str:
 # ------------------------------------------------------------------ 1. verification
 
 
+RAW_VERIFY = "raw ES256 verify (cryptography)"
+BEARER = "pyjwt ES256 Bearer decode"
+FAIR_BEARER = "pyjwt ES256 Bearer decode, fair (segment check as ajwt's)"
+PEER = "RFC 9449 peer on pyjwt (token + proof)"
+FAIR_PEER = "RFC 9449 peer on pyjwt, fair (segment check as ajwt's)"
+COLD = "A-JWT Verifier.verify, cold (token + proof)"
+WARM = "A-JWT Verifier.verify, warm (token cached, proof checked)"
+FIRST_PEER = "RFC 9449 peer, fair, first contact (new key, token, URL per request)"
+FIRST = "A-JWT Verifier.verify, first contact (new key, token, URL per request)"
+#: Issue 17: A-JWT against peers that do the same work.
+COLD_TARGET, FIRST_CONTACT_TARGET, WARM_TARGET = 1.05, 1.25, 1.1
+
+
 def run_verification(number: int = NUMBER, repeat: int = REPEAT) -> list[Measurement]:
-    """Raw ES256 verify, pyjwt Bearer decode, A-JWT ``Verifier.verify`` cold and warm."""
+    """Raw ES256 verify; pyjwt Bearer decode and the RFC 9449 peer, stock and fair; A-JWT
+    ``Verifier.verify`` cold, warm and at first contact, each beside its peer."""
     now = int(time.time())
     keys = SigningKeySet.generate()
     agent = PopKey.generate()
@@ -334,26 +434,57 @@ def run_verification(number: int = NUMBER, repeat: int = REPEAT) -> list[Measure
     bearer = bearer_token(bearer_key, now)
     public = bearer_key.public_key
     assert isinstance(public, ec.EllipticCurvePublicKey)
+    fair = fair_pyjwt()
 
     def pyjwt_decode() -> None:
         jwt.decode(bearer, public, algorithms=["ES256"], audience=AUDIENCE, issuer=ISSUER)
 
-    calls = number * repeat
-    raw, decode, cold, warm = measure_side_by_side(
+    def fair_decode() -> None:
+        fair.decode(bearer, public, algorithms=["ES256"], audience=AUDIENCE, issuer=ISSUER)
+
+    def peer(fair: bool) -> DPoPPeer:
+        return DPoPPeer(issuer=ISSUER, audience=AUDIENCE, key=keys.active.public_key, fair=fair)
+
+    calls = number * repeat + 1  # + the warm-up call
+    first_contact = first_contact_requests(keys, LIST_REPOS, calls)
+    measured = measure_side_by_side(
         {
-            "raw ES256 verify (cryptography)": raw_es256_verifier(bearer, public),
-            "pyjwt ES256 Bearer decode": pyjwt_decode,
-            "A-JWT Verifier.verify, cold (token + proof)": verify_request(
-                keys, agent, token, LIST_REPOS, cached=False, calls=calls
+            RAW_VERIFY: raw_es256_verifier(bearer, public),
+            BEARER: pyjwt_decode,
+            FAIR_BEARER: fair_decode,
+            PEER: peer_each(
+                peer(False), same_token_requests(agent, token, LIST_REPOS, calls), LIST_REPOS
             ),
-            "A-JWT Verifier.verify, warm (token cached, proof checked)": verify_request(
-                keys, agent, token, LIST_REPOS, cached=True, calls=calls
+            FAIR_PEER: peer_each(
+                peer(True), same_token_requests(agent, token, LIST_REPOS, calls), LIST_REPOS
             ),
+            COLD: verify_request(keys, agent, token, LIST_REPOS, cached=False, calls=calls),
+            WARM: verify_request(keys, agent, token, LIST_REPOS, cached=True, calls=calls),
+            FIRST_PEER: peer_each(peer(True), first_contact, LIST_REPOS),
+            FIRST: verify_each(ajwt_verifier(keys, cached=False), first_contact, LIST_REPOS),
         },
         number=number,
         repeat=repeat,
     )
-    return [raw, compare(decode, raw), compare(cold, decode), compare(warm, decode)]
+    m = {row.name: row for row in measured}
+
+    def again(name: str) -> Measurement:  # the same timing, beside another peer
+        return Measurement(name, m[name].per_call_us)
+
+    return [
+        m[RAW_VERIFY],
+        compare(m[BEARER], m[RAW_VERIFY]),
+        compare(m[FAIR_BEARER], m[RAW_VERIFY]),
+        compare(m[PEER], m[BEARER]),
+        compare(m[FAIR_PEER], m[FAIR_BEARER]),
+        compare(m[COLD], m[BEARER]),
+        compare(again(COLD), m[FAIR_PEER], COLD_TARGET),
+        compare(m[WARM], m[BEARER]),
+        compare(again(WARM), m[FAIR_BEARER], WARM_TARGET),
+        compare(m[FIRST_PEER], m[FAIR_PEER]),
+        compare(m[FIRST], m[BEARER]),
+        compare(again(FIRST), m[FIRST_PEER], FIRST_CONTACT_TARGET),
+    ]
 
 
 # -------------------------------------------------------------------- 2. delegation
@@ -944,32 +1075,6 @@ def run_scaling(
 # ------------------------------------------------------------------------ rendering
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model or platform.processor(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def machine_line(m: dict[str, Any]) -> str:
-    line = (
-        f"Machine: {m['cpus']} CPUs, {m['cpu_model']}, Python {m['python']}, load average "
-        f"{' '.join(map(str, m['load_average']))} at the start"
-    )
-    if "load_average_after" in m:
-        line += f", {' '.join(map(str, m['load_average_after']))} at the end"
-    return line + "."
-
-
 def render_latency(title: str, rows: list[Latency]) -> str:
     lines = [
         f"### {title}",
@@ -1029,6 +1134,9 @@ def render_scaling(title: str, rows: list[DepthRow]) -> str:
 def targets(report: Report) -> list[tuple[str, bool | None]]:
     """Every target of this benchmark and whether it was met."""
     found: list[tuple[str, bool | None]] = []
+    for row in report.verification:
+        if row.target is not None:
+            found.append((f"{row.name} ≤ {row.target:g}× {row.peer}", row.meets_target))
     if report.delegation is not None:
         for row in report.delegation.rows:
             if row.target is not None:

@@ -5,12 +5,14 @@
 1. Mint round trip over loopback (SQLite): an A-JWT ``agent_checksum`` mint through the
    shim (proof signing, client auth, the DESIGN §6.5 checks, ledger append, signing)
    against a client-credentials token request to a FastAPI token endpoint in the same
-   process (``ajwt_core.demo.baseline``). Target ≤ 1.5×.
+   process (``ajwt_core.demo.baseline``), for scale. (Issue 17 retired the ≤ 1.5×
+   target: the peer writes nothing; the mint's target is p50 ≤ 3 ms, bench_compare §3b.)
 2. Resource-server verification per request, through the ASGI middleware, driven
    in-process (no sockets) so only the server's work is timed: A-JWT (token + fresh DPoP
    proof + replay + policy) against pyjwt Bearer verification middleware on the same
-   app. Cold (every token verified) target ≤ 1.6×; with the verified-token cache
-   target ≤ 1.1×.
+   app. With the verified-token cache, target ≤ 1.1×. Cold (every token verified) has
+   no target here since issue 17 (the peer verifies one signature, A-JWT two); its
+   target is against the fair RFC 9449 peer, bench_compare §1.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def bench_mint(count: int) -> list[Measurement]:
     ajwt = Measurement("A-JWT agent_checksum mint (HTTP, SQLite)", _median_us(ajwt_samples))
     p99 = sorted(ajwt_samples)[int(len(ajwt_samples) * 0.99) - 1] * 1e6
     print(f"A-JWT mint p50 {ajwt.per_call_us / 1000:.2f} ms, p99 {p99 / 1000:.2f} ms")
-    return [cc, compare(ajwt, cc, 1.5)]
+    return [cc, compare(ajwt, cc)]
 
 
 def _interleaved(
@@ -239,7 +241,7 @@ def bench_rs(count: int) -> list[Measurement]:
     bearer = Measurement("pyjwt Bearer middleware, per request", _median_us(bearer_s))
     cold_m = Measurement("A-JWT middleware, per request (cold)", _median_us(cold_s))
     warm_m = Measurement("A-JWT middleware, per request (token cached)", _median_us(warm_s))
-    return [bearer, compare(cold_m, bearer, 1.6), compare(warm_m, bearer, 1.1)]
+    return [bearer, compare(cold_m, bearer), compare(warm_m, bearer, 1.1)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Generator
 
 import pytest
 
+from ajwt_core.keys import SigningKeySet
 from benchmarks import bench_compare
 from benchmarks._timing import Measurement
 
@@ -35,12 +36,44 @@ def _well_formed(row: Measurement) -> None:
         assert row.ratio > 0
 
 
-def test_verification_compares_ajwt_with_pyjwt_bearer(report: bench_compare.Report) -> None:
-    names = [row.name for row in report.verification]
-    assert names[0].startswith("raw ES256 verify")
-    assert [row.peer for row in report.verification[2:]] == ["pyjwt ES256 Bearer decode"] * 2
-    for row in report.verification:
+def test_verification_compares_ajwt_with_stock_and_fair_peers(
+    report: bench_compare.Report,
+) -> None:
+    rows = report.verification
+    assert rows[0].name.startswith("raw ES256 verify")
+    for row in rows:
         _well_formed(row)
+    peers = {(row.name, row.peer): row for row in rows}
+    # Today's rows against stock pyjwt stay, for continuity.
+    assert (bench_compare.COLD, bench_compare.BEARER) in peers
+    assert (bench_compare.WARM, bench_compare.BEARER) in peers
+    assert (bench_compare.FIRST, bench_compare.BEARER) in peers
+    # Each peer is reported stock and fair.
+    assert (bench_compare.PEER, bench_compare.BEARER) in peers
+    assert (bench_compare.FAIR_PEER, bench_compare.FAIR_BEARER) in peers
+    targeted = {(row.name, row.peer, row.target) for row in rows if row.target is not None}
+    assert targeted == {
+        (bench_compare.COLD, bench_compare.FAIR_PEER, 1.05),
+        (bench_compare.WARM, bench_compare.FAIR_BEARER, 1.1),
+        (bench_compare.FIRST, bench_compare.FIRST_PEER, 1.25),
+    }
+    # The same timing appears beside each of its peers.
+    cold = [row.per_call_us for row in rows if row.name == bench_compare.COLD]
+    assert len(cold) == 2
+    assert cold[0] == cold[1]
+
+
+def test_first_contact_requests_each_come_from_a_new_agent() -> None:
+    keys = SigningKeySet.generate()
+    requests = bench_compare.first_contact_requests(keys, bench_compare.LIST_REPOS, 3)
+    assert len({r.authorization for r in requests}) == 3
+    assert len({r.proof.partition(".")[0] for r in requests}) == 3  # the jwk is in the header
+    assert len({r.url for r in requests}) == 3
+    verify = bench_compare.verify_each(
+        bench_compare.ajwt_verifier(keys, cached=False), requests, bench_compare.LIST_REPOS
+    )
+    for _ in requests:
+        verify()  # each is a valid A-JWT request
 
 
 def test_delegation_sets_the_biscuit_target_on_warm_and_cold(
@@ -93,7 +126,7 @@ def test_report_renders_markdown_and_json(report: bench_compare.Report) -> None:
     assert "skipped: not here" in text
     document = json.loads(bench_compare.report_json(report))
     assert set(document) >= {"machine", "verification", "delegation", "client", "scaling"}
-    assert len(document["targets"]) == 4
+    assert len(document["targets"]) == 7
     assert all(isinstance(t["met"], bool) for t in document["targets"])
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import inspect
 import json
 import os
+import pickle
+import secrets
 import socket
 import stat
 import subprocess
@@ -100,11 +103,17 @@ def test_importing_the_cli_loads_no_server_stack() -> None:
 
 def test_defaults_match_the_modules_they_mirror() -> None:
     from ajwt_core.cli import idp
+    from ajwt_core.idp.keystore import DEFAULT_ACTIVATE_AFTER
     from ajwt_core.idp.settings import DEFAULT_DB_URL
+    from ajwt_core.rs.jwks import JWKSCache
     from ajwt_core.tokens import MAX_INTENT_LIFETIME
 
     assert idp.DEFAULT_DB_URL == DEFAULT_DB_URL
     assert idp.MAX_TOKEN_LIFETIME == MAX_INTENT_LIFETIME
+    # rotate-key's default covers a resource server's JWKS refresh plus a token lifetime.
+    jwks_max_age = inspect.signature(JWKSCache).parameters["max_age"].default
+    assert idp.DEFAULT_ACTIVATE_AFTER == DEFAULT_ACTIVATE_AFTER
+    assert jwks_max_age + MAX_INTENT_LIFETIME <= DEFAULT_ACTIVATE_AFTER
 
 
 @pytest.mark.parametrize(
@@ -466,7 +475,7 @@ def test_rotate_key_adds_a_key_and_keeps_the_old_one(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     old = load_signing_keys(path).active.kid
 
-    result = invoke("idp", "rotate-key", "--key-file", str(path))
+    result = invoke("idp", "rotate-key", "--key-file", str(path), "--activate-after", "0")
     assert result.exit_code == 0, result.output
     new = result.stdout.strip()
     assert new and new != old
@@ -475,6 +484,78 @@ def test_rotate_key_adds_a_key_and_keeps_the_old_one(tmp_path: Path) -> None:
     assert rotated.active.kid == new
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert new in result.stderr and "restart" in result.stderr
+
+
+def test_rotate_key_by_default_waits_for_jwks_refresh_and_token_lifetime(tmp_path: Path) -> None:
+    # Issue 12 §6: activating at once left every resource server without the new key
+    # until its next JWKS refresh (refusals for up to 30 s).
+    path = tmp_path / "keys.json"
+    old = load_signing_keys(path).active.kid
+    before = int(time.time())
+    result = invoke("idp", "rotate-key", "--key-file", str(path))
+    assert result.exit_code == 0, result.output
+    new = result.stdout.strip()
+    keys = SigningKeySet.from_json(path.read_text())
+    assert keys.active.kid == old  # published, not yet signing
+    assert new in keys.verification_keys().kids()
+    not_before = {key.kid: at for key, at in keys._keys}[new]
+    assert before + 600 <= not_before <= int(time.time()) + 600
+    keys._clock = lambda: not_before  # ten minutes later
+    assert keys.active.kid == new
+    assert "in 600 s" in result.stderr
+
+
+def test_retire_key_removes_a_compromised_key_from_the_jwks(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    old = load_signing_keys(path).active.kid
+    assert (
+        invoke("idp", "rotate-key", "--key-file", str(path), "--activate-after", "0").exit_code == 0
+    )
+
+    result = invoke("idp", "retire-key", old, "--key-file", str(path))
+    assert result.exit_code == 0, result.output
+    keys = SigningKeySet.from_json(path.read_text())
+    assert old not in {k["kid"] for k in keys.jwks()["keys"]}
+    assert old not in keys.verification_keys().kids()
+    assert len(keys.keys) == 1
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert result.stdout == ""  # no replacement was needed
+
+
+def test_retire_key_refuses_the_active_key_without_a_replacement(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    only = load_signing_keys(path).active.kid
+    before = path.read_text()
+    line = assert_one_error_line(
+        invoke("idp", "retire-key", only, "--key-file", str(path)), "invalid_key"
+    )
+    assert "--replace" in line
+    assert path.read_text() == before  # nothing changed
+
+
+def test_retire_key_with_replace_swaps_the_active_key_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    old = load_signing_keys(path).active.kid
+    result = invoke("idp", "retire-key", old, "--replace", "--key-file", str(path))
+    assert result.exit_code == 0, result.output
+    replacement = result.stdout.strip()
+    keys = SigningKeySet.from_json(path.read_text())
+    assert keys.active.kid == replacement != old
+    assert [k.kid for k in keys.keys] == [replacement]
+
+
+def test_retire_key_refuses_an_unknown_kid(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    load_signing_keys(path)
+    assert_one_error_line(
+        invoke("idp", "retire-key", "no-such-kid", "--key-file", str(path)), "invalid_key"
+    )
+
+
+def test_retire_key_needs_an_existing_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    assert_one_error_line(invoke("idp", "retire-key", "kid", "--key-file", str(path)), "io_error")
+    assert not path.exists()
 
 
 def test_rotate_key_needs_an_existing_key_file(tmp_path: Path) -> None:
@@ -528,9 +609,15 @@ def test_idp_serve_starts_a_real_idp(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "AJWT_ADMIN_TOKEN"}
     with idp_process(tmp_path, env) as (server, base):
         assert server.stderr is not None
-        # No token configured: one is generated and printed once, before serving.
-        warning, generated = server.stderr.readline(), server.stderr.readline().strip()
+        # No token configured: one is generated and written to a private file (never
+        # to the log), whose path the warning gives.
+        warning = server.stderr.readline()
         assert warning.startswith("warning: no --admin-token")
+        token_file = tmp_path / "k.admin-token"
+        assert str(token_file) in warning
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        generated = token_file.read_text().strip()
+        assert len(generated) >= 32
         key_file = tmp_path / "k.json"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         jwks = httpx.get(base + "/.well-known/jwks.json").json()
@@ -540,13 +627,29 @@ def test_idp_serve_starts_a_real_idp(tmp_path: Path) -> None:
         assert metadata["issuer"] == base
         assert user_token_status(base, generated) == 200
         assert user_token_status(base, "guess") == 401
-    rest = server.stderr.read()
+    rest = warning + server.stderr.read()
     assert generated not in rest
     assert "Traceback" not in rest
 
 
+def test_idp_serve_throttles_failed_admin_authentication(tmp_path: Path) -> None:
+    token = "admin-" + secrets.token_urlsafe(32)
+    with idp_process(tmp_path, {**os.environ, "AJWT_ADMIN_TOKEN": token}) as (_server, base):
+        assert [user_token_status(base, f"guess-{i}") for i in range(10)] == [401] * 10
+        body = {"subject": "user:alice", "lifetime": 60}
+        refused = httpx.post(
+            base + "/admin/users/token", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        # Blocked: even the right token is refused until the window ends.
+        assert refused.status_code == 429
+        assert refused.json()["error"] == "slow_down"
+        assert refused.json()["ajwt_reason"] == "too_many_failed_attempts"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert token not in refused.text
+
+
 def test_idp_serve_takes_the_admin_token_from_the_environment(tmp_path: Path) -> None:
-    token = "admin-" + os.urandom(8).hex()
+    token = "admin-" + secrets.token_urlsafe(32)
     with idp_process(tmp_path, {**os.environ, "AJWT_ADMIN_TOKEN": token}) as (server, base):
         assert user_token_status(base, token) == 200
     assert server.stderr is not None
@@ -563,6 +666,92 @@ def test_rotate_key_can_pre_publish(tmp_path: Path) -> None:
     keys = SigningKeySet.from_json(path.read_text())
     assert keys.active.kid == old  # published, not yet signing
     assert result.stdout.strip() in {k["kid"] for k in keys.jwks()["keys"]}
+
+
+WEAK_ADMIN_TOKENS = {
+    "short": "admin-" + "3f9a" * 4,
+    "repeated word": "changeme-changeme-changeme-changeme",
+    "sequence": "abcdefghijklmnopqrstuvwxyz0123456789",
+    "small alphabet": "0110100101101001011010010110100110",
+}
+
+
+@pytest.mark.parametrize("case", list(WEAK_ADMIN_TOKENS))
+def test_serve_refuses_a_weak_admin_token(tmp_path: Path, case: str) -> None:
+    weak = WEAK_ADMIN_TOKENS[case]
+    key_file = tmp_path / "k.json"
+    args = ["idp", "serve", "--db", f"sqlite:///{tmp_path}/x.db", "--key-file", str(key_file)]
+    result = invoke(*args, AJWT_ADMIN_TOKEN=weak)
+    line = assert_one_error_line(result, "weak_admin_token")
+    assert "AJWT_ADMIN_TOKEN" in line and "too weak" in line
+    assert weak not in result.output  # never echoed
+    assert not key_file.exists()  # refused before anything was created
+
+
+class RecordedRun:
+    """Stands in for uvicorn.run: records how the IdP would be served."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((args, kwargs))
+
+
+@pytest.fixture
+def recorded_run(monkeypatch: pytest.MonkeyPatch) -> RecordedRun:
+    import uvicorn
+
+    recorder = RecordedRun()
+    monkeypatch.setattr(uvicorn, "run", recorder)
+    # serve --workers exports the configuration for the workers: restore it afterwards.
+    for name in ("ISSUER", "DB", "KEY_FILE", "TOKEN_LIFETIME", "REDIS_URL"):
+        monkeypatch.setenv(f"AJWT_IDP_{name}", "")
+    monkeypatch.setenv("AJWT_ADMIN_TOKEN", secrets.token_urlsafe(32))
+    return recorder
+
+
+def test_serve_runs_uvicorn_with_the_slow_client_protections(
+    tmp_path: Path, recorded_run: RecordedRun
+) -> None:
+    from ajwt_core.server_limits import GuardedHttpProtocol, ServerLimits
+
+    args = ["idp", "serve", "--db", f"sqlite+aiosqlite:///{tmp_path}/x.db"]
+    result = invoke(*args, "--key-file", str(tmp_path / "k.json"))
+    assert result.exit_code == 0, result.output
+    [(_args, options)] = recorded_run.calls
+    assert options["http"].func is GuardedHttpProtocol
+    assert options["http"].keywords["limits"] == ServerLimits()
+    assert "h11_max_incomplete_event_size" not in options  # no 1 MiB header buffer
+
+
+def test_serve_refuses_several_workers_without_redis(
+    tmp_path: Path, recorded_run: RecordedRun
+) -> None:
+    # Issue 12 §6: each worker kept its own replay cache, so one captured /token request
+    # was minted once per worker.
+    args = ["idp", "serve", "--workers", "2", "--db", "postgresql+asyncpg://ajwt@127.0.0.1/x"]
+    line = assert_one_error_line(
+        invoke(*args, "--key-file", str(tmp_path / "k.json")), "malformed_request"
+    )
+    assert "--redis" in line and "replay" in line
+    assert recorded_run.calls == []
+
+
+def test_serve_accepts_several_workers_with_redis(
+    tmp_path: Path, recorded_run: RecordedRun
+) -> None:
+    args = ["idp", "serve", "--workers", "2", "--db", "postgresql+asyncpg://ajwt@127.0.0.1/x"]
+    args += ["--redis", "redis://127.0.0.1:6379/15", "--key-file", str(tmp_path / "k.json")]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    [(run_args, options)] = recorded_run.calls
+    assert run_args == ("ajwt_core.idp.asgi:app_from_env",)
+    assert options["workers"] == 2 and options["factory"] is True
+    assert os.environ["AJWT_IDP_REDIS_URL"] == "redis://127.0.0.1:6379/15"
+    # The protocol travels to the worker processes by pickling (our own object).
+    copied = pickle.loads(pickle.dumps(options["http"]))  # noqa: S301
+    assert copied.keywords == options["http"].keywords
 
 
 def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:

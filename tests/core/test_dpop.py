@@ -305,3 +305,66 @@ def test_rejects_oversized_proof(agent_key: PopKey) -> None:
 def test_verify_raises_only_ajwt_errors_on_arbitrary_strings(text: str) -> None:
     with pytest.raises(AJWTError):
         verify_proof(text, method="GET", url=URL, body=b"")
+
+
+# ------------------------------------------------- htu in RFC 3986 normal form (issue 12)
+
+EQUIVALENT = [
+    ("https://api.example/repo%73", "https://api.example/repos"),  # unreserved: decoded
+    ("https://api.example/%7Euser/%41-%5F", "https://api.example/~user/A-_"),
+    ("https://api.example/caf%c3%a9", "https://api.example/caf%C3%A9"),  # hex case
+    ("https://api.example/a/./b", "https://api.example/a/b"),
+    ("https://api.example/a/x/../b", "https://api.example/a/b"),
+    ("https://api.example/a/%2E%2E/b", "https://api.example/b"),
+    ("https://api.example/..", "https://api.example/"),
+    ("https://api.example:/x", "https://api.example/x"),  # empty port
+]
+DIFFERENT = [
+    ("https://api.example/a%2Fb", "https://api.example/a/b"),  # %2F is data, not "/"
+    ("https://api.example/a%2fb", "https://api.example/a/b"),
+    ("https://api.example/a%20b", "https://api.example/a+b"),
+    ("https://api.example/a%2541", "https://api.example/aA"),  # decoded once only
+    ("https://api.example/a/", "https://api.example/a"),
+]
+
+
+def test_htu_is_compared_in_rfc_3986_normal_form() -> None:
+    for a, b in EQUIVALENT:
+        assert normalise_htu(a) == normalise_htu(b), (a, b)
+    for a, b in DIFFERENT:
+        assert normalise_htu(a) != normalise_htu(b), (a, b)
+
+
+def test_htu_refuses_what_is_not_a_uri_instead_of_repairing_it() -> None:
+    for url in [
+        "https://api.example/READ ME.md",  # a literal space is not %20
+        "https://api.example/café.md",
+        "https://api.example/a%zzb",
+        "https://api.example/a%2",
+        'https://api.example/a"b',
+        "https://api.example/a\\b",
+        "https://api.example/a?q=x y",
+        "https://user@api.example/a",
+        "https://api.example:99999/a",
+        "https://api example/a",
+    ]:
+        with pytest.raises(InvalidRequest):
+            normalise_htu(url)
+
+
+def test_proof_with_literal_space_is_refused_for_percent_20(agent_key: PopKey) -> None:
+    url = "https://api.example/repos/READ%20ME"
+    proof = resign(agent_key, make(agent_key), htu="https://api.example/repos/READ ME")
+    refused(Reason.MALFORMED_PROOF, proof, agent_key, url=url)
+    assert verify_proof(make(agent_key, url=url), **good_request(agent_key) | {"url": url})
+
+
+def test_iat_is_a_numeric_date(agent_key: PopKey) -> None:
+    # RFC 7519 §2: a NumericDate may be non-integer; JSON's NaN and Infinity are not dates.
+    for iat in (NOW + 0.5, NOW - 30.25, float(NOW)):
+        proof = resign(agent_key, make(agent_key), iat=iat)
+        assert verify_proof(proof, **good_request(agent_key)).iat == iat
+    for bad in (float("nan"), float("inf"), float("-inf"), [NOW], {"t": NOW}):
+        refused(Reason.MALFORMED_PROOF, resign(agent_key, make(agent_key), iat=bad), agent_key)
+    huge = resign(agent_key, make(agent_key), iat=10**400)
+    refused(Reason.PROOF_FROM_FUTURE, huge, agent_key)

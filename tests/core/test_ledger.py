@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ajwt_core.errors import InvalidRequest, LedgerError, Reason
 from ajwt_core.ledger import (
     GENESIS_HASH,
+    Anchor,
     EntryKind,
     Ledger,
     LedgerEntry,
@@ -546,3 +547,122 @@ def test_random_ledgers_verify_and_round_trip_through_json(
 def test_verify_chain_never_raises_on_arbitrary_input(entries: list[Any]) -> None:
     report = verify_chain(entries)
     assert report.ok is (not entries)
+
+
+# ---------------------------------------------------------- anchors (issue 12 §4)
+# A chain only proves nothing was edited inside it. Anchors kept outside the ledger (the
+# IdP's stored head, a signed checkpoint, a token's step_sequence_hash) catch a cut end,
+# a ledger emptied, and a ledger rewritten and re-hashed whole.
+
+
+def checkpoint_of(ledger: Ledger, seq: int | None = None) -> Anchor:
+    entry = ledger.entries[-1 if seq is None else seq]
+    return Anchor(source="checkpoint", seq=entry.seq, entry_hash=entry.entry_hash)
+
+
+def rehashed_whole(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A forger with write access to the whole ledger: every hash recomputed in order."""
+    head, forged = GENESIS_HASH, []
+    for position, entry in enumerate(entries):
+        forged.append(rehash({**entry, "seq": position, "prev_hash": head}))
+        head = forged[-1]["entry_hash"]
+    return forged
+
+
+def test_genuine_ledger_verifies_against_its_checkpoints() -> None:
+    ledger = sample_ledger()
+    anchors = [checkpoint_of(ledger, 2), checkpoint_of(ledger)]
+    report = verify_chain(dumped(ledger), anchors=anchors)
+    assert report.ok, report.problem
+    assert report.anchors == ["checkpoint (entry 2)", "checkpoint (entry 5)"]
+
+
+def test_ledger_grown_past_a_checkpoint_still_verifies() -> None:
+    ledger = sample_ledger(4)
+    anchor = checkpoint_of(ledger)
+    ledger.append(EntryKind.STEP_COMPLETED, {"step": "patch"}, at=9)
+    assert verify_chain(dumped(ledger), anchors=[anchor]).ok
+
+
+def test_truncation_is_detected_given_a_checkpoint() -> None:
+    ledger = sample_ledger()
+    entries = dumped(ledger)[:-2]
+    assert verify_chain(entries).ok  # the chain alone cannot tell
+    report = verify_chain(entries, anchors=[checkpoint_of(ledger)])
+    assert not report.ok and report.first_bad_seq == 4
+    assert report.problem == (
+        "the ledger ends at entry 3, but the checkpoint pins entry 5 "
+        "(entries were removed from its end)"
+    )
+
+
+def test_full_rehash_is_detected_given_a_checkpoint() -> None:
+    ledger = sample_ledger()
+    entries = dumped(ledger)
+    entries[2]["data"] = {"step": "patch"}  # rewrite history...
+    forged = rehashed_whole(entries)  # ...and every hash after it
+    assert verify_chain(forged).ok  # the chain alone cannot tell
+    report = verify_chain(forged, anchors=[checkpoint_of(ledger, 3)])
+    assert not report.ok and report.first_bad_seq == 3
+    assert "rewritten at or before it" in (report.problem or "")
+
+
+def test_emptied_ledger_is_detected_given_a_checkpoint() -> None:
+    ledger = sample_ledger()
+    assert verify_chain([], run_id=RUN).ok  # "ok, 0 entries"
+    report = verify_chain([], run_id=RUN, anchors=[checkpoint_of(ledger, 0)])
+    assert not report.ok and report.first_bad_seq == 0
+    assert report.problem == (
+        "the ledger is empty, but the checkpoint pins entry 0 (entries were removed from its end)"
+    )
+
+
+def test_final_anchor_refuses_entries_past_the_stored_head() -> None:
+    ledger = sample_ledger()
+    stored = Anchor(
+        source="stored head", seq=3, entry_hash=ledger.entries[3].entry_hash, final=True
+    )
+    report = verify_chain(dumped(ledger), anchors=[stored])
+    assert not report.ok and report.first_bad_seq == 4
+    assert "goes on to entry 5" in (report.problem or "")
+    assert verify_chain(dumped(ledger)[:4], anchors=[stored]).ok
+
+
+def test_token_anchor_pins_its_own_token_minted_entry() -> None:
+    ledger = sample_ledger()
+    minted = ledger.entries[3]  # token_minted, jti "j3"
+    token = Anchor(source="token j3", entry_hash=minted.entry_hash, jti="j3")
+    assert verify_chain(dumped(ledger), anchors=[token]).anchors == ["token j3 (entry 3)"]
+
+    other_jti = token.model_copy(update={"jti": "j5"})
+    report = verify_chain(dumped(ledger), anchors=[other_jti])
+    assert report.first_bad_seq == 3
+    assert "does not record the minting of that token" in (report.problem or "")
+
+    completed = ledger.entries[2]  # a step_completed entry is no token's entry
+    not_minted = Anchor(source="token j2", entry_hash=completed.entry_hash, jti="j2")
+    assert not verify_chain(dumped(ledger), anchors=[not_minted]).ok
+
+
+def test_token_anchor_detects_its_entry_removed_or_rewritten() -> None:
+    ledger = sample_ledger()
+    token = Anchor(source="token j3", entry_hash=ledger.entries[3].entry_hash, jti="j3")
+    for entries in (dumped(ledger)[:3], rehashed_whole(dumped(ledger)[:2] + dumped(ledger)[3:])):
+        report = verify_chain(entries, anchors=[token])
+        assert not report.ok and report.first_bad_seq is None
+        assert "no entry of the ledger is the one the token j3 pins" in (report.problem or "")
+
+
+def test_anchors_are_checked_only_once_the_chain_verifies() -> None:
+    ledger = sample_ledger()
+    entries = dumped(ledger)
+    entries[1]["at"] = 999
+    report = verify_chain(entries, anchors=[checkpoint_of(ledger)])
+    assert report.first_bad_seq == 1 and "entry_hash" in (report.problem or "")
+
+
+def test_verify_json_takes_anchors() -> None:
+    ledger = sample_ledger()
+    text = export_json(ledger.entries[:3])
+    assert verify_json(text).ok
+    assert verify_json(text, anchors=[checkpoint_of(ledger)]).first_bad_seq == 3

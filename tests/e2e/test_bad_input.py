@@ -155,7 +155,8 @@ def test_resource_server_refuses_bad_requests_with_oauth_errors(
     with httpx.Client(base_url=stack.rs_url) as http:
         response = http.request(method, path, headers=headers, content=b"{]")
     assert_oauth_error(response, [])
-    assert response.status_code in (400, 401, 413)
+    # A head over 64 KiB is refused by the server itself, typed too (issue 12 §5).
+    assert response.status_code in (400, 401, 413, 431)
 
 
 def test_resource_server_refuses_two_authorization_headers(stack: Stack) -> None:
@@ -168,3 +169,32 @@ def test_resource_server_refuses_two_authorization_headers(stack: Stack) -> None
         response = http.send(request)
     assert_oauth_error(response, [])
     assert response.json()["ajwt_reason"] == "malformed_request"
+
+
+# Issue 12 §2: each of these answered 500 and logged a ~20 KB traceback, unauthenticated.
+ISSUE_12_CASES: dict[str, tuple[str, str, list[tuple[bytes, bytes]], int]] = {
+    "non-ascii admin bearer": (
+        "POST", "/admin/clients", [(b"authorization", b"Bearer \xe9")], 401,
+    ),
+    "non-ascii admin bearer on a ledger": (
+        "GET", "/runs/run-x/ledger", [(b"authorization", "Bearer é".encode())], 401,
+    ),
+    "nul in a path id": ("GET", "/runs/a%00b/status", [], 400),
+    "control character in a path id": ("GET", "/runs/a%1bb/status", [], 400),
+    "nul in a query id": ("GET", "/runs/run-x/status?registration_id=%00", [], 400),
+    "huge workflow version": ("GET", f"/workflows/vuln-patch/{2**63}", [], 400),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(ISSUE_12_CASES))
+def test_issue_12_inputs_are_refused_with_oauth_errors(stack: Stack, case: str) -> None:
+    method, path, headers, status = ISSUE_12_CASES[case]
+    with httpx.Client(base_url=stack.idp_url) as http:
+        response = http.request(
+            method, path, headers=[(b"content-type", b"application/json"), *headers], content=b"{}"
+        )
+        # The connection that carried the refusal serves the next request.
+        assert http.get("/.well-known/jwks.json").status_code == 200
+    assert response.status_code == status, response.text
+    assert_oauth_error(response, [ADMIN_TOKEN])
+    assert response.headers["cache-control"] == "no-store"

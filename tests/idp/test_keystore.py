@@ -54,7 +54,7 @@ def test_running_workers_reload_a_rotated_file(tmp_path: Path) -> None:
     now = [0.0]
     reloading = ReloadingKeys(path, interval=1.0, clock=lambda: now[0])
     before = reloading().active.kid
-    new = rotate_key_file(path)
+    new = rotate_key_file(path, activate_after=0)
     assert reloading().active.kid == before  # checked at most once per interval
     now[0] = 2.0
     assert reloading().active.kid == new

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from ajwt_core.idp.db import Base, Database
 from ajwt_core.idp.migrate import alembic_config, upgrade
@@ -58,3 +59,59 @@ def test_postgres_migrations_match_the_models_under_concurrent_starts(
 
     asyncio.run(verify())
     assert set(Base.metadata.tables) <= found
+
+
+async def _jti_lengths(db: Database) -> dict[str, int | None]:
+    lengths: dict[str, int | None] = {}
+
+    def read(conn: object) -> None:
+        for table in ("used_client_assertions", "delegations"):
+            column = next(c for c in inspect(conn).get_columns(table) if c["name"] == "jti")
+            lengths[table] = getattr(column["type"], "length", None)
+
+    await db.run_with_connection(read)
+    return lengths
+
+
+async def _migrate_0002_to_head_keeping_rows(db: Database) -> list[object]:
+    """Upgrade 0002 → head with a row in place; returns the ``jti`` column's rows after."""
+
+    def to_0002(conn: Any) -> None:
+        command.upgrade(alembic_config(conn), "0002")
+        conn.execute(text("INSERT INTO used_client_assertions VALUES ('kept-jti', 'c', 1)"))
+
+    await db.run_with_connection(to_0002)
+    await upgrade(db)
+    found: list[object] = []
+    await db.run_with_connection(
+        lambda conn: found.extend(
+            conn.execute(text("SELECT jti FROM used_client_assertions")).scalars()
+        )
+    )
+    return found
+
+
+def test_0003_widens_the_jti_columns_and_keeps_rows_sqlite(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = Database(f"sqlite:///{tmp_path}/idp.db")
+        assert await _migrate_0002_to_head_keeping_rows(db) == ["kept-jti"]
+        assert await _jti_lengths(db) == {"used_client_assertions": 512, "delegations": 556}
+        await db.run_with_connection(lambda conn: command.downgrade(alembic_config(conn), "0002"))
+        assert await _jti_lengths(db) == {"used_client_assertions": 256, "delegations": 256}
+        await db.dispose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_0003_widens_the_jti_columns_on_postgresql() -> None:
+    from tests.idp.support import postgres_database
+
+    async def scenario(url: str) -> None:
+        db = Database(url)
+        assert await _migrate_0002_to_head_keeping_rows(db) == ["kept-jti"]
+        assert await _jti_lengths(db) == {"used_client_assertions": 512, "delegations": 556}
+        await db.dispose()
+
+    with postgres_database() as url:
+        asyncio.run(scenario(url))

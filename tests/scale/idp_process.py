@@ -14,7 +14,7 @@ from ajwt_core.shim import Shim
 from ajwt_core.workflow import reference_workflow
 from tests.scale.procs import ServerProcess, free_port
 
-ADMIN = "scale-admin-" + secrets.token_hex(8)
+ADMIN = "scale-admin-" + secrets.token_urlsafe(32)
 
 
 class IdPProcess:

@@ -22,18 +22,19 @@ ajwt_core.errors.InvalidDPoPProof: the proof is not bound to this request body
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from ajwt_core import _jws
 from ajwt_core.errors import InvalidDPoPProof, InvalidRequest, Reason, UseDPoPNonce
 from ajwt_core.keys import ALLOWED_ALGORITHMS, PopKey, b64url, load_public_jwk
 from ajwt_core.replay import ReplayCache
+from ajwt_core.uri import normalise_http_url
 
 DPOP_TYPE: Final = "dpop+jwt"
 #: How old a proof may be (seconds); also the replay-cache retention.
@@ -42,32 +43,28 @@ DEFAULT_MAX_AGE: Final = 60
 DEFAULT_FUTURE_LEEWAY: Final = 5
 MAX_PROOF_BYTES: Final = 4096
 MAX_JTI_LENGTH: Final = 128
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @lru_cache(maxsize=4096)
 def normalise_htu(url: str) -> str:
-    """The ``htu`` form of a URL: scheme and host lower-cased, default port dropped,
-    empty path as ``/``, no query or fragment (RFC 9449 §4.2, §4.3).
+    """The ``htu`` form of a URL: RFC 3986 §6.2.2 syntax-based normalisation (case of
+    scheme, host and percent-encoding; unreserved characters decoded; dot segments
+    removed), default port dropped, empty path as ``/``, no query or fragment (RFC 9449
+    §4.2, §4.3). A URL that is not an absolute ``http(s)`` URI is refused, not repaired.
 
-    >>> normalise_htu("HTTPS://Api.Example:443/a/b?q=1#f")
-    'https://api.example/a/b'
+    >>> normalise_htu("HTTPS://Api.Example:443/a/./b/%7euser?q=1#f")
+    'https://api.example/a/b/~user'
     >>> normalise_htu("http://127.0.0.1:8000")
     'http://127.0.0.1:8000/'
+    >>> normalise_htu("https://api.example/a%2fb") == normalise_htu("https://api.example/a/b")
+    False
     """
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except (ValueError, TypeError, AttributeError):
-        raise InvalidRequest(Reason.MALFORMED_REQUEST, "the URL cannot be parsed") from None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if scheme not in _DEFAULT_PORTS or not host:
-        raise InvalidRequest(Reason.MALFORMED_REQUEST, "the URL must be absolute http(s)")
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    return f"{scheme}://{netloc}{parts.path or '/'}"
+        return normalise_http_url(url)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(
+            Reason.MALFORMED_REQUEST, f"the URL is not an absolute http(s) URI: {exc}"
+        ) from None
 
 
 @lru_cache(maxsize=1024)  # a token is reused for many requests, by the shim and the RS
@@ -119,7 +116,7 @@ class VerifiedProof:
 
     jkt: str
     jti: str
-    iat: int
+    iat: float
     htm: str
     htu: str
     nonce: str | None
@@ -174,16 +171,22 @@ def verify_proof(
         raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof 'jti' is missing or invalid")
     if not isinstance(htm, str) or not isinstance(htu, str):
         raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof has no 'htm' or 'htu'")
-    if isinstance(iat, bool) or not isinstance(iat, int):
+    # A NumericDate may be non-integer (RFC 7519 §2); JSON's NaN and Infinity are not dates.
+    if (
+        isinstance(iat, bool)
+        or not isinstance(iat, int | float)
+        or (isinstance(iat, float) and not math.isfinite(iat))
+    ):
         raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof 'iat' is missing or invalid")
     if htm != method:
         raise InvalidDPoPProof(Reason.METHOD_MISMATCH, "the proof is for another HTTP method")
     try:
         proof_htu = normalise_htu(htu)
-        same_url = proof_htu == normalise_htu(url)
     except InvalidRequest:
-        same_url = False
-    if not same_url:
+        raise InvalidDPoPProof(
+            Reason.MALFORMED_PROOF, "the proof 'htu' is not an absolute http(s) URI"
+        ) from None
+    if proof_htu != normalise_htu(url):
         raise InvalidDPoPProof(Reason.URL_MISMATCH, "the proof is for another URL")
     current = time.time() if now is None else now
     if iat < current - max_age:

@@ -35,6 +35,8 @@ class Reason(StrEnum):
     MISSING_PARAMETER = "missing_parameter"
     UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
     REQUEST_TOO_LARGE = "request_too_large"
+    HOST_NOT_ALLOWED = "host_not_allowed"
+    REQUEST_TIMEOUT = "request_timeout"
     # tokens (RFC 7519 / RFC 8725)
     MALFORMED_TOKEN = "malformed_token"
     TOKEN_TOO_LARGE = "token_too_large"
@@ -65,6 +67,8 @@ class Reason(StrEnum):
     NONCE_MISMATCH = "nonce_mismatch"
     KEY_NOT_BOUND = "jkt_mismatch"
     REPLAYED = "replayed"
+    # the shared replay cache lost its memory (Redis restarted empty): older proofs refused
+    REPLAY_STATE_RESET = "replay_state_reset"
     # agents, manifests and templates (DESIGN §3)
     INVALID_MANIFEST = "invalid_manifest"
     SECRET_IN_MANIFEST = "secret_in_manifest"
@@ -81,6 +85,8 @@ class Reason(StrEnum):
     CONSULTATION_NOT_ALLOWED = "consultation_not_allowed"
     # mint checks, in the order of DESIGN §6.5
     CLIENT_AUTHENTICATION_FAILED = "client_authentication_failed"
+    TOO_MANY_FAILED_ATTEMPTS = "too_many_failed_attempts"
+    WEAK_ADMIN_TOKEN = "weak_admin_token"
     CLIENT_REVOKED = "client_revoked"
     AGENT_NOT_REGISTERED = "agent_not_registered"
     AGENT_REGISTRATION_EXPIRED = "agent_registration_expired"
@@ -114,6 +120,7 @@ class Reason(StrEnum):
     MISSING_TOKEN = "missing_token"
     # ledger (DESIGN §8)
     LEDGER_BROKEN = "ledger_broken"
+    WRONG_RUN = "wrong_run"
     # local (shim) conditions
     NO_AGENT_CONTEXT = "no_agent_context"
     SERVICE_UNAVAILABLE = "service_unavailable"
@@ -231,6 +238,24 @@ class NotFound(AJWTError):
     status_code = 404
 
 
+class SlowDown(AJWTError):
+    """Too many failed attempts from one client: wait ``retry_after`` seconds (HTTP 429).
+
+    ``slow_down`` is the registered OAuth error code for "ask less often" (RFC 8628 §3.5).
+
+    >>> err = SlowDown(Reason.TOO_MANY_FAILED_ATTEMPTS, "wait", retry_after=30)
+    >>> err.status_code, err.error, err.retry_after
+    (429, 'slow_down', 30)
+    """
+
+    error = "slow_down"
+    status_code = 429
+
+    def __init__(self, reason: Reason, description: str, *, retry_after: int = 1) -> None:
+        super().__init__(reason, description)
+        self.retry_after = retry_after
+
+
 class AgentContextError(AJWTError):
     """A request would leave the process without an acting agent (the shim refuses)."""
 
@@ -276,6 +301,7 @@ def error_from_oauth(body: object, status_code: int) -> AJWTError:
             InsufficientScope,
             ServerError,
             NotFound,
+            SlowDown,
         )
     }
     cls = classes.get(code) if isinstance(code, str) else None

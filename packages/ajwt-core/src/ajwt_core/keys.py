@@ -376,7 +376,7 @@ class SigningKeySet:
     Rotation adds a key that is published at once but may become active only later
     (``activate_at``), so resource servers can learn it before any token uses it; old
     keys stay published until ``retire`` drops them (once the last token they signed
-    has expired, DESIGN §4).
+    has expired, DESIGN §4; at once for a compromised key).
 
     >>> keys = SigningKeySet.generate()
     >>> old = keys.active.kid
@@ -422,11 +422,35 @@ class SigningKeySet:
         self._keys.append((key, activate_at))
         return key
 
-    def retire(self, kid: str) -> None:
-        """Stop publishing a key (never the active one)."""
+    def retire(self, kid: str, *, replace: bool = False) -> SigningKey | None:
+        """Stop publishing key ``kid``: tokens it signed no longer verify.
+
+        The active key is retired only with ``replace=True``, which first adds a new key
+        of the same algorithm that signs at once (the response to a compromised key;
+        resource servers fetch it on its first unknown ``kid``); that key is returned.
+
+        >>> keys = SigningKeySet.generate()
+        >>> old = keys.active.kid
+        >>> keys.retire(old)
+        Traceback (most recent call last):
+        ...
+        ajwt_core.errors.InvalidRequest: the active signing key needs a replacement to be retired
+        >>> new = keys.retire(old, replace=True)
+        >>> keys.active.kid == new.kid and old not in keys.verification_keys().kids()
+        True
+        """
+        if all(k.kid != kid for k, _ in self._keys):
+            raise InvalidRequest(Reason.INVALID_KEY, f"there is no signing key {kid!r}")
+        replacement = None
         if kid == self.active.kid:
-            raise InvalidRequest(Reason.INVALID_KEY, "the active signing key cannot be retired")
+            if not replace:
+                raise InvalidRequest(
+                    Reason.INVALID_KEY,
+                    "the active signing key needs a replacement to be retired",
+                )
+            replacement = self.rotate()
         self._keys = [(k, n) for k, n in self._keys if k.kid != kid]
+        return replacement
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public JWKS document (RFC 7517 §5) for ``/.well-known/jwks.json``."""

@@ -96,7 +96,8 @@ class LedgerReport(BaseModel):
     ``entries`` is how many entries were given; ``head`` is the ``entry_hash`` of the
     last entry that verified (``GENESIS_HASH`` if none did), i.e. the head of the
     trustworthy prefix; ``first_bad_seq`` is the position (the ``seq`` the entry should
-    have) where the chain first breaks, ``None`` when it verifies.
+    have) where the chain first breaks, ``None`` when it verifies (or when the break
+    cannot be placed: a document that is not an export, an anchored entry not found).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -106,6 +107,40 @@ class LedgerReport(BaseModel):
     head: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    #: What the ledger was checked against beyond its own hashes (see :class:`Anchor`).
+    anchors: list[str] = Field(default_factory=list)
+
+
+class Anchor(BaseModel):
+    """A point the ledger must pass through, known from outside the ledger.
+
+    The chain alone shows that no entry was edited *inside* it, not that entries were
+    cut from its end or that the whole chain was rewritten and re-hashed. An anchor
+    catches both: the IdP's stored head (``runs.head_hash``), a checkpoint the IdP
+    signed, or an intent token's ``step_sequence_hash``.
+
+    ``entry_hash`` must be the hash of the entry at ``seq`` (of some entry when ``seq``
+    is None); ``final``: the ledger must end there; ``jti``: that entry must be the
+    ``token_minted`` entry of the token with this ``jti``. ``source`` names the anchor
+    in reports.
+
+    >>> ledger = Ledger("r")
+    >>> for step in ("triage", "plan", "classify"):
+    ...     _ = ledger.append(EntryKind.STEP_COMPLETED, {"step": step}, at=1)
+    >>> anchor = Anchor(source="checkpoint", seq=2, entry_hash=ledger.head)
+    >>> verify_chain(ledger.entries, anchors=[anchor]).anchors
+    ['checkpoint (entry 2)']
+    >>> verify_chain(ledger.entries[:2], anchors=[anchor]).first_bad_seq
+    2
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str
+    entry_hash: Digest
+    seq: StrictInt | None = Field(default=None, ge=0)
+    final: bool = False
+    jti: str | None = None
 
 
 def entry_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
@@ -303,6 +338,7 @@ def verify_chain(
     run_id: str | None = None,
     *,
     expected_head: str | None = None,
+    anchors: Sequence[Anchor] = (),
 ) -> LedgerReport:
     """Recompute every hash; report the first entry where the chain breaks.
 
@@ -311,9 +347,10 @@ def verify_chain(
     the first entry's. Each entry is checked for its run, its ``seq`` (its position),
     its link to the previous entry (``GENESIS_HASH`` for the first) and its own hash.
 
-    The chain alone cannot show that entries were cut off its end; pass
-    ``expected_head`` (the head the IdP recorded, or a token's ``step_sequence_hash``)
-    to detect that too.
+    The chain alone cannot show that entries were cut off its end, or that the whole
+    chain was rewritten; pass ``expected_head`` (the hash the ledger must end at) or
+    ``anchors`` (points it must pass through: a stored head, a checkpoint, a token) to
+    detect that too. Anchors are checked once the chain itself verifies.
 
     >>> ledger = Ledger("r")
     >>> for step in ("triage", "plan", "classify"):
@@ -328,6 +365,7 @@ def verify_chain(
     """
     head = GENESIS_HASH
     expected_run = run_id
+    verified: list[LedgerEntry] = []
     for position, raw in enumerate(entries):
         entry = _coerce(raw)
         problem = entry if isinstance(entry, str) else _problem(entry, position, head, expected_run)
@@ -340,6 +378,7 @@ def verify_chain(
                 problem=f"entry {position} {problem}",
             )
         assert isinstance(entry, LedgerEntry)
+        verified.append(entry)
         expected_run = entry.run_id
         head = entry.entry_hash
     if expected_head is not None and head != expected_head:
@@ -353,7 +392,62 @@ def verify_chain(
                 "expected one (entries were removed from its end, or it was rewritten)"
             ),
         )
-    return LedgerReport(ok=True, entries=len(entries), head=head)
+    held: list[str] = []
+    for anchor in anchors:
+        found = _anchor_problem(verified, anchor)
+        if isinstance(found, str):
+            held.append(found)
+            continue
+        where, problem = found
+        return LedgerReport(
+            ok=False,
+            entries=len(entries),
+            head=head,
+            first_bad_seq=where,
+            problem=problem,
+            anchors=held,
+        )
+    return LedgerReport(ok=True, entries=len(entries), head=head, anchors=held)
+
+
+def _anchor_problem(entries: Sequence[LedgerEntry], anchor: Anchor) -> str | tuple[int | None, str]:
+    """How ``anchor`` held (its description), or ``(position, problem)`` where it did not."""
+    source, count = anchor.source, len(entries)
+    position: int
+    if anchor.seq is not None:
+        position = anchor.seq
+        if position >= count:
+            last = f"ends at entry {count - 1}" if count else "is empty"
+            return count, (
+                f"the ledger {last}, but the {source} pins entry {position} "
+                "(entries were removed from its end)"
+            )
+        if entries[position].entry_hash != anchor.entry_hash:
+            return position, (
+                f"entry {position} is not the entry the {source} pins "
+                "(the ledger was rewritten at or before it)"
+            )
+    else:
+        matches = [i for i, entry in enumerate(entries) if entry.entry_hash == anchor.entry_hash]
+        if not matches:
+            return None, (
+                f"no entry of the ledger is the one the {source} pins "
+                "(entries were removed, or the ledger was rewritten)"
+            )
+        position = matches[0]
+    entry = entries[position]
+    if anchor.jti is not None and (
+        entry.kind is not EntryKind.TOKEN_MINTED or entry.data.get("jti") != anchor.jti
+    ):
+        return position, (
+            f"entry {position}, which the {source} pins, does not record the minting of that token"
+        )
+    if anchor.final and position != count - 1:
+        return position + 1, (
+            f"the {source} says the ledger ends at entry {position}, but it goes on to "
+            f"entry {count - 1}"
+        )
+    return f"{source} (entry {position})"
 
 
 def verify_or_raise(
@@ -464,7 +558,9 @@ def load_json(text: str | bytes) -> list[dict[str, Any]]:
     return entries
 
 
-def verify_json(text: str | bytes, *, expected_head: str | None = None) -> LedgerReport:
+def verify_json(
+    text: str | bytes, *, expected_head: str | None = None, anchors: Sequence[Anchor] = ()
+) -> LedgerReport:
     """Verify an export against its own ``run_id``; never raises for bad content.
 
     What ``ajwt audit verify FILE`` runs. A document that is not an export is reported
@@ -479,4 +575,4 @@ def verify_json(text: str | bytes, *, expected_head: str | None = None) -> Ledge
         run_id, entries = _parse_export(text)
     except LedgerError as exc:
         return LedgerReport(ok=False, entries=0, head=GENESIS_HASH, problem=exc.description)
-    return verify_chain(entries, run_id, expected_head=expected_head)
+    return verify_chain(entries, run_id, expected_head=expected_head, anchors=anchors)

@@ -2,7 +2,9 @@
 
 :class:`BackgroundServer` serves in a thread of this process: the embedded demo and the
 tests use it. The listening socket is bound before the app is built, so the app can be
-told its own URL (the IdP's issuer) with no port race.
+told its own URL (the IdP's issuer) with no port race. It serves with the same
+protections as ``ajwt idp serve`` (:mod:`ajwt_core.server_limits`): read deadlines, a
+bounded request head and a connection cap.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ajwt_core.server_limits import ServerLimits
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -33,8 +38,11 @@ class BackgroundServer:
     >>> server.close()
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, limits: ServerLimits | None = None
+    ) -> None:
         self.socket = bind_socket(host, port)
+        self.limits = limits
         bound_host, bound_port = self.socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
         self._server: Any = None
@@ -43,14 +51,14 @@ class BackgroundServer:
     def start(self, app: Any, *, timeout: float = 20.0, log_level: str = "warning") -> None:
         import uvicorn
 
+        from ajwt_core.server_limits import uvicorn_options
+
         config = uvicorn.Config(
             app,
             log_level=log_level,
             lifespan="on",
             access_log=False,
-            # Let oversized headers reach the app, which refuses them with an OAuth
-            # error body (431) instead of the HTTP parser's bare 400.
-            h11_max_incomplete_event_size=1024 * 1024,
+            **uvicorn_options(self.limits),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

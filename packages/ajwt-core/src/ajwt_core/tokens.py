@@ -26,6 +26,8 @@ ajwt_core.errors.InvalidGrant: the delegation assertion must have typ 'delegatio
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,7 +61,23 @@ MAX_TOKEN_BYTES: Final = 8192
 MAX_CHAIN_DEPTH: Final = 16
 AGENT_PREFIX: Final = "agent:"
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+#: Longest text claim; the IdP's columns for stored claims are at least this wide.
+MAX_CLAIM_LENGTH: Final = 512
+#: Length of an RFC 7638 SHA-256 thumbprint (``cnf.jkt``), base64url without padding.
+JKT_LENGTH: Final = 43
+#: Characters a stored claim may not contain: C0 and C1 controls and DEL (PostgreSQL
+#: text cannot hold NUL; the others have no place in an identifier and forge log lines).
+CONTROL_CHARACTERS: Final = r"\x00-\x1f\x7f-\x9f"
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CLAIM_LENGTH)]
+#: A text claim the IdP stores (a ``jti`` it remembers, the user's ``sub``): no control
+#: characters, and (checked by pydantic) no lone surrogates, which no database encodes.
+StoredText = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=MAX_CLAIM_LENGTH, pattern=f"^[^{CONTROL_CHARACTERS}]+$"
+    ),
+]
 Scope = Annotated[str, StringConstraints(max_length=2048)]
 
 
@@ -152,7 +170,7 @@ class DelegationClaims(_Claims):
     parent: Text
     iat: int
     exp: int
-    jti: Text
+    jti: StoredText
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -403,7 +421,7 @@ class SubjectTokenClaims(_Claims):
     """The user's access token that roots a run (DESIGN §6.4): who stated the intent."""
 
     iss: Text
-    sub: Text
+    sub: StoredText
     aud: Text | list[Text]
     iat: int
     exp: int
@@ -482,7 +500,7 @@ class ClientAssertionClaims(_Claims):
     aud: Text | list[Text]
     iat: int
     exp: int
-    jti: Text
+    jti: StoredText
 
 
 def encode_client_assertion(
@@ -545,3 +563,104 @@ def decode_client_assertion(
         what=what,
     )
     return claims
+
+
+# ------------------------------------------------------------------ ledger checkpoints
+
+CHECKPOINT_TYPE: Final = "ledger-checkpoint+jwt"
+Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class CheckpointClaims(_Claims):
+    """The IdP's signed word that run ``run_id``'s ledger had entries ``0..seq``, the
+    last one hashing to ``head``, at time ``iat`` (DESIGN §8, §12).
+
+    A client keeps the latest one it received; the ledger can later be checked against
+    it without trusting the database the ledger lives in.
+    """
+
+    iss: Text
+    run_id: Text
+    seq: int = Field(ge=0)
+    head: Digest
+    iat: int
+
+
+def encode_checkpoint(claims: CheckpointClaims, key: SigningKey) -> str:
+    """Sign a ledger checkpoint with the IdP key (``typ: ledger-checkpoint+jwt``, ``kid``)."""
+    return key.sign(claims.model_dump(), {"typ": CHECKPOINT_TYPE})
+
+
+def decode_checkpoint(
+    token: object,
+    keys: KeyResolver,
+    *,
+    issuer: str,
+    run_id: str | None = None,
+    leeway: int = DEFAULT_LEEWAY,
+    now: float | None = None,
+    algorithms: Iterable[str] = ALLOWED_ALGORITHMS,
+) -> CheckpointClaims:
+    """Verify a ledger checkpoint against the IdP's keys (its JWKS) and return its claims.
+
+    Checks: size, compact form, ``typ``, ``alg``, no key-carrying header, known ``kid``,
+    signature, claims, ``iss``, ``run_id`` (when given: ``wrong_run`` for another run's
+    checkpoint) and ``iat`` not in the future. A checkpoint does not expire: it records a
+    fact. Every failure is :class:`InvalidToken` with a specific reason.
+
+    >>> from ajwt_core.keys import SigningKeySet
+    >>> keys = SigningKeySet.generate()
+    >>> token = encode_checkpoint(CheckpointClaims(iss="https://idp.example", run_id="run-1",
+    ...     seq=3, head="sha256:" + "ab" * 32, iat=1000), keys.active)
+    >>> decode_checkpoint(token, keys.verification_keys(), issuer="https://idp.example",
+    ...                   run_id="run-1", now=2000).seq
+    3
+    >>> decode_checkpoint(token, keys.verification_keys(), issuer="https://idp.example",
+    ...                   run_id="run-2", now=2000)
+    Traceback (most recent call last):
+    ajwt_core.errors.InvalidToken: the checkpoint is for run 'run-1', not 'run-2'
+    """
+    what = "checkpoint"
+    header = _jws.read_header(
+        token,
+        typ=CHECKPOINT_TYPE,
+        algorithms=tuple(algorithms),
+        max_bytes=MAX_TOKEN_BYTES,
+        error=InvalidToken,
+        what=what,
+    )
+    assert isinstance(token, str)
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidToken(Reason.UNKNOWN_KID, "the checkpoint's signing key is not known")
+    payload = _jws.verify_payload(token, key, header["alg"], error=InvalidToken, what=what)
+    claims: CheckpointClaims = _validate_json(CheckpointClaims, payload, InvalidToken, what)
+    if claims.iss != issuer:
+        raise InvalidToken(Reason.WRONG_ISSUER, "the checkpoint is from another issuer")
+    if run_id is not None and claims.run_id != run_id:
+        raise InvalidToken(
+            Reason.WRONG_RUN, f"the checkpoint is for run {claims.run_id!r}, not {run_id!r}"
+        )
+    if claims.iat > (time.time() if now is None else now) + leeway:
+        raise InvalidToken(Reason.ISSUED_IN_FUTURE, "the checkpoint was issued in the future")
+    return claims
+
+
+def checkpoint_seq_unverified(token: str) -> int | None:
+    """The ``seq`` a checkpoint states, read WITHOUT verifying it (``None`` if unreadable).
+
+    Only for a client ordering the checkpoints its own IdP sent it over an authenticated
+    connection (keep the latest); anything that relies on a checkpoint verifies it with
+    :func:`decode_checkpoint`.
+
+    >>> checkpoint_seq_unverified("not a token") is None
+    True
+    """
+    try:
+        segment = token.split(".")[1]
+        payload = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (IndexError, ValueError, RecursionError):
+        return None
+    seq = payload.get("seq") if isinstance(payload, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None

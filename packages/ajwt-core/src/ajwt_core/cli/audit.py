@@ -3,13 +3,21 @@
 Offline from a ledger export (``ledger.export_json``), or from a live IdP by run id.
 From an IdP, the CLI does not take the IdP's word for it: it fetches the entries too,
 recomputes the chain itself, and requires both to agree.
+
+A chain that verifies may still have lost entries from its end, or have been rewritten
+and re-hashed whole. Anchors held outside the ledger catch that: ``--expected-head`` (the
+hash it must end at), ``--checkpoint`` (an IdP-signed checkpoint the client kept) and
+``--token`` (an intent token, whose ``step_sequence_hash`` pins its own entry), the last
+two verified with the IdP's keys (``--jwks``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
@@ -29,7 +37,8 @@ from ajwt_core.cli._output import (
 if TYPE_CHECKING:
     import httpx
 
-    from ajwt_core.ledger import LedgerReport
+    from ajwt_core.keys import KeyResolver
+    from ajwt_core.ledger import Anchor, LedgerReport
 
 app = typer.Typer(help="Audit run ledgers.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -53,10 +62,102 @@ class Audit:
         return result
 
 
+# ---------------------------------------------------------------------------- anchors
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """What ``--expected-head``, ``--checkpoint`` and ``--token`` say about the ledger.
+
+    Checkpoints and tokens are verified lazily, once the run id is known (a checkpoint
+    of another run is refused as ``wrong_run``).
+    """
+
+    expected_head: str | None = None
+    checkpoints: tuple[str, ...] = ()
+    tokens: tuple[str, ...] = ()
+    jwks: str | None = None
+    issuer: str | None = None
+
+    def resolve(self, run_id: str | None) -> list[Anchor]:
+        if not self.checkpoints and not self.tokens:
+            return []
+        keys = _load_jwks(self.jwks)
+        assert self.issuer is not None  # checked with the options
+        anchors = [
+            _checkpoint_anchor(value, keys, self.issuer, run_id) for value in self.checkpoints
+        ]
+        anchors += [_token_anchor(value, keys, self.issuer, run_id) for value in self.tokens]
+        return anchors
+
+
+def _jws_argument(value: str, what: str) -> str:
+    """A compact JWS given inline, or the path of a file (``-``: stdin) holding one."""
+    try:
+        is_file = value == "-" or Path(value).is_file()
+    except OSError:  # too long for a file name: a token
+        is_file = False
+    return (read_text(value, what) if is_file else value).strip()
+
+
+def _load_jwks(source: str | None) -> KeyResolver:
+    from ajwt_core.cli.inspect import _load_jwks as load  # one JWKS loader for the CLI
+
+    assert source is not None  # checked with the options
+    return load(source)
+
+
+def _checkpoint_anchor(value: str, keys: KeyResolver, issuer: str, run_id: str | None) -> Anchor:
+    from ajwt_core.ledger import Anchor
+    from ajwt_core.tokens import decode_checkpoint
+
+    claims = decode_checkpoint(
+        _jws_argument(value, "checkpoint"), keys, issuer=issuer, run_id=run_id
+    )
+    try:
+        signed = datetime.fromtimestamp(claims.iat, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):  # a time no calendar holds
+        signed = str(claims.iat)
+    return Anchor(source=f"checkpoint of {signed}", seq=claims.seq, entry_hash=claims.head)
+
+
+def _token_anchor(value: str, keys: KeyResolver, issuer: str, run_id: str | None) -> Anchor:
+    """The entry an intent token pins: its ``step_sequence_hash``, the hash of the
+    ``token_minted`` entry that records it (``jti``).
+
+    The token has long expired by audit time, so it is verified as it stood when it was
+    issued (at its own ``iat``): signature, ``typ``, issuer, claims, lifetime cap.
+    """
+    import jwt
+
+    from ajwt_core.errors import InvalidToken, Reason
+    from ajwt_core.ledger import Anchor
+    from ajwt_core.tokens import decode_intent_token
+
+    token = _jws_argument(value, "token")
+    try:
+        issued_at = jwt.decode(token, options={"verify_signature": False}).get("iat")
+    except (jwt.PyJWTError, ValueError, TypeError, AttributeError, RecursionError):
+        issued_at = None
+    if isinstance(issued_at, bool) or not isinstance(issued_at, int):
+        raise InvalidToken(Reason.MALFORMED_TOKEN, "the --token is not an intent token with 'iat'")
+    claims = decode_intent_token(token, keys, issuer=issuer, audience=None, now=issued_at)
+    if run_id is not None and claims.intent.run_id != run_id:
+        raise InvalidToken(
+            Reason.WRONG_RUN,
+            f"the token is for run {claims.intent.run_id!r}, not {run_id!r}",
+        )
+    return Anchor(
+        source=f"token {claims.jti}",
+        entry_hash=claims.intent.step_sequence_hash,
+        jti=claims.jti,
+    )
+
+
 # ---------------------------------------------------------------------------- offline
 
 
-def _verify_file(path: str) -> Audit:
+def _verify_file(path: str, anchors: Anchors) -> Audit:
     from ajwt_core.ledger import verify_json
 
     text = read_text(path, "ledger export")
@@ -65,10 +166,13 @@ def _verify_file(path: str) -> Audit:
         run_id = document.get("run_id") if isinstance(document, dict) else None
     except (ValueError, RecursionError):
         run_id = None  # verify_json reports what is wrong with the document
+    run_id = run_id if isinstance(run_id, str) else None
     return Audit(
         source=f"file {path}",
-        run_id=run_id if isinstance(run_id, str) else None,
-        report=verify_json(text),
+        run_id=run_id,
+        report=verify_json(
+            text, expected_head=anchors.expected_head, anchors=anchors.resolve(run_id)
+        ),
     )
 
 
@@ -116,7 +220,7 @@ def _get(http: httpx.Client, path: str) -> httpx.Response:
     return response
 
 
-def _verify_run(run_id: str, idp: str, authorization: str) -> Audit:
+def _verify_run(run_id: str, idp: str, authorization: str, anchors: Anchors) -> Audit:
     import httpx
     from pydantic import ValidationError
 
@@ -137,7 +241,12 @@ def _verify_run(run_id: str, idp: str, authorization: str) -> Audit:
         fail("the IdP's ledger report is not in the expected form", Reason.MALFORMED_REQUEST)
     # load_json refuses a document that is not an export (LedgerError, one line).
     entries = load_json(export.content)
-    local = verify_chain(entries, run_id=run_id)
+    local = verify_chain(
+        entries,
+        run_id=run_id,
+        expected_head=anchors.expected_head,
+        anchors=anchors.resolve(run_id),
+    )
     report = local
     if local.ok and not idp_report.ok:
         report = idp_report
@@ -168,6 +277,8 @@ def _render(audit: Audit) -> None:
         # When the chain breaks, the head of the part that verifies.
         ("head" if report.ok else "verified head", report.head),
     ]
+    if report.anchors:
+        rows.append(("anchored by", printable("; ".join(report.anchors))))
     if audit.idp_report is not None:
         idp = audit.idp_report
         verdict = "ok" if idp.ok else f"broken: {printable(idp.problem)}"
@@ -213,23 +324,63 @@ def verify(
             show_default=False,
         ),
     ] = None,
+    expected_head: Annotated[
+        str | None,
+        typer.Option(
+            metavar="sha256:HEX",
+            help="The hash the ledger must end at (e.g. the ledger_head of a finished run).",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="JWS|FILE",
+            help="An IdP-signed ledger checkpoint (as the shim keeps it): the ledger must "
+            "pass through the entry it pins. Repeatable; needs --jwks or --idp.",
+        ),
+    ] = None,
+    token: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="JWS|FILE",
+            help="An intent token of the run: the ledger must hold the entry its "
+            "step_sequence_hash pins, recording its minting. Repeatable; needs --jwks or --idp.",
+        ),
+    ] = None,
+    jwks: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL|FILE",
+            help="The IdP's JWKS, to verify --checkpoint and --token "
+            "(default with --idp: its /.well-known/jwks.json).",
+        ),
+    ] = None,
+    issuer: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL", help="The IdP's issuer, for --checkpoint and --token (default: --idp)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Recompute a run ledger's hash chain; exit 0 if it verifies, 1 if not.
 
     TARGET is read as a file when such a file exists (a ledger export, as written by
     ledger.export_json), otherwise as a run id whose ledger is fetched from --idp and
-    recomputed here; the IdP's own verdict must agree.
+    recomputed here; the IdP's own verdict (which checks the head it stored) must agree.
+    Give --checkpoint, --token or --expected-head to detect entries cut from the end or
+    a ledger rewritten whole.
     """
     from ajwt_core.errors import Reason
 
+    anchors = _anchors(idp, expected_head, checkpoint or [], token or [], jwks, issuer)
     if Path(target).is_file():
         if idp is not None:
             raise typer.BadParameter(
                 f"{target!r} is a file, verified offline: --idp is for a run id",
                 param_hint="'--idp'",
             )
-        audit = _verify_file(target)
+        audit = _verify_file(target, anchors)
     else:
         if idp is None:
             raise typer.BadParameter(
@@ -238,7 +389,9 @@ def verify(
             )
         if not idp.startswith(("https://", "http://")):
             raise typer.BadParameter("the IdP URL must start with https:// or http://")
-        audit = _verify_run(target, idp, _auth_header(admin_token, client_id, client_secret))
+        audit = _verify_run(
+            target, idp, _auth_header(admin_token, client_id, client_secret), anchors
+        )
     if as_json:
         dump_json(audit.as_json())
     else:
@@ -246,3 +399,38 @@ def verify(
     if not audit.report.ok:
         print_error(f"the run ledger does not verify: {audit.report.problem}", Reason.LEDGER_BROKEN)
         raise typer.Exit(1)
+
+
+def _anchors(
+    idp: str | None,
+    expected_head: str | None,
+    checkpoints: list[str],
+    tokens: list[str],
+    jwks: str | None,
+    issuer: str | None,
+) -> Anchors:
+    if expected_head is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", expected_head):
+        raise typer.BadParameter(
+            "the head is 'sha256:' and 64 lowercase hex digits", param_hint="'--expected-head'"
+        )
+    base = idp.rstrip("/") if idp else None
+    if checkpoints or tokens:
+        jwks = jwks or (f"{base}/.well-known/jwks.json" if base else None)
+        issuer = issuer or base
+        if jwks is None:
+            raise typer.BadParameter(
+                "--checkpoint and --token are verified with the IdP's keys: give --jwks",
+                param_hint="'--jwks'",
+            )
+        if issuer is None:
+            raise typer.BadParameter(
+                "--checkpoint and --token name their issuer: give --issuer",
+                param_hint="'--issuer'",
+            )
+    return Anchors(
+        expected_head=expected_head,
+        checkpoints=tuple(checkpoints),
+        tokens=tuple(tokens),
+        jwks=jwks,
+        issuer=issuer.rstrip("/") if issuer else None,
+    )

@@ -1,4 +1,4 @@
-"""``ajwt idp serve`` and ``ajwt idp rotate-key``: run the IdP, rotate its signing key.
+"""``ajwt idp serve``, ``rotate-key`` and ``retire-key``: run the IdP, manage its keys.
 
 FastAPI, SQLAlchemy and uvicorn are imported inside the commands (extra ``idp``), so
 ``ajwt --help`` does not load them.
@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ajwt_core.cli._output import IO_ERROR, fail, print_warning
+from ajwt_core.cli._output import IO_ERROR, fail, print_warning, printable
 from ajwt_core.errors import Reason
 
 app = typer.Typer(
@@ -30,6 +29,9 @@ DEFAULT_DB_URL = "sqlite+aiosqlite:///ajwt-idp.db"
 DEFAULT_KEY_FILE = Path("ajwt-idp-keys.json")
 MAX_TOKEN_LIFETIME = 300
 ADMIN_TOKEN_ENV = "AJWT_ADMIN_TOKEN"
+#: ajwt_core.idp.keystore.DEFAULT_ACTIVATE_AFTER: the resource servers' JWKS refresh
+#: period (JWKSCache max_age, 300 s) plus the longest token lifetime (300 s).
+DEFAULT_ACTIVATE_AFTER = 600
 
 KeyFileOption = Annotated[
     Path,
@@ -125,9 +127,10 @@ def serve(
         str | None,
         typer.Option(
             envvar=ADMIN_TOKEN_ENV,
-            help="Bearer token for the /admin endpoints. Prefer the environment variable: "
-            "a command-line value is visible to other users in the process list. "
-            "Without one, a token is generated and printed once.",
+            help="Bearer token for the /admin endpoints: at least 32 random characters. "
+            "Prefer the environment variable: a command-line value is visible to other "
+            "users in the process list. Without one, a token is generated for this run "
+            "and written (mode 0600) beside the key file, as <key file>.admin-token.",
             show_default=False,
         ),
     ] = None,
@@ -142,8 +145,8 @@ def serve(
     workers: Annotated[
         int,
         typer.Option(
-            help="Worker processes. More than one needs PostgreSQL (--db) and shares "
-            "state through it; add --redis so replay detection spans the workers.",
+            help="Worker processes. More than one needs PostgreSQL (--db) for shared "
+            "state and --redis for the shared proof-replay cache.",
             min=1,
             max=64,
         ),
@@ -168,27 +171,17 @@ def serve(
 
     from ajwt_core.idp import IdPSettings, create_app
     from ajwt_core.idp.keystore import load_signing_keys
+    from ajwt_core.server_limits import uvicorn_options
 
     shown_db = _check_db_url(db)
-    if workers > 1 and db.startswith("sqlite"):
-        fail(
-            "several workers need PostgreSQL (--db postgresql+asyncpg://…): SQLite has "
-            "a single writer and this IdP serialises it within one process",
-            Reason.MALFORMED_REQUEST,
-        )
+    _check_workers(workers, db, redis)
     public_url = issuer or default_issuer(host, port)
     if issuer is None and host in ("0.0.0.0", "::"):  # noqa: S104 (a comparison, not a bind)
         print_warning(
             f"the issuer defaults to {public_url}, which clients cannot reach; "
             "pass --issuer with the IdP's public URL"
         )
-    if not admin_token:
-        admin_token = secrets.token_urlsafe(32)
-        print_warning(
-            f"no --admin-token or {ADMIN_TOKEN_ENV} given; generated an administrator token "
-            "for this run (it is not shown again):"
-        )
-        typer.echo(f"  {admin_token}", err=True)
+    admin_token = _admin_token(admin_token, key_file)
 
     _check_key_file_mode(key_file)
     # Creates the file (0600) on first start; read here for the start-up line only.
@@ -218,11 +211,11 @@ def serve(
         f"signing keys {key_file} ({len(keys.keys)} published, active kid {keys.active.kid})",
         err=True,
     )
-    # As ajwt_core.server: oversized headers reach the app, which answers 431 with an
-    # OAuth error body rather than the HTTP parser's bare 400.
-    max_header = 1024 * 1024
+    # Read deadlines, a 64 KiB request-head bound and a connection cap
+    # (ajwt_core.server_limits); the app answers smaller oversized heads itself (431).
+    options = uvicorn_options()
     if workers == 1:
-        uvicorn.run(application, host=host, port=port, h11_max_incomplete_event_size=max_header)
+        uvicorn.run(application, host=host, port=port, **options)
         return
     # Several processes: each builds the app from the environment (ajwt_core.idp.asgi).
     os.environ.update(
@@ -241,8 +234,60 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        h11_max_incomplete_event_size=max_header,
+        **options,
     )
+
+
+def _check_workers(workers: int, db: str, redis: str | None) -> None:
+    """Several workers share state only through PostgreSQL and Redis: refuse otherwise."""
+    if workers == 1:
+        return
+    if db.startswith("sqlite"):
+        fail(
+            "several workers need PostgreSQL (--db postgresql+asyncpg://…): SQLite has "
+            "a single writer and this IdP serialises it within one process",
+            Reason.MALFORMED_REQUEST,
+        )
+    if not redis:
+        fail(
+            "several workers need --redis: each worker would otherwise keep its own "
+            "proof-replay cache, and one captured /token request would be minted once "
+            "per worker",
+            Reason.MALFORMED_REQUEST,
+        )
+
+
+def _admin_token(given: str | None, key_file: Path) -> str:
+    """The given admin token if it is strong; without one, a generated token written
+    (0600) beside the key file. The token itself is never printed."""
+    from ajwt_core.idp.admin_token import (
+        admin_token_file,
+        generate_admin_token,
+        weakness,
+        write_admin_token,
+    )
+
+    if given:
+        why = weakness(given)
+        if why is not None:
+            fail(
+                f"the administrator token ({ADMIN_TOKEN_ENV} or --admin-token) is too weak: "
+                f"{why}. Generate one with: "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                Reason.WEAK_ADMIN_TOKEN,
+            )
+        return given
+    token = generate_admin_token()
+    path = admin_token_file(key_file)
+    try:
+        write_admin_token(path, token)
+    except OSError as exc:
+        fail(f"cannot write the generated administrator token to {path}: {exc}", IO_ERROR)
+    print_warning(
+        f"no --admin-token or {ADMIN_TOKEN_ENV} given; generated an administrator token "
+        f"for this run and wrote it to {path} (mode 0600)"
+    )
+    return token
 
 
 @app.command("rotate-key")
@@ -252,11 +297,12 @@ def rotate_key(
         int,
         typer.Option(
             help="Publish the new key now but sign with it only after this many seconds, "
-            "so every resource server has fetched it before its first token (use at least "
-            "their JWKS refresh interval).",
+            "so every resource server has fetched it before its first token. The default "
+            "is the resource servers' JWKS refresh period (300 s) plus the longest token "
+            "lifetime (300 s); use at least your resource servers' refresh period.",
             min=0,
         ),
-    ] = 0,
+    ] = DEFAULT_ACTIVATE_AFTER,
 ) -> None:
     """Add a new signing key to the key file and print its kid.
 
@@ -268,13 +314,7 @@ def rotate_key(
     from ajwt_core.idp.keystore import rotate_key_file
     from ajwt_core.keys import SigningKeySet
 
-    if not key_file.is_file():
-        fail(
-            f"there is no signing-key file at {str(key_file)!r}; "
-            "'ajwt idp serve' creates it on first start",
-            IO_ERROR,
-        )
-    _check_key_file_mode(key_file)
+    _require_key_file(key_file)
     kid = rotate_key_file(key_file, activate_after=activate_after)
     published = len(SigningKeySet.from_json(key_file.read_text()).keys)
     typer.echo(kid)
@@ -284,3 +324,58 @@ def rotate_key(
         f"{activate_after} s (or after their restart)",
         err=True,
     )
+
+
+@app.command("retire-key")
+def retire_key(
+    kid: Annotated[str, typer.Argument(help="The kid of the key to retire.")],
+    key_file: KeyFileOption = DEFAULT_KEY_FILE,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="If KID is the active signing key, add a new key that signs at once "
+            "(without it, retiring the active key is refused).",
+        ),
+    ] = False,
+) -> None:
+    """Retire a signing key at once, e.g. a compromised one.
+
+    The key leaves the JWKS and the IdP refuses the tokens it signed within a second;
+    resource servers refuse them after their next JWKS refresh (at most 300 s with the
+    default JWKSCache, at once after a restart). Prints the kid of the replacement key
+    when one was added.
+    """
+    from ajwt_core.errors import AJWTError
+    from ajwt_core.idp.keystore import load_signing_keys, retire_key_file
+
+    _require_key_file(key_file)
+    if not replace and load_signing_keys(key_file).active.kid == kid:
+        fail(
+            f"{kid} is the active signing key; retire it with --replace, which adds a "
+            "key that signs at once",
+            Reason.INVALID_KEY,
+        )
+    try:
+        replacement = retire_key_file(key_file, kid, replace=replace)
+    except AJWTError as exc:
+        fail(exc.description, exc.reason)
+    if replacement is not None:
+        typer.echo(replacement)
+    typer.echo(
+        f"retired signing key {printable(kid)} from {key_file}"
+        + (f"; key {replacement} signs from now on" if replacement else "")
+        + "; running IdP workers stop accepting its tokens within a second, resource "
+        "servers after their next JWKS refresh",
+        err=True,
+    )
+
+
+def _require_key_file(key_file: Path) -> None:
+    if not key_file.is_file():
+        fail(
+            f"there is no signing-key file at {str(key_file)!r}; "
+            "'ajwt idp serve' creates it on first start",
+            IO_ERROR,
+        )
+    _check_key_file_mode(key_file)

@@ -9,6 +9,7 @@ with who made it: agent, step, tool, delegation chain and user.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -116,11 +117,22 @@ class ReferenceApi:
 
 
 def create_api(
-    verifier: Verifier, *, base_url: str | None = None, routes: list[Route] | None = None
+    verifier: Verifier,
+    *,
+    base_url: str | Sequence[str] | None = None,
+    trusted_proxies: Collection[str] = (),
+    routes: list[Route] | None = None,
 ) -> ReferenceApi:
-    """The reference API behind ``verifier`` (its audience is this server's identifier)."""
+    """The reference API behind ``verifier`` (its audience is this server's identifier
+    and, unless ``base_url`` says otherwise, its public origin)."""
     app, state = _build_app()
-    asgi = AJWTMiddleware(app, verifier=verifier, routes=routes or ROUTES, base_url=base_url)
+    asgi = AJWTMiddleware(
+        app,
+        verifier=verifier,
+        routes=routes or ROUTES,
+        base_url=base_url,
+        trusted_proxies=trusted_proxies,
+    )
     return ReferenceApi(app=app, asgi=asgi, state=state)
 
 

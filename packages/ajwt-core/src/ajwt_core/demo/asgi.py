@@ -33,8 +33,12 @@ def api_from_env() -> Any:
         audience=audience,
         keys=JWKSCache(f"{issuer}/.well-known/jwks.json", min_refresh=1.0, max_age=5.0),
         replay=RedisReplayStore.from_url(redis_url) if redis_url else None,
+        # Redis holds what the IdP publishes; until it has (a fresh or wiped Redis, an
+        # IdP without --redis) the status endpoint answers instead.
         revocation=(
-            RedisRevocationChecker.from_url(redis_url)
+            RedisRevocationChecker.from_url(
+                redis_url, fallback=IdPRevocationChecker(issuer, ttl=2.0)
+            )
             if redis_url
             else IdPRevocationChecker(issuer, ttl=2.0)
         ),

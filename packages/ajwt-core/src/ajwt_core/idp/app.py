@@ -6,17 +6,20 @@ A-JWT ``ajwt_reason``) with the right status; no input produces a 500 or a stack
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ajwt_core.dpop import DEFAULT_FUTURE_LEEWAY, DEFAULT_MAX_AGE, VerifiedProof, verify_proof
@@ -27,18 +30,25 @@ from ajwt_core.errors import (
     InvalidRequest,
     InvalidToken,
     Reason,
+    ServerError,
+    SlowDown,
     UnsupportedGrantType,
 )
+from ajwt_core.idp.boundary import ErrorBoundary, NoStore
 from ajwt_core.idp.db import ClientRow, Database
 from ajwt_core.idp.keystore import ReloadingKeys
 from ajwt_core.idp.models import (
+    IDENTIFIER_PATTERN,
+    MAX_IDENTIFIER_LENGTH,
     AgentBatch,
     AgentRegistered,
     AgentRegistration,
     Approval,
     ClientCreated,
     ClientRegistration,
+    ExchangeRequest,
     KeyRotation,
+    MintRequest,
     Revocation,
     RunStart,
     RunStarted,
@@ -46,6 +56,7 @@ from ajwt_core.idp.models import (
     TokenResponse,
     UserTokenRequest,
 )
+from ajwt_core.idp.outages import RETRY_AFTER_SECONDS, Outages
 from ajwt_core.idp.service import (
     AGENT_CHECKSUM_GRANT,
     DELEGATION_TOKEN_TYPE_URI,
@@ -57,6 +68,7 @@ from ajwt_core.idp.service import (
     MintParams,
 )
 from ajwt_core.idp.settings import IdPSettings
+from ajwt_core.idp.throttle import FailureThrottle
 from ajwt_core.integrity import shim_checksum
 from ajwt_core.keys import UPSTREAM_ALGORITHMS, KeyResolver, SigningKeySet
 from ajwt_core.ledger import export_json
@@ -67,23 +79,36 @@ from ajwt_core.rs.stores import (
     RedisRevocationPublisher,
 )
 from ajwt_core.tokens import CLIENT_ASSERTION_TYPE_URI
+from ajwt_core.workflow import MAX_WORKFLOW_VERSION
 
 log = logging.getLogger("ajwt_core.idp")
 
-# Path and query parameters are bounded like the columns they are looked up in.
-Id = Annotated[str, Path(min_length=1, max_length=128)]
-OptionalId = Annotated[str | None, Query(max_length=128)]
-Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# Path and query ids are identifiers, bounded like the columns they are looked up in (a
+# NUL byte or a non-ASCII id never reaches the database).
+Id = Annotated[
+    str, Path(min_length=1, max_length=MAX_IDENTIFIER_LENGTH, pattern=IDENTIFIER_PATTERN)
+]
+OptionalId = Annotated[
+    str | None, Query(max_length=MAX_IDENTIFIER_LENGTH, pattern=IDENTIFIER_PATTERN)
+]
+Version = Annotated[int, Path(ge=1, le=MAX_WORKFLOW_VERSION)]
 MAX_FORM_FIELDS = 32
+#: How often expired client-assertion ``jti`` values are purged (seconds).
+PURGE_INTERVAL: Final = 60.0
+FormModel = TypeVar("FormModel", bound=BaseModel)
 
 
 def error_response(exc: AJWTError) -> JSONResponse:
     headers: dict[str, str] = {}
+    if exc.status_code == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if exc.status_code == 401:
         if isinstance(exc, InvalidClient):
             headers["WWW-Authenticate"] = 'Basic realm="ajwt"'
         else:
             headers["WWW-Authenticate"] = f'DPoP error="{exc.error}", algs="ES256 EdDSA"'
+    if isinstance(exc, SlowDown):
+        headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(
         exc.to_oauth(), status_code=exc.status_code, headers=headers | {"Cache-Control": "no-store"}
     )
@@ -144,7 +169,8 @@ async def _send_error(send: Send, exc: AJWTError, status: int) -> None:
 
 def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None) -> FastAPI:
     """Build the IdP application. Schema and keys are prepared on startup."""
-    db = Database(settings.db_url)
+    outages = Outages()
+    db = Database(settings.db_url, outages=outages)
     keys: SigningKeySet | ReloadingKeys = settings.signing_keys or (
         ReloadingKeys(settings.key_file) if settings.key_file else SigningKeySet.generate()
     )
@@ -156,18 +182,36 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     idp = IdP(settings, db, keys, upstream_keys=upstream)
     # One replay store for every proof the IdP accepts; shared (Redis) across workers.
     proofs: AsyncReplayStore = replay or (
-        RedisReplayStore.from_url(settings.redis_url) if settings.redis_url else MemoryReplayStore()
+        RedisReplayStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+        if settings.redis_url
+        else MemoryReplayStore()
     )
     if settings.redis_url:
-        idp.revocations = RedisRevocationPublisher.from_url(settings.redis_url)
+        idp.revocations = RedisRevocationPublisher.from_url(
+            settings.redis_url, prefix=settings.redis_prefix
+        )
     accepted_shims = sorted({*settings.accepted_shim_checksums, shim_checksum()})
+    admin_failures = settings.admin_throttle or FailureThrottle()
+    replay_backend = "redis" if settings.redis_url and replay is None else "replay cache"
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await db.create_schema()
         if settings.upstream_jwks_url and not settings.upstream_jwks:
             idp.upstream_keys = await _fetch_jwks(settings.upstream_jwks_url)
+        announcer = (
+            asyncio.create_task(_announce_revocations(idp, settings.revocation_sync_interval))
+            if idp.revocations is not None
+            else None
+        )
+        housekeeping = asyncio.create_task(_purge_used_assertions(idp))
         yield
+        tasks = [t for t in (announcer, housekeeping) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await db.dispose()
 
     app = FastAPI(
@@ -202,23 +246,37 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             {"error": error, "error_description": str(exc.detail)}, status_code=exc.status_code
         )
 
-    @app.exception_handler(Exception)
-    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected IdP error", exc_info=exc)
-        return JSONResponse(
-            {"error": "server_error", "error_description": "internal error"}, status_code=500
-        )
+    @app.exception_handler(ClientDisconnect)
+    async def on_disconnect(_request: Request, _exc: ClientDisconnect) -> Response:
+        # The client left mid-body (or the server's body deadline cut it off): there is
+        # no one to answer, and nothing went wrong here worth a traceback.
+        return Response(status_code=400)
+
+    # Anything else (an outage the database layer did not translate, a bug) is answered
+    # by the ErrorBoundary around the whole app, which keeps the connection usable.
 
     # ---------------------------------------------------------------- helpers
 
     def require_admin(request: Request) -> None:
+        client = request.client.host if request.client else None
+        admin_failures.check(client)  # a blocked address is refused before comparing
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         expected = settings.admin_token
-        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(value, expected):
+        # Compared as bytes: compare_digest refuses non-ASCII str (a 500 before).
+        if (
+            not expected
+            or scheme.lower() != "bearer"
+            or not hmac.compare_digest(
+                value.encode("utf-8", "surrogateescape"),
+                expected.encode("utf-8", "surrogateescape"),
+            )
+        ):
+            admin_failures.failed(client)
             raise InvalidClient(
                 Reason.CLIENT_AUTHENTICATION_FAILED, "administrator credential required"
             )
+        admin_failures.succeeded(client)
 
     async def client_from_headers(request: Request) -> ClientRow:
         header = request.headers.get("authorization", "")
@@ -239,7 +297,15 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             proof, method="POST", url=settings.issuer + path, token=token, body=body
         )
         ttl = DEFAULT_MAX_AGE + DEFAULT_FUTURE_LEEWAY
-        if not await proofs.first_use(f"{verified.jkt}:{verified.jti}", ttl):
+        try:
+            first = await proofs.first_use(
+                f"{verified.jkt}:{verified.jti}", ttl, issued_at=verified.iat
+            )
+        except ServerError as exc:
+            outages.down(replay_backend, exc)
+            raise
+        outages.up(replay_backend)
+        if not first:
             raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
         return verified
 
@@ -352,6 +418,8 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         scheme, _, token = request.headers.get("x-ajwt-token", "").partition(" ")
         if scheme.lower() != "dpop" or not token:
             raise InvalidToken(Reason.MISSING_TOKEN, "the step's intent token is required")
+        if not token.isascii():
+            raise InvalidToken(Reason.MALFORMED_TOKEN, "the step's intent token is not a JWS")
         body = await request.body()
         path = f"/runs/{run_id}/steps/{step}/complete"
         proof = await header_proof(request, path, body=body, token=token)
@@ -396,7 +464,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         grant = form.get("grant_type")
         proof = await header_proof(request, "/token", body=body)
         if grant == AGENT_CHECKSUM_GRANT:
-            return await idp.mint(client, proof, _mint_params(form))
+            return await idp.mint(client, proof, _mint_params(_form_model(MintRequest, form)))
         if grant == TOKEN_EXCHANGE_GRANT:
             if form.get("subject_token_type") != INTENT_TOKEN_TYPE_URI:
                 raise InvalidRequest(
@@ -407,10 +475,11 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
                 raise InvalidRequest(
                     Reason.MALFORMED_REQUEST, "actor_token_type must be the A-JWT delegation type"
                 )
+            exchange = _form_model(ExchangeRequest, form)
             params = ExchangeParams(
-                mint=_mint_params(form),
-                subject_token=_required(form, "subject_token"),
-                actor_token=_required(form, "actor_token"),
+                mint=_mint_params(exchange),
+                subject_token=exchange.subject_token,
+                actor_token=exchange.actor_token,
             )
             return await idp.exchange(client, proof, params)
         raise UnsupportedGrantType(
@@ -418,7 +487,21 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         )
 
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(NoStore)
+    app.add_middleware(ErrorBoundary, outages=outages)
     return app
+
+
+async def _purge_used_assertions(idp: IdP) -> None:
+    """Forget expired client-assertion ``jti`` values now and then, never per request."""
+    while True:
+        try:
+            await idp.purge_used_assertions()
+        except ServerError:
+            pass  # the database is down: Outages has said so once
+        except Exception:
+            log.exception("purging expired client assertions failed")
+        await asyncio.sleep(PURGE_INTERVAL)
 
 
 def _parse_form(request: Request, body: bytes) -> dict[str, str]:
@@ -464,23 +547,52 @@ def _token_credential(request: Request, form: dict[str, str]) -> ClientCredentia
     raise InvalidClient(Reason.CLIENT_AUTHENTICATION_FAILED, "client authentication is required")
 
 
-def _mint_params(form: dict[str, str]) -> MintParams:
-    digest = form.get("input_digest")
-    if digest is not None and not (digest.startswith("sha256:") and len(digest) == 71):
-        raise InvalidRequest(Reason.MALFORMED_REQUEST, "input_digest must be 'sha256:<hex>'")
-    resource = _required(form, "resource")
-    if not resource.startswith(("https://", "http://")) or len(resource) > 512:
-        raise InvalidRequest(Reason.MALFORMED_REQUEST, "resource must be an absolute http(s) URI")
+def _form_model(model: type[FormModel], form: dict[str, str]) -> FormModel:
+    """The form validated by ``model`` (the boundary types of ``idp.models``)."""
+    try:
+        return model.model_validate(form)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "form"
+        if first["type"] == "missing":
+            raise InvalidRequest(
+                Reason.MISSING_PARAMETER, f"parameter {name!r} is required"
+            ) from None
+        raise InvalidRequest(
+            Reason.MALFORMED_REQUEST, f"parameter {name!r} is invalid: {first['msg']}"
+        ) from None
+
+
+def _mint_params(form: MintRequest) -> MintParams:
     return MintParams(
-        agent_id=_required(form, "agent_id"),
-        agent_checksum=_required(form, "agent_checksum"),
-        run_id=_required(form, "run_id"),
-        step=form.get("step") or None,
-        tool=_required(form, "tool"),
-        resource=resource,
-        scope=form.get("scope"),
-        input_digest=digest,
+        agent_id=form.agent_id,
+        agent_checksum=form.agent_checksum,
+        run_id=form.run_id,
+        step=form.step,
+        tool=form.tool,
+        resource=form.resource,
+        scope=form.scope,
+        input_digest=form.input_digest,
     )
+
+
+async def _announce_revocations(idp: IdP, interval: float) -> None:
+    """Keep Redis in step with the revocations in the database (DESIGN §12): republish
+    them all on start and whenever Redis lost them, and publish those still pending."""
+    force = True  # on start: Redis may hold less than the database (a restart, a crash)
+    failing = False
+    while True:
+        try:
+            await idp.announce_revocations(force=force)
+        except Exception:  # Redis or the database is down: retry on the next pass
+            if not failing:
+                log.warning("cannot announce revocations to Redis; retrying", exc_info=True)
+            failing = True
+        else:
+            if failing:
+                log.warning("revocations announced to Redis again")
+            force = failing = False
+        await asyncio.sleep(interval)
 
 
 async def _fetch_jwks(url: str) -> KeyResolver:

@@ -3,11 +3,18 @@
 SQLite (a file, WAL mode) by default, PostgreSQL (asyncpg, async) by URL. SQLite calls
 take tens of microseconds, so the embedded default runs them inline on the event loop
 through SQLAlchemy's sync engine: aiosqlite's thread hand-off per call cost more than
-the queries (26 hops, ~15 ms of a mint on a busy 2-core machine). Every write that issues a token
+the queries (26 hops, ~15 ms of a mint on a busy 2-core machine). Inline calls must never
+wait, so SQLite never sleeps on a lock (``busy_timeout=0``): a write transaction takes
+the write lock up front (``BEGIN IMMEDIATE``) and, if another process holds it, retries
+with ``asyncio.sleep`` for a bounded time, then answers 503. Every write that issues a token
 or appends to a run ledger happens inside one transaction together with that ledger
 entry, so a crash never leaves a token without its entry. Appends to one run's ledger
 are serialised: a row lock on the run (PostgreSQL ``SELECT … FOR UPDATE``) or the single
 SQLite writer, plus the ``(run_id, seq)`` primary key as the last line of defence.
+
+A backend failure (connection refused or lost, disk full, the file locked) leaves this
+module as :class:`~ajwt_core.errors.ServerError` (503), and is logged once per outage by
+:class:`~ajwt_core.idp.outages.Outages`, not once per request.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any, ClassVar, Protocol, TypeVar, cast
+from typing import Any, ClassVar, Final, Protocol, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -33,7 +40,8 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     async_sessionmaker,
@@ -41,7 +49,15 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from ajwt_core.errors import NotFound, Reason
+from ajwt_core.errors import AJWTError, NotFound, Reason
+from ajwt_core.idp.outages import Outages, database_outage, unavailable
+from ajwt_core.tokens import JKT_LENGTH, MAX_CLAIM_LENGTH
+
+#: How long a write waits for SQLite's write lock held by another process (a backup, a
+#: second process on the same file) before answering 503; the wait is asyncio sleeps.
+SQLITE_LOCK_WAIT: Final = 0.25
+#: Schema migrations on start may wait longer for that lock.
+SQLITE_MIGRATION_LOCK_WAIT: Final = 10.0
 
 
 class Base(DeclarativeBase):
@@ -127,11 +143,25 @@ class DelegationRow(Base):
 
     __tablename__ = "delegations"
 
-    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
+    # ``<delegator jkt>:<assertion jti>``: as long as the delegation claims allow.
+    jti: Mapped[str] = mapped_column(String(JKT_LENGTH + 1 + MAX_CLAIM_LENGTH), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
     assertion_hash: Mapped[str] = mapped_column(String(80))
     seq: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RevocationRow(Base):
+    """Every revocation, written in the revoking transaction: what the IdP republishes to
+    Redis when Redis lost it, and an outbox (``published_at`` NULL until it reached
+    Redis) so a revocation committed while Redis was unreachable is announced later."""
+
+    __tablename__ = "revocations"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ident: Mapped[str] = mapped_column(String(128), primary_key=True)
+    revoked_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    published_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class UsedAssertionRow(Base):
@@ -139,7 +169,7 @@ class UsedAssertionRow(Base):
 
     __tablename__ = "used_client_assertions"
 
-    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(MAX_CLAIM_LENGTH), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
@@ -198,15 +228,21 @@ async def execute_core(session: DbSession, statement: Any, params: dict[str, Any
 class Database:
     """The engine and ``transaction()`` / ``read()``: one unit of work each."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, outages: Outages | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        #: Up/down state of the database, shared with the HTTP layer's 503 answers.
+        self.outages = outages or Outages()
         self._engine: AsyncEngine | None = None
         self._sync_engine: Engine | None = None
+        self._write_engine: Engine | None = None
         if self.is_sqlite:
             sync_url = url.replace("sqlite+aiosqlite://", "sqlite://", 1)
             self._sync_engine = create_engine(sync_url)
             event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self._sync_engine, "begin", _sqlite_begin)
+            # The same pool; its transactions take the write lock at BEGIN.
+            self._write_engine = self._sync_engine.execution_options(**{_SQLITE_WRITE: True})
         else:
             # No pre-ping (it cost ~1.5 ms per mint, measured): a connection found dead is
             # invalidated by the failing statement, and recycling bounds its age.
@@ -225,13 +261,22 @@ class Database:
 
     async def run_with_connection(self, work: Callable[[Any], None]) -> None:
         """Run ``work(connection)`` in one transaction on a sync-style connection."""
-        if self._sync_engine is not None:
-            with self._sync_engine.begin() as connection:
-                work(connection)
-            return
-        assert self._engine is not None
-        async with self._engine.begin() as connection:
-            await connection.run_sync(work)
+        try:
+            if self._write_engine is not None:
+                connection = await self._sqlite_begin_write(
+                    self._write_engine.connect, SQLITE_MIGRATION_LOCK_WAIT
+                )
+                with connection:
+                    work(connection)
+                    connection.commit()
+                return
+            assert self._engine is not None
+            async with self._engine.begin() as async_connection:
+                await async_connection.run_sync(work)
+        except Exception as exc:
+            if not self._outage(exc):
+                raise
+            raise unavailable("database") from None
 
     async def dispose(self) -> None:
         if self._sync_engine is not None:
@@ -242,23 +287,38 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[DbSession]:
         """A session in one transaction: committed on success, rolled back on error."""
-        if self._sync_engine is not None:
-            assert self._write_lock is not None
-            async with self._write_lock:
-                with Session(self._sync_engine, expire_on_commit=False) as sync, sync.begin():
-                    yield _InlineSession(sync)
-            return
-        async with self._sessions() as session, session.begin():
-            yield cast(DbSession, session)
+        try:
+            if self._write_engine is not None:
+                assert self._write_lock is not None
+                async with self._write_lock:
+                    sync = await self._sqlite_begin_write(self._write_session, SQLITE_LOCK_WAIT)
+                    begun = sync.get_transaction()
+                    assert begun is not None
+                    with sync, begun:
+                        yield _InlineSession(sync)
+            else:
+                async with self._sessions() as session, session.begin():
+                    yield cast(DbSession, session)
+        except Exception as exc:
+            if not self._outage(exc):
+                raise
+            raise unavailable("database") from None
+        self.outages.up("database")
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[DbSession]:
-        if self._sync_engine is not None:
-            with Session(self._sync_engine, expire_on_commit=False) as sync:
-                yield _InlineSession(sync)
-            return
-        async with self._sessions() as session:
-            yield cast(DbSession, session)
+        try:
+            if self._sync_engine is not None:
+                with Session(self._sync_engine, expire_on_commit=False) as sync:
+                    yield _InlineSession(sync)
+            else:
+                async with self._sessions() as session:
+                    yield cast(DbSession, session)
+        except Exception as exc:
+            if not self._outage(exc):
+                raise
+            raise unavailable("database") from None
+        self.outages.up("database")
 
     async def fetch_one(self, statement: Any, params: dict[str, Any]) -> Any:
         """One Core row (or None) on a short connection of its own, outside any session.
@@ -266,12 +326,52 @@ class Database:
         For the hot read-only lookups (client authentication): a Core select costs a
         fraction of an ORM session and ``get`` (measured: ~40 µs against ~160 µs).
         """
-        if self._sync_engine is not None:
-            with self._sync_engine.connect() as connection:
-                return connection.execute(statement, params).first()
-        assert self._engine is not None
-        async with self._engine.connect() as connection:
-            return (await connection.execute(statement, params)).first()
+        try:
+            if self._sync_engine is not None:
+                with self._sync_engine.connect() as connection:
+                    row = connection.execute(statement, params).first()
+            else:
+                assert self._engine is not None
+                async with self._engine.connect() as async_connection:
+                    row = (await async_connection.execute(statement, params)).first()
+        except Exception as exc:
+            if not self._outage(exc):
+                raise
+            raise unavailable("database") from None
+        self.outages.up("database")
+        return row
+
+    def _outage(self, exc: Exception) -> bool:
+        """Whether ``exc`` means the database is unavailable (then noted, once)."""
+        if isinstance(exc, AJWTError) or not database_outage(exc):
+            return False
+        self.outages.down("database", exc)
+        return True
+
+    def _write_session(self) -> Session:
+        assert self._write_engine is not None
+        session = Session(self._write_engine, expire_on_commit=False)
+        session.begin()
+        return session
+
+    async def _sqlite_begin_write(self, open_: Callable[[], _Opened], wait: float) -> _Opened:
+        """``open_()`` and begin its transaction (``BEGIN IMMEDIATE``), retrying with
+        asyncio sleeps while another process holds the write lock, for at most ``wait``
+        seconds (once only while the database is already known to be down)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (0.0 if self.outages.is_down("database") else wait)
+        delay = 0.002
+        while True:
+            opened = open_()
+            try:
+                opened.connection() if isinstance(opened, Session) else opened.begin()
+                return opened
+            except OperationalError as exc:
+                opened.close()
+                if not _sqlite_locked(exc) or loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     async def lock_run(self, session: DbSession, run_id: str) -> RunRow:
         """Read a run for update (appends to its ledger are serialised per run).
@@ -287,19 +387,40 @@ class Database:
         return detached(RunRow, row)
 
 
+_Opened = TypeVar("_Opened", Session, Connection)
+_SQLITE_WRITE = "ajwt_sqlite_write"
+
+
 _RUN = select(cast(Table, RunRow.__table__)).where(RunRow.run_id == bindparam("run_id"))
 _RUN_FOR_UPDATE = _RUN.with_for_update()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy, not the driver, begins transactions (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # Never sleep inside SQLite: its calls run inline on the event loop. A write waits
+    # for the lock with asyncio sleeps instead (Database._sqlite_begin_write); a WAL
+    # reader does not wait for writers at all.
+    cursor.execute("PRAGMA busy_timeout=0")
     # WAL: readers do not block the writer; synchronous=NORMAL is durable against a
     # process crash (the case we guarantee), fsyncing at checkpoints.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # A write transaction takes the write lock at BEGIN, before any of its work, so the
+    # lock can be waited for (asynchronously) and the work never meets SQLITE_BUSY. A
+    # read runs in autocommit, as the driver did before: WAL readers take no lock.
+    if connection.get_execution_options().get(_SQLITE_WRITE):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_locked(exc: OperationalError) -> bool:
+    return "locked" in str(exc.orig) or "busy" in str(exc.orig)
 
 
 def detached(entity: type[T], row: Any) -> T:

@@ -1,14 +1,70 @@
-"""Request and response bodies of the IdP's JSON endpoints (also its OpenAPI schema)."""
+"""Request and response bodies of the IdP's endpoints (also its OpenAPI schema).
+
+This is where the IdP validates what it is sent, once, at the boundary: every field a
+request may carry has a type here that admits only what the protocol allows and the
+columns can hold (no NUL or other control characters, no lone surrogates, no value
+longer or larger than its column). A refusal is ``invalid_request`` naming the field.
+
+>>> from pydantic import ValidationError
+>>> try:
+...     MintRequest.model_validate({"agent_id": "planner", "agent_checksum": "sha256:é",
+...         "run_id": "run-1", "tool": "read_file", "resource": "https://api.example"})
+... except ValidationError as exc:
+...     print(exc.errors()[0]["loc"])
+('agent_checksum',)
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ajwt_core.tokens import CONTROL_CHARACTERS, MAX_TOKEN_BYTES
+from ajwt_core.workflow import MAX_WORKFLOW_VERSION, ToolName
+
+#: The one alphabet of every id the IdP issues or looks up: clients, runs, intents,
+#: registrations, workflows, steps, agents (ASCII, so it fits any column encoding).
+IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9._:@-]+$"
+MAX_IDENTIFIER_LENGTH: Final = 128
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+
 Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
+    str,
+    StringConstraints(min_length=1, max_length=MAX_IDENTIFIER_LENGTH, pattern=IDENTIFIER_PATTERN),
 ]
+#: A person or system named in the ledger (a user subject, an approver): printable text.
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, pattern=f"^[^{CONTROL_CHARACTERS}]+$")
+]
+#: Free text a person wrote (a run's intent): lines and tabs, no other control character.
+HumanText = Annotated[
+    str,
+    StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"),
+]
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), joined by spaces (a
+# requested scope may repeat spaces: it is split on whitespace, never stored as sent).
+_SCOPE_CHARACTERS = r"\x21\x23-\x5b\x5d-\x7e"
+ScopeToken = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=f"^[{_SCOPE_CHARACTERS}]+$")
+]
+ScopeList = Annotated[str, StringConstraints(max_length=2048, pattern=f"^[ {_SCOPE_CHARACTERS}]*$")]
+Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+ShimChecksum = Annotated[str, StringConstraints(pattern=r"^(sha256=)?[0-9a-f]{64}$")]
+#: An RFC 8707 resource indicator: an absolute http(s) URI, visible ASCII only.
+ResourceUri = Annotated[str, StringConstraints(max_length=512, pattern=r"^https?://[\x21-\x7e]+$")]
+CompactToken = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TOKEN_BYTES)]
+Version = Annotated[int, Field(ge=1, le=MAX_WORKFLOW_VERSION)]
+
+
+def is_identifier(value: str) -> bool:
+    """Whether ``value`` is a well-formed IdP identifier (checked before any lookup).
+
+    >>> is_identifier("client-1f2e"), is_identifier("a b"), is_identifier("x" * 129)
+    (True, False, False)
+    """
+    return len(value) <= MAX_IDENTIFIER_LENGTH and _IDENTIFIER.fullmatch(value) is not None
 
 
 class _Body(BaseModel):
@@ -17,10 +73,10 @@ class _Body(BaseModel):
 
 class ClientRegistration(_Body):
     client_id: Identifier | None = None
-    scopes: list[str] = Field(default_factory=list, max_length=100)
+    scopes: list[ScopeToken] = Field(default_factory=list, max_length=100)
     auth_method: Literal["client_secret_basic", "private_key_jwt"] = "client_secret_basic"
     jwks: dict[str, Any] | None = None
-    shim_checksums: list[str] = Field(default_factory=list, max_length=20)
+    shim_checksums: list[ShimChecksum] = Field(default_factory=list, max_length=20)
     allow_runtime_registration: bool = True
 
 
@@ -36,7 +92,7 @@ class AgentRegistration(_Body):
     the IdP takes the public key from the verified proof, never from a separate field)."""
 
     manifest: dict[str, Any]
-    proof: str = Field(max_length=4096)
+    proof: str = Field(min_length=1, max_length=4096)
     expires_in: int | None = Field(default=None, ge=60, le=30 * 24 * 3600)
 
 
@@ -45,7 +101,7 @@ class AgentBatch(_Body):
 
 
 class KeyRotation(_Body):
-    proof: str = Field(max_length=4096)
+    proof: str = Field(min_length=1, max_length=4096)
     expires_in: int | None = Field(default=None, ge=60, le=30 * 24 * 3600)
     retire_previous: bool = False
 
@@ -61,9 +117,9 @@ class AgentRegistered(BaseModel):
 
 class RunStart(_Body):
     workflow_id: Identifier
-    workflow_version: int | None = Field(default=None, ge=1)
-    subject_token: str = Field(min_length=1, max_length=8192)
-    intent: str = Field(default="", max_length=2000)
+    workflow_version: Version | None = None
+    subject_token: CompactToken
+    intent: HumanText = ""
 
 
 class RunStarted(BaseModel):
@@ -73,10 +129,12 @@ class RunStarted(BaseModel):
     workflow: dict[str, Any]
     workflow_hash: str
     ledger_head: str
+    #: The IdP-signed checkpoint of the ledger's first entry (``typ: ledger-checkpoint+jwt``).
+    ledger_checkpoint: str
 
 
 class UserTokenRequest(_Body):
-    subject: str = Field(min_length=1, max_length=256)
+    subject: Name
     lifetime: int = Field(default=3600, ge=60, le=24 * 3600)
 
 
@@ -84,11 +142,11 @@ class Revocation(_Body):
     """What to revoke (RFC 7009 style: answers 200 whether or not it existed)."""
 
     kind: Literal["run", "intent", "agent", "client"]
-    id: str = Field(min_length=1, max_length=128)
+    id: Identifier
 
 
 class Approval(_Body):
-    approved_by: str = Field(min_length=1, max_length=256)
+    approved_by: Name
 
 
 class RunStatus(BaseModel):
@@ -108,3 +166,28 @@ class TokenResponse(BaseModel):
     expires_in: int
     scope: str
     issued_token_type: str | None = None
+    #: The IdP-signed checkpoint of the run's ledger up to this token's entry.
+    ledger_checkpoint: str | None = None
+
+
+class MintRequest(BaseModel):
+    """The token endpoint's form fields for a mint (DESIGN §6.5; the exchange adds its two
+    tokens). Other form fields (``grant_type``, client authentication) pass through."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent_id: Identifier
+    agent_checksum: Digest
+    run_id: Identifier
+    step: Identifier | None = None
+    tool: ToolName
+    resource: ResourceUri
+    scope: ScopeList | None = None
+    input_digest: Digest | None = None
+
+
+class ExchangeRequest(MintRequest):
+    """RFC 8693 token exchange: the delegator's intent token and its signed hand-off."""
+
+    subject_token: CompactToken
+    actor_token: CompactToken

@@ -10,15 +10,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import jwt
-from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ajwt_core.checksum import compute_checksum
@@ -33,6 +34,7 @@ from ajwt_core.errors import (
     LedgerError,
     NotFound,
     Reason,
+    ServerError,
     UnauthorizedClient,
 )
 from ajwt_core.idp.db import (
@@ -42,6 +44,7 @@ from ajwt_core.idp.db import (
     DbSession,
     DelegationRow,
     LedgerRow,
+    RevocationRow,
     RunRow,
     UsedAssertionRow,
     WorkflowRow,
@@ -56,19 +59,25 @@ from ajwt_core.idp.models import (
     RunStarted,
     RunStatus,
     TokenResponse,
+    is_identifier,
 )
+from ajwt_core.idp.outages import backend_of
 from ajwt_core.idp.settings import IdPSettings
 from ajwt_core.keys import UPSTREAM_ALGORITHMS, KeyResolver, SigningKeySet, load_public_jwk
 from ajwt_core.ledger import (
     GENESIS_HASH,
+    Anchor,
     EntryKind,
     LedgerEntry,
     LedgerReport,
     chain_after,
     verify_chain,
 )
+from ajwt_core.rs.stores import Revoked
 from ajwt_core.tokens import (
+    DEFAULT_LEEWAY,
     AgentClaim,
+    CheckpointClaims,
     Confirmation,
     IntentClaim,
     IntentTokenClaims,
@@ -77,6 +86,7 @@ from ajwt_core.tokens import (
     decode_delegation_assertion,
     decode_intent_token,
     decode_subject_token,
+    encode_checkpoint,
     encode_intent_token,
     encode_user_token,
     format_scope,
@@ -95,6 +105,8 @@ AGENT_CHECKSUM_GRANT = "agent_checksum"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE_URI = "urn:ietf:params:oauth:token-type:access_token"
 
+log = logging.getLogger("ajwt_core.idp")
+
 
 def _hash_secret(secret: str) -> str:
     # Client secrets are 256-bit random values issued here, so a fast hash is enough
@@ -103,7 +115,16 @@ def _hash_secret(secret: str) -> str:
 
 
 class RevocationPublisher(Protocol):
+    """Where revocations are announced to resource servers (Redis: ``RedisRevocationPublisher``)."""
+
+    #: How long an announcement lasts: revocations older than this need none.
+    ttl: int
+
     async def publish(self, kind: str, ident: str) -> None: ...
+
+    async def republish_if_lost(
+        self, active: Callable[[], Awaitable[Iterable[Revoked]]], *, force: bool = False
+    ) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -256,7 +277,9 @@ class IdP:
                 raise failed from None
             issuer = unverified.get("iss") if isinstance(unverified, dict) else None
             client_id = issuer if isinstance(issuer, str) else None
-        if not client_id or len(client_id) > 128:
+        # Checked before the lookup: a client id is an identifier, and a NUL byte or an
+        # unencodable character must not reach the database.
+        if not client_id or not is_identifier(client_id):
             raise failed
         row = await self.db.fetch_one(_CLIENT, {"client_id": client_id})
         if row is None:
@@ -385,7 +408,9 @@ class IdP:
                     checksum=checksum,
                     manifest=manifest,
                     jwk=proof.jwk,
-                    alg=str(proof.jwk.get("alg") or _alg_for_jwk(proof.jwk)),
+                    # The key's own algorithm: a JWK's optional "alg" member is the
+                    # sender's text, of any length, and never what verifies anything.
+                    alg=_alg_for_jwk(proof.jwk),
                     jkt=proof.jkt,
                     created_at=now,
                     expires_at=now + lifetime,
@@ -533,6 +558,7 @@ class IdP:
             workflow=workflow.canonical(),
             workflow_hash=workflow.workflow_hash,
             ledger_head=entry.entry_hash,
+            ledger_checkpoint=self.checkpoint(entry),
         )
 
     # --------------------------------------------------------------------- mint
@@ -555,6 +581,8 @@ class IdP:
         try:
             result: TokenResponse = await work
             return result
+        except ServerError:
+            raise  # an outage is not a refusal, and the ledger is out of reach anyway
         except AJWTError as exc:
             await self._record_refusal(client, run_id, p, exc)
             raise
@@ -682,6 +710,7 @@ class IdP:
             expires_in=exp - now,
             scope=claims.scope,
             issued_token_type=INTENT_TOKEN_TYPE_URI if delegation else None,
+            ledger_checkpoint=self.checkpoint(entry),
         )
 
     async def _registration(
@@ -708,7 +737,8 @@ class IdP:
             raise InvalidGrant(
                 Reason.AGENT_REGISTRATION_EXPIRED, f"agent {p.agent_id!r}'s registration expired"
             )
-        matching = [r for r in live if hmac.compare_digest(r.checksum, p.agent_checksum)]
+        wanted = p.agent_checksum.encode()
+        matching = [r for r in live if hmac.compare_digest(r.checksum.encode(), wanted)]
         if not matching:
             raise InvalidGrant(
                 Reason.CHECKSUM_MISMATCH,
@@ -883,7 +913,12 @@ class IdP:
                 {"step": step, "agent": claims.agent.id, "jti": claims.jti},
                 self.now(),
             )
-        return {"run_id": run_id, "step": step, "ledger_head": entry.entry_hash}
+        return {
+            "run_id": run_id,
+            "step": step,
+            "ledger_head": entry.entry_hash,
+            "ledger_checkpoint": self.checkpoint(entry),
+        }
 
     async def approve(self, run_id: str, step: str, approved_by: str) -> dict[str, Any]:
         """Grant the approval a step requires; recorded in the run's ledger."""
@@ -908,13 +943,31 @@ class IdP:
 
         ``client`` is None for the administrator; a client may revoke only its own
         runs, intents and registrations. Unknown ids answer as success (RFC 7009 §2.2).
-        Committed first, then announced (Redis), so a resource server never learns of a
-        revocation the IdP could still lose.
+        Committed first (with a ``revocations`` row), then announced (Redis), so a
+        resource server never learns of a revocation the IdP could still lose. If the
+        announcement fails, the answer still says ``revoked`` (it is, at the IdP: no
+        token is minted for it any more) with ``published: false``, and
+        :meth:`announce_revocations` publishes it as soon as Redis answers.
         """
         result = await self._revoke(kind, ident, client)
         if result["revoked"] and self.revocations is not None:
-            await self.revocations.publish("agent" if kind == "agent" else kind, ident)
+            result["published"] = await self._publish(self.revocations, kind, ident)
         return result
+
+    async def _publish(self, publisher: RevocationPublisher, kind: str, ident: str) -> bool:
+        try:
+            await publisher.publish(kind, ident)
+        except Exception as exc:  # noqa: BLE001 - Redis unreachable: the revocation stays pending
+            if backend_of(exc) is not None:
+                self.db.outages.down("redis", exc)
+            log.warning("revocation of %s %s committed; announcing it is pending", kind, ident)
+            return False
+        self.db.outages.up("redis")
+        try:
+            await self._mark_published([(kind, ident)])
+        except SQLAlchemyError:  # it is announced; at worst it is announced again later
+            log.warning("revocation of %s %s announced but not marked so", kind, ident)
+        return True
 
     async def _revoke(self, kind: str, ident: str, client: ClientRow | None) -> dict[str, Any]:
         now = self.now()
@@ -937,12 +990,14 @@ class IdP:
                     await self._append(
                         session, run, EntryKind.REVOKED, {"kind": kind, "id": ident}, now
                     )
+                await _record_revocation(session, kind, ident, now)
                 return {"revoked": True}
             if kind == "agent":
                 agent = await session.get(AgentRow, ident)
                 if agent is None or (client and agent.client_id != client.client_id):
                     return {"revoked": False}
                 agent.revoked_at = agent.revoked_at or now
+                await _record_revocation(session, kind, ident, now)
                 return {"revoked": True}
             if kind == "client":
                 if client is not None:
@@ -953,8 +1008,65 @@ class IdP:
                 if row is None:
                     return {"revoked": False}
                 row.revoked_at = row.revoked_at or now
+                await _record_revocation(session, kind, ident, now)
                 return {"revoked": True}
         raise InvalidRequest(Reason.MALFORMED_REQUEST, f"cannot revoke a {kind!r}")
+
+    async def announce_revocations(self, *, force: bool = False) -> None:
+        """One pass of the revocation announcer (DESIGN §12); the IdP runs it on start
+        (``force``: republish whatever Redis holds) and then every second or so.
+
+        1. If Redis lost what was published (its ``revocations:ready`` marker is gone),
+           republish every revocation recent enough for its tokens to be live, then set
+           the marker (see ``RedisRevocationPublisher.republish_if_lost``).
+        2. Publish the revocations still pending (committed while Redis was unreachable).
+
+        Raises whatever Redis or the database raise; the caller retries on its next pass.
+        """
+        publisher = self.revocations
+        if publisher is None:
+            return
+        cutoff = self.now() - publisher.ttl
+        snapshot: list[_Revocation] = []
+
+        async def active() -> list[_Revocation]:
+            snapshot.extend(await self._revocations(_REVOCATIONS_SINCE, cutoff))
+            return snapshot
+
+        if await publisher.republish_if_lost(active, force=force):
+            await self._mark_published([(r.kind, r.ident) for r in snapshot if r.pending])
+        pending = await self._revocations(_PENDING_REVOCATIONS, cutoff)
+        for item in pending:
+            await publisher.publish(item.kind, item.ident)
+        await self._mark_published([(r.kind, r.ident) for r in pending])
+
+    async def _revocations(self, statement: Any, cutoff: int) -> list[_Revocation]:
+        async with self.db.read() as session:
+            rows = (await execute_core(session, statement, {"cutoff": cutoff})).all()
+        return [
+            _Revocation(kind, ident, at, published is None) for kind, ident, at, published in rows
+        ]
+
+    async def _mark_published(self, items: Sequence[tuple[str, str]]) -> None:
+        if not items:
+            return
+        now = self.now()
+        async with self.db.transaction() as session:
+            await session.execute(
+                _MARK_PUBLISHED, [{"k": kind, "i": ident, "at": now} for kind, ident in items]
+            )
+
+    async def purge_used_assertions(self) -> int:
+        """Forget client-assertion ``jti`` values that can no longer be replayed.
+
+        An assertion is accepted until ``exp`` plus the clock leeway, so its ``jti`` is
+        kept that long and deleted after; run periodically (not per request) by the app.
+        Returns how many were deleted.
+        """
+        cutoff = self.now() - DEFAULT_LEEWAY - 1
+        async with self.db.transaction() as session:
+            result = await execute_core(session, _PURGE_ASSERTIONS, {"cutoff": cutoff})
+        return int(result.rowcount or 0)
 
     async def status(self, run_id: str, registration_id: str | None) -> RunStatus:
         """What a resource server needs to honour revocation (DESIGN §6.9, §7.6)."""
@@ -987,18 +1099,59 @@ class IdP:
 
     async def ledger(self, run_id: str, client: ClientRow | None) -> list[LedgerEntry]:
         async with self.db.read() as session:
-            run = await session.get(RunRow, run_id)
-            if run is None or (client is not None and run.client_id != client.client_id):
-                raise NotFound(Reason.RUN_NOT_FOUND, "no such run")
-            rows = (
-                await session.execute(
-                    select(LedgerRow).where(LedgerRow.run_id == run_id).order_by(LedgerRow.seq)
-                )
-            ).scalars()
-            return [_entry(r) for r in rows]
+            await self._readable_run(session, run_id, client)
+            return await self._entries(session, run_id)
 
     async def verify_ledger(self, run_id: str, client: ClientRow | None) -> LedgerReport:
-        return verify_chain(await self.ledger(run_id, client), run_id=run_id)
+        """Recompute the run's chain and check that it ends at the head stored with the
+        run (``runs.head_hash``/``head_seq``): entries cut from the end, or a ledger
+        emptied, verify as a chain but not against the stored head. (A rewrite of the
+        stored head too is caught only by a checkpoint kept outside the database.)"""
+        async with self.db.read() as session:
+            run = await self._readable_run(session, run_id, client)
+            entries = await self._entries(session, run_id)
+        if len(entries) > run.head_seq + 1:
+            # Appended to after the run row was read (PostgreSQL reads each statement
+            # afresh): the newer head must cover them, or they are not the IdP's.
+            async with self.db.read() as session:
+                run = await self._readable_run(session, run_id, client)
+        if run.head_seq < 0:
+            return verify_chain(entries, run_id=run_id, expected_head=GENESIS_HASH)
+        stored = Anchor(
+            source="head recorded for the run",
+            seq=run.head_seq,
+            entry_hash=run.head_hash,
+            final=True,
+        )
+        return verify_chain(entries, run_id=run_id, anchors=[stored])
+
+    async def _readable_run(
+        self, session: DbSession, run_id: str, client: ClientRow | None
+    ) -> RunRow:
+        run = await session.get(RunRow, run_id)
+        if run is None or (client is not None and run.client_id != client.client_id):
+            raise NotFound(Reason.RUN_NOT_FOUND, "no such run")
+        return run
+
+    async def _entries(self, session: DbSession, run_id: str) -> list[LedgerEntry]:
+        rows = (
+            await session.execute(
+                select(LedgerRow).where(LedgerRow.run_id == run_id).order_by(LedgerRow.seq)
+            )
+        ).scalars()
+        return [_entry(r) for r in rows]
+
+    def checkpoint(self, entry: LedgerEntry) -> str:
+        """A checkpoint of the ledger ending at ``entry``, signed with the active key
+        (DESIGN §12): returned on every append a client asks for, after its commit."""
+        claims = CheckpointClaims(
+            iss=self.settings.issuer,
+            run_id=entry.run_id,
+            seq=entry.seq,
+            head=entry.entry_hash,
+            iat=self.now(),
+        )
+        return encode_checkpoint(claims, self.keys.active)
 
     async def _append(
         self, session: DbSession, run: RunRow, kind: EntryKind, data: dict[str, Any], at: int
@@ -1055,6 +1208,9 @@ _MOVE_HEAD = (
     )
     .values(head_seq=bindparam("new_seq"), head_hash=bindparam("new_hash"))
 )
+_PURGE_ASSERTIONS = delete(cast(Table, UsedAssertionRow.__table__)).where(
+    UsedAssertionRow.expires_at < bindparam("cutoff")
+)
 # Core selects whose rows become detached objects: no identity map, no unit of work.
 _CLIENT = select(cast(Table, ClientRow.__table__)).where(
     ClientRow.client_id == bindparam("client_id")
@@ -1084,6 +1240,38 @@ _RUN_FACTS = select(LedgerRow.seq, LedgerRow.kind, LedgerRow.data).where(
         ]
     ),
 )
+
+
+_revocations = cast(Table, RevocationRow.__table__)
+_REVOCATION_COLUMNS = (
+    _revocations.c.kind,
+    _revocations.c.ident,
+    _revocations.c.revoked_at,
+    _revocations.c.published_at,
+)
+_REVOCATIONS_SINCE = select(*_REVOCATION_COLUMNS).where(
+    _revocations.c.revoked_at >= bindparam("cutoff")
+)
+_PENDING_REVOCATIONS = _REVOCATIONS_SINCE.where(_revocations.c.published_at.is_(None))
+_MARK_PUBLISHED = (
+    update(_revocations)
+    .where(_revocations.c.kind == bindparam("k"), _revocations.c.ident == bindparam("i"))
+    .values(published_at=bindparam("at"))
+)
+
+
+@dataclass(frozen=True)
+class _Revocation(Revoked):
+    pending: bool = False
+
+
+async def _record_revocation(session: DbSession, kind: str, ident: str, now: int) -> None:
+    """The revocation's row, in the revoking transaction; pending until announced."""
+    row = await session.get(RevocationRow, (kind, ident))
+    if row is None:
+        session.add(RevocationRow(kind=kind, ident=ident, revoked_at=now, published_at=None))
+    else:
+        row.published_at = None  # revoked again: announce it again
 
 
 def _entry(row: LedgerRow) -> LedgerEntry:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ajwt_core.idp.throttle import FailureThrottle
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.tokens import MAX_INTENT_LIFETIME
 
@@ -38,7 +39,14 @@ class IdPSettings:
     #: Redis for many workers: the proof replay cache, and revocations published to
     #: resource servers (``ajwt:revoked:<kind>:<id>``).
     redis_url: str | None = None
+    #: The prefix of every Redis key; resource servers reading them use the same one.
+    redis_prefix: str = "ajwt:"
+    #: Seconds between checks that Redis still holds the published revocations (and
+    #: publications of those committed while it was unreachable).
+    revocation_sync_interval: float = 1.0
     max_body_bytes: int = 1 << 20
+    #: Failed admin authentication per client address (default: 10 a minute, then 429).
+    admin_throttle: FailureThrottle | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -13,24 +13,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ajwt_core.errors import AJWTError, UseDPoPNonce
-from ajwt_core.rs.middleware import request_url
+from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
 from ajwt_core.rs.verifier import VerifiedRequest, Verifier, www_authenticate
 from ajwt_core.tokens import IntentTokenClaims
 
 STATE_KEY = "ajwt_verifier"
+ORIGINS_KEY = "ajwt_origins"
 
 
-def install(app: FastAPI, verifier: Verifier, *, base_url: str | None = None) -> None:
-    """Attach the verifier to ``app`` and map A-JWT errors to RFC 6750/9449 responses."""
+def install(
+    app: FastAPI,
+    verifier: Verifier,
+    *,
+    base_url: str | Sequence[str] | None = None,
+    trusted_proxies: Collection[str] = (),
+) -> None:
+    """Attach the verifier to ``app`` and map A-JWT errors to RFC 6750/9449 responses.
+
+    ``base_url`` and ``trusted_proxies`` are :class:`~ajwt_core.rs.AJWTMiddleware`'s: the
+    public origin(s) checked against ``Host`` and the proof's ``htu`` (default: the
+    verifier's ``audience``; a ``ValueError`` if that is not an http(s) origin).
+    """
+    origins = AllowedOrigins.of(verifier.audience, base_url, trusted_proxies)
     setattr(app.state, STATE_KEY, verifier)
-    app.state.ajwt_base_url = base_url
+    setattr(app.state, ORIGINS_KEY, origins)
 
     @app.exception_handler(AJWTError)
     async def _refuse(_request: Request, exc: AJWTError) -> JSONResponse:
@@ -65,12 +78,19 @@ def require_intent(
     )
 
     async def dependency(request: Request) -> IntentTokenClaims:
+        verifier: Verifier | None = getattr(request.app.state, STATE_KEY, None)
+        origins: AllowedOrigins | None = getattr(request.app.state, ORIGINS_KEY, None)
+        if verifier is None or origins is None:
+            # A programming error, not a client's: fail loudly (a 500 and a traceback).
+            raise RuntimeError(
+                "require_intent() needs ajwt_core.rs.fastapi.install(app, verifier) when the "
+                "app is built"
+            )
         verified: VerifiedRequest | None = request.scope.get("ajwt")
-        verifier: Verifier = getattr(request.app.state, STATE_KEY)
         if verified is None or verified.claims is None:
             verified = await verifier.verify(
                 method=request.method,
-                url=request_url(request.scope, getattr(request.app.state, "ajwt_base_url", None)),
+                url=origins.request_url(request.scope),
                 headers=[(k, v) for k, v in request.headers.items()],
                 body=await request.body(),
                 policy=policy,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ajwt_core.errors import AJWTError, InvalidRequest, Reason, UseDPoPNonce
+from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
 from ajwt_core.rs.verifier import Verifier, www_authenticate
 
@@ -76,19 +77,6 @@ async def send_refusal(send: Send, exc: AJWTError, nonce: str | None = None) -> 
     await send({"type": "http.response.body", "body": body})
 
 
-def request_url(scope: Scope, base_url: str | None) -> str:
-    """The URL the client called (for ``htu``): ``base_url`` + path when configured."""
-    path = str(scope.get("root_path", "")) + str(scope["path"])
-    if base_url:
-        return base_url.rstrip("/") + path
-    headers = dict(scope["headers"])
-    host = headers.get(b"host", b"").decode("latin-1")
-    if not host and scope.get("server"):
-        server_host, port = scope["server"]
-        host = f"{server_host}:{port}"
-    return f"{scope.get('scheme', 'http')}://{host}{path}"
-
-
 _REQUIRE_TOKEN = RoutePolicy()
 
 
@@ -97,8 +85,21 @@ class AJWTMiddleware:
 
     ``routes`` is a list of :class:`Route` or a callable ``(method, path) -> policy``;
     ``default`` applies to requests no route matches (``None``: let them through
-    unverified, e.g. health checks). ``base_url`` pins the public URL used for ``htu``
-    instead of trusting the ``Host`` header.
+    unverified, e.g. health checks). ``base_url`` is this server's public origin (or a
+    list of them), against which the proof's ``htu`` is checked; it defaults to the
+    verifier's ``audience`` when that is an ``http(s)`` origin, and construction fails
+    otherwise. A verified request whose ``Host`` is not one of them is refused
+    (``host_not_allowed``). ``trusted_proxies`` (addresses or networks) are the peers whose
+    ``Forwarded`` / ``X-Forwarded-*`` headers may name the origin instead of ``Host``.
+
+    >>> from ajwt_core.keys import SigningKeySet
+    >>> verifier = Verifier(issuer="https://idp.example", audience="https://api.example",
+    ...                     keys=SigningKeySet.generate().verification_keys())
+    >>> async def app(scope, receive, send): ...
+    >>> [o.url for o in AJWTMiddleware(app, verifier=verifier).origins.origins]
+    ['https://api.example']
+    >>> middleware = AJWTMiddleware(app, verifier=verifier, trusted_proxies=["10.0.0.0/8"],
+    ...                             base_url=["https://api.example", "http://api.internal:8000"])
     """
 
     def __init__(
@@ -108,7 +109,8 @@ class AJWTMiddleware:
         verifier: Verifier,
         routes: Sequence[Route] | PolicyResolver = (),
         default: RoutePolicy | None = _REQUIRE_TOKEN,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
+        trusted_proxies: Collection[str] = (),
         max_body_bytes: int = 1 << 20,
         max_header_bytes: int = 32 * 1024,
     ) -> None:
@@ -118,7 +120,7 @@ class AJWTMiddleware:
         self.policy_for: PolicyResolver = (
             routes if callable(routes) else RouteTable(list(routes), default)
         )
-        self.base_url = base_url
+        self.origins = AllowedOrigins.of(verifier.audience, base_url, trusted_proxies)
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,16 +133,13 @@ class AJWTMiddleware:
             return
         nonce = self.verifier.nonces.issue() if self.verifier.nonces else None
         try:
+            url = self.origins.request_url(scope)  # the Host check comes first
             if sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_header_bytes:
                 raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request headers are too large")
-            body = await self._read_body(scope, receive)
+            body, disconnected = await self._read_body(scope, receive)
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
             verified = await self.verifier.verify(
-                method=scope["method"],
-                url=request_url(scope, self.base_url),
-                headers=headers,
-                body=body,
-                policy=policy,
+                method=scope["method"], url=url, headers=headers, body=body, policy=policy
             )
         except AJWTError as exc:
             await send_refusal(send, exc, nonce)
@@ -153,9 +152,10 @@ class AJWTMiddleware:
             return
         scope.setdefault("state", {})["ajwt"] = verified
         scope["ajwt"] = verified
-        await self.app(scope, _replay(body), send)
+        await self.app(scope, _replay(body, receive, disconnected), send)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
+        """The whole body (bounded), and whether the client disconnected meanwhile."""
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request body is too large")
@@ -164,25 +164,29 @@ class AJWTMiddleware:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                return b"".join(chunks), True
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request body is too large")
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+                return b"".join(chunks), False
 
 
-def _replay(body: bytes) -> Receive:
+def _replay(body: bytes, receive: Receive, disconnected: bool) -> Receive:
+    """The app's ``receive``: the body read for verification, then the server's own
+    ``receive``, which waits for the client to go away. Answering ``http.disconnect``
+    at once would make Django cancel the view and Starlette cut a streaming response."""
     sent = False
 
-    async def receive() -> Message:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        if disconnected:
+            return {"type": "http.disconnect"}
+        return await receive()
 
-    return receive
+    return replay

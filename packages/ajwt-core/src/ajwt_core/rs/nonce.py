@@ -20,8 +20,8 @@ class NonceManager:
     """
     >>> nonces = NonceManager(b"k" * 32, lifetime=60, clock=lambda: 1000.0)
     >>> nonce = nonces.issue()
-    >>> nonces.is_valid(nonce), nonces.is_valid("16.forged")
-    (True, False)
+    >>> nonces.is_valid(nonce), nonces.is_valid("16.forged"), nonces.is_valid("16.é")
+    (True, False, False)
     """
 
     def __init__(
@@ -46,10 +46,14 @@ class NonceManager:
         return f"{window}.{self._mac(window)}"
 
     def is_valid(self, nonce: str) -> bool:
+        """Whether ``nonce`` (the proof's, so anyone's text) was issued here recently."""
         window_text, _, mac = nonce.partition(".")
-        if not window_text.isdigit() or len(window_text) > 20:
+        # ASCII digits only: str.isdigit() also admits "²" or "٣", which int() refuses.
+        if not (window_text.isascii() and window_text.isdigit()) or len(window_text) > 20:
             return False
         window = int(window_text)
         if window not in (self._window(), self._window() - 1):
             return False
-        return hmac.compare_digest(mac, self._mac(window))
+        # Bytes: compare_digest refuses a str holding non-ASCII characters.
+        given = mac.encode("utf-8", "surrogatepass")
+        return hmac.compare_digest(given, self._mac(window).encode("ascii"))

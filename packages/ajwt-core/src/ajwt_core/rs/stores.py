@@ -1,63 +1,124 @@
 """Resource-server state that many workers share: replay cache and revocation status.
 
-In memory for one process; Redis (``SET NX EX``) for many workers. Both fail closed: if
-the store cannot answer, the request is refused with 503 rather than let through.
+In memory for one process; Redis for many workers. Both fail closed: if the store cannot
+answer, the request is refused with 503 rather than let through.
+
+Redis holds no state of record (DESIGN §12): the IdP's database is the source of truth
+for revocations, and a replay cache only has to remember proofs for a minute. What Redis
+can do is lose its data (a restart without persistence, a flush), so each kind of state
+carries a marker key that an empty Redis lacks:
+
+* ``<prefix>replay:since`` holds the first proof ``iat`` the replay cache can vouch for.
+  The first worker to find it missing sets it (``SET NX``) to now plus the proof clock
+  leeway, and every worker then refuses older proofs (``replay_state_reset``): a wiped
+  cache cannot tell whether they were used before.
+* ``<prefix>revocations:ready`` is set by the IdP only after it has (re)published every
+  revocation whose tokens may still be live. Without it, the revocation checker fails
+  closed (503), or asks the IdP's status endpoint if given one as ``fallback``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
 from ajwt_core._http import AsyncClients
-from ajwt_core.errors import InvalidToken, Reason, ServerError
+from ajwt_core.dpop import DEFAULT_FUTURE_LEEWAY
+from ajwt_core.errors import InvalidDPoPProof, InvalidToken, Reason, ServerError
 from ajwt_core.replay import InMemoryReplayCache
 from ajwt_core.tokens import IntentTokenClaims
 
 REDIS_PREFIX = "ajwt:"
+#: How long a published revocation is kept; far longer than any token lives (300 s).
+REVOCATION_TTL = 3600
+
+
+def _redis_from_url(url: str) -> Any:
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _unavailable(what: str) -> ServerError:
+    return ServerError(Reason.SERVICE_UNAVAILABLE, f"the {what} is unavailable; try again later")
 
 
 class AsyncReplayStore(Protocol):
-    async def first_use(self, key: str, ttl: float) -> bool:
-        """Record ``key`` for ``ttl`` seconds; False if it was already recorded."""
+    async def first_use(self, key: str, ttl: float, *, issued_at: float) -> bool:
+        """Record ``key`` (a proof's ``jkt:jti``) for ``ttl`` seconds; False if it was
+        already recorded. ``issued_at`` is the proof's ``iat``: a store that may have
+        lost its memory refuses proofs older than that loss (``replay_state_reset``)."""
         ...
 
 
 class MemoryReplayStore:
-    """The core in-memory cache behind the async interface (one process)."""
+    """The core in-memory cache behind the async interface (one process).
+
+    It lives and dies with its process, so ``issued_at`` is not needed here.
+    """
 
     def __init__(self, max_entries: int = 1_000_000) -> None:
         self._cache = InMemoryReplayCache(max_entries)
 
-    async def first_use(self, key: str, ttl: float) -> bool:
+    async def first_use(self, key: str, ttl: float, *, issued_at: float) -> bool:
         return self._cache.first_use(key, ttl)
 
 
 class RedisReplayStore:
-    """``SET ajwt:replay:<jkt>:<jti> 1 NX EX <ttl>``: atomic across workers."""
+    """``SET <prefix>replay:<jkt>:<jti> 1 NX EX <ttl>``: atomic across workers.
 
-    def __init__(self, redis: Any) -> None:
+    The same round trip reads the ``replay:since`` marker (creating it with ``NX`` when
+    Redis lost it), and a proof whose ``iat`` is not after it is refused: the cache was
+    empty when that proof may have been used. ``future_leeway`` is the verifier's
+    tolerance for proofs from the future: a proof accepted just before the loss may
+    carry an ``iat`` that far ahead.
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        prefix: str = REDIS_PREFIX,
+        future_leeway: int = DEFAULT_FUTURE_LEEWAY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._redis = redis
+        self._prefix = prefix
+        self._since_key = f"{prefix}replay:since"
+        self._leeway = future_leeway
+        self._clock = clock
 
     @classmethod
-    def from_url(cls, url: str) -> RedisReplayStore:
-        import redis.asyncio
+    def from_url(cls, url: str, **options: Any) -> RedisReplayStore:
+        return cls(_redis_from_url(url), **options)
 
-        return cls(redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
-
-    async def first_use(self, key: str, ttl: float) -> bool:
+    async def first_use(self, key: str, ttl: float, *, issued_at: float) -> bool:
+        # Record first, then read the marker: a wipe between the two recreates the
+        # marker after this proof's iat, so the proof is refused rather than trusted.
+        since_if_new = int(self._clock()) + self._leeway
         try:
-            created = await self._redis.set(
-                f"{REDIS_PREFIX}replay:{key}", b"1", nx=True, ex=max(1, int(ttl + 0.999))
-            )
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(f"{self._prefix}replay:{key}", b"1", nx=True, ex=max(1, int(ttl + 0.999)))
+                pipe.set(self._since_key, since_if_new, nx=True)
+                pipe.get(self._since_key)
+                created, _, since = await pipe.execute()
         except Exception:  # noqa: BLE001 - any Redis failure: fail closed
-            raise ServerError(
-                Reason.SERVICE_UNAVAILABLE, "the replay cache is unavailable; try again later"
-            ) from None
+            raise _unavailable("replay cache") from None
+        try:
+            epoch = int(since)
+        except (TypeError, ValueError):  # missing (flushed meanwhile) or not ours: no memory
+            epoch = None
+        if epoch is None or issued_at <= epoch:
+            raise InvalidDPoPProof(
+                Reason.REPLAY_STATE_RESET,
+                "the proof is older than the replay cache's memory (it was reset); "
+                "sign a new proof",
+            )
         return bool(created)
 
 
@@ -136,52 +197,134 @@ class IdPRevocationChecker:
 
 
 class RedisRevocationChecker:
-    """Revocations published by the IdP as Redis keys ``ajwt:revoked:<kind>:<id>``."""
+    """Revocations published by the IdP as Redis keys ``<prefix>revoked:<kind>:<id>``.
 
-    def __init__(self, redis: Any) -> None:
+    One ``MGET`` reads the four keys and the IdP's ``revocations:ready`` marker. A key
+    found is a refusal. A missing marker means Redis lost what the IdP published and the
+    IdP has not republished it yet: the answer then comes from ``fallback`` (for example
+    an :class:`IdPRevocationChecker`) or, without one, is a 503 (fail closed).
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        prefix: str = REDIS_PREFIX,
+        fallback: RevocationChecker | None = None,
+    ) -> None:
         self._redis = redis
+        self._prefix = prefix
+        self._ready_key = f"{prefix}revocations:ready"
+        self.fallback = fallback
 
     @classmethod
-    def from_url(cls, url: str) -> RedisRevocationChecker:
-        import redis.asyncio
-
-        return cls(redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
+    def from_url(cls, url: str, **options: Any) -> RedisRevocationChecker:
+        return cls(_redis_from_url(url), **options)
 
     async def check(self, claims: IntentTokenClaims) -> None:
+        prefix = f"{self._prefix}revoked:"
         keys = {
-            Reason.RUN_REVOKED: f"{REDIS_PREFIX}revoked:run:{claims.intent.run_id}",
-            Reason.INTENT_REVOKED: f"{REDIS_PREFIX}revoked:intent:{claims.intent.id}",
-            Reason.AGENT_REVOKED: f"{REDIS_PREFIX}revoked:agent:{claims.agent.registration_id}",
-            Reason.CLIENT_REVOKED: f"{REDIS_PREFIX}revoked:client:{claims.client_id}",
+            Reason.RUN_REVOKED: f"{prefix}run:{claims.intent.run_id}",
+            Reason.INTENT_REVOKED: f"{prefix}intent:{claims.intent.id}",
+            Reason.AGENT_REVOKED: f"{prefix}agent:{claims.agent.registration_id}",
+            Reason.CLIENT_REVOKED: f"{prefix}client:{claims.client_id}",
         }
         try:
-            found = await self._redis.mget(list(keys.values()))
+            ready, *found = await self._redis.mget([self._ready_key, *keys.values()])
         except Exception:  # noqa: BLE001 - any Redis failure: fail closed
-            raise ServerError(
-                Reason.SERVICE_UNAVAILABLE, "the revocation store is unavailable"
-            ) from None
+            raise _unavailable("revocation store") from None
         for reason, value in zip(keys, found, strict=True):
             if value is not None:
                 raise InvalidToken(reason, f"revoked ({reason.value.removesuffix('_revoked')})")
+        if ready is None:
+            if self.fallback is not None:
+                await self.fallback.check(claims)
+                return
+            raise ServerError(
+                Reason.SERVICE_UNAVAILABLE,
+                "the revocation store lost its state and the IdP has not republished it yet; "
+                "try again shortly",
+            )
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """One revocation as the IdP's database records it."""
+
+    kind: str
+    ident: str
+    revoked_at: int
 
 
 class RedisRevocationPublisher:
-    """The IdP side of :class:`RedisRevocationChecker`: sets ``ajwt:revoked:<kind>:<id>``.
+    """The IdP side of :class:`RedisRevocationChecker`: sets ``<prefix>revoked:<kind>:<id>``.
 
-    Keys expire after ``ttl`` seconds, by which time every token of the revoked run,
-    agent or client has expired too (intent tokens live at most 300 s).
+    Keys expire ``ttl`` seconds after the revocation, by which time every token of the
+    revoked run, agent or client has expired too (intent tokens live at most 300 s).
+    :meth:`republish_if_lost` restores them all, and the ``revocations:ready`` marker,
+    when Redis lost them.
     """
 
-    def __init__(self, redis: Any, ttl: int = 3600) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        ttl: int = REVOCATION_TTL,
+        *,
+        prefix: str = REDIS_PREFIX,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._redis = redis
-        self._ttl = ttl
+        self.ttl = ttl
+        self._prefix = prefix
+        self._ready_key = f"{prefix}revocations:ready"
+        self._clock = clock
 
     @classmethod
-    def from_url(cls, url: str, ttl: int = 3600) -> RedisRevocationPublisher:
-        import redis.asyncio
+    def from_url(
+        cls, url: str, ttl: int = REVOCATION_TTL, **options: Any
+    ) -> RedisRevocationPublisher:
+        return cls(_redis_from_url(url), ttl, **options)
 
-        client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        return cls(client, ttl)
+    def _key(self, kind: str, ident: str) -> str:
+        return f"{self._prefix}revoked:{kind}:{ident}"
 
     async def publish(self, kind: str, ident: str) -> None:
-        await self._redis.set(f"{REDIS_PREFIX}revoked:{kind}:{ident}", b"1", ex=self._ttl)
+        """Announce one revocation (raises whatever Redis raises when it cannot)."""
+        await self._redis.set(self._key(kind, ident), b"1", ex=self.ttl)
+
+    async def is_ready(self) -> bool:
+        """Whether the marker is there (Redis still holds what was published)."""
+        return bool(await self._redis.exists(self._ready_key))
+
+    async def republish_if_lost(
+        self,
+        active: Callable[[], Awaitable[Iterable[Revoked]]],
+        *,
+        force: bool = False,
+    ) -> bool:
+        """Republish ``active()`` and set the marker, if the marker is missing (or
+        ``force``); True if it republished.
+
+        The marker is watched (``WATCH``) before ``active()`` reads the database, and the
+        keys and the marker are written in one ``MULTI``/``EXEC``: if Redis restarts or is
+        flushed in between, nothing is written (and the next pass retries), so the marker
+        never stands in a Redis that lacks a revocation committed before it was set. A
+        revocation committed after the read is published by its own request, into this
+        same Redis.
+        """
+        if not force and await self.is_ready():
+            return False
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(self._ready_key)
+            if not force and await pipe.exists(self._ready_key):
+                return False
+            now = int(self._clock())
+            revoked = list(await active())
+            pipe.multi()
+            for item in revoked:
+                remaining = item.revoked_at + self.ttl - now
+                if remaining > 0:
+                    pipe.set(self._key(item.kind, item.ident), b"1", ex=remaining)
+            pipe.set(self._ready_key, str(now))
+            await pipe.execute()
+        return True

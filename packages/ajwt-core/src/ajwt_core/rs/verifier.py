@@ -56,8 +56,10 @@ def _wanted_headers(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 def _single(found: dict[str, list[str]], name: str) -> tuple[int, str | None]:
+    """How many ``name`` headers there are, and the first one's value without the
+    surrounding whitespace (OWS is not part of a field value, RFC 9110 §5.5)."""
     values = found.get(name, ())
-    return len(values), (values[0] if values else None)
+    return len(values), (values[0].strip(" \t") if values else None)
 
 
 class Verifier:
@@ -189,7 +191,9 @@ class Verifier:
         )
         # 5. replay: each (jkt, jti) once within the window.
         ttl = self._proof_max_age + DEFAULT_FUTURE_LEEWAY
-        if not await self.replay.first_use(f"{verified.jkt}:{verified.jti}", ttl):
+        if not await self.replay.first_use(
+            f"{verified.jkt}:{verified.jti}", ttl, issued_at=verified.iat
+        ):
             raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
         # 6. revocation of run / intent / agent / client.
         if self.revocation is not None:

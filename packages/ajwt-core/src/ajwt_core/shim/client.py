@@ -22,6 +22,7 @@ import os
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
@@ -55,9 +56,11 @@ from ajwt_core.shim.context import (
     set_acting,
     set_run,
 )
+from ajwt_core.shim.token_cache import IssuedToken, TokenCache
 from ajwt_core.tokens import (
     CLIENT_ASSERTION_TYPE_URI,
     DelegationClaims,
+    checkpoint_seq_unverified,
     encode_client_assertion,
     encode_delegation_assertion,
     format_scope,
@@ -69,10 +72,10 @@ T = TypeVar("T")
 Operation: TypeAlias = Generator[httpx.Request, httpx.Response, T]
 ManifestSource: TypeAlias = AgentManifest | Mapping[str, Any] | Callable[[], AgentManifest]
 
-#: Reuse a cached token until this many seconds before it expires (DESIGN §6.8).
-REFRESH_MARGIN = 30
 MASTER_SECRET_ENV = "AJWT_SHIM_SECRET"
 _STEP_ANSWERS_MAX = 4096
+#: Runs whose completed steps the shim remembers (least recently used forgotten first).
+_COMPLETED_RUNS_MAX = 4096
 AGENT_CHECKSUM_GRANT = "agent_checksum"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 INTENT_TOKEN_TYPE_URI = "urn:ajwt:params:oauth:token-type:intent"
@@ -105,18 +108,6 @@ class RegisteredAgent:
             self._last_checksum = manifest.checksum()
             self._last_manifest = text
         return self._last_checksum
-
-
-@dataclass(frozen=True)
-class IssuedToken:
-    token: str
-    expires_at: int
-    agent: str
-    run_id: str
-    step: str
-    tool: str
-    audience: str
-    scope: str
 
 
 @dataclass(frozen=True)
@@ -211,11 +202,13 @@ class Shim:
         self._async_transport = async_transport
         self._clock = clock
         self._agents: dict[str, RegisteredAgent] = {}
-        self._tokens: dict[tuple[str, str, str, str, str], IssuedToken] = {}
+        self._tokens = TokenCache(clock=clock)
         # Workflow.step_for answers by (workflow hash, agent, tool, completed steps): asked
         # on every request, and a registered workflow never changes. Refusals not kept.
         self._step_answers: dict[tuple[str, str, str, frozenset[str]], str] = {}
-        self._completed: dict[str, set[str]] = {}
+        self._completed: OrderedDict[str, set[str]] = OrderedDict()
+        # run id -> (seq, checkpoint): the latest ledger checkpoint the IdP returned.
+        self._checkpoints: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._resolvers: list[ContextResolver] = []
         self._lock = threading.Lock()
         self._sync_client: httpx.Client | None = None
@@ -405,7 +398,8 @@ class Shim:
             workflow_hash=result["workflow_hash"],
         )
         with self._lock:
-            self._completed[run.run_id] = set()
+            self._completed_steps_of(run.run_id)
+        self._keep_checkpoint(run.run_id, result)
         return run
 
     def start_run(
@@ -430,7 +424,53 @@ class Shim:
 
     def completed_steps(self, run: Run) -> frozenset[str]:
         with self._lock:
-            return frozenset(self._completed.get(run.run_id, ()))
+            return frozenset(self._completed_steps_of(run.run_id))
+
+    def _completed_steps_of(self, run_id: str) -> set[str]:
+        """The run's completed steps (the caller holds the lock, or is the only user).
+
+        Bounded: a run untouched while ``_COMPLETED_RUNS_MAX`` others were used is
+        forgotten; the IdP, which records completions itself, stays the authority.
+        """
+        steps = self._completed.get(run_id)
+        if steps is None:
+            steps = self._completed[run_id] = set()
+            if len(self._completed) > _COMPLETED_RUNS_MAX:
+                self._completed.popitem(last=False)
+        else:
+            self._completed.move_to_end(run_id)
+        return steps
+
+    def checkpoint(self, run: Run | str) -> str | None:
+        """The latest ledger checkpoint the IdP returned for ``run`` (None before any).
+
+        The IdP signs one on every append this shim asks for (run start, each token,
+        each completion): a JWS (``typ: ledger-checkpoint+jwt``) of the run's ledger
+        length and head. Keep it outside the IdP; ``ajwt audit verify RUN --checkpoint
+        <it> --jwks <IdP JWKS>`` later proves the IdP's ledger was not cut or rewritten
+        before that point (DESIGN §12).
+
+        >>> Shim("http://127.0.0.1:9", "app", client_secret="s").checkpoint("run-1") is None
+        True
+        """
+        run_id = run if isinstance(run, str) else run.run_id
+        with self._lock:
+            kept = self._checkpoints.get(run_id)
+        return kept[1] if kept else None
+
+    def _keep_checkpoint(self, run_id: str, result: Any) -> None:
+        # Responses to concurrent calls may arrive out of order: keep the longest ledger.
+        checkpoint = result.get("ledger_checkpoint") if isinstance(result, dict) else None
+        seq = checkpoint_seq_unverified(checkpoint) if isinstance(checkpoint, str) else None
+        if seq is None:
+            return
+        with self._lock:
+            kept = self._checkpoints.get(run_id)
+            if kept is None or seq > kept[0]:
+                self._checkpoints[run_id] = (seq, str(checkpoint))
+            self._checkpoints.move_to_end(run_id)
+            if len(self._checkpoints) > _COMPLETED_RUNS_MAX:
+                self._checkpoints.popitem(last=False)
 
     # ----------------------------------------------------------------- context
 
@@ -541,16 +581,8 @@ class Shim:
 
     # -------------------------------------------------------------------- mint
 
-    def _cached(self, key: tuple[str, str, str, str, str]) -> IssuedToken | None:
-        issued = self._tokens.get(key)
-        if issued is not None and issued.expires_at - REFRESH_MARGIN > self._clock():
-            return issued
-        return None
-
     def _remember(self, issued: IssuedToken) -> IssuedToken:
-        key = (issued.agent, issued.run_id, issued.step, issued.tool, issued.audience)
-        with self._lock:
-            self._tokens[key] = issued
+        self._tokens.put(issued)
         return issued
 
     def _checked_agent(self, agent_id: str) -> tuple[RegisteredAgent, str]:
@@ -566,7 +598,7 @@ class Shim:
     def _op_token(self, context: AgentContext, audience: str) -> Operation[IssuedToken]:
         step = self.resolve_step(context)
         tool = self._resolve_tool(context, step)
-        cached = self._cached((context.agent, context.run.run_id, step, tool, audience))
+        cached = self._tokens.get((context.agent, context.run.run_id, step, tool, audience))
         if cached is not None:
             # A live agent may have changed since its token was minted (T4): reuse the
             # token only while the agent still has its registered checksum.
@@ -601,6 +633,7 @@ class Shim:
     def _issued(
         self, result: Any, agent: str, run: Run, step: str, tool: str, audience: str
     ) -> IssuedToken:
+        self._keep_checkpoint(run.run_id, result)
         return IssuedToken(
             token=result["access_token"],
             expires_at=int(self._clock()) + int(result["expires_in"]),
@@ -708,18 +741,7 @@ class Shim:
     # --------------------------------------------------------------- delegation
 
     def _latest_token(self, agent: str, run: Run, step: str | None) -> IssuedToken | None:
-        now = self._clock()
-        with self._lock:  # other threads mint while we look
-            issued = list(self._tokens.values())
-        candidates = [
-            t
-            for t in issued
-            if t.agent == agent
-            and t.run_id == run.run_id
-            and (step is None or t.step == step)
-            and t.expires_at - REFRESH_MARGIN > now
-        ]
-        return max(candidates, key=lambda t: t.expires_at, default=None)
+        return self._tokens.latest(agent, run.run_id, step)
 
     def _delegator_step(self, agent: str, run: Run) -> str:
         acting = self.current()
@@ -896,7 +918,8 @@ class Shim:
         )
         result: dict[str, Any] = self._check((yield request))
         with self._lock:
-            self._completed.setdefault(run.run_id, set()).add(the_step)
+            self._completed_steps_of(run.run_id).add(the_step)
+        self._keep_checkpoint(run.run_id, result)
         self._emit("step_completed", AgentContext(agent, run, the_step))
         return result
 

@@ -48,6 +48,8 @@ MAX_WORKFLOW_STEPS: Final = 1000
 MAX_WORKFLOW_JSON_BYTES: Final = 1 << 20
 #: Longest identifier, tool name or scope (the IdP stores them in 128-character columns).
 MAX_NAME_LENGTH: Final = 128
+#: Highest workflow version (the IdP stores versions in 32-bit integer columns).
+MAX_WORKFLOW_VERSION: Final = 2**31 - 1
 #: Highest ``max_visits``: loops are bounded, and a run's ledger with them.
 MAX_VISITS: Final = 100
 
@@ -430,7 +432,7 @@ class Workflow(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: WorkflowId
-    version: StrictInt = Field(ge=1, le=2**31 - 1)
+    version: StrictInt = Field(ge=1, le=MAX_WORKFLOW_VERSION)
     steps: dict[str, Step]
 
     # Derived once at validation (the model is frozen).
@@ -935,7 +937,7 @@ def json_schema() -> dict[str, Any]:
         "required": ["id", "version", "steps"],
         "properties": {
             "id": identifier,
-            "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+            "version": {"type": "integer", "minimum": 1, "maximum": MAX_WORKFLOW_VERSION},
             "steps": {
                 "oneOf": [
                     {

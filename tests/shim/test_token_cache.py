@@ -1,0 +1,86 @@
+"""Issue 12 §6: the shim's token and completion caches are bounded, drop expired
+tokens, and answer each lookup without scanning."""
+
+from __future__ import annotations
+
+from ajwt_core.shim import Shim
+from ajwt_core.shim.client import _COMPLETED_RUNS_MAX
+from ajwt_core.shim.token_cache import REFRESH_MARGIN, IssuedToken, TokenCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def issued(
+    step: str = "plan", *, expires_at: int = 1_000_300, tool: str = "read_file", run: str = "r1"
+) -> IssuedToken:
+    return IssuedToken(
+        f"tok-{step}-{tool}-{expires_at}", expires_at, "planner", run, step, tool, "api", ""
+    )
+
+
+def test_a_cached_token_is_reused_until_its_refresh_margin() -> None:
+    clock = Clock()
+    cache = TokenCache(clock=clock)
+    token = issued()
+    cache.put(token)
+    key = ("planner", "r1", "plan", "read_file", "api")
+    assert cache.get(key) is token
+    clock.now = token.expires_at - REFRESH_MARGIN
+    assert cache.get(key) is None
+    assert cache.latest("planner", "r1", "plan") is None
+
+
+def test_the_cache_is_bounded() -> None:
+    clock = Clock()
+    cache = TokenCache(max_entries=100, clock=clock)
+    for i in range(10_000):
+        cache.put(issued(tool=f"tool-{i}", run=f"run-{i}"))
+    assert len(cache) == 100
+    assert len(cache._latest) <= 100
+    # The newest are kept; the oldest were dropped and would simply be minted again.
+    assert cache.get(("planner", "run-9999", "plan", "tool-9999", "api")) is not None
+    assert cache.get(("planner", "run-0", "plan", "tool-0", "api")) is None
+
+
+def test_expired_tokens_are_pruned_as_new_ones_arrive() -> None:
+    clock = Clock()
+    cache = TokenCache(clock=clock)
+    for i in range(50):
+        cache.put(issued(tool=f"tool-{i}"))
+    clock.now += 300  # all fifty expired
+    cache.put(issued(tool="fresh", expires_at=int(clock.now) + 300))
+    assert len(cache) == 1
+    assert len(cache._latest) == 2  # the fresh token by its step, and by "any step"
+
+
+def test_latest_is_the_live_token_that_expires_last() -> None:
+    clock = Clock()
+    cache = TokenCache(clock=clock)
+    first = issued("plan", expires_at=1_000_200)
+    later = issued("plan", expires_at=1_000_300, tool="other")
+    elsewhere = issued("classify", expires_at=1_000_250)
+    for token in (later, first, elsewhere):  # the order of minting does not matter
+        cache.put(token)
+    assert cache.latest("planner", "r1", "plan") is later
+    assert cache.latest("planner", "r1", "classify") is elsewhere
+    assert cache.latest("planner", "r1", None) is later
+    assert cache.latest("planner", "other-run", None) is None
+    assert cache.latest("supervisor", "r1", None) is None
+
+
+def test_the_shim_remembers_completions_of_a_bounded_number_of_runs() -> None:
+    shim = Shim("http://127.0.0.1:9", "client", client_secret="secret", master_secret=bytes(32))
+    shim._completed_steps_of("first").add("triage")
+    for i in range(_COMPLETED_RUNS_MAX):
+        shim._completed_steps_of(f"run-{i}")
+        if i % 1000 == 0:
+            shim._completed_steps_of("first")  # in use: kept
+    assert len(shim._completed) == _COMPLETED_RUNS_MAX
+    assert shim._completed["first"] == {"triage"}
+    assert "run-0" not in shim._completed  # the least recently used went first
