@@ -280,13 +280,21 @@ class RunState:
 
     # -------------------------------------------------------------------- mints
 
-    def check_mint(self, agent: str, step_id: str | None, tool: str | None) -> MintDecision:
+    def check_mint(
+        self, agent: str, step_id: str | None, tool: str | None, *, approvals: bool = True
+    ) -> MintDecision:
         """Whether ``agent`` may get a token for ``tool`` (None: a step token, for the IdP
         only) in ``step_id`` (None: the step its tool resolves to). Raises the refusal
-        (DESIGN §6.5 steps 6–9) with a sentence that names the cause and the fix."""
+        (DESIGN §6.5 steps 6–9) with a sentence that names the cause and the fix.
+        ``approvals=False`` skips the approval check (a client does not see approvals;
+        the IdP checks them)."""
         wf = self.workflow
         if step_id is None:
-            step_id = self._only_step(agent) if tool is None else self.step_for(agent, tool)
+            step_id = (
+                self._only_step(agent)
+                if tool is None
+                else self.step_for(agent, tool, approvals=approvals)
+            )
         step = wf.step(step_id)
         consultation: Delegated | None = None
         if step.agent == agent:
@@ -320,13 +328,15 @@ class RunState:
         complete_first: tuple[str, ...] = ()
         missing = wf.waits_for(step_id, self.completed)
         if missing:
-            plan = None if consultation is not None else self._advance_plan(agent, step_id)
+            plan = (
+                None if consultation is not None else self._advance_plan(agent, step_id, approvals)
+            )
             if plan is None:
                 raise InvalidGrant(
                     Reason.DEPENDENCIES_INCOMPLETE, self._waiting(agent, step_id, tool, missing)
                 )
             complete_first = tuple(plan)
-        if step.approval and step_id not in self.approved:
+        if approvals and step.approval and step_id not in self.approved:
             raise AccessDenied(
                 Reason.APPROVAL_REQUIRED,
                 f"step {step_id!r} needs an approval before any token for it, and none is "
@@ -357,13 +367,13 @@ class RunState:
             f"agent {agent!r} may act in {steps_phrase(candidates)}; name the step",
         )
 
-    def _advance_plan(self, agent: str, target: str) -> list[str] | None:
+    def _advance_plan(self, agent: str, target: str, approvals: bool = True) -> list[str] | None:
         """The agent's own steps to complete, in order, so that ``target`` may run; None
         if ``target`` waits for anything else (another agent's step, an approval)."""
         done = set(self.completed)
         plan: list[str] = []
         skipped = self.skipped()
-        if self._unblock(agent, target, done, plan, skipped, depth=0):
+        if self._unblock(agent, target, done, plan, skipped, approvals, depth=0):
             return plan
         return None
 
@@ -374,18 +384,21 @@ class RunState:
         done: set[str],
         plan: list[str],
         skipped: Mapping[str, str],
+        approvals: bool,
         depth: int,
     ) -> bool:
         step = self.workflow.steps[target]
         for dep in step.after:
-            if dep not in done and not self._finish(agent, dep, done, plan, skipped, depth):
+            if dep not in done and not self._finish(
+                agent, dep, done, plan, skipped, approvals, depth
+            ):
                 return False
         if step.after_any and not any(d in done for d in step.after_any):
             order = self.workflow.topological_order()
             options = sorted(step.after_any, key=lambda d: (d not in self.entered, order.index(d)))
             for option in options:
                 trial_done, trial_plan = set(done), list(plan)
-                if self._finish(agent, option, trial_done, trial_plan, skipped, depth):
+                if self._finish(agent, option, trial_done, trial_plan, skipped, approvals, depth):
                     done |= trial_done
                     plan[:] = trial_plan
                     break
@@ -400,14 +413,15 @@ class RunState:
         done: set[str],
         plan: list[str],
         skipped: Mapping[str, str],
+        approvals: bool,
         depth: int,
     ) -> bool:
         step = self.workflow.steps[step_id]
         if step.agent != agent or step_id in skipped or depth > len(self.workflow.steps):
             return False
-        if step.approval and step_id not in self.approved:
+        if approvals and step.approval and step_id not in self.approved:
             return False
-        if not self._unblock(agent, step_id, done, plan, skipped, depth + 1):
+        if not self._unblock(agent, step_id, done, plan, skipped, approvals, depth + 1):
             return False
         done.add(step_id)
         plan.append(step_id)
@@ -548,7 +562,7 @@ class RunState:
 
     # ------------------------------------------------------------ resolution
 
-    def step_for(self, agent: str, tool: str) -> str:
+    def step_for(self, agent: str, tool: str, *, approvals: bool = True) -> str:
         """The step an agent's tool call belongs to, when the caller did not name it.
 
         In order of preference: the agent's current step that allows the tool; a step in
@@ -596,7 +610,9 @@ class RunState:
         advanceable = [
             s
             for s in live
-            if s not in self.completed and s not in ready and self._advance_plan(agent, s)
+            if s not in self.completed
+            and s not in ready
+            and self._advance_plan(agent, s, approvals) is not None
         ]
         if advanceable:
             return advanceable[0]
