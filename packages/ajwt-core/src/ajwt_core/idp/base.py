@@ -176,7 +176,7 @@ class IdPBase:
         it to ``state``, and note it in ``events`` for the response."""
         entry = await self._append(session, run, kind, data, self.now())
         state.apply(kind.value, data)
-        events.append({"kind": kind.value, **data})
+        events.append({"entry": kind.value, "data": data})
         return entry
 
     async def _readable_run(

@@ -174,8 +174,9 @@ class TokenResponse(BaseModel):
     ledger_checkpoint: str | None = None
     #: The step the token is for (resolved from the tool when the request named none).
     ajwt_step: str | None = None
-    #: What the mint recorded that moves the run (DESIGN §6.3): steps completed by it,
-    #: entered, reopened, handed on; the shim keeps its copy of the run's position by them.
+    #: What the mint recorded that moves the run (DESIGN §6.3), as ``{"entry": kind,
+    #: "data": {...}}`` ledger entries: steps completed by it, entered, reopened, handed
+    #: on; the shim keeps its copy of the run's position by them.
     ajwt_run_events: list[dict[str, Any]] = []
 
 

@@ -447,12 +447,14 @@ class Shim:
             return
         state = self.run_state(run)
         for event in events:
-            if not isinstance(event, dict) or not isinstance(event.get("kind"), str):
+            if not isinstance(event, dict):
                 continue
-            data = {k: v for k, v in event.items() if k != "kind"}
+            entry, data = event.get("entry"), event.get("data")
+            if not isinstance(entry, str) or not isinstance(data, dict):
+                continue
             with self._lock:
-                state.apply(event["kind"], data)
-            if event["kind"] == "step_completed":
+                state.apply(entry, data)
+            if entry == "step_completed":
                 self._emit(
                     "step_completed",
                     AgentContext(str(data.get("agent", agent)), run, str(data["step"])),
