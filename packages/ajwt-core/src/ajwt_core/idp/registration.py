@@ -48,7 +48,9 @@ def _alg_for_jwk(jwk: dict[str, Any]) -> str:
 class Registration(IdPBase):
     """Workflows (admin) and agents (client-authenticated, DESIGN §6.1–§6.3)."""
 
-    async def register_workflow(self, definition: dict[str, Any]) -> dict[str, Any]:
+    async def register_workflow(self, definition: Workflow | dict[str, Any]) -> dict[str, Any]:
+        """Register a workflow version (admin); the same version again with other content
+        is refused (DESIGN §6.3: a registered version never changes)."""
         workflow = Workflow.from_mapping(definition)
         row = WorkflowRow(
             workflow_id=workflow.id,
