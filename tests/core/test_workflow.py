@@ -26,6 +26,7 @@ from ajwt_core.errors import (
 from ajwt_core.workflow import (
     MAX_WORKFLOW_JSON_BYTES,
     MAX_WORKFLOW_STEPS,
+    RunState,
     Step,
     Workflow,
     reference_workflow,
@@ -69,6 +70,11 @@ def invalid(data: Any) -> InvalidRequest:
         Workflow.from_mapping(data)
     assert info.value.reason == Reason.INVALID_WORKFLOW
     return info.value
+
+
+def at(wf: Workflow, completed: Any = (), approved: Any = ()) -> RunState:
+    """The run state in which ``completed`` steps are done (and were entered)."""
+    return RunState(wf, entered=set(completed), completed=set(completed), approved=set(approved))
 
 
 @pytest.fixture
@@ -198,13 +204,22 @@ def test_rejects_duplicate_keys_anywhere_in_json_text() -> None:
     assert "repeats the key 'agent'" in info.value.description
 
 
-def test_rejects_empty_tool_list() -> None:
-    err = invalid(definition(a={"agent": "x", "tools": []}))
-    assert err.description.startswith("step 'a' has an empty tool list")
+def test_a_step_without_tools_is_a_routing_step() -> None:
+    for body in ({"agent": "x", "tools": []}, {"agent": "x"}):
+        step = Workflow.from_mapping(definition(a=body)).step("a")
+        assert step.is_routing
+        assert step.tools == []
 
 
-def test_rejects_missing_tool_list() -> None:
-    assert invalid(definition(a={"agent": "x"})).description == "step 'a' misses the field 'tools'"
+def test_rejects_scopes_on_a_routing_step() -> None:
+    err = invalid(definition(a={"agent": "x", "scopes": ["repo:read"]}))
+    assert "is a routing step (no tools) with scopes" in err.description
+
+
+def test_rejects_a_step_without_agent() -> None:
+    assert (
+        invalid(definition(a={"tools": ["t"]})).description == "step 'a' misses the field 'agent'"
+    )
 
 
 @pytest.mark.parametrize(
@@ -256,9 +271,9 @@ def test_rejects_scope_that_is_not_an_oauth_scope_token(scope: str) -> None:
 @pytest.mark.parametrize(
     ("field", "values", "expected"),
     [
-        ("tools", ["t", "u", "t"], "lists tool 't' more than once"),
-        ("scopes", ["s", "s"], "lists scope 's' more than once"),
-        ("after", ["b", "b"], "lists step 'b' in 'after' more than once"),
+        ("tools", ["t", "u", "t"], "lists 't' in 'tools' more than once"),
+        ("scopes", ["s", "s"], "lists 's' in 'scopes' more than once"),
+        ("after", ["b", "b"], "lists 'b' in 'after' more than once"),
     ],
 )
 def test_rejects_duplicates_within_a_step(field: str, values: list[str], expected: str) -> None:
@@ -415,8 +430,8 @@ def test_step_of_unknown_id_is_unknown_step(wf: Workflow) -> None:
         lambda wf: wf.ancestors("nope"),
         lambda wf: wf.is_descendant("nope", "plan"),
         lambda wf: wf.is_descendant("plan", "nope"),
-        lambda wf: wf.dependencies_met("nope", set()),
-        lambda wf: wf.missing_dependencies("nope", set()),
+        lambda wf: wf.waits_for("nope", set()),
+        lambda wf: wf.descendants("nope"),
     ],
 )
 def test_queries_on_unknown_steps_raise_unknown_step(query: Any, wf: Workflow) -> None:
@@ -459,19 +474,19 @@ def test_siblings_are_not_descendants_of_each_other() -> None:
     assert not wf.is_descendant("right", "left")
 
 
-def test_dependencies_met_and_missing_dependencies(wf: Workflow) -> None:
-    assert wf.dependencies_met("triage", [])
-    assert not wf.dependencies_met("plan", [])
-    assert wf.dependencies_met("plan", ["triage"])
-    assert wf.missing_dependencies("patch", {"triage"}) == ["classify", "plan"]
-    assert wf.missing_dependencies("patch", {"triage", "plan", "classify"}) == []
+def test_waits_for_names_the_missing_predecessors(wf: Workflow) -> None:
+    assert wf.waits_for("triage", []) == []
+    assert wf.waits_for("plan", []) == ["triage"]
+    assert wf.waits_for("plan", ["triage"]) == []
+    assert wf.waits_for("patch", {"triage"}) == ["classify"]
+    assert wf.waits_for("patch", {"triage", "plan", "classify"}) == []
 
 
 def test_dependencies_count_every_ancestor_not_only_direct_ones(wf: Workflow) -> None:
     # A completed set that skips a step (never produced by a ledger that enforced the
     # order) does not let a later step run.
-    assert not wf.dependencies_met("patch", {"classify"})
-    assert wf.missing_dependencies("patch", {"classify"}) == ["plan", "triage"]
+    assert wf.waits_for("patch", {"classify"}) == ["classify"]
+    assert wf.soundly_completed({"classify", "triage"}) == {"triage"}
 
 
 def test_next_steps_walk_the_reference_workflow(wf: Workflow) -> None:
@@ -521,39 +536,40 @@ def test_remaining_required_ignores_optional_steps() -> None:
 
 
 def test_step_for_finds_the_step_of_a_tool_call(wf: Workflow) -> None:
-    assert wf.step_for("planner", "read_file", {"triage"}) == "plan"
-    assert wf.step_for("supervisor", "list_repos", set()) == "triage"
+    assert at(wf, {"triage"}).step_for("planner", "read_file") == "plan"
+    assert at(wf, set()).step_for("supervisor", "list_repos") == "triage"
 
 
 def test_step_for_refuses_planner_before_triage(wf: Workflow) -> None:
     with pytest.raises(InvalidGrant) as info:
-        wf.step_for("planner", "read_file", set())
+        at(wf, set()).step_for("planner", "read_file")
     assert info.value.reason == Reason.DEPENDENCIES_INCOMPLETE
     assert "'triage'" in info.value.description
 
 
 def test_step_for_names_every_missing_step(wf: Workflow) -> None:
     with pytest.raises(InvalidGrant) as info:
-        wf.step_for("patcher", "create_pull_request", {"triage"})
+        at(wf, {"triage"}).step_for("patcher", "create_pull_request")
     assert info.value.reason == Reason.DEPENDENCIES_INCOMPLETE
-    assert "steps 'classify', 'plan'" in info.value.description
+    assert "waits for step 'classify' (agent 'classifier')" in info.value.description
+    assert "due now: step 'plan' (agent 'planner')" in info.value.description
 
 
 def test_step_for_refuses_agent_without_steps(wf: Workflow) -> None:
     with pytest.raises(UnauthorizedClient) as info:
-        wf.step_for("mallory", "read_file", {"triage"})
+        at(wf, {"triage"}).step_for("mallory", "read_file")
     assert info.value.reason == Reason.WRONG_AGENT_FOR_STEP
 
 
 def test_step_for_refuses_tool_none_of_the_agents_steps_allows(wf: Workflow) -> None:
     with pytest.raises(UnauthorizedClient) as info:
-        wf.step_for("planner", "create_pull_request", {"triage"})
+        at(wf, {"triage"}).step_for("planner", "create_pull_request")
     assert info.value.reason == Reason.TOOL_NOT_ALLOWED
     assert "'read_file'" in info.value.description
 
 
 def test_step_for_reenters_the_one_completed_candidate(wf: Workflow) -> None:
-    assert wf.step_for("planner", "read_file", {"triage", "plan"}) == "plan"
+    assert at(wf, {"triage", "plan"}).step_for("planner", "read_file") == "plan"
 
 
 def test_step_for_refuses_when_several_candidates_are_completed() -> None:
@@ -568,7 +584,7 @@ def test_step_for_refuses_when_several_candidates_are_completed() -> None:
         }
     )
     with pytest.raises(InvalidGrant) as info:
-        wf.step_for("x", "t", {"a", "b"})
+        at(wf, {"a", "b"}).step_for("x", "t")
     assert info.value.reason == Reason.STEP_ALREADY_COMPLETED
 
 
@@ -585,16 +601,16 @@ def _review_workflow() -> Workflow:
 
 def test_step_for_prefers_the_open_step_over_completed_ones() -> None:
     wf = _review_workflow()
-    assert wf.step_for("reviewer", "comment", {"draft", "first_review", "style"}) == (
+    assert at(wf, {"draft", "first_review", "style"}).step_for("reviewer", "comment") == (
         "second_review"
     )
-    assert wf.step_for("reviewer", "lint", {"draft"}) == "style"
+    assert at(wf, {"draft"}).step_for("reviewer", "lint") == "style"
 
 
 def test_step_for_refuses_ambiguous_calls_and_names_the_steps() -> None:
     wf = _review_workflow()
     with pytest.raises(InvalidGrant) as info:
-        wf.step_for("reviewer", "comment", {"draft"})
+        at(wf, {"draft"}).step_for("reviewer", "comment")
     assert info.value.reason == Reason.AMBIGUOUS_STEP
     assert "'first_review'" in info.value.description
     assert "'style'" in info.value.description
@@ -603,39 +619,43 @@ def test_step_for_refuses_ambiguous_calls_and_names_the_steps() -> None:
 def test_step_for_ignores_candidates_still_waiting_when_one_is_ready() -> None:
     wf = _review_workflow()
     # second_review waits for first_review; style is done; first_review is the one.
-    assert wf.step_for("reviewer", "comment", {"draft", "style"}) == "first_review"
+    assert at(wf, {"draft", "style"}).step_for("reviewer", "comment") == "first_review"
 
 
-# -------------------------------------------------------------------- check_step_call
+# ----------------------------------------------------------------------- check_mint
 
 
-def test_check_step_call_returns_the_step(wf: Workflow) -> None:
-    assert wf.check_step_call("plan", "planner", "read_file", {"triage"}) == wf.step("plan")
+def test_check_mint_returns_the_step_and_its_scopes(wf: Workflow) -> None:
+    decision = at(wf, {"triage"}).check_mint("planner", "plan", "read_file")
+    assert (decision.step, decision.scopes, decision.enters) == ("plan", ("repo:read",), True)
 
 
-def test_check_step_call_refuses_unknown_step(wf: Workflow) -> None:
+def test_check_mint_refuses_unknown_step(wf: Workflow) -> None:
     with pytest.raises(InvalidGrant) as info:
-        wf.check_step_call("deploy", "planner", "read_file", {"triage"})
+        at(wf, {"triage"}).check_mint("planner", "deploy", "read_file")
     assert info.value.reason == Reason.UNKNOWN_STEP
 
 
-def test_check_step_call_refuses_another_agents_step(wf: Workflow) -> None:
+def test_check_mint_refuses_another_agents_step(wf: Workflow) -> None:
     with pytest.raises(UnauthorizedClient) as info:
-        wf.check_step_call("patch", "planner", "create_pull_request", set(wf.steps) - {"patch"})
+        at(wf, set(wf.steps) - {"patch"}).check_mint("planner", "patch", "create_pull_request")
     assert info.value.reason == Reason.WRONG_AGENT_FOR_STEP
 
 
-def test_check_step_call_refuses_tool_outside_the_step(wf: Workflow) -> None:
+def test_check_mint_refuses_tool_outside_the_step(wf: Workflow) -> None:
     with pytest.raises(UnauthorizedClient) as info:
-        wf.check_step_call("plan", "planner", "create_pull_request", {"triage"})
+        at(wf, {"triage"}).check_mint("planner", "plan", "create_pull_request")
     assert info.value.reason == Reason.TOOL_NOT_ALLOWED
+    # The refusal names the step that owns the tool and its agent.
+    assert "'patch' (agent 'patcher')" in info.value.description
 
 
-def test_check_step_call_refuses_step_before_its_dependencies(wf: Workflow) -> None:
+def test_check_mint_refuses_step_before_its_dependencies(wf: Workflow) -> None:
     with pytest.raises(InvalidGrant) as info:
-        wf.check_step_call("classify", "classifier", "query_advisories", {"triage"})
+        at(wf, {"triage"}).check_mint("classifier", "classify", "query_advisories")
     assert info.value.reason == Reason.DEPENDENCIES_INCOMPLETE
-    assert "'plan'" in info.value.description
+    assert "'plan' (agent 'planner')" in info.value.description
+    assert "due now: step 'plan'" in info.value.description
 
 
 def _approval_workflow() -> Workflow:
@@ -644,38 +664,41 @@ def _approval_workflow() -> Workflow:
     return Workflow.from_mapping(data)
 
 
-def test_check_step_call_requires_recorded_approval() -> None:
+def test_check_mint_requires_recorded_approval() -> None:
     wf = _approval_workflow()
     done = {"triage", "plan", "classify"}
     with pytest.raises(AccessDenied) as info:
-        wf.check_step_call("patch", "patcher", "create_pull_request", done)
+        at(wf, done).check_mint("patcher", "patch", "create_pull_request")
     assert info.value.reason == Reason.APPROVAL_REQUIRED
     with pytest.raises(AccessDenied):
-        wf.check_step_call("patch", "patcher", "create_pull_request", done, approvals={"plan"})
-    step = wf.check_step_call("patch", "patcher", "create_pull_request", done, {"patch"})
-    assert step.approval
+        at(wf, done, approved={"plan"}).check_mint("patcher", "patch", "create_pull_request")
+    decision = at(wf, done, approved={"patch"}).check_mint(
+        "patcher", "patch", "create_pull_request"
+    )
+    assert decision.step == "patch"
 
 
 @pytest.mark.parametrize(
     ("call", "reason"),
     [
         # wrong agent is reported before a disallowed tool, missing dependencies, approval
-        (("patch", "planner", "rm_rf"), Reason.WRONG_AGENT_FOR_STEP),
+        (("planner", "patch", "rm_rf"), Reason.WRONG_AGENT_FOR_STEP),
         # a disallowed tool before missing dependencies and approval
-        (("patch", "patcher", "rm_rf"), Reason.TOOL_NOT_ALLOWED),
+        (("patcher", "patch", "rm_rf"), Reason.TOOL_NOT_ALLOWED),
         # missing dependencies before approval
-        (("patch", "patcher", "create_pull_request"), Reason.DEPENDENCIES_INCOMPLETE),
+        (("patcher", "patch", "create_pull_request"), Reason.DEPENDENCIES_INCOMPLETE),
     ],
 )
-def test_check_step_call_checks_in_design_order(call: tuple[str, str, str], reason: Reason) -> None:
+def test_check_mint_checks_in_design_order(call: tuple[str, str, str], reason: Reason) -> None:
     with pytest.raises(AJWTError) as info:
-        _approval_workflow().check_step_call(*call, completed=set())
+        at(_approval_workflow()).check_mint(*call)
     assert info.value.reason == reason
 
 
 def test_completed_step_may_be_minted_again(wf: Workflow) -> None:
     # Further calls within a completed step are the IdP's decision, not the workflow's.
-    assert wf.check_step_call("plan", "planner", "read_file", {"triage", "plan"}).agent == "planner"
+    decision = at(wf, {"triage", "plan"}).check_mint("planner", "plan", "read_file")
+    assert (decision.step, decision.enters) == ("plan", False)
 
 
 # --------------------------------------------------------------- check_delegation_edge
@@ -697,7 +720,7 @@ def test_chain_may_delegate_step_by_step(wf: Workflow) -> None:
 
 @pytest.mark.parametrize(
     ("from_step", "to_step"),
-    [("patch", "plan"), ("plan", "plan"), ("classify", "triage"), ("triage", "deploy")],
+    [("patch", "plan"), ("classify", "triage"), ("triage", "deploy")],
 )
 def test_delegation_must_follow_the_dag(wf: Workflow, from_step: str, to_step: str) -> None:
     with pytest.raises(InvalidGrant) as info:

@@ -814,3 +814,18 @@ def test_missing_summary_is_worked_out_from_the_results() -> None:
     assert "legitimate calls accepted 6/6" in page
     report["attacks"][0]["ajwt"]["blocked"] = False
     assert "✘ FAIL: A-JWT blocked 11/12 attacks" in render_markdown(report)
+
+
+def test_the_workflow_is_drawn_beside_the_delegation_tree() -> None:
+    from ajwt_core.workflow import reference_workflow
+
+    report = copy.deepcopy(sample_report()) | {"workflow": reference_workflow().canonical()}
+    page = render_html(report)
+    drawing = re.search(r'<svg[^>]*class="ajwt-workflow".*?</svg>', page, re.S)
+    assert drawing is not None
+    ET.fromstring(drawing.group(0))  # noqa: S314 - our own output: well-formed SVG
+    assert 'class="ajwt-workflow"' in page and 'class="ajwt-tree"' in page
+    markdown = render_markdown(report)
+    assert "```mermaid\nflowchart TD" in markdown
+    # An old report without a workflow still renders.
+    assert "records no workflow" in render_html(sample_report())

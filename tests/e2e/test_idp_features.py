@@ -178,3 +178,21 @@ def test_resource_server_nonce_challenge_is_answered_once(stack: Stack) -> None:
         assert nonces[0] is None and nonces[1] and nonces[2]
     finally:
         server.close()
+
+
+def test_admin_workflow_registration_refuses_repeated_keys(stack: Stack) -> None:
+    # Two steps with one id: FastAPI's JSON parsing would keep the last; the IdP refuses.
+    body = (
+        '{"id": "dup", "version": 1, "steps": {'
+        '"a": {"agent": "x", "tools": ["t"]}, "a": {"agent": "mallory", "tools": ["rm"]}}}'
+    )
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    response = httpx.post(stack.idp_url + "/admin/workflows", content=body, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["ajwt_reason"] == "invalid_workflow"
+    assert "repeats the key 'a'" in response.json()["error_description"]
+    fine = body.replace('"a": {"agent": "mallory"', '"b": {"agent": "mallory"')
+    assert (
+        httpx.post(stack.idp_url + "/admin/workflows", content=fine, headers=headers).status_code
+        == 201
+    )

@@ -42,7 +42,8 @@ def jwks(stack: Stack) -> KeyResolver:
 
 
 def run_with_entries(stack: Stack) -> tuple[Shim, Run]:
-    """run started, token, step completed, delegation, the planner's token: 5 entries."""
+    """run started, triage entered, token, triage completed, delegation, plan entered, the
+    planner's token: 7 entries."""
     shim = stack.shim()
     run = stack.start_run(shim)
     with shim.run(run):
@@ -66,7 +67,7 @@ def test_idp_verify_detects_entries_cut_from_the_end(stack: Stack, idp_db: Path)
     assert report["ok"] is False
     assert report["entries"] == 3 and report["first_bad_seq"] == 3
     assert report["problem"] == (
-        "the ledger ends at entry 2, but the head recorded for the run pins entry 4 "
+        "the ledger ends at entry 2, but the head recorded for the run pins entry 6 "
         "(entries were removed from its end)"
     )
 
@@ -98,10 +99,11 @@ def test_every_append_the_client_asks_for_returns_a_checkpoint(
     minted = decode_checkpoint(after_token, jwks, issuer=stack.idp_url, run_id=run.run_id)
     claims = decode_intent_token(token, jwks, issuer=stack.idp_url, audience=stack.rs_url)
     # The token's checkpoint pins the token's own entry.
-    assert (minted.seq, minted.head) == (1, claims.intent.step_sequence_hash)
+    # (run started, triage entered, the token's entry)
+    assert (minted.seq, minted.head) == (2, claims.intent.step_sequence_hash)
     done = decode_checkpoint(after_completion, jwks, issuer=stack.idp_url, run_id=run.run_id)
     status = httpx.get(f"{stack.idp_url}/runs/{run.run_id}/status", timeout=10).json()
-    assert (done.seq, done.head) == (2, status["ledger_head"])
+    assert (done.seq, done.head) == (3, status["ledger_head"])
     entries = stack.admin.ledger(run.run_id)["entries"]
     anchors = [
         Anchor(source="checkpoint", seq=c.seq, entry_hash=c.head) for c in (first, minted, done)
@@ -126,7 +128,7 @@ def test_shim_keeps_the_latest_checkpoint_of_each_run(stack: Stack, jwks: KeyRes
     kept = [shim.checkpoint(run) for run in runs]
     assert kept[0] is not None and kept[1] is not None
     latest = decode_checkpoint(kept[0], jwks, issuer=stack.idp_url, run_id=runs[0].run_id)
-    assert latest.seq == 6  # run started + six tokens
+    assert latest.seq == 7  # run started, triage entered, six tokens
     other = decode_checkpoint(kept[1], jwks, issuer=stack.idp_url, run_id=runs[1].run_id)
     assert other.seq == 0
     assert shim.checkpoint(runs[0].run_id) == kept[0]

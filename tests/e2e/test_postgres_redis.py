@@ -67,8 +67,9 @@ def test_workflow_runs_on_postgresql(pg_stack: Stack) -> None:
         assert response.json()["caller"]["chain"] == ["supervisor", "planner"]
     report = pg_stack.admin.verify_ledger(run.run_id)
     assert report["ok"]
-    # run started, token, step completed, delegation, the planner's token
-    assert report["entries"] == 5
+    # run started, triage entered, token, triage completed, delegation, plan entered, the
+    # planner's token
+    assert report["entries"] == 7
 
 
 @pytest.mark.postgres
@@ -86,7 +87,9 @@ def test_concurrent_mints_keep_one_ledger_chain_on_postgresql(pg_stack: Stack) -
 
     asyncio.run(main())
     ledger = pg_stack.admin.ledger(run.run_id)["entries"]
-    assert [e["seq"] for e in ledger] == list(range(13))
+    # run started, triage entered (once), twelve tokens
+    assert [e["seq"] for e in ledger] == list(range(14))
+    assert [e["kind"] for e in ledger].count("step_entered") == 1
     assert pg_stack.admin.verify_ledger(run.run_id)["ok"]
 
 

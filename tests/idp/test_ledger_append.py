@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from ajwt_core.errors import LedgerError, Reason
+from ajwt_core.idp.base import _STATE_EVENTS
 from ajwt_core.idp.db import ClientRow, Database, RunRow
-from ajwt_core.idp.service import _RUN_FACTS, IdP
+from ajwt_core.idp.service import IdP
 from ajwt_core.idp.settings import IdPSettings
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.ledger import GENESIS_HASH, EntryKind, verify_or_raise
+from ajwt_core.workflow import Workflow
 
 
 async def _idp_with_run(tmp_path: Path) -> tuple[IdP, str]:
@@ -105,7 +107,7 @@ def test_the_mint_facts_read_uses_the_kind_index(tmp_path: Path) -> None:
         idp, _ = await _idp_with_run(tmp_path)
         engine = idp.db._sync_engine
         assert engine is not None
-        sql = _RUN_FACTS.params(run_id="run-1").compile(
+        sql = _STATE_EVENTS.params(run_id="run-1").compile(
             dialect=engine.dialect, compile_kwargs={"literal_binds": True}
         )
         with engine.connect() as connection:
@@ -118,9 +120,19 @@ def test_the_mint_facts_read_uses_the_kind_index(tmp_path: Path) -> None:
     assert not any("TEMP B-TREE" in step or "SCAN" in step for step in plan), plan
 
 
-def test_facts_keep_ledger_order_for_delegations(tmp_path: Path) -> None:
+def test_run_state_keeps_ledger_order_for_delegations(tmp_path: Path) -> None:
     async def scenario() -> None:
         idp, run_id = await _idp_with_run(tmp_path)
+        workflow = Workflow.from_mapping(
+            {
+                "id": "wf",
+                "version": 1,
+                "steps": {
+                    "r": {"agent": "a"},
+                    "s": {"agent": "b", "tools": ["t"], "after": ["r"]},
+                },
+            }
+        )
         async with idp.db.transaction() as session:
             run = await idp.db.lock_run(session, run_id)
             for n, scope in enumerate(("repo:read", "repo:write")):
@@ -129,7 +141,9 @@ def test_facts_keep_ledger_order_for_delegations(tmp_path: Path) -> None:
                     run,
                     EntryKind.DELEGATION,
                     {
+                        "from": "a",
                         "to": "b",
+                        "from_step": "r",
                         "to_step": "s",
                         "chain": ["a", "b"],
                         "scope": scope,
@@ -138,8 +152,8 @@ def test_facts_keep_ledger_order_for_delegations(tmp_path: Path) -> None:
                     n + 1,
                 )
         async with idp.db.read() as session:
-            facts = await idp._facts(session, run_id)
-        delegated = facts.delegation_to("b", "s")
+            state = await idp._state(session, run_id, workflow)
+        delegated = state.delegation_to("b", "s")
         assert delegated is not None and delegated.scope == "repo:write"  # the latest one
         await idp.db.dispose()
 

@@ -65,6 +65,9 @@ async def idp(tmp_path: Path) -> AsyncIterator[IdP]:
     settings = IdPSettings(issuer="https://idp.test", db_url=db.url, admin_token="a" * 32)
     service = IdP(settings, db, SigningKeySet.generate(), clock=lambda: NOW)
     service.revocations = FakeRedis()
+    await service.register_workflow(
+        {"id": "wf", "version": 1, "steps": {"a": {"agent": "x", "tools": ["t"]}}}
+    )
     async with db.transaction() as session:
         session.add(
             ClientRow(

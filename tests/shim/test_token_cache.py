@@ -3,9 +3,10 @@ tokens, and answer each lookup without scanning."""
 
 from __future__ import annotations
 
-from ajwt_core.shim import Shim
+from ajwt_core.shim import Run, Shim
 from ajwt_core.shim.client import _COMPLETED_RUNS_MAX
 from ajwt_core.shim.token_cache import REFRESH_MARGIN, IssuedToken, TokenCache
+from ajwt_core.workflow import reference_workflow
 
 
 class Clock:
@@ -74,13 +75,18 @@ def test_latest_is_the_live_token_that_expires_last() -> None:
     assert cache.latest("supervisor", "r1", None) is None
 
 
-def test_the_shim_remembers_completions_of_a_bounded_number_of_runs() -> None:
+def test_the_shim_remembers_the_position_of_a_bounded_number_of_runs() -> None:
     shim = Shim("http://127.0.0.1:9", "client", client_secret="secret", master_secret=bytes(32))
-    shim._completed_steps_of("first").add("triage")
+    workflow = reference_workflow()
+
+    def run(run_id: str) -> Run:
+        return Run(run_id, "intent-" + run_id, "user:alice", workflow, workflow.workflow_hash)
+
+    shim.run_state(run("first")).apply("step_completed", {"step": "triage", "agent": "s"})
     for i in range(_COMPLETED_RUNS_MAX):
-        shim._completed_steps_of(f"run-{i}")
+        shim.run_state(run(f"run-{i}"))
         if i % 1000 == 0:
-            shim._completed_steps_of("first")  # in use: kept
-    assert len(shim._completed) == _COMPLETED_RUNS_MAX
-    assert shim._completed["first"] == {"triage"}
-    assert "run-0" not in shim._completed  # the least recently used went first
+            shim.run_state(run("first"))  # in use: kept
+    assert len(shim._states) == _COMPLETED_RUNS_MAX
+    assert shim.completed_steps(run("first")) == {"triage"}
+    assert "run-0" not in shim._states  # the least recently used went first

@@ -80,6 +80,9 @@ class Reason(StrEnum):
     # workflows (DESIGN §6.3)
     INVALID_WORKFLOW = "invalid_workflow"
     AMBIGUOUS_STEP = "ambiguous_step"
+    BRANCH_NOT_TAKEN = "branch_not_taken"
+    VISIT_LIMIT_REACHED = "visit_limit_reached"
+    CONSULTATION_NOT_ALLOWED = "consultation_not_allowed"
     # mint checks, in the order of DESIGN §6.5
     CLIENT_AUTHENTICATION_FAILED = "client_authentication_failed"
     TOO_MANY_FAILED_ATTEMPTS = "too_many_failed_attempts"
@@ -112,6 +115,7 @@ class Reason(StrEnum):
     AGENT_NOT_ALLOWED = "agent_not_allowed"
     DELEGATION_TOO_DEEP = "delegation_too_deep"
     SHIM_CHECKSUM_REQUIRED = "shim_checksum_required"
+    STEP_TOKEN_NOT_FOR_API = "step_token_not_for_api"
     BEARER_NOT_ALLOWED = "bearer_not_allowed"
     MISSING_TOKEN = "missing_token"
     # ledger (DESIGN §8)

@@ -50,6 +50,10 @@ class EntryKind(StrEnum):
     STEP_APPROVED = "step_approved"
     MINT_REFUSED = "mint_refused"
     REVOKED = "revoked"
+    #: The first token of a step in a visit (DESIGN §6.3): the step is under way.
+    STEP_ENTERED = "step_entered"
+    #: Work sent back to a step: it and every step after it start a new visit.
+    STEP_REOPENED = "step_reopened"
 
 
 #: The ``prev_hash`` of the first entry of every run.

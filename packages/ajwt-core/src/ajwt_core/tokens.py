@@ -114,10 +114,14 @@ class IntentClaim(_Claims):
     workflow_hash: Text
     run_id: Text
     step: Text
-    tool: Text
+    #: The tool the token is for; absent on a step token (DESIGN §6.3), which only the
+    #: IdP accepts (its audience is the IdP).
+    tool: Text | None = None
     step_sequence_hash: Text
     delegation: str | None = None
     input_digest: str | None = None
+    #: The agent that consulted this token's agent inside its own step (DESIGN §6.3).
+    consulted_by: Text | None = None
 
 
 class IntentTokenClaims(_Claims):

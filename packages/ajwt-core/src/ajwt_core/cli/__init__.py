@@ -2,7 +2,7 @@
 
 One module per command group: :mod:`ajwt_core.cli.idp` (serve, rotate-key),
 :mod:`ajwt_core.cli.checksum`, :mod:`ajwt_core.cli.inspect`, :mod:`ajwt_core.cli.audit`,
-:mod:`ajwt_core.cli.demo`. Each imports
+:mod:`ajwt_core.cli.demo`, :mod:`ajwt_core.cli.workflow`. Each imports
 what it needs inside its command, so ``ajwt --help`` loads neither FastAPI,
 SQLAlchemy, uvicorn nor httpx.
 
@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from None
 
 from ajwt_core import __version__
-from ajwt_core.cli import audit, checksum, demo, idp, inspect
+from ajwt_core.cli import audit, checksum, demo, idp, inspect, workflow
 from ajwt_core.cli._output import IO_ERROR, CliError, print_error
 from ajwt_core.errors import AJWTError
 
@@ -90,6 +90,7 @@ def _root(
 
 app.add_typer(idp.app, name="idp")
 app.add_typer(audit.app, name="audit")
+app.add_typer(workflow.app, name="workflow")
 app.command("checksum")(checksum.checksum)
 app.command("inspect")(inspect.inspect)
 app.command("demo")(demo.demo)

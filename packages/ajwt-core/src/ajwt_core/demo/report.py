@@ -24,7 +24,17 @@ from pathlib import Path
 from typing import Any, Final, TypeGuard
 from xml.sax.saxutils import escape as xml_escape
 
-__all__ = ["delegation_tree_svg", "render_html", "render_markdown", "write_reports"]
+from ajwt_core.errors import InvalidRequest
+from ajwt_core.workflow import Workflow
+from ajwt_core.workflow.render import mermaid, svg
+
+__all__ = [
+    "delegation_tree_svg",
+    "render_html",
+    "render_markdown",
+    "workflow_svg",
+    "write_reports",
+]
 
 TITLE: Final = "A-JWT demo report"
 
@@ -696,6 +706,21 @@ _SVG_STYLE: Final = " ".join(
 )
 
 
+def _workflow(value: Any) -> Workflow | None:
+    try:
+        return Workflow.from_mapping(value) if value is not None else None
+    except InvalidRequest:
+        return None
+
+
+def workflow_svg(value: Any) -> str:
+    """The report's workflow drawn as SVG (DESIGN §6.3), or a note if it has none."""
+    workflow = _workflow(value)
+    if workflow is None:
+        return "<p class='meta'>The report records no workflow.</p>"
+    return svg(workflow)
+
+
 def delegation_tree_svg(tree: Mapping[str, Any] | None) -> str:
     """The delegation tree of the A-JWT run as one standalone SVG element.
 
@@ -925,6 +950,7 @@ tr.gap th{background:#ffebe9}td.gap{outline:2px solid #cf222e}
 td.accepted{color:#116329}td.refused{color:#a40e26;font-weight:700}
 .verdict.pass{color:#116329}.verdict.fail{color:#a40e26}.verdict.unknown{color:#59636e}
 .figure{overflow-x:auto;border:1px solid #d0d7de;border-radius:8px;padding:8px;background:#fff}
+.figures{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.figures h3{margin:0 0 6px}
 """
 
 
@@ -967,8 +993,11 @@ def render_html(report: Mapping[str, Any]) -> str:
         "<section id='overhead'><h2>Overhead</h2>",
         _overhead_html(report),
         "</section>",
-        "<section id='delegation'><h2>Delegation tree (A-JWT run)</h2>",
-        f"<div class='figure'>{delegation_tree_svg(tree)}</div>",
+        "<section id='delegation'><h2>Workflow and delegation tree (A-JWT run)</h2>",
+        "<div class='figures'>",
+        f"<div class='figure'><h3>Workflow</h3>{workflow_svg(report.get('workflow'))}</div>",
+        f"<div class='figure'><h3>Delegations</h3>{delegation_tree_svg(tree)}</div>",
+        "</div>",
         "<h3>Signed delegations</h3>",
         _delegations_html(tree),
         "</section>",
@@ -1107,6 +1136,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     metrics = _overhead(report)
     lines += [f"- {_md(m.label)}: {_md(m.value)}" for m in metrics] or ["No overhead was measured."]
     lines.append("")
+
+    drawing = _workflow(report.get("workflow"))
+    if drawing is not None:
+        lines += ["## Workflow", "", "```mermaid", mermaid(drawing), "```", ""]
 
     tree = _mapping(report.get("delegation_tree"))
     lines += ["## Delegation tree (A-JWT run)", ""]

@@ -33,6 +33,7 @@ from ajwt_core.dpop import create_proof
 from ajwt_core.rs import RoutePolicy, Verifier
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Run, Shim
+from ajwt_core.workflow import reference_workflow
 
 USER = "user:alice"
 SCOPES = ["repo:read", "repo:write", "advisories:read"]
@@ -345,6 +346,7 @@ def build_report(
         "overhead": overhead,
         "legitimate": {"baseline": baseline_calls, "ajwt": ajwt_calls},
         "attacks": attacks,
+        "workflow": reference_workflow().canonical(),
         "delegation_tree": tree,
         "ledger": {
             "run_id": ledger["run_id"],

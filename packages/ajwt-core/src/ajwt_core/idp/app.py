@@ -79,7 +79,7 @@ from ajwt_core.rs.stores import (
     RedisRevocationPublisher,
 )
 from ajwt_core.tokens import CLIENT_ASSERTION_TYPE_URI
-from ajwt_core.workflow import MAX_WORKFLOW_VERSION
+from ajwt_core.workflow import MAX_WORKFLOW_VERSION, Workflow
 
 log = logging.getLogger("ajwt_core.idp")
 
@@ -354,9 +354,12 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         return await idp.register_client(body)
 
     @app.post("/admin/workflows", status_code=201)
-    async def register_workflow(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    async def register_workflow(request: Request) -> dict[str, Any]:
         require_admin(request)
-        return await idp.register_workflow(body)
+        # Parsed here, not by FastAPI: a JSON object with a repeated key (two steps with
+        # one id) must be refused, not read as "the last one wins" (DESIGN §6.3).
+        workflow = Workflow.from_json(await request.body())
+        return await idp.register_workflow(workflow)
 
     @app.post("/admin/users/token")
     async def user_token(request: Request, body: UserTokenRequest) -> dict[str, Any]:

@@ -157,6 +157,10 @@ class RunStatus(BaseModel):
     registration_active: bool | None = None
     client_active: bool
     completed_steps: list[str]
+    #: Steps that may start now, in workflow order (DESIGN §6.3).
+    due_steps: list[str] = []
+    #: Every required step on the run's path is completed.
+    finished: bool = False
     ledger_head: str
 
 
@@ -168,6 +172,12 @@ class TokenResponse(BaseModel):
     issued_token_type: str | None = None
     #: The IdP-signed checkpoint of the run's ledger up to this token's entry.
     ledger_checkpoint: str | None = None
+    #: The step the token is for (resolved from the tool when the request named none).
+    ajwt_step: str | None = None
+    #: What the mint recorded that moves the run (DESIGN §6.3), as ``{"entry": kind,
+    #: "data": {...}}`` ledger entries: steps completed by it, entered, reopened, handed
+    #: on; the shim keeps its copy of the run's position by them.
+    ajwt_run_events: list[dict[str, Any]] = []
 
 
 class MintRequest(BaseModel):
@@ -180,8 +190,9 @@ class MintRequest(BaseModel):
     agent_checksum: Digest
     run_id: Identifier
     step: Identifier | None = None
-    tool: ToolName
-    resource: ResourceUri
+    #: None: a step token, for the IdP only (DESIGN §6.3).
+    tool: ToolName | None = None
+    resource: ResourceUri | None = None
     scope: ScopeList | None = None
     input_digest: Digest | None = None
 

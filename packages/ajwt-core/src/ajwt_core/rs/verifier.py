@@ -170,6 +170,13 @@ class Verifier:
             raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
         # 2.–3. token header, signature, iss, aud, times, lifetime.
         claims = await self._decode(token, now)
+        if claims.intent.tool is None:
+            # A step token (DESIGN §6.3) proves a step to the IdP only; its audience is
+            # the IdP, so this also stops one if an RS shares the IdP's identifier.
+            raise InvalidToken(
+                Reason.STEP_TOKEN_NOT_FOR_API,
+                "a step token (no tool) is for the IdP only; call the API with a tool's token",
+            )
         # 4. proof bound to this request, this token and the token's key.
         verified = verify_proof(
             proof,

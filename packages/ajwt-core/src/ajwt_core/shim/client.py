@@ -66,15 +66,14 @@ from ajwt_core.tokens import (
     format_scope,
     token_hash,
 )
-from ajwt_core.workflow import Workflow
+from ajwt_core.workflow import RunState, Workflow
 
 T = TypeVar("T")
 Operation: TypeAlias = Generator[httpx.Request, httpx.Response, T]
 ManifestSource: TypeAlias = AgentManifest | Mapping[str, Any] | Callable[[], AgentManifest]
 
 MASTER_SECRET_ENV = "AJWT_SHIM_SECRET"
-_STEP_ANSWERS_MAX = 4096
-#: Runs whose completed steps the shim remembers (least recently used forgotten first).
+#: Runs whose position the shim remembers (least recently used forgotten first).
 _COMPLETED_RUNS_MAX = 4096
 AGENT_CHECKSUM_GRANT = "agent_checksum"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -203,10 +202,9 @@ class Shim:
         self._clock = clock
         self._agents: dict[str, RegisteredAgent] = {}
         self._tokens = TokenCache(clock=clock)
-        # Workflow.step_for answers by (workflow hash, agent, tool, completed steps): asked
-        # on every request, and a registered workflow never changes. Refusals not kept.
-        self._step_answers: dict[tuple[str, str, str, frozenset[str]], str] = {}
-        self._completed: OrderedDict[str, set[str]] = OrderedDict()
+        # run id -> the run's position in its workflow (DESIGN §6.3), the shim's copy of
+        # what the IdP recorded: moved by the events its answers list.
+        self._states: OrderedDict[str, RunState] = OrderedDict()
         # run id -> (seq, checkpoint): the latest ledger checkpoint the IdP returned.
         self._checkpoints: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._resolvers: list[ContextResolver] = []
@@ -397,8 +395,7 @@ class Shim:
             workflow=workflow,
             workflow_hash=result["workflow_hash"],
         )
-        with self._lock:
-            self._completed_steps_of(run.run_id)
+        self.run_state(run)
         self._keep_checkpoint(run.run_id, result)
         return run
 
@@ -423,23 +420,46 @@ class Shim:
             reset_run(token)
 
     def completed_steps(self, run: Run) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._completed_steps_of(run.run_id))
+        """The steps of ``run`` completed (as far as this shim has seen)."""
+        return frozenset(self.run_state(run).completed)
 
-    def _completed_steps_of(self, run_id: str) -> set[str]:
-        """The run's completed steps (the caller holds the lock, or is the only user).
+    def run_state(self, run: Run) -> RunState:
+        """Where ``run`` stands in its workflow, as this shim has seen it (DESIGN §6.3).
 
-        Bounded: a run untouched while ``_COMPLETED_RUNS_MAX`` others were used is
-        forgotten; the IdP, which records completions itself, stays the authority.
+        The IdP decides; this copy lets the shim resolve steps and refuse early. It is
+        moved by the events the IdP's answers list. Bounded: a run untouched while
+        ``_COMPLETED_RUNS_MAX`` others were used is forgotten (and starts again empty).
         """
-        steps = self._completed.get(run_id)
-        if steps is None:
-            steps = self._completed[run_id] = set()
-            if len(self._completed) > _COMPLETED_RUNS_MAX:
-                self._completed.popitem(last=False)
-        else:
-            self._completed.move_to_end(run_id)
-        return steps
+        with self._lock:
+            state = self._states.get(run.run_id)
+            if state is None:
+                state = self._states[run.run_id] = RunState(run.workflow)
+                if len(self._states) > _COMPLETED_RUNS_MAX:
+                    self._states.popitem(last=False)
+            else:
+                self._states.move_to_end(run.run_id)
+            return state
+
+    def _apply(self, run: Run, result: Any, agent: str) -> None:
+        """Move the shim's copy of the run by the events an IdP answer lists."""
+        events = result.get("ajwt_run_events") if isinstance(result, dict) else None
+        if not isinstance(events, list):
+            return
+        state = self.run_state(run)
+        for event in events:
+            if not isinstance(event, dict):
+                continue
+            entry, data = event.get("entry"), event.get("data")
+            if not isinstance(entry, str) or not isinstance(data, dict):
+                continue
+            with self._lock:
+                state.apply(entry, data)
+            if entry == "step_completed":
+                self._emit(
+                    "step_completed",
+                    AgentContext(str(data.get("agent", agent)), run, str(data["step"])),
+                    {"implicit": bool(data.get("implicit"))},
+                )
 
     def checkpoint(self, run: Run | str) -> str | None:
         """The latest ledger checkpoint the IdP returned for ``run`` (None before any).
@@ -545,33 +565,38 @@ class Shim:
             yield c
 
     def resolve_step(self, context: AgentContext) -> str:
-        """The workflow step of an acting context (explicit, or from agent + tool)."""
+        """The workflow step of an acting context: explicit, or resolved from the agent
+        and its tool on the run's position (DESIGN §6.3: its current step, a
+        consultation, a due step, its next step, a completed step it re-enters)."""
         if context.step is not None:
             return context.step
-        if context.tool is None:
-            raise AgentContextError(
-                Reason.NO_AGENT_CONTEXT, "the acting context names neither a step nor a tool"
-            )
-        run = context.run
-        workflow = run.workflow
-        question = (workflow.workflow_hash, context.agent, context.tool, self.completed_steps(run))
-        answer = self._step_answers.get(question)
-        if answer is None:
-            answer = workflow.step_for(context.agent, context.tool, question[3])
-            if len(self._step_answers) >= _STEP_ANSWERS_MAX:
-                self._step_answers.clear()
-            self._step_answers[question] = answer
-        return answer
+        state = self.run_state(context.run)
+        with self._lock:
+            if context.tool is None:
+                return state.check_mint(context.agent, None, None, approvals=False).step
+            return state.step_for(context.agent, context.tool, approvals=False)
 
     def _resolve_tool(self, context: AgentContext, step: str) -> str:
+        """The tool of a call to an API (which needs a tool's token, never a step token)."""
         if context.tool is not None:
             return context.tool
-        tools = context.run.workflow.step(step).tools
+        definition = context.run.workflow.step(step)
+        if context.agent != definition.agent and definition.consult.get(context.agent):
+            tools = definition.consult[context.agent].tools
+        else:
+            tools = definition.tools
         if len(tools) == 1:
             return tools[0]
+        if not tools:
+            raise AgentContextError(
+                Reason.TOOL_NOT_ALLOWED,
+                f"agent {context.agent!r} calls an API in step {step!r}, which allows it no "
+                "tool (a routing step hands work on; list the tool in the step's 'tools')",
+            )
         raise AgentContextError(
             Reason.NO_AGENT_CONTEXT,
-            f"step {step!r} has several tools; say which one is being called",
+            f"step {step!r} has several tools ({', '.join(sorted(tools))}); say which one is "
+            "being called (shim.acting(agent, tool=...), or the adapter's tool wrapper)",
         )
 
     def audience_for(self, url: str) -> str:
@@ -596,9 +621,26 @@ class Shim:
         return agent, live
 
     def _op_token(self, context: AgentContext, audience: str) -> Operation[IssuedToken]:
+        """A tool's intent token for an API call (cached until near expiry)."""
         step = self.resolve_step(context)
         tool = self._resolve_tool(context, step)
-        cached = self._tokens.get((context.agent, context.run.run_id, step, tool, audience))
+        issued = yield from self._op_mint(context, step, tool, audience)
+        return issued
+
+    def _op_step_token(self, agent: str, run: Run, step: str) -> Operation[IssuedToken]:
+        """A step token (DESIGN §6.3): proves to the IdP that ``agent`` acts in ``step``,
+        for a hand-off or a completion when it holds no live token of the step."""
+        cached = self._tokens.latest(agent, run.run_id, step)
+        if cached is not None:
+            return cached
+        issued = yield from self._op_mint(AgentContext(agent, run, step), step, None, None)
+        return issued
+
+    def _op_mint(
+        self, context: AgentContext, step: str, tool: str | None, audience: str | None
+    ) -> Operation[IssuedToken]:
+        the_audience = audience if tool is not None and audience is not None else self.idp_url
+        cached = self._tokens.get((context.agent, context.run.run_id, step, tool, the_audience))
         if cached is not None:
             # A live agent may have changed since its token was minted (T4): reuse the
             # token only while the agent still has its registered checksum.
@@ -606,9 +648,9 @@ class Shim:
                 self._checked_agent(context.agent)
             return cached
         if self.local_checks:
-            context.run.workflow.check_step_call(
-                step, context.agent, tool, self.completed_steps(context.run), _ALL_APPROVED
-            )
+            state = self.run_state(context.run)
+            with self._lock:
+                state.check_mint(context.agent, step, tool, approvals=False)
         agent, live = self._checked_agent(context.agent)
         form = {
             "grant_type": AGENT_CHECKSUM_GRANT,
@@ -616,22 +658,24 @@ class Shim:
             "agent_checksum": live,
             "run_id": context.run.run_id,
             "step": step,
-            "tool": tool,
-            "resource": audience,
         }
+        if tool is not None:
+            form["tool"] = tool
+            form["resource"] = the_audience
         if context.input_digest:
             form["input_digest"] = context.input_digest
         result = self._check((yield self._token_request(form, agent.key)))
-        issued = self._issued(result, context.agent, context.run, step, tool, audience)
+        self._apply(context.run, result, context.agent)
+        issued = self._issued(result, context.agent, context.run, step, tool, the_audience)
         self._emit(
             "token_minted",
             AgentContext(context.agent, context.run, step, tool),
-            {"audience": audience, "scope": issued.scope},
+            {"audience": the_audience, "scope": issued.scope},
         )
         return self._remember(issued)
 
     def _issued(
-        self, result: Any, agent: str, run: Run, step: str, tool: str, audience: str
+        self, result: Any, agent: str, run: Run, step: str, tool: str | None, audience: str
     ) -> IssuedToken:
         self._keep_checkpoint(run.run_id, result)
         return IssuedToken(
@@ -665,13 +709,9 @@ class Shim:
             )
             if self.local_checks:
                 self._checked_agent(resolved.agent)
-                resolved.run.workflow.check_step_call(
-                    step,
-                    resolved.agent,
-                    resolved.tool or "",
-                    self.completed_steps(resolved.run),
-                    _ALL_APPROVED,
-                )
+                state = self.run_state(resolved.run)
+                with self._lock:
+                    state.check_mint(resolved.agent, step, resolved.tool, approvals=False)
             if self.default_audience is not None:
                 yield from self._op_token(resolved, self.default_audience)
         except AJWTError as refusal:
@@ -744,6 +784,9 @@ class Shim:
         return self._tokens.latest(agent, run.run_id, step)
 
     def _delegator_step(self, agent: str, run: Run) -> str:
+        """The step ``agent`` acts in now: the acting context's, else its one current
+        (entered, not completed) step, else its step of its latest token, else its one
+        due step; several candidates: the caller must name it."""
         acting = self.current()
         if (
             acting is not None
@@ -752,21 +795,37 @@ class Shim:
             and (acting.step is not None or acting.tool is not None)
         ):
             return self.resolve_step(acting)
+        state = self.run_state(run)
+        with self._lock:
+            active = state.active_steps(agent)
+            consulted = state.consulting(agent)
+            due = [s for s in state.due() if run.workflow.steps[s].agent == agent]
+        if len(active) == 1:
+            return active[0]
         latest = self._latest_token(agent, run, None)
-        if latest is not None:
+        if not active and latest is not None:
             return latest.step
-        steps = [s for s in run.workflow.topological_order() if run.workflow.step(s).agent == agent]
-        if len(steps) == 1:
-            return steps[0]
+        if not active and len(due) == 1:
+            return due[0]
+        candidates = active or due or consulted or run.workflow.steps_of(agent)
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise AgentContextError(
+                Reason.WRONG_AGENT_FOR_STEP,
+                f"agent {agent!r} has no step in workflow {run.workflow.id!r}",
+            )
         raise AgentContextError(
-            Reason.AMBIGUOUS_STEP, f"agent {agent!r} has several steps; say which it hands off from"
+            Reason.AMBIGUOUS_STEP,
+            f"agent {agent!r} may act in steps {', '.join(repr(c) for c in candidates)}; name "
+            "the step it hands off from (from_step=...) or complete (step=...)",
         )
 
     def _op_handoff(
         self,
         from_agent: str,
         to_agent: str,
-        to_step: str,
+        to_step: str | None,
         run: Run,
         tool: str | None,
         scope: str | None,
@@ -774,21 +833,44 @@ class Shim:
         from_step: str | None,
     ) -> Operation[IssuedToken]:
         step_from = from_step or self._delegator_step(from_agent, run)
-        audience = audience or self.default_audience
+        the_step = to_step or step_from  # no step: a consultation inside the delegator's step
+        state = self.run_state(run)
+        if self.local_checks:
+            self._checked_agent(from_agent)
+            with self._lock:
+                decision = state.check_delegation(from_agent, step_from, to_agent, the_step)
+            kind = decision.kind
+        else:
+            kind = "consult" if the_step == step_from else "handoff"
+        # The delegator's token in its step proves it acts there; a step token will do
+        # (a routing step, or no tool called since its tokens expired).
         parent = self._latest_token(from_agent, run, step_from)
         if parent is None:
-            if audience is None:
-                raise AgentContextError(
-                    Reason.NO_AGENT_CONTEXT,
-                    f"{from_agent!r} holds no token in this run; pass the audience to hand off",
-                )
-            context = AgentContext(agent=from_agent, run=run, step=step_from)
-            parent = yield from self._op_token(context, audience)
-        the_audience = audience or parent.audience
-        target = run.workflow.step(to_step)
-        delegated_scope = scope if scope is not None else format_scope(target.scopes)
-        if self.local_checks:
-            run.workflow.check_delegation_edge(step_from, to_step, to_agent)
+            parent = yield from self._op_step_token(from_agent, run, step_from)
+        target = run.workflow.step(the_step)
+        if kind == "consult":
+            grant = target.consult.get(to_agent)
+            delegated_scope = (
+                scope if scope is not None else format_scope(grant.scopes if grant else [])
+            )
+            tools = grant.tools if grant else []
+        else:
+            delegated_scope = scope if scope is not None else format_scope(target.scopes)
+            tools = target.tools
+        # The delegate's first token: for ``tool``, or the step's only tool when an API
+        # audience is known; otherwise a step token, and its tool tokens come later.
+        the_audience = (
+            audience
+            or self.default_audience
+            or (parent.audience if parent.tool is not None else None)
+        )
+        the_tool = tool or (tools[0] if len(tools) == 1 and the_audience else None)
+        if the_tool is not None and the_audience is None:
+            raise AgentContextError(
+                Reason.MISSING_PARAMETER,
+                f"the delegate's token for tool {the_tool!r} needs the API's audience: pass "
+                "audience=... (or give the Shim a default_audience)",
+            )
         delegator = self.agent(from_agent)
         now = int(self._clock())
         assertion = encode_delegation_assertion(
@@ -799,7 +881,7 @@ class Shim:
                 intent_id=run.intent_id,
                 run_id=run.run_id,
                 from_step=step_from,
-                to_step=to_step,
+                to_step=the_step,
                 scope=delegated_scope,
                 parent=token_hash(parent.token),
                 iat=now,
@@ -809,7 +891,6 @@ class Shim:
             delegator.key,
         )
         delegate, live = self._checked_agent(to_agent)
-        the_tool = tool or target.tools[0]
         form = {
             "grant_type": TOKEN_EXCHANGE_GRANT,
             "subject_token": parent.token,
@@ -819,17 +900,21 @@ class Shim:
             "agent_id": to_agent,
             "agent_checksum": live,
             "run_id": run.run_id,
-            "step": to_step,
-            "tool": the_tool,
-            "resource": the_audience,
+            "step": the_step,
         }
+        token_audience = self.idp_url
+        if the_tool is not None and the_audience is not None:
+            token_audience = the_audience
+            form["tool"] = the_tool
+            form["resource"] = token_audience
         if scope is not None:
             form["scope"] = scope
         result = self._check((yield self._token_request(form, delegate.key)))
-        issued = self._issued(result, to_agent, run, to_step, the_tool, the_audience)
+        self._apply(run, result, from_agent)
+        issued = self._issued(result, to_agent, run, the_step, the_tool, token_audience)
         self._emit(
-            "handoff",
-            AgentContext(to_agent, run, to_step, the_tool),
+            "consultation" if kind == "consult" else "handoff",
+            AgentContext(to_agent, run, the_step, the_tool),
             {"from_agent": from_agent, "from_step": step_from, "scope": issued.scope},
         )
         return self._remember(issued)
@@ -879,6 +964,62 @@ class Shim:
             )
         )
 
+    def consult(
+        self,
+        from_agent: str,
+        to_agent: str,
+        *,
+        run: Run | None = None,
+        tool: str | None = None,
+        scope: str | None = None,
+        audience: str | None = None,
+        from_step: str | None = None,
+    ) -> IssuedToken:
+        """Let ``from_agent`` consult ``to_agent`` inside its own step (DESIGN §6.3).
+
+        The step must list ``to_agent`` in its ``consult``. The consulted agent then acts
+        in that step (``shim.acting(to_agent, tool=...)``) with only the tools and scopes
+        its consultation grants, under a chain ending ``from_agent, to_agent``; it cannot
+        complete the step or hand on, and the run's position does not move. Returns the
+        consulted agent's first token (a step token unless ``tool`` is given).
+        """
+        return self._send_sync(
+            self._op_handoff(
+                from_agent,
+                to_agent,
+                None,
+                self._run_or_current(run),
+                tool,
+                scope,
+                audience,
+                from_step,
+            )
+        )
+
+    async def aconsult(
+        self,
+        from_agent: str,
+        to_agent: str,
+        *,
+        run: Run | None = None,
+        tool: str | None = None,
+        scope: str | None = None,
+        audience: str | None = None,
+        from_step: str | None = None,
+    ) -> IssuedToken:
+        return await self._send_async(
+            self._op_handoff(
+                from_agent,
+                to_agent,
+                None,
+                self._run_or_current(run),
+                tool,
+                scope,
+                audience,
+                from_step,
+            )
+        )
+
     def _run_or_current(self, run: Run | None) -> Run:
         the_run = run or current_run()
         if the_run is None:
@@ -894,17 +1035,15 @@ class Shim:
         self, agent: str, step: str | None, run: Run, audience: str | None
     ) -> Operation[dict[str, Any]]:
         the_step = step or self._delegator_step(agent, run)
-        audience = audience or self.default_audience
+        if self.local_checks:
+            state = self.run_state(run)
+            with self._lock:
+                state.check_completion(agent, the_step)
+        # Any live token of the agent in the step proves it; else a step token (no API
+        # audience needed: ``audience`` is accepted for compatibility and unused).
         issued = self._latest_token(agent, run, the_step)
         if issued is None:
-            if audience is None:
-                raise AgentContextError(
-                    Reason.NO_AGENT_CONTEXT,
-                    f"{agent!r} holds no token for step {the_step!r}; pass the audience",
-                )
-            issued = yield from self._op_token(
-                AgentContext(agent=agent, run=run, step=the_step), audience
-            )
+            issued = yield from self._op_step_token(agent, run, the_step)
         path = f"/runs/{run.run_id}/steps/{the_step}/complete"
         request = self._json_request("POST", path)
         request.headers["X-AJWT-Token"] = f"DPoP {issued.token}"
@@ -917,10 +1056,8 @@ class Shim:
             now=self._clock(),
         )
         result: dict[str, Any] = self._check((yield request))
-        with self._lock:
-            self._completed_steps_of(run.run_id).add(the_step)
         self._keep_checkpoint(run.run_id, result)
-        self._emit("step_completed", AgentContext(agent, run, the_step))
+        self._apply(run, result, agent)
         return result
 
     def complete(
@@ -946,20 +1083,5 @@ class Shim:
             self._op_complete(agent, step, self._run_or_current(run), audience)
         )
 
-
-class _AllApproved:
-    """Approval is the IdP's to check; locally every step counts as approved."""
-
-    def __contains__(self, _item: object) -> bool:
-        return True
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-_ALL_APPROVED = _AllApproved()
 
 __all__ = ["AJWTError", "Binding", "IssuedToken", "RegisteredAgent", "Shim", "ShimEvent"]

@@ -30,8 +30,8 @@ from typing import TypeAlias, TypeVar
 REFRESH_MARGIN = 30
 DEFAULT_MAX_ENTRIES = 4096
 
-#: (agent, run_id, step, tool, audience)
-RequestKey: TypeAlias = tuple[str, str, str, str, str]
+#: (agent, run_id, step, tool or None for a step token, audience)
+RequestKey: TypeAlias = tuple[str, str, str, str | None, str]
 #: (agent, run_id, step or None for "any step")
 LatestKey: TypeAlias = tuple[str, str, str | None]
 _K = TypeVar("_K")
@@ -44,7 +44,8 @@ class IssuedToken:
     agent: str
     run_id: str
     step: str
-    tool: str
+    #: None for a step token (DESIGN §6.3), whose audience is the IdP.
+    tool: str | None
     audience: str
     scope: str
 

@@ -1,0 +1,250 @@
+"""The IdP's shared core: its settings, storage, signing keys, registered workflows, and
+the run ledger it appends to (DESIGN §8) with a run's position in its workflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
+
+from ajwt_core.errors import (
+    InvalidGrant,
+    LedgerError,
+    NotFound,
+    Reason,
+)
+from ajwt_core.idp.db import (
+    ClientRow,
+    Database,
+    DbSession,
+    LedgerRow,
+    RunRow,
+    WorkflowRow,
+    execute_core,
+)
+from ajwt_core.idp.settings import IdPSettings
+from ajwt_core.keys import KeyResolver, SigningKeySet
+from ajwt_core.ledger import (
+    EntryKind,
+    LedgerEntry,
+    chain_after,
+)
+from ajwt_core.rs.stores import Revoked
+from ajwt_core.tokens import (
+    CheckpointClaims,
+    encode_checkpoint,
+)
+from ajwt_core.workflow import STATE_EVENTS, RunState, Workflow
+
+log = logging.getLogger("ajwt_core.idp")
+
+
+class RevocationPublisher(Protocol):
+    """Where revocations are announced to resource servers (Redis: ``RedisRevocationPublisher``)."""
+
+    #: How long an announcement lasts: revocations older than this need none.
+    ttl: int
+
+    async def publish(self, kind: str, ident: str) -> None: ...
+
+    async def republish_if_lost(
+        self, active: Callable[[], Awaitable[Iterable[Revoked]]], *, force: bool = False
+    ) -> bool: ...
+
+
+_INSERT_ENTRY = insert(cast(Table, LedgerRow.__table__))
+
+
+_runs = cast(Table, RunRow.__table__)
+
+
+_MOVE_HEAD = (
+    update(_runs)
+    .where(
+        _runs.c.run_id == bindparam("run"),
+        _runs.c.head_seq == bindparam("old_seq"),
+        _runs.c.head_hash == bindparam("old_hash"),
+    )
+    .values(head_seq=bindparam("new_seq"), head_hash=bindparam("new_hash"))
+)
+
+
+# The entries a run's position is computed from (DESIGN §6.3). No ORDER BY: sorting by
+# seq in SQL makes the planner walk the primary key, i.e. the run's whole ledger, instead
+# of the (run_id, kind) index; the few rows sort in Python.
+_STATE_EVENTS = select(LedgerRow.seq, LedgerRow.kind, LedgerRow.data).where(
+    LedgerRow.run_id == bindparam("run_id"), LedgerRow.kind.in_(sorted(STATE_EVENTS))
+)
+
+
+def _entry(row: LedgerRow) -> LedgerEntry:
+    return LedgerEntry(
+        run_id=row.run_id,
+        seq=row.seq,
+        kind=EntryKind(row.kind),
+        at=row.at,
+        data=row.data,
+        prev_hash=row.prev_hash,
+        entry_hash=row.entry_hash,
+    )
+
+
+class IdPBase:
+    """What every part of the IdP shares: settings, storage, keys, workflows, and a run's
+    ledger and position."""
+
+    def __init__(
+        self,
+        settings: IdPSettings,
+        db: Database,
+        keys: SigningKeySet | Callable[[], SigningKeySet],
+        *,
+        clock: Callable[[], float] = time.time,
+        upstream_keys: KeyResolver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self._keys = keys
+        self.clock = clock
+        self.upstream_keys = upstream_keys or KeyResolver()
+        self._workflows: dict[tuple[str, int], Workflow] = {}
+        #: Where revocations are announced to resource servers (Redis), if anywhere.
+        self.revocations: RevocationPublisher | None = None
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    @property
+    def keys(self) -> SigningKeySet:
+        """The signing keys (re-read from the key file when it changes)."""
+        return self._keys if isinstance(self._keys, SigningKeySet) else self._keys()
+
+    async def workflow(self, workflow_id: str, version: int | None = None) -> Workflow:
+        """A registered workflow version (the latest without ``version``); immutable,
+        so a version once read is served from memory."""
+        if version is not None and (workflow_id, version) in self._workflows:
+            return self._workflows[(workflow_id, version)]
+        async with self.db.read() as session:
+            stmt = select(WorkflowRow).where(WorkflowRow.workflow_id == workflow_id)
+            if version is not None:
+                stmt = stmt.where(WorkflowRow.version == version)
+            row = (
+                await session.execute(stmt.order_by(WorkflowRow.version.desc()).limit(1))
+            ).scalar_one_or_none()
+        if row is None:
+            raise NotFound(Reason.NOT_FOUND, f"no workflow {workflow_id!r} (version {version})")
+        key = (row.workflow_id, row.version)
+        if key not in self._workflows:
+            self._workflows[key] = Workflow.from_mapping(row.definition)
+        return self._workflows[key]
+
+    async def _open_run(self, session: DbSession, client: ClientRow, run_id: str) -> RunRow:
+        try:
+            run = await self.db.lock_run(session, run_id)
+        except NotFound:
+            run = None
+        if run is None or run.client_id != client.client_id:
+            raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
+        if run.state == "revoked":
+            raise InvalidGrant(Reason.RUN_REVOKED, "the run has been revoked")
+        if run.state == "intent_revoked":
+            raise InvalidGrant(Reason.INTENT_REVOKED, "the run's intent has been revoked")
+        if run.state != "open":
+            raise InvalidGrant(Reason.RUN_CLOSED, "the run is closed")
+        return run
+
+    async def _state(self, session: DbSession, run_id: str, workflow: Workflow) -> RunState:
+        """Where the run stands in its workflow (DESIGN §6.3), from its ledger."""
+        rows = sorted((await execute_core(session, _STATE_EVENTS, {"run_id": run_id})).all())
+        return RunState.replay(workflow, ((kind, data) for _, kind, data in rows))
+
+    async def _record(
+        self,
+        session: DbSession,
+        run: RunRow,
+        state: RunState,
+        events: list[dict[str, Any]],
+        kind: EntryKind,
+        data: dict[str, Any],
+    ) -> LedgerEntry:
+        """Append an entry that moves the run (a completion, an entry, a hand-off…), apply
+        it to ``state``, and note it in ``events`` for the response."""
+        entry = await self._append(session, run, kind, data, self.now())
+        state.apply(kind.value, data)
+        events.append({"entry": kind.value, "data": data})
+        return entry
+
+    async def _readable_run(
+        self, session: DbSession, run_id: str, client: ClientRow | None
+    ) -> RunRow:
+        run = await session.get(RunRow, run_id)
+        if run is None or (client is not None and run.client_id != client.client_id):
+            raise NotFound(Reason.RUN_NOT_FOUND, "no such run")
+        return run
+
+    async def _entries(self, session: DbSession, run_id: str) -> list[LedgerEntry]:
+        rows = (
+            await session.execute(
+                select(LedgerRow).where(LedgerRow.run_id == run_id).order_by(LedgerRow.seq)
+            )
+        ).scalars()
+        return [_entry(r) for r in rows]
+
+    def checkpoint(self, entry: LedgerEntry) -> str:
+        """A checkpoint of the ledger ending at ``entry``, signed with the active key
+        (DESIGN §12): returned on every append a client asks for, after its commit."""
+        claims = CheckpointClaims(
+            iss=self.settings.issuer,
+            run_id=entry.run_id,
+            seq=entry.seq,
+            head=entry.entry_hash,
+            iat=self.now(),
+        )
+        return encode_checkpoint(claims, self.keys.active)
+
+    async def _append(
+        self, session: DbSession, run: RunRow, kind: EntryKind, data: dict[str, Any], at: int
+    ) -> LedgerEntry:
+        """Append to the run's ledger; ``run`` must be locked (or flushed new) in this session.
+
+        Two Core statements, not the ORM unit of work (which cost most of a mint's commit):
+        an UPDATE of the run's head that only matches the head this entry was chained
+        onto, so an append that raced another one is refused instead of forking the
+        chain, then the entry's INSERT.
+        """
+        entry = chain_after(run.head_seq, run.head_hash, run.run_id, kind, at, data)
+        moved = await execute_core(
+            session,
+            _MOVE_HEAD,
+            {
+                "run": run.run_id,
+                "old_seq": run.head_seq,
+                "old_hash": run.head_hash,
+                "new_seq": entry.seq,
+                "new_hash": entry.entry_hash,
+            },
+        )
+        if moved.rowcount != 1:
+            raise LedgerError(Reason.LEDGER_BROKEN, "the run's ledger head moved during the append")
+        await execute_core(
+            session,
+            _INSERT_ENTRY,
+            {
+                "run_id": entry.run_id,
+                "seq": entry.seq,
+                "kind": entry.kind.value,
+                "at": entry.at,
+                "data": entry.data,
+                "prev_hash": entry.prev_hash,
+                "entry_hash": entry.entry_hash,
+            },
+        )
+        # The row now holds the new head; record it on the object without making it dirty.
+        set_committed_value(run, "head_seq", entry.seq)
+        set_committed_value(run, "head_hash", entry.entry_hash)
+        return entry

@@ -1,0 +1,257 @@
+"""Runs: started from the user's token, completed step by step, approved, reported."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from ajwt_core.dpop import VerifiedProof
+from ajwt_core.errors import (
+    AccessDenied,
+    AJWTError,
+    InvalidGrant,
+    NotFound,
+    Reason,
+)
+from ajwt_core.idp.base import IdPBase
+from ajwt_core.idp.db import (
+    AgentRow,
+    ClientRow,
+    RunRow,
+)
+from ajwt_core.idp.models import (
+    RunStart,
+    RunStarted,
+    RunStatus,
+)
+from ajwt_core.keys import UPSTREAM_ALGORITHMS
+from ajwt_core.ledger import (
+    GENESIS_HASH,
+    Anchor,
+    EntryKind,
+    LedgerEntry,
+    LedgerReport,
+    verify_chain,
+)
+from ajwt_core.tokens import (
+    decode_intent_token,
+    decode_subject_token,
+    encode_user_token,
+)
+
+
+class Runs(IdPBase):
+    """Runs: start (rooted in the user's token), step completion, approval, status and
+    ledger (DESIGN §6.4, §6.7, §8)."""
+
+    def issue_user_token(self, subject: str, lifetime: int) -> str:
+        """A local user access token (embedded mode: no upstream IdP needed)."""
+        if not self.settings.local_users:
+            raise AccessDenied(
+                Reason.LOCAL_USERS_DISABLED, "this IdP takes user tokens from its upstream issuer"
+            )
+        return encode_user_token(
+            subject,
+            self.keys.active,
+            issuer=self.settings.issuer,
+            audience=self.settings.issuer,
+            lifetime=lifetime,
+            now=self.now(),
+        )
+
+    def verify_subject_token(self, token: str) -> str:
+        """The user (``sub``) whose intent roots a run: local or upstream issuer."""
+        errors: list[AJWTError] = []
+        if self.settings.local_users:
+            try:
+                return decode_subject_token(
+                    token,
+                    self.keys.verification_keys(),
+                    issuer=self.settings.issuer,
+                    audience=self.settings.issuer,
+                    algorithms=("ES256", "EdDSA"),
+                    now=self.clock(),
+                ).sub
+            except AJWTError as exc:
+                errors.append(exc)
+        if self.settings.upstream_issuer:
+            try:
+                return decode_subject_token(
+                    token,
+                    self.upstream_keys,
+                    issuer=self.settings.upstream_issuer,
+                    audience=self.settings.upstream_audience or self.settings.issuer,
+                    algorithms=UPSTREAM_ALGORITHMS,
+                    now=self.clock(),
+                ).sub
+            except AJWTError as exc:
+                errors.append(exc)
+        if errors:
+            # Report the most specific failure (the last issuer tried that knew the key).
+            specific = [e for e in errors if e.reason != Reason.UNKNOWN_KID] or errors
+            raise InvalidGrant(specific[-1].reason, f"subject token refused: {specific[-1]}")
+        raise InvalidGrant(Reason.MALFORMED_REQUEST, "no subject-token issuer is configured")
+
+    async def start_run(self, client: ClientRow, body: RunStart) -> RunStarted:
+        subject = self.verify_subject_token(body.subject_token)
+        workflow = await self.workflow(body.workflow_id, body.workflow_version)
+        now = self.now()
+        run = RunRow(
+            run_id="run-" + secrets.token_hex(12),
+            intent_id="intent-" + secrets.token_hex(12),
+            client_id=client.client_id,
+            workflow_id=workflow.id,
+            workflow_version=workflow.version,
+            subject=subject,
+            intent=body.intent,
+            state="open",
+            created_at=now,
+            head_seq=-1,
+            head_hash=GENESIS_HASH,
+        )
+        async with self.db.transaction() as session:
+            session.add(run)
+            await session.flush()
+            entry = await self._append(
+                session,
+                run,
+                EntryKind.RUN_STARTED,
+                {
+                    "intent_id": run.intent_id,
+                    "client_id": client.client_id,
+                    "initiated_by": subject,
+                    "workflow_id": workflow.id,
+                    "workflow_version": workflow.version,
+                    "workflow_hash": workflow.workflow_hash,
+                    "intent": body.intent,
+                },
+                now,
+            )
+        return RunStarted(
+            run_id=run.run_id,
+            intent_id=run.intent_id,
+            initiated_by=subject,
+            workflow=workflow.canonical(),
+            workflow_hash=workflow.workflow_hash,
+            ledger_head=entry.entry_hash,
+            ledger_checkpoint=self.checkpoint(entry),
+        )
+
+    async def complete_step(
+        self, client: ClientRow, token: str, proof: VerifiedProof, run_id: str, step: str
+    ) -> dict[str, Any]:
+        """Record a step as completed, proven by its agent's key and token (DESIGN §6.7)."""
+        claims = decode_intent_token(
+            token,
+            self.keys.verification_keys(),
+            issuer=self.settings.issuer,
+            audience=None,
+            now=self.clock(),
+        )
+        if proof.jkt != claims.cnf.jkt:
+            raise InvalidGrant(Reason.KEY_NOT_BOUND, "the proof is not by the token's agent key")
+        if claims.intent.run_id != run_id or claims.intent.step != step:
+            raise InvalidGrant(Reason.INVALID_CLAIM, "the token is for another run or step")
+        if claims.client_id != client.client_id:
+            raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
+        events: list[dict[str, Any]] = []
+        async with self.db.transaction() as session:
+            run = await self._open_run(session, client, run_id)
+            workflow = await self.workflow(run.workflow_id, run.workflow_version)
+            state = await self._state(session, run.run_id, workflow)
+            # The step's agent only (a consulted agent answers, it does not complete), on
+            # the run's path, with its predecessors completed (DESIGN §6.3).
+            if not state.check_completion(claims.agent.id, step):
+                return {"run_id": run_id, "step": step, "already_completed": True}
+            entry = await self._record(
+                session,
+                run,
+                state,
+                events,
+                EntryKind.STEP_COMPLETED,
+                {"step": step, "agent": claims.agent.id, "jti": claims.jti},
+            )
+        return {
+            "run_id": run_id,
+            "step": step,
+            "ledger_head": entry.entry_hash,
+            "ledger_checkpoint": self.checkpoint(entry),
+            "ajwt_run_events": events,
+            "finished": state.finished,
+        }
+
+    async def approve(self, run_id: str, step: str, approved_by: str) -> dict[str, Any]:
+        """Grant the approval a step requires; recorded in the run's ledger."""
+        async with self.db.transaction() as session:
+            run = await self.db.lock_run(session, run_id)
+            workflow = await self.workflow(run.workflow_id, run.workflow_version)
+            workflow.step(step)
+            # Approvals count for the step's current visit (work sent back to a step that
+            # needs one needs it again).
+            if step not in (await self._state(session, run_id, workflow)).approved:
+                await self._append(
+                    session,
+                    run,
+                    EntryKind.STEP_APPROVED,
+                    {"step": step, "approved_by": approved_by},
+                    self.now(),
+                )
+        return {"run_id": run_id, "step": step, "approved_by": approved_by}
+
+    async def status(self, run_id: str, registration_id: str | None) -> RunStatus:
+        """What a resource server needs to honour revocation (DESIGN §6.9, §7.6)."""
+        async with self.db.read() as session:
+            run = await session.get(RunRow, run_id)
+            if run is None:
+                raise NotFound(Reason.RUN_NOT_FOUND, "no such run")
+            client = await session.get(ClientRow, run.client_id)
+            registration_active: bool | None = None
+            if registration_id is not None:
+                agent = await session.get(AgentRow, registration_id)
+                registration_active = bool(
+                    agent and agent.revoked_at is None and agent.client_id == run.client_id
+                )
+            workflow = await self.workflow(run.workflow_id, run.workflow_version)
+            state = await self._state(session, run_id, workflow)
+            head = run.head_hash
+        client_active = client is not None and client.revoked_at is None
+        return RunStatus(
+            run_id=run.run_id,
+            intent_id=run.intent_id,
+            state=run.state,
+            active=run.state == "open" and client_active,
+            registration_active=registration_active,
+            client_active=client_active,
+            completed_steps=sorted(state.completed),
+            due_steps=state.due(),
+            finished=state.finished,
+            ledger_head=head,
+        )
+
+    async def ledger(self, run_id: str, client: ClientRow | None) -> list[LedgerEntry]:
+        async with self.db.read() as session:
+            await self._readable_run(session, run_id, client)
+            return await self._entries(session, run_id)
+
+    async def verify_ledger(self, run_id: str, client: ClientRow | None) -> LedgerReport:
+        """Recompute the run's chain and check that it ends at the head stored with the
+        run (``runs.head_hash``/``head_seq``): entries cut from the end, or a ledger
+        emptied, verify as a chain but not against the stored head. (A rewrite of the
+        stored head too is caught only by a checkpoint kept outside the database.)"""
+        async with self.db.read() as session:
+            run = await self._readable_run(session, run_id, client)
+            entries = await self._entries(session, run_id)
+        if len(entries) > run.head_seq + 1:
+            # Appended to after the run row was read (PostgreSQL reads each statement
+            # afresh): the newer head must cover them, or they are not the IdP's.
+            async with self.db.read() as session:
+                run = await self._readable_run(session, run_id, client)
+        if run.head_seq < 0:
+            return verify_chain(entries, run_id=run_id, expected_head=GENESIS_HASH)
+        stored = Anchor(
+            source="head recorded for the run",
+            seq=run.head_seq,
+            entry_hash=run.head_hash,
+            final=True,
+        )
+        return verify_chain(entries, run_id=run_id, anchors=[stored])

@@ -1,0 +1,106 @@
+"""``ajwt workflow check | show | schema``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+from ajwt_core.cli import app
+from ajwt_core.workflow import reference_workflow
+
+NEWS = """\
+id: news-desk
+version: 1
+steps:
+  route: {agent: supervisor, one_of: [headlines, prices]}
+  headlines: {agent: reporter, tools: [get_news], after: [route]}
+  prices: {agent: analyst, tools: [get_prices], after: [route]}
+  write:
+    agent: writer
+    tools: [publish]
+    after_any: [headlines, prices]
+    max_visits: 2
+    consult: {researcher: {tools: [search]}}
+  critique: {agent: critic, tools: [review], after: [write], loop_to: [write]}
+"""
+
+
+@pytest.fixture
+def news(tmp_path: Path) -> Path:
+    path = tmp_path / "news.yaml"
+    path.write_text(NEWS)
+    return path
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_prints_the_hash_the_idp_computes(news: Path, tmp_path: Path) -> None:
+    code, out, _ = run("workflow", "check", str(news))
+    assert code == 0
+    assert out.startswith("ok: workflow news-desk v1, 5 steps")
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(reference_workflow().canonical()))
+    code, out, _ = run("workflow", "check", "--json", str(reference))
+    assert code == 0
+    assert json.loads(out)["hash"] == reference_workflow().workflow_hash
+
+
+def test_check_refuses_with_the_line_and_key(news: Path) -> None:
+    news.write_text(NEWS.replace("after: [write], loop_to", "after: [wirte], loop_to"))
+    code, out, err = run("workflow", "check", str(news))
+    assert code == 1 and out == ""
+    assert err.startswith("error: line 13, column ")
+    assert "lists 'wirte' in 'after'" in err and "(did you mean 'write'?)" in err
+    assert "(invalid_workflow)" in err and "Traceback" not in err
+
+
+def test_check_refuses_duplicate_keys(news: Path) -> None:
+    news.write_text(NEWS + "  route: {agent: mallory}\n")
+    code, _, err = run("workflow", "check", str(news))
+    assert code == 1 and "repeats the key 'route'" in err
+
+
+def test_show_draws_every_construct_within_80_columns(news: Path) -> None:
+    code, out, _ = run("workflow", "show", str(news))
+    assert code == 0
+    assert all(len(line) <= 80 for line in out.splitlines())
+    for phrase in (
+        "routing (no tools)",
+        "then one of headlines, prices",
+        "after any of",
+        "consults researcher",
+        "may send back to write",
+        "at most 2 visits",
+    ):
+        assert phrase in " ".join(out.split()), phrase
+
+
+def test_show_writes_mermaid(news: Path, tmp_path: Path) -> None:
+    out_file = tmp_path / "news.mmd"
+    code, _, err = run("workflow", "show", "--mermaid", "--out", str(out_file), str(news))
+    assert code == 0 and "wrote" in err
+    text = out_file.read_text()
+    assert text.startswith("flowchart TD")
+    assert "-. back, max 2 .->" in text and "-- one of -->" in text
+
+
+def test_schema_is_json_schema_for_the_documents(news: Path) -> None:
+    code, out, _ = run("workflow", "schema")
+    assert code == 0
+    schema = json.loads(out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    import yaml
+
+    jsonschema.validate(yaml.safe_load(NEWS), schema)
+
+
+def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
+    code, _, err = run("workflow", "check", str(tmp_path / "missing.yaml"))
+    assert code == 1 and err.startswith("error: cannot read workflow") and "(io_error)" in err
