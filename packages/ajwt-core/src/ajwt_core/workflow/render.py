@@ -141,9 +141,7 @@ def svg(workflow: Workflow) -> str:
     loop_band = 40 if any(workflow.steps[s].loop_to for s in order) else 0
     tallest = max(len(c) for c in columns.values())
     width = _PAD * 2 + len(columns) * _BOX_W + (len(columns) - 1) * _GAP_X
-    height = (
-        _PAD * 2 + loop_band + tallest * (_BOX_H + _GAP_Y) + consult_rows * (_GAP_Y + 30)
-    )
+    height = _PAD * 2 + loop_band + tallest * (_BOX_H + _GAP_Y) + consult_rows * (_GAP_Y + 30)
     where: dict[str, tuple[float, float]] = {}
     for column, steps in columns.items():
         for row, step_id in enumerate(steps):
@@ -202,7 +200,7 @@ def svg(workflow: Workflow) -> str:
         tools = ", ".join(sorted(step.tools)) if step.tools else "routing (no tools)"
         extra = "needs approval" if step.approval else ""
         parts.append(
-            f'<g><title>{_xml(step_id)}: agent {_xml(step.agent)}; {_xml(tools)}</title>'
+            f"<g><title>{_xml(step_id)}: agent {_xml(step.agent)}; {_xml(tools)}</title>"
             f'<rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="8" '
             f'fill="{fill}" stroke="{stroke}"{dash}/>'
             f'<text x="{x + 10}" y="{y + 18}" font-weight="700">{_xml(_clip(step_id))}</text>'
