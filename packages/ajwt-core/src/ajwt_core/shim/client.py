@@ -38,13 +38,22 @@ from ajwt_core.errors import (
     AJWTError,
     InvalidGrant,
     InvalidRequest,
+    LedgerError,
     Reason,
     UnauthorizedClient,
     error_from_oauth,
 )
 from ajwt_core.integrity import HEADER as SHIM_HEADER
 from ajwt_core.integrity import header_value as shim_header_value
-from ajwt_core.keys import DEFAULT_KEY_LIFETIME, Alg, PopKey, derive_pop_key, key_epoch
+from ajwt_core.keys import (
+    DEFAULT_KEY_LIFETIME,
+    Alg,
+    KeyResolver,
+    PopKey,
+    derive_pop_key,
+    key_epoch,
+)
+from ajwt_core.ledger import Anchor, load_json, verify_chain
 from ajwt_core.shim.context import (
     AgentContext,
     ContextResolver,
@@ -62,6 +71,7 @@ from ajwt_core.tokens import (
     CLIENT_ASSERTION_TYPE_URI,
     DelegationClaims,
     checkpoint_seq_unverified,
+    decode_checkpoint,
     encode_client_assertion,
     encode_delegation_assertion,
     format_scope,
@@ -447,6 +457,68 @@ class Shim:
             yield run
         finally:
             reset_run(token)
+
+    def _op_resume(self, run_id: str, checkpoint: str | None) -> Operation[Run]:
+        text = yield self._json_request("GET", f"/runs/{run_id}/ledger")
+        if not text.is_success:
+            self._check(text)
+        entries = load_json(text.content)
+        anchors = []
+        if checkpoint is not None:
+            # A checkpoint kept outside the IdP proves the ledger was not cut or rewritten
+            # before it: verified with the IdP's published keys.
+            jwks = self._check(
+                (yield httpx.Request("GET", self.idp_url + "/.well-known/jwks.json"))
+            )
+            kept = decode_checkpoint(
+                checkpoint, KeyResolver.from_jwks(jwks), issuer=self.idp_url, run_id=run_id
+            )
+            anchors.append(Anchor(source="the checkpoint kept", seq=kept.seq, entry_hash=kept.head))
+        report = verify_chain(entries, run_id=run_id, anchors=anchors)
+        if not report.ok:
+            raise LedgerError(
+                Reason.LEDGER_BROKEN, f"run {run_id!r}'s ledger does not verify: {report.problem}"
+            )
+        started = entries[0]["data"]
+        workflow_id, version = started["workflow_id"], int(started["workflow_version"])
+        result = self._check(
+            (yield self._json_request("GET", f"/workflows/{workflow_id}/{version}"))
+        )
+        workflow = Workflow.from_mapping(result["workflow"])
+        if workflow.workflow_hash != started["workflow_hash"]:
+            raise InvalidGrant(
+                Reason.INVALID_WORKFLOW,
+                "the run's workflow does not match the hash it started with",
+            )
+        run = Run(
+            run_id=run_id,
+            intent_id=str(started["intent_id"]),
+            initiated_by=str(started["initiated_by"]),
+            workflow=workflow,
+            workflow_hash=workflow.workflow_hash,
+        )
+        state = RunState.replay(workflow, ((e["kind"], e["data"]) for e in entries))
+        with self._lock:
+            self._states[run_id] = state
+            self._states.move_to_end(run_id)
+        if checkpoint is not None:
+            self._keep_checkpoint(run_id, {"ledger_checkpoint": checkpoint})
+        return run
+
+    def resume(self, run_id: str, *, checkpoint: str | None = None) -> Run:
+        """Pick up a run started elsewhere (another process, before a restart): its
+        workflow, and where it stands (completed, entered and skipped steps, hand-offs
+        and consultations, visits), from the IdP's ledger of it, which is verified first
+        (against ``checkpoint`` too, when one was kept: :meth:`checkpoint`).
+
+        Tokens are not carried over: each agent's next call mints its own, and a hand-off
+        or completion with no live token uses a step token. The agents must be registered
+        with this shim (``register_many``) as for a new run.
+        """
+        return self._send_sync(self._op_resume(run_id, checkpoint))
+
+    async def aresume(self, run_id: str, *, checkpoint: str | None = None) -> Run:
+        return await self._send_async(self._op_resume(run_id, checkpoint))
 
     def completed_steps(self, run: Run) -> frozenset[str]:
         """The steps of ``run`` completed (as far as this shim has seen)."""

@@ -14,6 +14,7 @@ workflow vuln-patch v1
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 from ajwt_core.workflow.model import Step, Workflow
 
@@ -221,3 +222,25 @@ def svg(workflow: Workflow) -> str:
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def yaml_document(workflow: Workflow) -> str:
+    """The workflow as a YAML document for people: the members that differ from their
+    defaults only (it hashes the same: defaults are filled in before hashing).
+
+    >>> from ajwt_core.workflow import reference_workflow
+    >>> print(yaml_document(reference_workflow()).splitlines()[3])
+      triage:
+    """
+    import yaml
+
+    defaults = {"scopes": [], "after": [], "required": True, "approval": False}
+    steps: dict[str, Any] = {}
+    for step_id, body in workflow.canonical()["steps"].items():
+        steps[step_id] = {
+            key: value
+            for key, value in body.items()
+            if key == "tools" or defaults.get(key) != value
+        }
+    document = {"id": workflow.id, "version": workflow.version, "steps": steps}
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=88)
