@@ -104,3 +104,64 @@ def test_schema_is_json_schema_for_the_documents(news: Path) -> None:
 def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
     code, _, err = run("workflow", "check", str(tmp_path / "missing.yaml"))
     assert code == 1 and err.startswith("error: cannot read workflow") and "(io_error)" in err
+
+
+class _ToyAdapter:
+    """An adapter for a toy 'app': a dict of agent -> tools, in order."""
+
+    name = "toy"
+
+    def recognises(self, app: object) -> bool:
+        return isinstance(app, dict) and app.get("kind") == "toy-app"
+
+    def manifests(self, app: object) -> list[object]:
+        return []
+
+    def draft_workflow(self, app: object, *, workflow_id: str, version: int) -> dict[str, object]:
+        assert isinstance(app, dict)
+        steps: dict[str, object] = {}
+        previous: str | None = None
+        for agent, tools in app["agents"]:
+            steps[agent] = {"agent": agent, "tools": tools, "after": [previous] if previous else []}
+            previous = agent
+        return {"id": workflow_id, "version": version, "steps": steps}
+
+
+TOY_APP = {"kind": "toy-app", "agents": [("router", []), ("worker", ["do_it"])]}
+
+
+def test_export_drafts_a_workflow_through_the_adapter_that_recognises_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ajwt_core.adapters
+
+    monkeypatch.setattr(ajwt_core.adapters, "installed_adapters", lambda: [_ToyAdapter()])
+    out = tmp_path / "draft.yaml"
+    code, _, err = run(
+        "workflow",
+        "export",
+        "tests.cli.test_workflow_cli:TOY_APP",
+        "--id",
+        "toy",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    text = out.read_text()
+    assert text.startswith("# Drafted by `ajwt workflow export`")
+    code, stdout, _ = run("workflow", "check", str(out))
+    assert code == 0 and stdout.startswith("ok: workflow toy v1, 2 steps")
+
+
+def test_export_names_the_installed_adapters_when_none_recognises_the_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ajwt_core.adapters
+
+    monkeypatch.setattr(ajwt_core.adapters, "installed_adapters", lambda: [_ToyAdapter()])
+    code, _, err = run("workflow", "export", "ajwt_core.workflow:reference_workflow()")
+    assert code == 1
+    assert "no installed adapter recognises a ajwt_core.workflow.model.Workflow" in err
+    assert "(adapters: toy)" in err
+    code, _, err = run("workflow", "export", "no_such_module:app")
+    assert code == 1 and "cannot import 'no_such_module'" in err

@@ -106,9 +106,9 @@ def harness(tmp_path_factory: Any) -> Harness:
     return _harness
 
 
-def outcome(call: Any) -> tuple[str | None, Any]:
+def outcome(call: Any, *args: Any) -> tuple[str | None, Any]:
     try:
-        result: tuple[str | None, Any] = None, call()
+        result: tuple[str | None, Any] = None, call(*args)
     except AJWTError as exc:
         result = exc.reason.value, None
     event(f"idp: {result[0] or 'allowed'}")
@@ -162,7 +162,7 @@ def test_the_idp_decides_as_the_reference_model(
         if (agent, step) in tokens:
             return None
         expected = model_mint(agent, step, None)
-        got, _ = outcome(lambda: mint(agent, step, None))
+        got, _ = outcome(mint, agent, step, None)
         assert got == expected, ("step token", agent, step)
         return got
 
@@ -179,7 +179,7 @@ def test_the_idp_decides_as_the_reference_model(
             step = names[index % len(names)]
             agent = _agent(steps, step, who)
             expected = model_mint(agent, step, tool)
-            got, _ = outcome(lambda: mint(agent, step, tool))
+            got, _ = outcome(mint, agent, step, tool)
             assert got == expected, (move, model)
         elif move[0] == "delegate":
             _, from_who, fi, to_who, ti = move
@@ -233,7 +233,7 @@ def test_the_idp_decides_as_the_reference_model(
                 subject_token=parent,
                 actor_token=assertion,
             )
-            got, result = outcome(lambda: h.run(h.idp.exchange(client, h.proof(ta), params)))
+            got, result = outcome(h.run, h.idp.exchange(client, h.proof(ta), params))
             assert got == expected, (move, model)
             if result is not None:
                 tokens[(ta, ts)] = result.access_token
@@ -245,11 +245,10 @@ def test_the_idp_decides_as_the_reference_model(
             if held(agent, step) is not None:
                 continue
             expected = model.complete(agent, step)
-            got, _ = outcome(
-                lambda: h.run(
-                    h.idp.complete_step(client, tokens[(agent, step)], h.proof(agent), run_id, step)
-                )
+            completion = h.idp.complete_step(
+                client, tokens[(agent, step)], h.proof(agent), run_id, step
             )
+            got, _ = outcome(h.run, completion)
             assert got == expected, (move, model)
             if got is None:
                 model.done.add(step)

@@ -80,6 +80,7 @@ class Reason(StrEnum):
     # workflows (DESIGN §6.3)
     INVALID_WORKFLOW = "invalid_workflow"
     AMBIGUOUS_STEP = "ambiguous_step"
+    AMBIGUOUS_AGENT = "ambiguous_agent"
     BRANCH_NOT_TAKEN = "branch_not_taken"
     VISIT_LIMIT_REACHED = "visit_limit_reached"
     CONSULTATION_NOT_ALLOWED = "consultation_not_allowed"

@@ -115,3 +115,44 @@ def schema() -> None:
     from ajwt_core.workflow.model import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+@app.command("export")
+def export(
+    app_reference: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE:OBJECT",
+            help="The app: a compiled LangGraph graph, an AutoGen team, a CrewAI crew... "
+            "('module:factory()' calls a factory).",
+        ),
+    ],
+    workflow_id: Annotated[str, typer.Option("--id", help="The workflow id.")] = "draft",
+    version: Annotated[int, typer.Option(help="The workflow version.", min=1)] = 1,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write to this file instead of standard output.", dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Draft a workflow from an app's structure (its nodes and edges, team, or crew) and
+    write it as YAML, for a person to review before registering it.
+
+    The draft is what the structure shows; decide its scopes, approvals, optional steps
+    and choices yourself, then check it (ajwt workflow check) and register it.
+    """
+    from ajwt_core.adapters import draft_workflow, load_object
+    from ajwt_core.workflow.render import yaml_document
+
+    workflow = draft_workflow(load_object(app_reference), workflow_id=workflow_id, version=version)
+    text = "# Drafted by `ajwt workflow export`: review it before registering it.\n"
+    text += yaml_document(workflow)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {str(out)!r}: {exc.strerror or type(exc).__name__}", IO_ERROR)
+    typer.echo(f"wrote {out}", err=True)

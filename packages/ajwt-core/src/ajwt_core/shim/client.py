@@ -38,12 +38,22 @@ from ajwt_core.errors import (
     AJWTError,
     InvalidGrant,
     InvalidRequest,
+    LedgerError,
     Reason,
+    UnauthorizedClient,
     error_from_oauth,
 )
 from ajwt_core.integrity import HEADER as SHIM_HEADER
 from ajwt_core.integrity import header_value as shim_header_value
-from ajwt_core.keys import DEFAULT_KEY_LIFETIME, Alg, PopKey, derive_pop_key, key_epoch
+from ajwt_core.keys import (
+    DEFAULT_KEY_LIFETIME,
+    Alg,
+    KeyResolver,
+    PopKey,
+    derive_pop_key,
+    key_epoch,
+)
+from ajwt_core.ledger import Anchor, load_json, verify_chain
 from ajwt_core.shim.context import (
     AgentContext,
     ContextResolver,
@@ -61,6 +71,7 @@ from ajwt_core.tokens import (
     CLIENT_ASSERTION_TYPE_URI,
     DelegationClaims,
     checkpoint_seq_unverified,
+    decode_checkpoint,
     encode_client_assertion,
     encode_delegation_assertion,
     format_scope,
@@ -94,6 +105,7 @@ class RegisteredAgent:
     expires_at: int
     _last_manifest: str = field(default="", repr=False, compare=False)
     _last_checksum: str = field(default="", repr=False, compare=False)
+    _last_tools: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def live_checksum(self) -> str:
         """Recompute the checksum from the live agent (DESIGN §3: before every mint).
@@ -105,8 +117,15 @@ class RegisteredAgent:
         text = manifest.model_dump_json()
         if text != self._last_manifest:
             self._last_checksum = manifest.checksum()
+            self._last_tools = frozenset(tool.name for tool in manifest.tools)
             self._last_manifest = text
         return self._last_checksum
+
+    def live_tools(self) -> frozenset[str]:
+        """The tool names of the live agent's manifest (as of its last checksum)."""
+        if not self._last_manifest:
+            self.live_checksum()
+        return self._last_tools
 
 
 @dataclass(frozen=True)
@@ -200,7 +219,9 @@ class Shim:
         self._transport = transport
         self._async_transport = async_transport
         self._clock = clock
-        self._agents: dict[str, RegisteredAgent] = {}
+        # agent id -> registration checksum -> registration: several versions of one agent
+        # id may be live at once (two teams whose agents share a name).
+        self._agents: dict[str, dict[str, RegisteredAgent]] = {}
         self._tokens = TokenCache(clock=clock)
         # run id -> the run's position in its workflow (DESIGN §6.3), the shim's copy of
         # what the IdP recorded: moved by the events its answers list.
@@ -345,7 +366,7 @@ class Shim:
                 expires_at=reg["expires_at"],
             )
             with self._lock:
-                self._agents[agent_id] = agent
+                self._agents.setdefault(agent_id, {})[checksum] = agent
             agents.append(agent)
         return agents
 
@@ -364,13 +385,31 @@ class Shim:
     async def aregister_many(self, sources: Iterable[ManifestSource]) -> list[RegisteredAgent]:
         return await self._send_async(self._op_register(list(sources)))
 
-    def agent(self, agent_id: str) -> RegisteredAgent:
-        try:
-            return self._agents[agent_id]
-        except KeyError:
+    def agent(self, agent_id: str, checksum: str | None = None) -> RegisteredAgent:
+        """The registration of ``agent_id`` (the one with ``checksum`` when this shim holds
+        several versions of the agent id, as two teams whose agents share a name do)."""
+        versions = self._agents.get(agent_id)
+        if not versions:
             raise InvalidGrant(
                 Reason.AGENT_NOT_REGISTERED, f"agent {agent_id!r} is not registered with this shim"
-            ) from None
+            )
+        if checksum is not None:
+            found = versions.get(checksum)
+            if found is None:
+                raise InvalidGrant(
+                    Reason.AGENT_NOT_REGISTERED,
+                    f"no registration of agent {agent_id!r} with checksum {checksum} in this "
+                    "shim (register the agent as it is now)",
+                )
+            return found
+        if len(versions) == 1:
+            return next(iter(versions.values()))
+        raise AgentContextError(
+            Reason.AMBIGUOUS_AGENT,
+            f"{len(versions)} versions of agent {agent_id!r} are registered with this shim "
+            f"(checksums {', '.join(sorted(versions))}); say which one acts: "
+            "acting(..., checksum=registered.checksum)",
+        )
 
     # -------------------------------------------------------------------- runs
 
@@ -418,6 +457,68 @@ class Shim:
             yield run
         finally:
             reset_run(token)
+
+    def _op_resume(self, run_id: str, checkpoint: str | None) -> Operation[Run]:
+        text = yield self._json_request("GET", f"/runs/{run_id}/ledger")
+        if not text.is_success:
+            self._check(text)
+        entries = load_json(text.content)
+        anchors = []
+        if checkpoint is not None:
+            # A checkpoint kept outside the IdP proves the ledger was not cut or rewritten
+            # before it: verified with the IdP's published keys.
+            jwks = self._check(
+                (yield httpx.Request("GET", self.idp_url + "/.well-known/jwks.json"))
+            )
+            kept = decode_checkpoint(
+                checkpoint, KeyResolver.from_jwks(jwks), issuer=self.idp_url, run_id=run_id
+            )
+            anchors.append(Anchor(source="the checkpoint kept", seq=kept.seq, entry_hash=kept.head))
+        report = verify_chain(entries, run_id=run_id, anchors=anchors)
+        if not report.ok:
+            raise LedgerError(
+                Reason.LEDGER_BROKEN, f"run {run_id!r}'s ledger does not verify: {report.problem}"
+            )
+        started = entries[0]["data"]
+        workflow_id, version = started["workflow_id"], int(started["workflow_version"])
+        result = self._check(
+            (yield self._json_request("GET", f"/workflows/{workflow_id}/{version}"))
+        )
+        workflow = Workflow.from_mapping(result["workflow"])
+        if workflow.workflow_hash != started["workflow_hash"]:
+            raise InvalidGrant(
+                Reason.INVALID_WORKFLOW,
+                "the run's workflow does not match the hash it started with",
+            )
+        run = Run(
+            run_id=run_id,
+            intent_id=str(started["intent_id"]),
+            initiated_by=str(started["initiated_by"]),
+            workflow=workflow,
+            workflow_hash=workflow.workflow_hash,
+        )
+        state = RunState.replay(workflow, ((e["kind"], e["data"]) for e in entries))
+        with self._lock:
+            self._states[run_id] = state
+            self._states.move_to_end(run_id)
+        if checkpoint is not None:
+            self._keep_checkpoint(run_id, {"ledger_checkpoint": checkpoint})
+        return run
+
+    def resume(self, run_id: str, *, checkpoint: str | None = None) -> Run:
+        """Pick up a run started elsewhere (another process, before a restart): its
+        workflow, and where it stands (completed, entered and skipped steps, hand-offs
+        and consultations, visits), from the IdP's ledger of it, which is verified first
+        (against ``checkpoint`` too, when one was kept: :meth:`checkpoint`).
+
+        Tokens are not carried over: each agent's next call mints its own, and a hand-off
+        or completion with no live token uses a step token. The agents must be registered
+        with this shim (``register_many``) as for a new run.
+        """
+        return self._send_sync(self._op_resume(run_id, checkpoint))
+
+    async def aresume(self, run_id: str, *, checkpoint: str | None = None) -> Run:
+        return await self._send_async(self._op_resume(run_id, checkpoint))
 
     def completed_steps(self, run: Run) -> frozenset[str]:
         """The steps of ``run`` completed (as far as this shim has seen)."""
@@ -521,6 +622,7 @@ class Shim:
         tool: str | None = None,
         run: Run | None = None,
         input_digest: str | None = None,
+        checksum: str | None = None,
     ) -> AgentContext:
         """Build an acting context (for adapters that keep it outside context variables)."""
         the_run = run or current_run()
@@ -528,9 +630,14 @@ class Shim:
             raise AgentContextError(
                 Reason.NO_AGENT_CONTEXT, "no current run: start one and use shim.run(run)"
             )
-        self.agent(agent)
+        self.agent(agent, checksum)
         return AgentContext(
-            agent=agent, run=the_run, step=step, tool=tool, input_digest=input_digest
+            agent=agent,
+            run=the_run,
+            step=step,
+            tool=tool,
+            input_digest=input_digest,
+            checksum=checksum,
         )
 
     @contextlib.contextmanager
@@ -542,9 +649,13 @@ class Shim:
         tool: str | None = None,
         run: Run | None = None,
         input_digest: str | None = None,
+        checksum: str | None = None,
     ) -> Iterator[AgentContext]:
-        """Run the code inside as ``agent`` (at ``step``, calling ``tool``)."""
-        context = self.context(agent, step=step, tool=tool, run=run, input_digest=input_digest)
+        """Run the code inside as ``agent`` (at ``step``, calling ``tool``); ``checksum``
+        picks the registration when several versions of the agent id are registered."""
+        context = self.context(
+            agent, step=step, tool=tool, run=run, input_digest=input_digest, checksum=checksum
+        )
         token = set_acting(context)
         try:
             yield context
@@ -560,8 +671,11 @@ class Shim:
         tool: str | None = None,
         run: Run | None = None,
         input_digest: str | None = None,
+        checksum: str | None = None,
     ) -> AsyncIterator[AgentContext]:
-        with self.acting(agent, step=step, tool=tool, run=run, input_digest=input_digest) as c:
+        with self.acting(
+            agent, step=step, tool=tool, run=run, input_digest=input_digest, checksum=checksum
+        ) as c:
             yield c
 
     def resolve_step(self, context: AgentContext) -> str:
@@ -610,8 +724,10 @@ class Shim:
         self._tokens.put(issued)
         return issued
 
-    def _checked_agent(self, agent_id: str) -> tuple[RegisteredAgent, str]:
-        agent = self.agent(agent_id)
+    def _checked_agent(
+        self, agent_id: str, checksum: str | None = None
+    ) -> tuple[RegisteredAgent, str]:
+        agent = self.agent(agent_id, checksum)
         live = agent.live_checksum()
         if self.local_checks and live != agent.checksum:
             raise InvalidGrant(
@@ -627,31 +743,54 @@ class Shim:
         issued = yield from self._op_mint(context, step, tool, audience)
         return issued
 
-    def _op_step_token(self, agent: str, run: Run, step: str) -> Operation[IssuedToken]:
+    def _op_step_token(
+        self, agent: str, run: Run, step: str, checksum: str | None = None
+    ) -> Operation[IssuedToken]:
         """A step token (DESIGN §6.3): proves to the IdP that ``agent`` acts in ``step``,
         for a hand-off or a completion when it holds no live token of the step."""
-        cached = self._tokens.latest(agent, run.run_id, step)
+        cached = self._latest_token(agent, run, step, checksum)
         if cached is not None:
             return cached
-        issued = yield from self._op_mint(AgentContext(agent, run, step), step, None, None)
+        context = AgentContext(agent, run, step, checksum=checksum)
+        issued = yield from self._op_mint(context, step, None, None)
         return issued
+
+    def _live_agent(
+        self, agent_id: str, checksum: str | None, tool: str | None = None
+    ) -> tuple[RegisteredAgent, str]:
+        """The registration, and the live checksum of the agent the framework runs now:
+        refused if the agent changed since it was registered (T4), or if ``tool`` is not
+        one of the live agent's tools (a tool the workflow allows but the agent was not
+        registered with)."""
+        agent, live = self._checked_agent(agent_id, checksum)
+        if self.local_checks and tool is not None and tool not in agent.live_tools():
+            raise UnauthorizedClient(
+                Reason.TOOL_NOT_ALLOWED,
+                f"tool {tool!r} is not one of agent {agent_id!r}'s tools as it runs now "
+                f"({', '.join(sorted(agent.live_tools())) or 'none'}); register the agent "
+                "with the tools it is given",
+            )
+        return agent, live
 
     def _op_mint(
         self, context: AgentContext, step: str, tool: str | None, audience: str | None
     ) -> Operation[IssuedToken]:
         the_audience = audience if tool is not None and audience is not None else self.idp_url
-        cached = self._tokens.get((context.agent, context.run.run_id, step, tool, the_audience))
+        registered = self.agent(context.agent, context.checksum)
+        cached = self._tokens.get(
+            (context.agent, registered.checksum, context.run.run_id, step, tool, the_audience)
+        )
         if cached is not None:
             # A live agent may have changed since its token was minted (T4): reuse the
-            # token only while the agent still has its registered checksum.
-            if self.local_checks and callable(self.agent(context.agent).source):
-                self._checked_agent(context.agent)
+            # token only while the agent still has its registered checksum and the tool.
+            if callable(registered.source):
+                self._live_agent(context.agent, registered.checksum, tool)
             return cached
         if self.local_checks:
             state = self.run_state(context.run)
             with self._lock:
                 state.check_mint(context.agent, step, tool, approvals=False)
-        agent, live = self._checked_agent(context.agent)
+        agent, live = self._live_agent(context.agent, registered.checksum, tool)
         form = {
             "grant_type": AGENT_CHECKSUM_GRANT,
             "agent_id": context.agent,
@@ -666,7 +805,9 @@ class Shim:
             form["input_digest"] = context.input_digest
         result = self._check((yield self._token_request(form, agent.key)))
         self._apply(context.run, result, context.agent)
-        issued = self._issued(result, context.agent, context.run, step, tool, the_audience)
+        issued = self._issued(
+            result, context.agent, context.run, step, tool, the_audience, agent.checksum
+        )
         self._emit(
             "token_minted",
             AgentContext(context.agent, context.run, step, tool),
@@ -675,7 +816,14 @@ class Shim:
         return self._remember(issued)
 
     def _issued(
-        self, result: Any, agent: str, run: Run, step: str, tool: str | None, audience: str
+        self,
+        result: Any,
+        agent: str,
+        run: Run,
+        step: str,
+        tool: str | None,
+        audience: str,
+        checksum: str,
     ) -> IssuedToken:
         self._keep_checkpoint(run.run_id, result)
         return IssuedToken(
@@ -687,6 +835,7 @@ class Shim:
             tool=tool,
             audience=audience,
             scope=result.get("scope", ""),
+            checksum=checksum,
         )
 
     def token(self, context: AgentContext, audience: str) -> IssuedToken:
@@ -708,7 +857,7 @@ class Shim:
                 input_digest=context.input_digest,
             )
             if self.local_checks:
-                self._checked_agent(resolved.agent)
+                self._live_agent(resolved.agent, resolved.checksum, resolved.tool)
                 state = self.run_state(resolved.run)
                 with self._lock:
                     state.check_mint(resolved.agent, step, resolved.tool, approvals=False)
@@ -764,7 +913,8 @@ class Shim:
                 "without A-JWT credentials",
             )
         issued = yield from self._op_token(context, self.audience_for(str(request.url)))
-        return Binding(token=issued.token, key=self.agent(context.agent).key, context=context)
+        key = self.agent(context.agent, context.checksum).key
+        return Binding(token=issued.token, key=key, context=context)
 
     def bind(self, request: httpx.Request) -> Binding:
         return self._send_sync(self._op_bind(request))
@@ -780,10 +930,13 @@ class Shim:
 
     # --------------------------------------------------------------- delegation
 
-    def _latest_token(self, agent: str, run: Run, step: str | None) -> IssuedToken | None:
-        return self._tokens.latest(agent, run.run_id, step)
+    def _latest_token(
+        self, agent: str, run: Run, step: str | None, checksum: str | None = None
+    ) -> IssuedToken | None:
+        registered = self.agent(agent, checksum)
+        return self._tokens.latest(agent, run.run_id, step, registered.checksum)
 
-    def _delegator_step(self, agent: str, run: Run) -> str:
+    def _delegator_step(self, agent: str, run: Run, checksum: str | None = None) -> str:
         """The step ``agent`` acts in now: the acting context's, else its one current
         (entered, not completed) step, else its step of its latest token, else its one
         due step; several candidates: the caller must name it."""
@@ -802,7 +955,7 @@ class Shim:
             due = [s for s in state.due() if run.workflow.steps[s].agent == agent]
         if len(active) == 1:
             return active[0]
-        latest = self._latest_token(agent, run, None)
+        latest = self._latest_token(agent, run, None, checksum)
         if not active and latest is not None:
             return latest.step
         if not active and len(due) == 1:
@@ -831,12 +984,15 @@ class Shim:
         scope: str | None,
         audience: str | None,
         from_step: str | None,
+        from_checksum: str | None = None,
+        to_checksum: str | None = None,
     ) -> Operation[IssuedToken]:
-        step_from = from_step or self._delegator_step(from_agent, run)
+        step_from = from_step or self._delegator_step(from_agent, run, from_checksum)
         the_step = to_step or step_from  # no step: a consultation inside the delegator's step
         state = self.run_state(run)
         if self.local_checks:
-            self._checked_agent(from_agent)
+            # The delegator signs as the agent it is now: a changed agent hands nothing on.
+            self._checked_agent(from_agent, from_checksum)
             with self._lock:
                 decision = state.check_delegation(from_agent, step_from, to_agent, the_step)
             kind = decision.kind
@@ -844,9 +1000,9 @@ class Shim:
             kind = "consult" if the_step == step_from else "handoff"
         # The delegator's token in its step proves it acts there; a step token will do
         # (a routing step, or no tool called since its tokens expired).
-        parent = self._latest_token(from_agent, run, step_from)
+        parent = self._latest_token(from_agent, run, step_from, from_checksum)
         if parent is None:
-            parent = yield from self._op_step_token(from_agent, run, step_from)
+            parent = yield from self._op_step_token(from_agent, run, step_from, from_checksum)
         target = run.workflow.step(the_step)
         if kind == "consult":
             grant = target.consult.get(to_agent)
@@ -871,7 +1027,7 @@ class Shim:
                 f"the delegate's token for tool {the_tool!r} needs the API's audience: pass "
                 "audience=... (or give the Shim a default_audience)",
             )
-        delegator = self.agent(from_agent)
+        delegator = self.agent(from_agent, from_checksum)
         now = int(self._clock())
         assertion = encode_delegation_assertion(
             DelegationClaims(
@@ -890,7 +1046,7 @@ class Shim:
             ),
             delegator.key,
         )
-        delegate, live = self._checked_agent(to_agent)
+        delegate, live = self._live_agent(to_agent, to_checksum, the_tool)
         form = {
             "grant_type": TOKEN_EXCHANGE_GRANT,
             "subject_token": parent.token,
@@ -911,7 +1067,9 @@ class Shim:
             form["scope"] = scope
         result = self._check((yield self._token_request(form, delegate.key)))
         self._apply(run, result, from_agent)
-        issued = self._issued(result, to_agent, run, the_step, the_tool, token_audience)
+        issued = self._issued(
+            result, to_agent, run, the_step, the_tool, token_audience, delegate.checksum
+        )
         self._emit(
             "consultation" if kind == "consult" else "handoff",
             AgentContext(to_agent, run, the_step, the_tool),
@@ -930,20 +1088,34 @@ class Shim:
         scope: str | None = None,
         audience: str | None = None,
         from_step: str | None = None,
+        from_checksum: str | None = None,
+        to_checksum: str | None = None,
     ) -> IssuedToken:
-        """Hand ``to_step`` from ``from_agent`` to ``to_agent`` (DESIGN §6.6).
+        """Hand ``to_step`` from ``from_agent`` to ``to_agent`` (DESIGN §5.2, §6.3).
 
-        Signs a delegation assertion with the delegator's key and exchanges it, with
-        the delegator's current intent token, for the delegate's first token (for
-        ``tool``, default the step's first tool). The delegate's later tokens in that
-        step carry the same chain.
+        Signs a delegation assertion with the delegator's key and exchanges it, with the
+        delegator's token in its step (a step token if it holds none), for the delegate's
+        first token: for ``tool``, else for the step's only tool when an API audience is
+        known (``audience``, the shim's ``default_audience``, or the delegator's token's),
+        else a step token. The delegate's later tokens in that step carry the same chain.
+        ``from_step`` defaults to the step the delegator acts in; ``to_step`` may be a
+        later step, or an earlier one the workflow lets ``from_step`` send work back to.
+        ``from_checksum`` / ``to_checksum`` pick registrations when several versions of
+        an agent id are registered.
         """
-        the_run = self._run_or_current(run)
-        return self._send_sync(
-            self._op_handoff(
-                from_agent, to_agent, to_step, the_run, tool, scope, audience, from_step
-            )
+        operation = self._op_handoff(
+            from_agent,
+            to_agent,
+            to_step,
+            self._run_or_current(run),
+            tool,
+            scope,
+            audience,
+            from_step,
+            from_checksum,
+            to_checksum,
         )
+        return self._send_sync(operation)
 
     async def ahandoff(
         self,
@@ -956,13 +1128,22 @@ class Shim:
         scope: str | None = None,
         audience: str | None = None,
         from_step: str | None = None,
+        from_checksum: str | None = None,
+        to_checksum: str | None = None,
     ) -> IssuedToken:
-        the_run = self._run_or_current(run)
-        return await self._send_async(
-            self._op_handoff(
-                from_agent, to_agent, to_step, the_run, tool, scope, audience, from_step
-            )
+        operation = self._op_handoff(
+            from_agent,
+            to_agent,
+            to_step,
+            self._run_or_current(run),
+            tool,
+            scope,
+            audience,
+            from_step,
+            from_checksum,
+            to_checksum,
         )
+        return await self._send_async(operation)
 
     def consult(
         self,
@@ -974,6 +1155,8 @@ class Shim:
         scope: str | None = None,
         audience: str | None = None,
         from_step: str | None = None,
+        from_checksum: str | None = None,
+        to_checksum: str | None = None,
     ) -> IssuedToken:
         """Let ``from_agent`` consult ``to_agent`` inside its own step (DESIGN §6.3).
 
@@ -983,18 +1166,19 @@ class Shim:
         complete the step or hand on, and the run's position does not move. Returns the
         consulted agent's first token (a step token unless ``tool`` is given).
         """
-        return self._send_sync(
-            self._op_handoff(
-                from_agent,
-                to_agent,
-                None,
-                self._run_or_current(run),
-                tool,
-                scope,
-                audience,
-                from_step,
-            )
+        operation = self._op_handoff(
+            from_agent,
+            to_agent,
+            None,
+            self._run_or_current(run),
+            tool,
+            scope,
+            audience,
+            from_step,
+            from_checksum,
+            to_checksum,
         )
+        return self._send_sync(operation)
 
     async def aconsult(
         self,
@@ -1006,19 +1190,22 @@ class Shim:
         scope: str | None = None,
         audience: str | None = None,
         from_step: str | None = None,
+        from_checksum: str | None = None,
+        to_checksum: str | None = None,
     ) -> IssuedToken:
-        return await self._send_async(
-            self._op_handoff(
-                from_agent,
-                to_agent,
-                None,
-                self._run_or_current(run),
-                tool,
-                scope,
-                audience,
-                from_step,
-            )
+        operation = self._op_handoff(
+            from_agent,
+            to_agent,
+            None,
+            self._run_or_current(run),
+            tool,
+            scope,
+            audience,
+            from_step,
+            from_checksum,
+            to_checksum,
         )
+        return await self._send_async(operation)
 
     def _run_or_current(self, run: Run | None) -> Run:
         the_run = run or current_run()
@@ -1032,23 +1219,24 @@ class Shim:
     # --------------------------------------------------------------- completion
 
     def _op_complete(
-        self, agent: str, step: str | None, run: Run, audience: str | None
+        self, agent: str, step: str | None, run: Run, checksum: str | None
     ) -> Operation[dict[str, Any]]:
-        the_step = step or self._delegator_step(agent, run)
+        the_step = step or self._delegator_step(agent, run, checksum)
+        # Completed by the agent as it is now: a changed agent completes nothing (T4).
+        registered, _ = self._checked_agent(agent, checksum)
         if self.local_checks:
             state = self.run_state(run)
             with self._lock:
                 state.check_completion(agent, the_step)
-        # Any live token of the agent in the step proves it; else a step token (no API
-        # audience needed: ``audience`` is accepted for compatibility and unused).
-        issued = self._latest_token(agent, run, the_step)
+        # Any live token of the agent in the step proves it; else a step token.
+        issued = self._latest_token(agent, run, the_step, registered.checksum)
         if issued is None:
-            issued = yield from self._op_step_token(agent, run, the_step)
+            issued = yield from self._op_step_token(agent, run, the_step, registered.checksum)
         path = f"/runs/{run.run_id}/steps/{the_step}/complete"
         request = self._json_request("POST", path)
         request.headers["X-AJWT-Token"] = f"DPoP {issued.token}"
         request.headers["DPoP"] = create_proof(
-            self.agent(agent).key,
+            registered.key,
             "POST",
             str(request.url),
             token=issued.token,
@@ -1067,9 +1255,13 @@ class Shim:
         *,
         run: Run | None = None,
         audience: str | None = None,
+        checksum: str | None = None,
     ) -> dict[str, Any]:
-        """Report ``step`` done, proven with the agent's key and token (DESIGN §6.7)."""
-        return self._send_sync(self._op_complete(agent, step, self._run_or_current(run), audience))
+        """Report ``step`` (default: the step ``agent`` acts in) done, proven with the
+        agent's key and its token in the step, or a step token (DESIGN §6.7).
+        ``audience`` is accepted for compatibility and not needed."""
+        del audience
+        return self._send_sync(self._op_complete(agent, step, self._run_or_current(run), checksum))
 
     async def acomplete(
         self,
@@ -1078,9 +1270,11 @@ class Shim:
         *,
         run: Run | None = None,
         audience: str | None = None,
+        checksum: str | None = None,
     ) -> dict[str, Any]:
+        del audience
         return await self._send_async(
-            self._op_complete(agent, step, self._run_or_current(run), audience)
+            self._op_complete(agent, step, self._run_or_current(run), checksum)
         )
 
 

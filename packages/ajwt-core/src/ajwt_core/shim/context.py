@@ -38,6 +38,9 @@ class AgentContext:
     step: str | None = None
     tool: str | None = None
     input_digest: str | None = None
+    #: Which registration of ``agent`` acts, when a shim holds several versions of one
+    #: agent id (two teams whose agents share a name); None: its only one.
+    checksum: str | None = None
 
     def with_tool(self, tool: str) -> AgentContext:
         return replace(self, tool=tool)

@@ -8,12 +8,12 @@ they expire or when the cache is full; a dropped token is simply minted again.
 >>> now = [1000.0]
 >>> cache = TokenCache(max_entries=2, clock=lambda: now[0])
 >>> cache.put(IssuedToken("t1", 1300, "planner", "run-1", "plan", "read_file", "api", ""))
->>> cache.get(("planner", "run-1", "plan", "read_file", "api")).token
+>>> cache.get(("planner", "", "run-1", "plan", "read_file", "api")).token
 't1'
 >>> cache.latest("planner", "run-1", None).token
 't1'
 >>> now[0] = 1280.0   # within REFRESH_MARGIN of expiry: no longer handed out
->>> cache.get(("planner", "run-1", "plan", "read_file", "api")) is None
+>>> cache.get(("planner", "", "run-1", "plan", "read_file", "api")) is None
 True
 """
 
@@ -30,10 +30,10 @@ from typing import TypeAlias, TypeVar
 REFRESH_MARGIN = 30
 DEFAULT_MAX_ENTRIES = 4096
 
-#: (agent, run_id, step, tool or None for a step token, audience)
-RequestKey: TypeAlias = tuple[str, str, str, str | None, str]
-#: (agent, run_id, step or None for "any step")
-LatestKey: TypeAlias = tuple[str, str, str | None]
+#: (agent, registration checksum, run_id, step, tool or None for a step token, audience)
+RequestKey: TypeAlias = tuple[str, str, str, str, str | None, str]
+#: (agent, registration checksum, run_id, step or None for "any step")
+LatestKey: TypeAlias = tuple[str, str, str, str | None]
 _K = TypeVar("_K")
 
 
@@ -48,6 +48,9 @@ class IssuedToken:
     tool: str | None
     audience: str
     scope: str
+    #: The checksum of the agent registration it was minted for: several versions of
+    #: one agent id may be live in one shim (two teams), each with its own tokens.
+    checksum: str = ""
 
 
 class TokenCache:
@@ -77,22 +80,31 @@ class TokenCache:
         """The live token minted for exactly this request, if any."""
         return self._live(self._by_request.get(key), self._clock())
 
-    def latest(self, agent: str, run_id: str, step: str | None) -> IssuedToken | None:
+    def latest(
+        self, agent: str, run_id: str, step: str | None, checksum: str = ""
+    ) -> IssuedToken | None:
         """The live token of ``agent`` in ``run_id`` (at ``step``, or at any step for
         ``None``) that expires last.
 
         The index keeps, per key, the token with the latest expiry; if that one is no
         longer live, no other token of the key is either.
         """
-        return self._live(self._latest.get((agent, run_id, step)), self._clock())
+        return self._live(self._latest.get((agent, checksum, run_id, step)), self._clock())
 
     def put(self, issued: IssuedToken) -> None:
-        request = (issued.agent, issued.run_id, issued.step, issued.tool, issued.audience)
+        request = (
+            issued.agent,
+            issued.checksum,
+            issued.run_id,
+            issued.step,
+            issued.tool,
+            issued.audience,
+        )
         with self._lock:
             self._by_request.pop(request, None)
             self._by_request[request] = issued
-            by_step: LatestKey = (issued.agent, issued.run_id, issued.step)
-            for key in (by_step, (issued.agent, issued.run_id, None)):
+            by_step: LatestKey = (issued.agent, issued.checksum, issued.run_id, issued.step)
+            for key in (by_step, (issued.agent, issued.checksum, issued.run_id, None)):
                 current = self._latest.get(key)
                 if current is None or issued.expires_at >= current.expires_at:
                     self._latest.pop(key, None)

@@ -14,6 +14,7 @@ workflow vuln-patch v1
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 from ajwt_core.workflow.model import Step, Workflow
 
@@ -141,9 +142,7 @@ def svg(workflow: Workflow) -> str:
     loop_band = 40 if any(workflow.steps[s].loop_to for s in order) else 0
     tallest = max(len(c) for c in columns.values())
     width = _PAD * 2 + len(columns) * _BOX_W + (len(columns) - 1) * _GAP_X
-    height = (
-        _PAD * 2 + loop_band + tallest * (_BOX_H + _GAP_Y) + consult_rows * (_GAP_Y + 30)
-    )
+    height = _PAD * 2 + loop_band + tallest * (_BOX_H + _GAP_Y) + consult_rows * (_GAP_Y + 30)
     where: dict[str, tuple[float, float]] = {}
     for column, steps in columns.items():
         for row, step_id in enumerate(steps):
@@ -202,7 +201,7 @@ def svg(workflow: Workflow) -> str:
         tools = ", ".join(sorted(step.tools)) if step.tools else "routing (no tools)"
         extra = "needs approval" if step.approval else ""
         parts.append(
-            f'<g><title>{_xml(step_id)}: agent {_xml(step.agent)}; {_xml(tools)}</title>'
+            f"<g><title>{_xml(step_id)}: agent {_xml(step.agent)}; {_xml(tools)}</title>"
             f'<rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="8" '
             f'fill="{fill}" stroke="{stroke}"{dash}/>'
             f'<text x="{x + 10}" y="{y + 18}" font-weight="700">{_xml(_clip(step_id))}</text>'
@@ -223,3 +222,25 @@ def svg(workflow: Workflow) -> str:
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def yaml_document(workflow: Workflow) -> str:
+    """The workflow as a YAML document for people: the members that differ from their
+    defaults only (it hashes the same: defaults are filled in before hashing).
+
+    >>> from ajwt_core.workflow import reference_workflow
+    >>> print(yaml_document(reference_workflow()).splitlines()[3])
+      triage:
+    """
+    import yaml
+
+    defaults = {"scopes": [], "after": [], "required": True, "approval": False}
+    steps: dict[str, Any] = {}
+    for step_id, body in workflow.canonical()["steps"].items():
+        steps[step_id] = {
+            key: value
+            for key, value in body.items()
+            if key == "tools" or defaults.get(key) != value
+        }
+    document = {"id": workflow.id, "version": workflow.version, "steps": steps}
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=88)

@@ -21,6 +21,7 @@ from ajwt_core.errors import (
     NotFound,
     Reason,
     ServerError,
+    UnauthorizedClient,
 )
 from ajwt_core.idp.base import IdPBase
 from ajwt_core.idp.db import (
@@ -82,6 +83,7 @@ _REGISTRATIONS = (
         AgentRow.jkt,
         AgentRow.expires_at,
         AgentRow.revoked_at,
+        AgentRow.manifest,
     )
     .where(AgentRow.client_id == bindparam("client_id"), AgentRow.agent_id == bindparam("agent_id"))
     .order_by(AgentRow.version.desc())
@@ -169,6 +171,7 @@ class AgentChecksumGrant(IdPBase):
             # steps, completed by this call), approval (DESIGN §6.3).
             decision = state.check_mint(p.agent_id, step_asked, p.tool)
             step = decision.step
+            _check_manifest_tool(agent, p.agent_id, p.tool)
             for done in decision.complete_first:
                 data = {"step": done, "agent": p.agent_id, "implicit": True}
                 await self._record(session, run, state, events, EntryKind.STEP_COMPLETED, data)
@@ -293,4 +296,21 @@ class AgentChecksumGrant(IdPBase):
                 Reason.POP_KEY_MISMATCH,
                 "the DPoP proof is not signed by the agent's registered key",
             )
-        return keyed[0]
+        agent = keyed[0]
+        return agent
+
+
+def _check_manifest_tool(agent: AgentRow, agent_id: str, tool: str | None) -> None:
+    """The checksum pins the manifest, and the manifest lists the agent's tools: an agent
+    gets tokens only for tools it was registered with, whatever its step allows (a tool
+    added to the running agent makes it another agent, T4)."""
+    if tool is None:
+        return
+    listed = (agent.manifest or {}).get("tools", [])
+    tools = {t.get("name") for t in listed if isinstance(t, dict)}
+    if tool not in tools:
+        names = ", ".join(sorted(str(t) for t in tools)) or "no tools"
+        raise UnauthorizedClient(
+            Reason.TOOL_NOT_ALLOWED,
+            f"tool {tool!r} is not in agent {agent_id!r}'s registered manifest ({names})",
+        )
