@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from ajwt_core._extras import needs_extra
 from ajwt_core._http import AsyncClients
 from ajwt_core.errors import InvalidToken, Reason, ServerError
 from ajwt_core.replay import InMemoryReplayCache
@@ -45,7 +46,8 @@ class RedisReplayStore:
 
     @classmethod
     def from_url(cls, url: str) -> RedisReplayStore:
-        import redis.asyncio
+        with needs_extra("redis", "the Redis store"):
+            import redis.asyncio
 
         return cls(redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
 
@@ -143,7 +145,8 @@ class RedisRevocationChecker:
 
     @classmethod
     def from_url(cls, url: str) -> RedisRevocationChecker:
-        import redis.asyncio
+        with needs_extra("redis", "the Redis store"):
+            import redis.asyncio
 
         return cls(redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
 
@@ -178,7 +181,8 @@ class RedisRevocationPublisher:
 
     @classmethod
     def from_url(cls, url: str, ttl: int = 3600) -> RedisRevocationPublisher:
-        import redis.asyncio
+        with needs_extra("redis", "the Redis store"):
+            import redis.asyncio
 
         client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         return cls(client, ttl)
