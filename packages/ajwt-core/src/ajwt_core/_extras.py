@@ -25,15 +25,16 @@ the FastAPI integration needs the 'rs' extra (...); install it with: pip install
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import importlib.util
+from collections.abc import Iterable, Iterator
 
 _IDP = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic")
-_CLI = ("typer", "rich", "click")
+_CLI = ("typer", "rich")
 
 #: extra -> the top-level modules it installs that this package imports.
 EXTRAS: dict[str, tuple[str, ...]] = {
     "idp": _IDP,
-    "rs": ("fastapi", "starlette"),
+    "rs": ("fastapi",),
     "redis": ("redis",),
     "postgres": ("asyncpg",),
     "cli": _CLI,
@@ -63,6 +64,18 @@ def install_command(extra: str) -> str:
     "pip install 'ajwt-core[idp]'"
     """
     return f"pip install 'ajwt-core[{extra}]'"
+
+
+def require_extra(extra: str, feature: str, modules: Iterable[str] | None = None) -> None:
+    """Raise :class:`MissingExtraError` unless every module of ``extra`` (or only
+    ``modules`` of it) can be imported, checked without importing them: for code that
+    imports them only later.
+
+    >>> require_extra("idp", "the A-JWT IdP")
+    """
+    for module in EXTRAS[extra] if modules is None else modules:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(extra, module, feature)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ajwt_core._extras import needs_extra
+from ajwt_core._extras import EXTRAS, require_extra
 from ajwt_core.cli._output import fail
 
 FRAMEWORKS = ("langgraph", "autogen", "crewai")
@@ -45,8 +45,11 @@ def demo(
         raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
     from rich.console import Console
 
-    with needs_extra("demo", "ajwt demo"):
-        from ajwt_core.demo.run import DemoConfig, run_demo
+    # Checked up front (the servers import uvicorn only when they start); the adapter
+    # is the chosen framework's, not necessarily the extra's ajwt-langchain.
+    require_extra("demo", "ajwt demo", [m for m in EXTRAS["demo"] if m not in _ADAPTERS.values()])
+    from ajwt_core.demo.run import DemoConfig, run_demo
+
     _require_framework(framework)
 
     console = Console(stderr=True)
