@@ -111,6 +111,10 @@ LIBRARY_CASES = {
         "from ajwt_core.rs import RedisReplayStore; RedisReplayStore.from_url('redis://x')",
         ("redis",),
     ),
+    "postgres": (
+        "from ajwt_core.idp.db import Database; Database('postgresql+asyncpg://u@127.0.0.1/x')",
+        ("asyncpg",),
+    ),
 }
 
 
