@@ -49,7 +49,10 @@ class BackgroundServer:
         self._thread: threading.Thread | None = None
 
     def start(self, app: Any, *, timeout: float = 20.0, log_level: str = "warning") -> None:
-        import uvicorn
+        from ajwt_core._extras import needs_extra
+
+        with needs_extra("idp", "BackgroundServer (uvicorn)"):
+            import uvicorn
 
         from ajwt_core.server_limits import uvicorn_options
 

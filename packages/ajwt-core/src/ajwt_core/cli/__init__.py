@@ -21,14 +21,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-try:
+from ajwt_core._extras import MissingExtraError, needs_extra
+
+# Without the extra, importing this module raises MissingExtraError (an ImportError);
+# the console script (ajwt_core.__main__) prints it as one line.
+with needs_extra("cli", "the ajwt command"):
     import typer
     from typer.core import TyperGroup
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise SystemExit(
-        f"the ajwt command needs the 'cli' extra (missing module {exc.name!r}); "
-        "install it with: pip install 'ajwt-core[cli]'"
-    ) from None
 
 from ajwt_core import __version__
 from ajwt_core.cli import audit, checksum, demo, idp, inspect, workflow
@@ -50,6 +49,8 @@ class _OneLineErrors(TyperGroup):
             print_error(exc.description, exc.reason.value)
         except CliError as exc:
             print_error(exc.description, exc.reason)
+        except MissingExtraError as exc:
+            print_error(str(exc), "missing_extra")
         except OSError as exc:
             where = f" {exc.filename!r}" if exc.filename else ""
             print_error(f"{exc.strerror or type(exc).__name__}{where}", IO_ERROR)

@@ -6,12 +6,18 @@ A-JWT blocked every attack and accepted every legitimate call.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ajwt_core._extras import EXTRAS, require_extra
+from ajwt_core.cli._output import fail
+
 FRAMEWORKS = ("langgraph", "autogen", "crewai")
+# The adapter package that runs the demo's workflow on each framework.
+_ADAPTERS = {"langgraph": "ajwt_langchain", "autogen": "ajwt_autogen", "crewai": "ajwt_crewai"}
 
 
 def demo(
@@ -39,7 +45,12 @@ def demo(
         raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
     from rich.console import Console
 
+    # Checked up front (the servers import uvicorn only when they start); the adapter
+    # is the chosen framework's, not necessarily the extra's ajwt-langchain.
+    require_extra("demo", "ajwt demo", [m for m in EXTRAS["demo"] if m not in _ADAPTERS.values()])
     from ajwt_core.demo.run import DemoConfig, run_demo
+
+    _require_framework(framework)
 
     console = Console(stderr=True)
     config = DemoConfig(framework=framework, out=out, db_url=db, fast=fast)
@@ -65,6 +76,18 @@ def demo(
             report = run_demo(config, show)
     _print_results(Console(), report, out)
     raise typer.Exit(0 if report["summary"]["ok"] else 1)
+
+
+def _require_framework(framework: str) -> None:
+    """One line naming the package to install if the framework's adapter is missing."""
+    module = _ADAPTERS[framework]
+    if importlib.util.find_spec(module) is None:
+        package = module.replace("_", "-")
+        fail(
+            f"ajwt demo --framework {framework} needs the {package} package; "
+            f"install it with: pip install {package}",
+            "missing_extra",
+        )
 
 
 def _outcome(side: dict[str, Any]) -> str:

@@ -17,7 +17,10 @@ __all__ = ["IdPSettings", "create_app"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from ajwt_core.idp.app import create_app
+        from ajwt_core._extras import needs_extra
+
+        with needs_extra("idp", "the A-JWT IdP"):
+            from ajwt_core.idp.app import create_app
 
         return create_app
     if name == "IdPSettings":

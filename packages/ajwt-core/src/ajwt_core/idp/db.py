@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from ajwt_core._extras import needs_extra
 from ajwt_core.errors import AJWTError, NotFound, Reason
 from ajwt_core.idp.outages import Outages, database_outage, unavailable
 from ajwt_core.tokens import JKT_LENGTH, MAX_CLAIM_LENGTH
@@ -246,9 +247,11 @@ class Database:
         else:
             # No pre-ping (it cost ~1.5 ms per mint, measured): a connection found dead is
             # invalidated by the failing statement, and recycling bounds its age.
-            self._engine = create_async_engine(
-                url, pool_size=10, max_overflow=10, pool_recycle=1800
-            )
+            # The driver (asyncpg) is imported here, by SQLAlchemy.
+            with needs_extra("postgres", "the IdP on PostgreSQL"):
+                self._engine = create_async_engine(
+                    url, pool_size=10, max_overflow=10, pool_recycle=1800
+                )
             self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         # SQLite has one writer; serialising writers here avoids "database is locked".
         self._write_lock = asyncio.Lock() if self.is_sqlite else None

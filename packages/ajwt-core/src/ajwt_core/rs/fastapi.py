@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from ajwt_core._extras import needs_extra
+
+with needs_extra("rs", "ajwt_core.rs.fastapi"):
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
 
 from ajwt_core.errors import AJWTError, UseDPoPNonce
 from ajwt_core.rs.origins import AllowedOrigins

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from ajwt_core._extras import needs_extra
 from ajwt_core._http import AsyncClients
 from ajwt_core.dpop import DEFAULT_FUTURE_LEEWAY
 from ajwt_core.errors import InvalidDPoPProof, InvalidToken, Reason, ServerError
@@ -39,7 +40,8 @@ REVOCATION_TTL = 3600
 
 
 def _redis_from_url(url: str) -> Any:
-    import redis.asyncio
+    with needs_extra("redis", "the Redis store"):
+        import redis.asyncio
 
     return redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
