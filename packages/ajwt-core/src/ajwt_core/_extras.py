@@ -3,7 +3,7 @@
 The core (tokens, proofs, checksums, the shim, the resource-server ``Verifier`` and its
 ASGI middleware) needs no extra. The rest imports optional packages:
 
-- ``idp`` (FastAPI, uvicorn, SQLAlchemy, Alembic): ``ajwt_core.idp``, ``ajwt idp serve``;
+- ``idp`` (FastAPI, uvicorn with httptools, SQLAlchemy, Alembic): ``ajwt_core.idp``, ``ajwt idp serve``;
 - ``rs`` (FastAPI): ``ajwt_core.rs.fastapi``, the FastAPI dependency;
 - ``redis``: the Redis replay and revocation stores; ``postgres`` (asyncpg): the IdP on
   PostgreSQL;
@@ -28,7 +28,7 @@ import contextlib
 import importlib.util
 from collections.abc import Iterable, Iterator
 
-_IDP = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic")
+_IDP = ("fastapi", "starlette", "uvicorn", "httptools", "sqlalchemy", "alembic")
 _CLI = ("typer", "rich")
 
 #: extra -> the top-level modules it installs that this package imports.
