@@ -30,25 +30,26 @@ sys.path.insert(0, str(ROOT))
 from dev import _uv  # noqa: E402 - dev.py finds or bootstraps uv
 
 CORE_EXTRAS = "packages/ajwt-core[idp,rs,redis,postgres,cli]"
-# package -> (what to install, modules to import, smoke tests)
+# package -> (what to install, modules to import, smoke tests). The tests use the demo's
+# embedded stack and reference scenarios (ajwt-demo), a test dependency installed too.
 JOBS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "ajwt-core": (
-        [CORE_EXTRAS],
+        [CORE_EXTRAS, "packages/ajwt-demo"],
         ["ajwt_core", "ajwt_core.idp.app", "ajwt_core.rs.fastapi", "ajwt_core.cli"],
         ["tests/core", "tests/rs", "tests/idp", "tests/cli", "tests/e2e"],
     ),
     "ajwt-langchain": (
-        ["packages/ajwt-core[idp]", "packages/ajwt-langchain"],
+        ["packages/ajwt-core[idp]", "packages/ajwt-langchain", "packages/ajwt-demo"],
         ["ajwt_langchain"],
         ["packages/ajwt-langchain/tests"],
     ),
     "ajwt-autogen": (
-        ["packages/ajwt-core[idp]", "packages/ajwt-autogen"],
+        ["packages/ajwt-core[idp]", "packages/ajwt-autogen", "packages/ajwt-demo"],
         ["ajwt_autogen"],
         ["packages/ajwt-autogen/tests"],
     ),
     "ajwt-crewai": (
-        ["packages/ajwt-core[idp]", "packages/ajwt-crewai"],
+        ["packages/ajwt-core[idp]", "packages/ajwt-crewai", "packages/ajwt-demo"],
         ["ajwt_crewai"],
         ["packages/ajwt-crewai/tests"],
     ),

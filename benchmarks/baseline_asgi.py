@@ -1,4 +1,4 @@
-"""The plain-OAuth baseline (``ajwt_core.demo.baseline``) as uvicorn app factories, so
+"""The plain-OAuth baseline (``ajwt_demo.baseline``) as uvicorn app factories, so
 that ``bench_e2e`` can run it in separate processes, as it runs the IdP and the A-JWT
 resource server:
 
@@ -22,9 +22,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ajwt_core.demo.api import create_bearer_api
-from ajwt_core.demo.baseline import BaselineAuthServer, BaselineClient
 from ajwt_core.keys import SigningKey
+from ajwt_demo.api import create_bearer_api
+from ajwt_demo.baseline import BaselineAuthServer, BaselineClient
 
 
 def _signing_key() -> SigningKey:

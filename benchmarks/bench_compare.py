@@ -64,9 +64,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 from pymacaroons import Macaroon  # type: ignore[import-untyped]
 from pymacaroons import Verifier as MacaroonVerifier
 
-from ajwt_core.demo.agents import reference_manifest
-from ajwt_core.demo.baseline import BaselineAuthServer
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.dpop import access_token_hash, body_hash, create_proof, verify_proof
 from ajwt_core.errors import AJWTError
 from ajwt_core.idp.admin import AdminClient
@@ -85,6 +82,9 @@ from ajwt_core.tokens import (
     encode_intent_token,
 )
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.baseline import BaselineAuthServer
+from ajwt_demo.stack import Stack, start_stack
 from benchmarks._timing import (
     Measurement,
     as_dicts,
@@ -392,7 +392,7 @@ def raw_es256_verifier(token: str, public: ec.EllipticCurvePublicKey) -> Callabl
 
 
 def bearer_token(key: SigningKey, now: int) -> str:
-    """A client-credentials access token as ``ajwt_core.demo.baseline`` issues it (RFC 9068)."""
+    """A client-credentials access token as ``ajwt_demo.baseline`` issues it (RFC 9068)."""
     claims = {
         "iss": ISSUER,
         "sub": "patcher-app",

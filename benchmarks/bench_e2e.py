@@ -5,7 +5,7 @@ with plain OAuth, side by side.
         [--frameworks langgraph,autogen,crewai] [--modes in-process,processes] [--json FILE]
 
 For each framework (LangGraph, AutoGen, CrewAI), its reference app
-(``ajwt_core.demo.scenario``: four agents with a scripted model, no LLM latency, making
+(``ajwt_demo.scenario``: four agents with a scripted model, no LLM latency, making
 real tool calls) runs alternately
 
 - **A-JWT**: ``Shim.start_run`` (timed, also shown on its own), then
@@ -13,7 +13,7 @@ real tool calls) runs alternately
   completions, and every tool call with an intent token and a DPoP proof, verified by
   the reference resource server (``AJWTMiddleware``);
 - **plain OAuth**: ``scenario.run_baseline``: the same agents, tools and API calls with
-  one client-credentials Bearer token for the whole app (``ajwt_core.demo.baseline``),
+  one client-credentials Bearer token for the whole app (``ajwt_demo.baseline``),
   verified by pyjwt middleware on the same API.
 
 The user's access token is fetched once (a login, not part of a run), as is the plain
@@ -26,7 +26,7 @@ Two deployments:
   this process (what the tests and ``ajwt demo`` use; the servers share the GIL with
   the agents);
 - ``processes``: the IdP (``ajwt_core.idp.asgi:app_from_env``, SQLite), the A-JWT
-  resource server (``ajwt_core.demo.asgi:api_from_env``), the plain token server and
+  resource server (``ajwt_demo.asgi:api_from_env``), the plain token server and
   the plain Bearer API (``benchmarks.baseline_asgi``) each in its own uvicorn process,
   as deployed. The goals of issue 17 are set on this deployment.
 
@@ -59,15 +59,15 @@ from typing import Any
 
 import httpx
 
-from ajwt_core.demo.baseline import ClientCredentialsAuth
-from ajwt_core.demo.run import start_baseline
-from ajwt_core.demo.scenario import FRAMEWORKS, Scenario, load_scenario
-from ajwt_core.demo.stack import REFERENCE_SCOPES, start_stack
 from ajwt_core.errors import AJWTError
 from ajwt_core.idp.admin import AdminClient
 from ajwt_core.keys import SigningKey
 from ajwt_core.shim import Shim, ShimEvent
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.baseline import ClientCredentialsAuth
+from ajwt_demo.run import start_baseline
+from ajwt_demo.scenario import FRAMEWORKS, Scenario, load_scenario
+from ajwt_demo.stack import REFERENCE_SCOPES, start_stack
 from benchmarks._timing import machine, machine_line
 from tests.scale.idp_process import IdPProcess
 from tests.scale.procs import ServerProcess, free_port
@@ -286,7 +286,7 @@ def in_process() -> Iterator[Deployment]:
 def processes() -> Iterator[Deployment]:
     """The IdP, the A-JWT API, the plain token server and the plain API, each a uvicorn
     process with one worker (SQLite for the IdP; the resource server as
-    ``ajwt_core.demo.asgi`` configures it without Redis)."""
+    ``ajwt_demo.asgi`` configures it without Redis)."""
     with tempfile.TemporaryDirectory(prefix="ajwt-e2e-") as tmp:
         idp = IdPProcess(f"sqlite+aiosqlite:///{tmp}/idp.db", Path(tmp) / "keys.json", workers=1)
         rs_port, token_port, api_port = free_port(), free_port(), free_port()
@@ -305,7 +305,7 @@ def processes() -> Iterator[Deployment]:
                 p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
             ),
         }
-        rs = ServerProcess("ajwt_core.demo.asgi:api_from_env", rs_env, workers=1, port=rs_port)
+        rs = ServerProcess("ajwt_demo.asgi:api_from_env", rs_env, workers=1, port=rs_port)
         token_server = ServerProcess(
             "benchmarks.baseline_asgi:token_server_from_env", plain, workers=1, port=token_port
         )

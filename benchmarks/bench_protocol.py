@@ -5,7 +5,7 @@
 1. Mint round trip over loopback (SQLite): an A-JWT ``agent_checksum`` mint through the
    shim (proof signing, client auth, the DESIGN §6.5 checks, ledger append, signing)
    against a client-credentials token request to a FastAPI token endpoint in the same
-   process (``ajwt_core.demo.baseline``), for scale. (Issue 17 retired the ≤ 1.5×
+   process (``ajwt_demo.baseline``), for scale. (Issue 17 retired the ≤ 1.5×
    target: the peer writes nothing; the mint's target is p50 ≤ 3 ms, bench_compare §3b.)
 2. Resource-server verification per request, through the ASGI middleware, driven
    in-process (no sockets) so only the server's work is timed: A-JWT (token + fresh DPoP
@@ -30,8 +30,6 @@ from typing import Any
 
 import httpx
 
-from ajwt_core.demo.baseline import BaselineAuthServer, BearerMiddleware
-from ajwt_core.demo.stack import start_stack
 from ajwt_core.dpop import create_proof
 from ajwt_core.keys import PopKey, SigningKeySet
 from ajwt_core.rs import AJWTMiddleware, Route, RoutePolicy, Verifier
@@ -44,6 +42,8 @@ from ajwt_core.tokens import (
     build_act_chain,
     encode_intent_token,
 )
+from ajwt_demo.baseline import BaselineAuthServer, BearerMiddleware
+from ajwt_demo.stack import start_stack
 from benchmarks._timing import Measurement, compare, render, to_json
 
 AUDIENCE = "https://api.example"

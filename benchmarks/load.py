@@ -109,7 +109,7 @@ def run(mints: int, requests: int) -> dict[str, Any]:
                 }
 
             with running(
-                "ajwt_core.demo.asgi:api_from_env", env, workers=2, ready_path="/health"
+                "ajwt_demo.asgi:api_from_env", env, workers=2, ready_path="/health"
             ) as api:
                 shim = idp.setup_client()
                 admin = idp.admin()

@@ -1,11 +1,11 @@
 """The DESIGN §11 vulnerability patcher as an AutoGen ``Swarm`` under A-JWT.
 
 Run it offline with ``.venv/bin/python -m examples.autogen_patcher``. The swarm itself
-(scripted models, tools, agents) lives in :mod:`ajwt_autogen.reference`; this example
+(scripted models, tools, agents) lives in :mod:`ajwt_demo.scenarios.autogen`; this example
 starts the embedded stack, runs it once and prints what the resource server saw.
 """
 
-from ajwt_autogen.reference import (
+from ajwt_demo.scenarios.autogen import (
     TASK,
     PatcherTeam,
     build_agent,

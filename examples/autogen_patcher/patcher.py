@@ -14,10 +14,10 @@ from pathlib import Path
 
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 
-from ajwt_autogen.reference import TASK, run_patcher
-from ajwt_core.demo.api import CallRecord
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.shim import Shim, ShimEvent
+from ajwt_demo.api import CallRecord
+from ajwt_demo.scenarios.autogen import TASK, run_patcher
+from ajwt_demo.stack import Stack, start_stack
 
 
 @dataclass

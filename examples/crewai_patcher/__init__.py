@@ -2,12 +2,12 @@
 
 Run it offline with ``.venv/bin/python -m examples.crewai_patcher`` from the repository
 root. The crew itself (agents, tools, scripted LLM) lives in
-:mod:`ajwt_crewai.reference`, which keeps CrewAI offline before crewai loads; this
+:mod:`ajwt_demo.scenarios.crewai`, which keeps CrewAI offline before crewai loads; this
 example starts the embedded stack, runs the crew once and prints what the resource
 server saw.
 """
 
-from ajwt_crewai.reference import (
+from ajwt_demo.scenarios.crewai import (
     AGENT_IDS,
     INPUTS,
     TURNS,

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ajwt_core.demo.api import CallRecord
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.shim import Shim
 from ajwt_crewai import Refusal, secure_crew
-from ajwt_crewai.reference import AGENT_IDS, INPUTS, build_crew
+from ajwt_demo.api import CallRecord
+from ajwt_demo.scenarios.crewai import AGENT_IDS, INPUTS, build_crew
+from ajwt_demo.stack import Stack, start_stack
 
 
 @dataclass

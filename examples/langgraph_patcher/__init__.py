@@ -7,16 +7,16 @@ agents (registered) and the compiled graph; or build the parts yourself with
 ``build_graph(shim, agents)``.
 """
 
-from ajwt_langchain.reference.agents import (
+from ajwt_demo.scenarios.langgraph.agents import (
     AgentSpec,
     handoff_tool,
     make_tools,
     patcher_agents,
     register_agents,
 )
-from ajwt_langchain.reference.api import PatcherApi
-from ajwt_langchain.reference.graph import PatchState, agent_graph, build_graph
-from ajwt_langchain.reference.scripted import SCRIPTS, ScriptedChatModel
+from ajwt_demo.scenarios.langgraph.api import PatcherApi
+from ajwt_demo.scenarios.langgraph.graph import PatchState, agent_graph, build_graph
+from ajwt_demo.scenarios.langgraph.scripted import SCRIPTS, ScriptedChatModel
 from examples.langgraph_patcher.main import (
     Patcher,
     PatcherResult,

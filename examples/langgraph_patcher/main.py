@@ -18,14 +18,14 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from ajwt_core.demo.api import CallRecord
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.shim import Run, Shim
-from ajwt_langchain.reference import initial_state
-from ajwt_langchain.reference.agents import AgentSpec, patcher_agents, register_agents
-from ajwt_langchain.reference.api import PatcherApi
-from ajwt_langchain.reference.graph import Graph, build_graph
-from ajwt_langchain.reference.scripted import results
+from ajwt_demo.api import CallRecord
+from ajwt_demo.scenarios.langgraph import initial_state
+from ajwt_demo.scenarios.langgraph.agents import AgentSpec, patcher_agents, register_agents
+from ajwt_demo.scenarios.langgraph.api import PatcherApi
+from ajwt_demo.scenarios.langgraph.graph import Graph, build_graph
+from ajwt_demo.scenarios.langgraph.scripted import results
+from ajwt_demo.stack import Stack, start_stack
 
 
 @dataclass

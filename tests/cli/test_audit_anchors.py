@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from ajwt_core.demo.stack import ADMIN_TOKEN, Stack, start_stack
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.ledger import GENESIS_HASH, EntryKind, Ledger, entry_hash
 from ajwt_core.tokens import (
@@ -25,6 +24,7 @@ from ajwt_core.tokens import (
     encode_checkpoint,
     encode_intent_token,
 )
+from ajwt_demo.stack import ADMIN_TOKEN, Stack, start_stack
 from tests.cli.test_cli import assert_one_error_line, invoke, write_json
 from tests.support import ISSUER, NOW, ClaimsFactory
 

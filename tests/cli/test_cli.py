@@ -29,13 +29,13 @@ from typer.testing import CliRunner, Result
 from ajwt_core.canonical import jcs
 from ajwt_core.checksum import AgentManifest, compute_checksum
 from ajwt_core.cli import app
-from ajwt_core.demo.agents import reference_manifests
-from ajwt_core.demo.stack import ADMIN_TOKEN, Stack, start_stack
 from ajwt_core.idp.keystore import load_signing_keys
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.ledger import EntryKind, Ledger, export_json
 from ajwt_core.shim import Shim
 from ajwt_core.tokens import build_act_chain, encode_intent_token
+from ajwt_demo.agents import reference_manifests
+from ajwt_demo.stack import ADMIN_TOKEN, Stack, start_stack
 from tests.support import AUDIENCE, ISSUER, ClaimsFactory
 
 AJWT = Path(sys.executable).with_name("ajwt")

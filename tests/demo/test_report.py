@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-import ajwt_core.demo.report
-from ajwt_core.demo.report import delegation_tree_svg, render_html, render_markdown, write_reports
+import ajwt_demo.report
 from ajwt_core.ledger import EntryKind, Ledger
+from ajwt_demo.report import delegation_tree_svg, render_html, render_markdown, write_reports
 
 SVG = "{http://www.w3.org/2000/svg}"
 SCRIPT = "<script>alert(1)</script>"
@@ -312,7 +312,7 @@ def test_writing_twice_overwrites(tmp_path: Path) -> None:
 
 
 def test_module_doctests_pass() -> None:
-    result = doctest.testmod(ajwt_core.demo.report, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(ajwt_demo.report, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
 
 

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ajwt_core.demo.stack import Stack, start_stack
+from ajwt_demo.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ajwt_core.demo.stack import ADMIN_TOKEN, Stack
+from ajwt_demo.stack import ADMIN_TOKEN, Stack
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -14,8 +14,8 @@ import httpx
 import jwt
 import pytest
 
-from ajwt_core.demo.stack import Stack
 from ajwt_core.shim import Shim
+from ajwt_demo.stack import Stack
 
 PR = {"title": "Bump lodash to 4.17.21", "head": "fix/lodash"}
 
@@ -165,8 +165,8 @@ def test_request_outside_agent_context_is_refused_locally(stack: Stack) -> None:
 
 
 def test_shim_with_private_key_jwt(stack: Stack) -> None:
-    from ajwt_core.demo.agents import reference_manifest
     from ajwt_core.keys import PopKey
+    from ajwt_demo.agents import reference_manifest
 
     client_key = PopKey.generate()
     jwks = {"keys": [client_key.public_jwk | {"kid": "k1", "alg": "ES256"}]}
@@ -212,8 +212,8 @@ def test_prepare_mints_before_the_tool_runs_and_reports_events(stack: Stack) -> 
 
 
 def test_cached_token_is_not_reused_by_an_agent_changed_since(stack: Stack) -> None:
-    from ajwt_core.demo.agents import reference_manifest
     from ajwt_core.errors import InvalidGrant, Reason
+    from ajwt_demo.agents import reference_manifest
 
     live = {"manifest": reference_manifest("supervisor")}
     client = stack.new_client()

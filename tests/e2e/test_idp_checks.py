@@ -12,13 +12,13 @@ import httpx
 import jwt
 import pytest
 
-from ajwt_core.demo.agents import reference_manifest
-from ajwt_core.demo.stack import Stack
 from ajwt_core.dpop import create_proof
 from ajwt_core.errors import AccessDenied, InvalidClient, Reason, UnauthorizedClient
 from ajwt_core.keys import PopKey
 from ajwt_core.shim import Shim
 from ajwt_core.tokens import encode_client_assertion
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.stack import Stack
 
 
 def reason_of(response: httpx.Response) -> str:

@@ -11,9 +11,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ajwt_core.demo.agents import reference_manifest
-from ajwt_core.demo.api import create_api
-from ajwt_core.demo.stack import ADMIN_TOKEN, Stack
 from ajwt_core.dpop import create_proof
 from ajwt_core.errors import AccessDenied, InvalidGrant, Reason
 from ajwt_core.idp import IdPSettings, create_app
@@ -22,6 +19,9 @@ from ajwt_core.rs import JWKSCache, NonceManager, Verifier
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Shim
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.api import create_api
+from ajwt_demo.stack import ADMIN_TOKEN, Stack
 
 
 def test_discovery_documents(stack: Stack) -> None:

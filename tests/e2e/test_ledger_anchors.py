@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.keys import KeyResolver
 from ajwt_core.ledger import Anchor, verify_chain
 from ajwt_core.shim import Run, Shim
 from ajwt_core.tokens import decode_checkpoint, decode_intent_token
+from ajwt_demo.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="module")

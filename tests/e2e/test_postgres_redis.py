@@ -14,12 +14,12 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from ajwt_core.demo.api import create_api
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.dpop import create_proof
 from ajwt_core.errors import Reason
 from ajwt_core.rs import JWKSCache, RedisReplayStore, RedisRevocationChecker, Verifier
 from ajwt_core.server import BackgroundServer
+from ajwt_demo.api import create_api
+from ajwt_demo.stack import Stack, start_stack
 from tests.redis_support import seed_replay_epoch, shared_redis_prefix, wait_for
 from tests.services import POSTGRES, POSTGRES_URL, REDIS, REDIS_URL, require
 

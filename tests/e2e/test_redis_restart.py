@@ -17,8 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ajwt_core.demo.api import create_api
-from ajwt_core.demo.stack import Stack
 from ajwt_core.dpop import create_proof
 from ajwt_core.errors import Reason
 from ajwt_core.idp import IdPSettings, create_app
@@ -34,6 +32,8 @@ from ajwt_core.rs.stores import RevocationChecker
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Run, Shim
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.api import create_api
+from ajwt_demo.stack import Stack
 from tests.redis_support import OwnRedis, own_redis, seed_replay_epoch, wait_for
 
 pytestmark = pytest.mark.redis

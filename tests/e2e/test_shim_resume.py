@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from ajwt_core.checksum import AgentManifest
-from ajwt_core.demo.agents import reference_manifest, reference_manifests
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.errors import AgentContextError, AJWTError, InvalidGrant, LedgerError, Reason
 from ajwt_core.shim import Shim
+from ajwt_demo.agents import reference_manifest, reference_manifests
+from ajwt_demo.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,6 @@ import jwt
 import pytest
 
 from ajwt_core.checksum import AgentManifest, render_prompt
-from ajwt_core.demo.agents import reference_manifest
-from ajwt_core.demo.stack import ADMIN_TOKEN, Stack
 from ajwt_core.dpop import create_proof
 from ajwt_core.errors import (
     AJWTError,
@@ -32,6 +30,8 @@ from ajwt_core.integrity import header_value
 from ajwt_core.keys import PopKey, SigningKeySet
 from ajwt_core.shim import IssuedToken, Run, Shim
 from ajwt_core.tokens import DelegationClaims, encode_delegation_assertion, token_hash
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.stack import ADMIN_TOKEN, Stack
 
 PR = {"title": "Bump lodash to 4.17.21", "head": "fix/lodash"}
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ajwt_core.demo.stack import Stack
 from ajwt_core.errors import Reason
 from ajwt_core.shim import Run, Shim
+from ajwt_demo.stack import Stack
 from tests.e2e.test_threats import PR, advance, raw_call, refusal, token_for
 
 

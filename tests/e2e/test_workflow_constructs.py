@@ -18,12 +18,12 @@ import pytest
 from fastapi import FastAPI, Request
 
 from ajwt_core.checksum import AgentManifest, PromptSpec, ToolSpec
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.errors import AJWTError, Reason
 from ajwt_core.rs import AJWTMiddleware, JWKSCache, Verifier
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Run, Shim
 from ajwt_core.workflow import Workflow
+from ajwt_demo.stack import Stack, start_stack
 
 USER = "user:alice"
 

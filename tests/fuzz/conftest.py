@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from ajwt_core.demo.api import create_api
 from ajwt_core.keys import PopKey, SigningKeySet
 from ajwt_core.rs import NonceManager, Verifier
 from ajwt_core.tokens import IntentClaim, IntentTokenClaims, encode_intent_token
+from ajwt_demo.api import create_api
 from tests.idp.support import (
     ADMIN,
     BACKENDS,

@@ -23,10 +23,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ajwt_core.demo.agents import reference_manifest
 from ajwt_core.dpop import create_proof
 from ajwt_core.keys import PopKey
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.agents import reference_manifest
 from tests.fuzz.conftest import RS_AUDIENCE, IdPTarget, RsTarget, basic
 from tests.idp.support import ADMIN, ISSUER, RESOURCE
 

@@ -21,12 +21,12 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from ajwt_core.demo.agents import reference_manifest
 from ajwt_core.dpop import create_proof
 from ajwt_core.idp import IdPSettings, create_app
 from ajwt_core.keys import PopKey, SigningKeySet
 from ajwt_core.tokens import encode_client_assertion
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.agents import reference_manifest
 from tests.services import POSTGRES, POSTGRES_URL, require
 
 ISSUER = "http://idp.test"

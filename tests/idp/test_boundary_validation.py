@@ -303,7 +303,7 @@ def test_a_long_jwk_alg_member_does_not_reach_the_alg_column(harness: IdPHarness
 
     claims["iat"] = int(time.time())
     proof = key.sign(claims, {"typ": "dpop+jwt", "jwk": jwk})
-    from ajwt_core.demo.agents import reference_manifest
+    from ajwt_demo.agents import reference_manifest
 
     body = {"manifest": reference_manifest("planner").model_dump(mode="json"), "proof": proof}
     response = harness.request("POST", "/agents", headers=client.basic, json=body)

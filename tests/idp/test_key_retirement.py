@@ -13,7 +13,6 @@ from pathlib import Path
 import jwt
 import pytest
 
-from ajwt_core.demo.agents import reference_manifests
 from ajwt_core.errors import AJWTError, InvalidToken, Reason
 from ajwt_core.idp import IdPSettings, create_app
 from ajwt_core.idp.admin import AdminClient
@@ -23,6 +22,7 @@ from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Shim
 from ajwt_core.tokens import decode_intent_token, encode_intent_token
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.agents import reference_manifests
 from tests.support import AUDIENCE, ISSUER, NOW, ClaimsFactory
 
 ADMIN_TOKEN = secrets.token_urlsafe(32)

@@ -25,13 +25,13 @@ import httpx
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from ajwt_core.demo.agents import reference_manifest
 from ajwt_core.dpop import create_proof
 from ajwt_core.idp import IdPSettings, create_app
 from ajwt_core.idp.outages import RETRY_AFTER_SECONDS, Outages, backend_of
 from ajwt_core.keys import PopKey
 from ajwt_core.server import BackgroundServer
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.agents import reference_manifest
 from tests.idp.own_servers import own_postgres, own_redis
 
 ADMIN = "outage-admin"

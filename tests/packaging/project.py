@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("ajwt-core", "ajwt-langchain", "ajwt-autogen", "ajwt-crewai")
+PACKAGES = ("ajwt-core", "ajwt-langchain", "ajwt-autogen", "ajwt-crewai", "ajwt-demo")
 
 
 def pyproject(package: str) -> dict[str, Any]:

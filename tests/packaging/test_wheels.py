@@ -6,7 +6,7 @@ index for third-party packages) and run:
 
 - without any extra: the core imports, and every feature whose extra is missing says
   so in one line (the ``ajwt`` script, the IdP, the FastAPI integration);
-- ``ajwt-core[demo]`` + ``ajwt-langchain``: each program of :data:`PROGRAMS` (the
+- ``ajwt-demo`` (with ``ajwt-core`` and ``ajwt-langchain``): each program of :data:`PROGRAMS` (the
   default one starts an IdP from the installed package, registers a client and makes
   a secured LangChain tool call), and ``ajwt demo``.
 
@@ -70,7 +70,7 @@ class Venv:
         return self.path / "bin" / "ajwt"
 
     def install(self, *requirements: str | Path) -> None:
-        # The wheels by path; --find-links lets ajwt-core[demo] find ajwt-langchain's.
+        # The wheels by path; --find-links lets ajwt-demo find the others'.
         dist = next(iter(self.wheels.values())).parent
         ok(
             run(
@@ -117,7 +117,7 @@ def new_venv(wheels: dict[str, Path], where: Path) -> Venv:
 @pytest.fixture(scope="module")
 def app_venv(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Venv:
     venv = new_venv(wheels, tmp_path_factory.mktemp("app"))
-    venv.install(f"{wheels['ajwt-core']}[demo]", wheels["ajwt-langchain"])
+    venv.install(wheels["ajwt-demo"], wheels["ajwt-core"], wheels["ajwt-langchain"])
     return venv
 
 
@@ -188,7 +188,7 @@ def test_without_extras_the_core_imports_and_each_missing_extra_is_one_line(
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.rstrip().endswith(
-        "install it with: pip install 'ajwt-core[demo]' (missing_extra)"
+        "install it with: pip install ajwt-demo (missing_extra)"
     )
 
 

@@ -7,11 +7,11 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from ajwt_core.demo.agents import reference_manifests
 from ajwt_core.idp.admin import AdminClient
 from ajwt_core.idp.keystore import load_signing_keys
 from ajwt_core.shim import Shim
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.agents import reference_manifests
 from tests.scale.procs import ServerProcess, free_port
 
 ADMIN = "scale-admin-" + secrets.token_urlsafe(32)

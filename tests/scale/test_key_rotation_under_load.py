@@ -29,9 +29,7 @@ def test_rotation_during_load_fails_no_request(
         def env(url: str) -> dict[str, str]:
             return {"AJWT_RS_ISSUER": idp.url, "AJWT_RS_AUDIENCE": url}
 
-        with running(
-            "ajwt_core.demo.asgi:api_from_env", env, workers=2, ready_path="/health"
-        ) as api:
+        with running("ajwt_demo.asgi:api_from_env", env, workers=2, ready_path="/health") as api:
             shim = idp.setup_client()
             admin = idp.admin()
             run = shim.start_run(admin.user_token("user:alice"), "vuln-patch")
@@ -57,7 +55,7 @@ def test_rotation_during_load_fails_no_request(
             for t in threads:
                 t.start()
             time.sleep(2)
-            # The resource servers refresh their JWKS at least every 5 s (ajwt_core.demo.asgi):
+            # The resource servers refresh their JWKS at least every 5 s (ajwt_demo.asgi):
             # publish now, sign from 6 s on.
             new_kid = rotate_key_file(key_file, activate_after=6)
             time.sleep(10)

@@ -9,8 +9,8 @@ from collections import Counter
 import httpx
 import pytest
 
-from ajwt_core.demo.stack import Stack
 from ajwt_core.dpop import create_proof
+from ajwt_demo.stack import Stack
 from tests.scale.procs import running
 from tests.services import REDIS, REDIS_URL, require
 
@@ -27,7 +27,7 @@ def test_same_request_500_times_to_4_workers_is_accepted_once(stack: Stack) -> N
             "AJWT_RS_REDIS_URL": REDIS_URL,
         }
 
-    with running("ajwt_core.demo.asgi:api_from_env", env, workers=4, ready_path="/health") as api:
+    with running("ajwt_demo.asgi:api_from_env", env, workers=4, ready_path="/health") as api:
         shim = stack.shim()
         run = stack.start_run(shim)
         with shim.acting("supervisor", tool="list_repos", run=run) as context:

@@ -32,7 +32,6 @@ from ajwt_core.checksum import (
     render_prompt,
     tool_source_digest,
 )
-from ajwt_core.demo.agents import reference_manifests
 from ajwt_core.dpop import access_token_hash, body_hash, create_proof
 from ajwt_core.errors import AJWTError
 from ajwt_core.keys import POP_INFO_PREFIX, SigningKey, derive_pop_key, jwk_thumbprint
@@ -49,6 +48,7 @@ from ajwt_core.tokens import (
     token_hash,
 )
 from ajwt_core.workflow import Workflow
+from ajwt_demo.agents import reference_manifests
 
 HERE = Path(__file__).parent
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z

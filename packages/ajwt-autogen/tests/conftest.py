@@ -11,11 +11,11 @@ import pytest
 from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import TextMessage, ToolCallExecutionEvent
 
-from ajwt_autogen.reference.scripted import Turn
-from ajwt_autogen.reference.swarm import TASK, PatcherTeam, build_patcher_swarm
-from ajwt_core.demo.api import CallRecord
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.shim import Run, Shim, ShimEvent
+from ajwt_demo.api import CallRecord
+from ajwt_demo.scenarios.autogen.scripted import Turn
+from ajwt_demo.scenarios.autogen.swarm import TASK, PatcherTeam, build_patcher_swarm
+from ajwt_demo.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")

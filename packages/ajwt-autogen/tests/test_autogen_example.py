@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ajwt_core.demo.stack import Stack
+from ajwt_demo.stack import Stack
 from examples.autogen_patcher import main
 from examples.autogen_patcher.patcher import run_on
 

@@ -13,9 +13,9 @@ from autogen_agentchat.agents import AssistantAgent
 from autogen_core.tools import FunctionTool, StaticStreamWorkbench
 
 import ajwt_autogen.manifest
-import ajwt_autogen.reference.scripted
+import ajwt_demo.scenarios.autogen.scripted
 from ajwt_autogen import _internals
-from ajwt_autogen.reference.scripted import ScriptedChatCompletionClient
+from ajwt_demo.scenarios.autogen.scripted import ScriptedChatCompletionClient
 
 
 def read_file(repo: str, path: str) -> str:
@@ -51,7 +51,7 @@ def test_function_tool_internals() -> None:
     assert _internals.tool_function(FunctionTool(list_repos, description="")) is list_repos
 
 
-@pytest.mark.parametrize("module", [ajwt_autogen.manifest, ajwt_autogen.reference.scripted])
+@pytest.mark.parametrize("module", [ajwt_autogen.manifest, ajwt_demo.scenarios.autogen.scripted])
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.failed == 0 and result.attempted > 0

@@ -22,12 +22,12 @@ from pydantic import BaseModel, Field, SecretStr
 
 from ajwt_autogen import AgentBinding, manifest_from_autogen, model_client_config, tool_spec
 from ajwt_autogen.agent import secure_agent
-from ajwt_autogen.reference.scripted import ScriptedChatCompletionClient
-from ajwt_autogen.reference.swarm import AGENTS, HANDOFFS, build_agent, prompt_of
-from ajwt_autogen.reference.tools import PatcherApi
 from ajwt_core.checksum import AgentManifest, PromptSpec, tool_source_digest
-from ajwt_core.demo.agents import reference_manifest
 from ajwt_core.shim import Shim
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.scenarios.autogen.scripted import ScriptedChatCompletionClient
+from ajwt_demo.scenarios.autogen.swarm import AGENTS, HANDOFFS, build_agent, prompt_of
+from ajwt_demo.scenarios.autogen.tools import PatcherApi
 
 
 @pytest.fixture

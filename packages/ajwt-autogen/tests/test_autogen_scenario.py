@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from ajwt_autogen.reference import AutoGenScenario, scenario
-from ajwt_core.demo.api import BaselineApi, CallRecord, create_bearer_api
-from ajwt_core.demo.baseline import BaselineAuthServer, ClientCredentialsAuth
-from ajwt_core.demo.scenario import Scenario, load_scenario
-from ajwt_core.demo.stack import Stack
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Shim
+from ajwt_demo.api import BaselineApi, CallRecord, create_bearer_api
+from ajwt_demo.baseline import BaselineAuthServer, ClientCredentialsAuth
+from ajwt_demo.scenario import Scenario, load_scenario
+from ajwt_demo.scenarios.autogen import AutoGenScenario, scenario
+from ajwt_demo.stack import Stack
 
 ANSWER = "Opened 3 pull requests for lodash, requests and pyyaml."
 CHAIN = ["supervisor", "planner", "classifier", "patcher"]

@@ -14,11 +14,11 @@ import pytest
 from autogen_agentchat.messages import HandoffMessage
 from autogen_core.models import SystemMessage
 
-from ajwt_autogen.reference.scripted import call
-from ajwt_autogen.reference.swarm import SCRIPTS, TASK, PatcherTeam, build_patcher_swarm
-from ajwt_core.demo.stack import Stack
 from ajwt_core.errors import Reason
 from ajwt_core.shim import Shim, ShimEvent
+from ajwt_demo.scenarios.autogen.scripted import call
+from ajwt_demo.scenarios.autogen.swarm import SCRIPTS, TASK, PatcherTeam, build_patcher_swarm
+from ajwt_demo.stack import Stack
 
 #: The conftest fixture ``run_swarm``: ``await run_swarm(scripts=..., handoffs=...)``.
 RunSwarm = Callable[..., Awaitable[Any]]

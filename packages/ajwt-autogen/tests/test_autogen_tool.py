@@ -18,13 +18,13 @@ from autogen_core.tools import FunctionTool, Workbench
 
 from ajwt_autogen import AJWTTool, secure_agent
 from ajwt_autogen.binding import LiveManifest
-from ajwt_autogen.reference.scripted import ScriptedChatCompletionClient, Turn, call
-from ajwt_autogen.reference.swarm import build_agent, prompt_of
-from ajwt_autogen.reference.tools import PatcherApi
-from ajwt_core.demo.agents import reference_manifest
-from ajwt_core.demo.stack import Stack
 from ajwt_core.errors import AgentContextError, Reason
 from ajwt_core.shim import Run, Shim, ShimEvent
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.scenarios.autogen.scripted import ScriptedChatCompletionClient, Turn, call
+from ajwt_demo.scenarios.autogen.swarm import build_agent, prompt_of
+from ajwt_demo.scenarios.autogen.tools import PatcherApi
+from ajwt_demo.stack import Stack
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from autogen_agentchat.messages import TextMessage
 from autogen_agentchat.teams import RoundRobinGroupChat, SelectorGroupChat
 
 from ajwt_autogen import secure_agent
-from ajwt_autogen.reference.scripted import ScriptedChatCompletionClient, Turn
-from ajwt_autogen.reference.swarm import SCRIPTS, build_agent, prompt_of
-from ajwt_autogen.reference.tools import PatcherApi
-from ajwt_core.demo.stack import Stack
 from ajwt_core.shim import Shim
+from ajwt_demo.scenarios.autogen.scripted import ScriptedChatCompletionClient, Turn
+from ajwt_demo.scenarios.autogen.swarm import SCRIPTS, build_agent, prompt_of
+from ajwt_demo.scenarios.autogen.tools import PatcherApi
+from ajwt_demo.stack import Stack
 
 #: Each agent's tool calls, then a text reply that ends its turn.
 TURNS: dict[str, list[Turn]] = {

@@ -3,12 +3,12 @@
 CrewAI is kept offline (telemetry and tracing off, its files in a temporary folder
 unless ``CREWAI_STORAGE_DIR`` is set) before anything imports it:
 ``import crewai`` costs seconds and writes under ``$HOME``, so it happens once per
-session, by :func:`ajwt_crewai.reference.offline.keep_crewai_offline`.
+session, by :func:`ajwt_demo.scenarios.crewai.offline.keep_crewai_offline`.
 """
 
 from __future__ import annotations
 
-from ajwt_crewai.reference.offline import keep_crewai_offline
+from ajwt_demo.scenarios.crewai.offline import keep_crewai_offline
 
 keep_crewai_offline()
 
@@ -16,8 +16,8 @@ from collections.abc import Iterator  # noqa: E402 - crewai must load after the 
 
 import pytest  # noqa: E402
 
-from ajwt_core.demo.stack import Stack, start_stack  # noqa: E402
 from ajwt_core.shim import Run, Shim  # noqa: E402
+from ajwt_demo.stack import Stack, start_stack  # noqa: E402
 
 
 @pytest.fixture(scope="session")

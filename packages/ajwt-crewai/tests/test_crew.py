@@ -17,12 +17,12 @@ from crewai.hooks import ToolCallHookContext, register_before_tool_call_hook
 from crewai.hooks import unregister_before_tool_call_hook as unregister_before
 from crewai.tools import tool
 
-from ajwt_core.demo.agents import reference_manifest
-from ajwt_core.demo.stack import Stack
 from ajwt_core.errors import AgentContextError, Reason
 from ajwt_core.shim import Run, Shim
 from ajwt_crewai import CrewAIBinding, ajwt_tool, binding_for, secure_crew
-from ajwt_crewai.reference import (
+from ajwt_crewai.testing import ScriptedLLM, Turn
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.scenarios.crewai import (
     AGENT_IDS,
     INPUTS,
     TURNS,
@@ -31,7 +31,7 @@ from ajwt_crewai.reference import (
     reference_tools,
     scripted_llm,
 )
-from ajwt_crewai.testing import ScriptedLLM, Turn
+from ajwt_demo.stack import Stack
 from examples.crewai_patcher import format_report, main, run_patcher
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:crewai.*")

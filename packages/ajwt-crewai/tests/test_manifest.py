@@ -8,10 +8,10 @@ from crewai.tools import tool
 from pydantic import SecretStr
 
 from ajwt_core.canonical import json_digest
-from ajwt_core.demo.agents import reference_manifest
 from ajwt_core.shim import Shim
 from ajwt_crewai import agent_prompt, binding_for, llm_config, manifest_from_crewai, tool_spec
-from ajwt_crewai.reference import AGENT_IDS, reference_agents, reference_tools, scripted_llm
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.scenarios.crewai import AGENT_IDS, reference_agents, reference_tools, scripted_llm
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:crewai.*")
 

@@ -9,16 +9,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from ajwt_core.demo.api import BaselineApi, CallRecord, create_bearer_api
-from ajwt_core.demo.baseline import BaselineAuthServer, ClientCredentialsAuth
-from ajwt_core.demo.scenario import Scenario, load_scenario
-from ajwt_core.demo.stack import Stack
 from ajwt_core.errors import Reason
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Run, Shim
 from ajwt_crewai import secure_crew
 from ajwt_crewai.hooks import hooks_suspended
-from ajwt_crewai.reference import AGENT_IDS, INPUTS, CrewAIScenario, build_crew, scenario
+from ajwt_demo.api import BaselineApi, CallRecord, create_bearer_api
+from ajwt_demo.baseline import BaselineAuthServer, ClientCredentialsAuth
+from ajwt_demo.scenario import Scenario, load_scenario
+from ajwt_demo.scenarios.crewai import AGENT_IDS, INPUTS, CrewAIScenario, build_crew, scenario
+from ajwt_demo.stack import Stack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:crewai.*")
 

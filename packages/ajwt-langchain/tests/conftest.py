@@ -10,11 +10,11 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool
 
-from ajwt_core.demo.api import CallRecord
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.shim import Run, Shim, ShimEvent
-from ajwt_langchain.reference.agents import make_tools
-from ajwt_langchain.reference.api import PatcherApi
+from ajwt_demo.api import CallRecord
+from ajwt_demo.scenarios.langgraph.agents import make_tools
+from ajwt_demo.scenarios.langgraph.api import PatcherApi
+from ajwt_demo.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")

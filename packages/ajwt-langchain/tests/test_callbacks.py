@@ -18,13 +18,13 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.tools import BaseTool, StructuredTool
 
-from ajwt_core.demo.api import CallRecord
-from ajwt_core.demo.stack import Stack
 from ajwt_core.errors import InvalidGrant, Reason, UnauthorizedClient
 from ajwt_core.shim import Run, Shim, ShimEvent
+from ajwt_demo.api import CallRecord
+from ajwt_demo.scenarios.langgraph.api import PatcherApi
+from ajwt_demo.stack import Stack
 from ajwt_langchain import AJWTCallbackHandler, AsyncAJWTCallbackHandler
 from ajwt_langchain._tracker import tracker_for
-from ajwt_langchain.reference.api import PatcherApi
 
 SUPERVISOR = {
     "agent": "supervisor",
@@ -224,7 +224,7 @@ def test_handler_takes_the_agent_from_create_agent_name(
 def test_handoff_tool_under_the_handler_is_a_signed_delegation(
     shim: Shim, run: Run, tools: dict[str, BaseTool]
 ) -> None:
-    from ajwt_langchain.reference.agents import handoff_tool
+    from ajwt_demo.scenarios.langgraph.agents import handoff_tool
 
     supervisor = AJWTCallbackHandler(shim, "supervisor")
     transfer = handoff_tool("planner")

@@ -21,8 +21,11 @@ from langchain_core.prompts import (
 from langchain_core.tools import StructuredTool, tool
 from pydantic import Field, SecretStr
 
-from ajwt_core.demo.agents import MODEL_CONFIG, PROMPTS, TOOLS, reference_manifest
 from ajwt_core.errors import InvalidRequest, Reason
+from ajwt_demo.agents import MODEL_CONFIG, PROMPTS, TOOLS, reference_manifest
+from ajwt_demo.scenarios.langgraph.agents import handoff_tool, make_tools, patcher_agents
+from ajwt_demo.scenarios.langgraph.api import PatcherApi
+from ajwt_demo.scenarios.langgraph.scripted import ScriptedChatModel, supervisor
 from ajwt_langchain import (
     is_handoff_tool,
     manifest_from_langchain,
@@ -30,9 +33,6 @@ from ajwt_langchain import (
     prompt_spec,
     tool_spec,
 )
-from ajwt_langchain.reference.agents import handoff_tool, make_tools, patcher_agents
-from ajwt_langchain.reference.api import PatcherApi
-from ajwt_langchain.reference.scripted import ScriptedChatModel, supervisor
 
 
 class Model(FakeListChatModel):

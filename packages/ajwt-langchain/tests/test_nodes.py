@@ -16,12 +16,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, StateGraph
 from langgraph.types import Command
 
-from ajwt_core.demo.api import CallRecord
-from ajwt_core.demo.stack import Stack
 from ajwt_core.errors import InvalidGrant, Reason
 from ajwt_core.shim import Run, Shim
+from ajwt_demo.api import CallRecord
+from ajwt_demo.scenarios.langgraph.api import PatcherApi
+from ajwt_demo.stack import Stack
 from ajwt_langchain import ajwt_node
-from ajwt_langchain.reference.api import PatcherApi
 
 PR = {"title": "Bump lodash to 4.17.21", "head": "fix/lodash"}
 

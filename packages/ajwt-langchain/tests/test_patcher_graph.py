@@ -17,19 +17,19 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 
-from ajwt_core.demo.agents import reference_manifest
-from ajwt_core.demo.api import CallRecord
-from ajwt_core.demo.stack import Stack
 from ajwt_core.errors import AJWTError, InvalidGrant, Reason, UnauthorizedClient
-from ajwt_langchain.reference.agents import (
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.api import CallRecord
+from ajwt_demo.scenarios.langgraph.agents import (
     AgentSpec,
     handoff_tool,
     make_tools,
     patcher_agents,
 )
-from ajwt_langchain.reference.api import PatcherApi
-from ajwt_langchain.reference.scripted import calls as script_calls
-from ajwt_langchain.reference.scripted import supervisor as supervisor_script
+from ajwt_demo.scenarios.langgraph.api import PatcherApi
+from ajwt_demo.scenarios.langgraph.scripted import calls as script_calls
+from ajwt_demo.scenarios.langgraph.scripted import supervisor as supervisor_script
+from ajwt_demo.stack import Stack
 from examples.langgraph_patcher import main as run_example
 from examples.langgraph_patcher.main import Patcher, make_patcher, result_of
 

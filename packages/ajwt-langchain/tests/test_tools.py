@@ -17,11 +17,11 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
-from ajwt_core.demo.api import CallRecord
 from ajwt_core.errors import InvalidGrant, Reason
 from ajwt_core.shim import AgentContext, Run, Shim, ShimEvent
+from ajwt_demo.api import CallRecord
+from ajwt_demo.scenarios.langgraph.api import PatcherApi
 from ajwt_langchain import AJWTMiddleware, AJWTToolWrapper
-from ajwt_langchain.reference.api import PatcherApi
 
 
 def react_graph(model: Any, tools: list[BaseTool], wrapper: AJWTToolWrapper) -> Any:

@@ -3,12 +3,12 @@
 The core (tokens, proofs, checksums, the shim, the resource-server ``Verifier`` and its
 ASGI middleware) needs no extra. The rest imports optional packages:
 
-- ``idp`` (FastAPI, uvicorn with httptools, SQLAlchemy, Alembic): ``ajwt_core.idp``, ``ajwt idp serve``;
+- ``idp`` (FastAPI, uvicorn with httptools, SQLAlchemy, Alembic): ``ajwt_core.idp``,
+  ``ajwt idp serve``;
 - ``rs`` (FastAPI): ``ajwt_core.rs.fastapi``, the FastAPI dependency;
 - ``redis``: the Redis replay and revocation stores; ``postgres`` (asyncpg): the IdP on
   PostgreSQL;
 - ``cli`` (Typer, Rich): the ``ajwt`` command;
-- ``demo`` (``idp`` + ``cli`` + ``ajwt-langchain``): ``ajwt demo``.
 
 Code that imports an optional module does it inside :func:`needs_extra`, which turns
 "No module named 'fastapi'" into a :class:`MissingExtraError` whose message is one line
@@ -38,7 +38,6 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "redis": ("redis",),
     "postgres": ("asyncpg",),
     "cli": _CLI,
-    "demo": (*_IDP, *_CLI, "ajwt_langchain"),
 }
 
 

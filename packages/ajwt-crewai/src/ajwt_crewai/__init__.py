@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ajwt_crewai.tools import AJWTTool, ajwt_tool, secure_tool
 
 # The names are loaded on first use, so that importing a submodule that must run before
-# ``crewai`` loads (``ajwt_crewai.reference`` keeps CrewAI offline) does not load it.
+# ``crewai`` loads (``ajwt_demo.scenarios.crewai`` keeps CrewAI offline) does not load it.
 _EXPORTS = {
     "CrewAIBinding": "ajwt_crewai.binding",
     "Handoff": "ajwt_crewai.binding",

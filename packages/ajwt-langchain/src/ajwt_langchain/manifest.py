@@ -326,7 +326,6 @@ def manifest_from_langchain(
     ``shim.register(lambda: manifest_from_langchain(prompt, tools, model,
     agent_id="planner"))``.
 
-    >>> from ajwt_core.demo.agents import reference_manifest
     >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
     >>> from langchain_core.tools import StructuredTool
     >>> class Model(FakeListChatModel):

@@ -2,7 +2,8 @@
 
 One module per command group: :mod:`ajwt_core.cli.idp` (serve, rotate-key),
 :mod:`ajwt_core.cli.checksum`, :mod:`ajwt_core.cli.inspect`, :mod:`ajwt_core.cli.audit`,
-:mod:`ajwt_core.cli.demo`, :mod:`ajwt_core.cli.workflow`. Each imports
+:mod:`ajwt_core.cli.workflow`; ``ajwt demo`` comes from the ``ajwt-demo`` package
+(an entry point in ``ajwt_core.cli_commands``) when it is installed. Each imports
 what it needs inside its command, so ``ajwt --help`` loads neither FastAPI,
 SQLAlchemy, uvicorn nor httpx.
 
@@ -19,6 +20,7 @@ servers and the agent framework only when it runs).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from ajwt_core._extras import MissingExtraError, needs_extra
@@ -30,7 +32,7 @@ with needs_extra("cli", "the ajwt command"):
     from typer.core import TyperGroup
 
 from ajwt_core import __version__
-from ajwt_core.cli import audit, checksum, demo, idp, inspect, workflow
+from ajwt_core.cli import audit, checksum, idp, inspect, workflow
 from ajwt_core.cli._output import IO_ERROR, CliError, print_error
 from ajwt_core.errors import AJWTError
 
@@ -89,12 +91,43 @@ def _root(
     """A-JWT: per-agent identity, intent and delegation tokens for LLM agents."""
 
 
+#: Commands other packages add to ``ajwt`` (``name = "module:function"`` entry points).
+COMMANDS_GROUP = "ajwt_core.cli_commands"
+
+
+def _register_demo(cli: typer.Typer) -> None:
+    """``ajwt demo`` from the ``ajwt-demo`` package (its entry point in
+    ``ajwt_core.cli_commands``), or one line saying how to get it."""
+    from importlib.metadata import entry_points
+
+    command: Any = None
+    for entry in entry_points(group=COMMANDS_GROUP):
+        if entry.name == "demo":
+            with contextlib.suppress(ImportError):  # installed but broken: as if absent
+                command = entry.load()
+    if command is None:
+
+        @cli.command(
+            "demo",
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+            help="The A-JWT demo (needs the ajwt-demo package).",
+        )
+        def missing_demo() -> None:
+            raise CliError(
+                "ajwt demo is in the ajwt-demo package; install it with: pip install ajwt-demo",
+                "missing_extra",
+            )
+
+        return
+    cli.command("demo")(command)
+
+
 app.add_typer(idp.app, name="idp")
 app.add_typer(audit.app, name="audit")
 app.add_typer(workflow.app, name="workflow")
 app.command("checksum")(checksum.checksum)
 app.command("inspect")(inspect.inspect)
-app.command("demo")(demo.demo)
+_register_demo(app)
 
 
 def main() -> None:

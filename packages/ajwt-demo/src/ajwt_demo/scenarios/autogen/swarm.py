@@ -1,7 +1,7 @@
 """The DESIGN §11 vulnerability patcher as an AutoGen ``Swarm``, with or without A-JWT.
 
 Reusable: :func:`build_patcher_swarm` builds the four agents (same prompts, tools and
-model configuration as the reference manifests in ``ajwt_core.demo.agents``), secures them
+model configuration as the reference manifests in ``ajwt_demo.agents``), secures them
 with :func:`ajwt_autogen.secure_agent` (unless built without a shim, for the plain-OAuth
 baseline) and returns the ``Swarm``; :func:`run_patcher` runs it for one A-JWT run and
 :func:`run_plain` runs the same agents and tools with a plain ``httpx.Auth``.
@@ -27,11 +27,11 @@ from autogen_agentchat.teams import Swarm
 from autogen_core.tools import BaseTool
 
 from ajwt_autogen import secure_agent
-from ajwt_autogen.reference.scripted import ScriptedChatCompletionClient, Turn, call
-from ajwt_autogen.reference.tools import PatcherApi
 from ajwt_core.checksum import PromptSpec
-from ajwt_core.demo.agents import AGENT_TOOLS, MODEL_CONFIG, PROMPTS
 from ajwt_core.shim import Run, Shim
+from ajwt_demo.agents import AGENT_TOOLS, MODEL_CONFIG, PROMPTS
+from ajwt_demo.scenarios.autogen.scripted import ScriptedChatCompletionClient, Turn, call
+from ajwt_demo.scenarios.autogen.tools import PatcherApi
 
 AGENTS = ("supervisor", "planner", "classifier", "patcher")
 HANDOFFS: dict[str, list[str]] = {

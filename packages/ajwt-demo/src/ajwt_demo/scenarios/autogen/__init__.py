@@ -2,7 +2,7 @@
 with scripted model clients, as used by ``examples/autogen_patcher``, the tests and
 ``ajwt demo --framework autogen``.
 
-``scenario`` is what the demo runs (see :class:`ajwt_core.demo.scenario.Scenario`): the same
+``scenario`` is what the demo runs (see :class:`ajwt_demo.scenario.Scenario`): the same
 swarm secured with A-JWT, or with plain OAuth as the baseline.
 """
 
@@ -12,14 +12,15 @@ import asyncio
 
 import httpx
 
-from ajwt_autogen.reference.scripted import (
+from ajwt_core.shim import Run, Shim
+from ajwt_demo.scenarios.autogen.scripted import (
     MODEL_INFO,
     ScriptedChatCompletionClient,
     ScriptedModelConfig,
     Turn,
     call,
 )
-from ajwt_autogen.reference.swarm import (
+from ajwt_demo.scenarios.autogen.swarm import (
     AGENTS,
     HANDOFFS,
     SCRIPTS,
@@ -33,8 +34,7 @@ from ajwt_autogen.reference.swarm import (
     run_plain,
     scripted_model,
 )
-from ajwt_autogen.reference.tools import PatcherApi, ToolError
-from ajwt_core.shim import Run, Shim
+from ajwt_demo.scenarios.autogen.tools import PatcherApi, ToolError
 
 
 class AutoGenScenario:

@@ -2,7 +2,7 @@
 scripted model, as used by ``examples/langgraph_patcher``, the tests and ``ajwt demo``.
 
 ``scenario`` is what ``ajwt demo --framework langgraph`` runs (see
-:class:`ajwt_core.demo.scenario.Scenario`).
+:class:`ajwt_demo.scenario.Scenario`).
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import httpx
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from ajwt_core.shim import Run, Shim
-from ajwt_langchain.reference.agents import (
+from ajwt_demo.scenarios.langgraph.agents import (
     AgentSpec,
     handoff_tool,
     make_tools,
     patcher_agents,
     register_agents,
 )
-from ajwt_langchain.reference.api import PatcherApi
-from ajwt_langchain.reference.graph import PatchState, agent_graph, build_graph
-from ajwt_langchain.reference.scripted import SCRIPTS, ScriptedChatModel
+from ajwt_demo.scenarios.langgraph.api import PatcherApi
+from ajwt_demo.scenarios.langgraph.graph import PatchState, agent_graph, build_graph
+from ajwt_demo.scenarios.langgraph.scripted import SCRIPTS, ScriptedChatModel
 
 REQUEST = "Find the vulnerable dependencies of acme's repositories and patch them."
 

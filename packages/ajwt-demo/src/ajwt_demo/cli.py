@@ -1,6 +1,6 @@
 """``ajwt demo``: the paper's experiment, attacks side by side, and the report.
 
-Everything runs in this process, offline (see :mod:`ajwt_core.demo.run`). Exit status 0 only if
+Everything runs in this process, offline (see :mod:`ajwt_demo.run`). Exit status 0 only if
 A-JWT blocked every attack and accepted every legitimate call.
 """
 
@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ajwt_core._extras import EXTRAS, require_extra
 from ajwt_core.cli._output import fail
 
 FRAMEWORKS = ("langgraph", "autogen", "crewai")
@@ -45,10 +44,7 @@ def demo(
         raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
     from rich.console import Console
 
-    # Checked up front (the servers import uvicorn only when they start); the adapter
-    # is the chosen framework's, not necessarily the extra's ajwt-langchain.
-    require_extra("demo", "ajwt demo", [m for m in EXTRAS["demo"] if m not in _ADAPTERS.values()])
-    from ajwt_core.demo.run import DemoConfig, run_demo
+    from ajwt_demo.run import DemoConfig, run_demo
 
     _require_framework(framework)
 
@@ -85,7 +81,8 @@ def _require_framework(framework: str) -> None:
         package = module.replace("_", "-")
         fail(
             f"ajwt demo --framework {framework} needs the {package} package; "
-            f"install it with: pip install {package}",
+            "install it with: pip install "
+            + (package if framework == "langgraph" else f"'ajwt-demo[{framework}]'"),
             "missing_extra",
         )
 

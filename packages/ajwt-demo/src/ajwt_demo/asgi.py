@@ -1,5 +1,5 @@
 """The reference resource server as an ASGI app factory for uvicorn workers:
-``uvicorn --factory ajwt_core.demo.asgi:api_from_env --workers N``.
+``uvicorn --factory ajwt_demo.asgi:api_from_env --workers N``.
 
 ``AJWT_RS_ISSUER`` (the IdP), ``AJWT_RS_AUDIENCE`` (this API's identifier and public base
 URL), ``AJWT_RS_REDIS_URL`` (shared replay cache and revocations; without it, in-memory
@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ajwt_core.demo.api import create_api
 from ajwt_core.rs import (
     IdPRevocationChecker,
     JWKSCache,
@@ -21,6 +20,7 @@ from ajwt_core.rs import (
     RedisRevocationChecker,
     Verifier,
 )
+from ajwt_demo.api import create_api
 
 
 def api_from_env() -> Any:

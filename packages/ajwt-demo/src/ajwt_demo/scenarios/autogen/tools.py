@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import httpx
 from autogen_core.tools import FunctionTool
 
-from ajwt_core.demo.agents import TOOLS
+from ajwt_demo.agents import TOOLS
 
 
 class ToolError(RuntimeError):

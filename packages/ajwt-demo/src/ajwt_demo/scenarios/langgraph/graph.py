@@ -31,9 +31,9 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import Command
 
 from ajwt_core.shim import Shim
+from ajwt_demo.scenarios.langgraph.agents import AgentSpec
+from ajwt_demo.scenarios.langgraph.scripted import vulnerable
 from ajwt_langchain import AJWTToolWrapper, ajwt_node
-from ajwt_langchain.reference.agents import AgentSpec
-from ajwt_langchain.reference.scripted import vulnerable
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 

@@ -1,8 +1,9 @@
 """The demo's workflow, provided by a framework adapter (DESIGN §11 in LangGraph,
 AutoGen or CrewAI), behind one small interface so the demo itself stays framework-free.
 
-Each adapter package exposes ``reference.scenario`` (an object with the two methods of
-:class:`Scenario`); :func:`load_scenario` imports it by framework name.
+Each framework's module in :mod:`ajwt_demo.scenarios` exposes ``scenario`` (an object
+with the two methods of :class:`Scenario`); :func:`load_scenario` imports it by framework
+name.
 """
 
 from __future__ import annotations
@@ -17,9 +18,17 @@ from ajwt_core.shim import Run, Shim
 
 #: Framework name → module holding ``scenario``.
 FRAMEWORKS: dict[str, str] = {
-    "langgraph": "ajwt_langchain.reference",
-    "autogen": "ajwt_autogen.reference",
-    "crewai": "ajwt_crewai.reference",
+    "langgraph": "ajwt_demo.scenarios.langgraph",
+    "autogen": "ajwt_demo.scenarios.autogen",
+    "crewai": "ajwt_demo.scenarios.crewai",
+}
+
+
+#: Framework name → the adapter package its scenario runs on.
+ADAPTERS: dict[str, str] = {
+    "langgraph": "ajwt-langchain",
+    "autogen": "ajwt-autogen",
+    "crewai": "ajwt-crewai",
 }
 
 
@@ -53,10 +62,11 @@ def load_scenario(framework: str) -> Scenario:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        package = module_name.split(".")[0].replace("_", "-")
+        package = ADAPTERS[framework]
         raise InvalidRequest(
             Reason.MALFORMED_REQUEST,
-            f"the {framework} scenario needs the {package} package ({exc.name} is missing)",
+            f"the {framework} scenario needs the {package} package ({exc.name} is missing); "
+            f"install it with: pip install 'ajwt-demo[{framework}]'",
         ) from None
     scenario = getattr(module, "scenario", None)
     if not isinstance(scenario, Scenario):

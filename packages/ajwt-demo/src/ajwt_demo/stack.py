@@ -20,14 +20,14 @@ from typing import Any
 
 import httpx
 
-from ajwt_core.demo.agents import reference_manifests
-from ajwt_core.demo.api import ReferenceApi, create_api, strict_routes
 from ajwt_core.idp import IdPSettings, create_app
 from ajwt_core.idp.admin import AdminClient
 from ajwt_core.rs import IdPRevocationChecker, JWKSCache, Verifier
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Run, Shim
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.agents import reference_manifests
+from ajwt_demo.api import ReferenceApi, create_api, strict_routes
 
 ADMIN_TOKEN = "admin-" + secrets.token_hex(16)
 REFERENCE_SCOPES = ["repo:read", "repo:write", "advisories:read"]

@@ -60,7 +60,9 @@ class ScriptedChatCompletionClient(ChatCompletionClient, Component[ScriptedModel
 
     component_type = "model"
     component_config_schema = ScriptedModelConfig
-    component_provider_override = "ajwt_autogen.reference.scripted.ScriptedChatCompletionClient"
+    component_provider_override = (
+        "ajwt_demo.scenarios.autogen.scripted.ScriptedChatCompletionClient"
+    )
 
     def __init__(
         self,

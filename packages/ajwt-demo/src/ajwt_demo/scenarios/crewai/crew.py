@@ -10,7 +10,7 @@ baseline (:func:`plain_tools`) they call with the application's bearer token. Th
 is a script of real tool calls (no model, no key).
 
 The agents' backstory and goal are the reference prompts, so each extracts to the same
-manifest (same checksum) as ``ajwt_core.demo.agents.reference_manifest``.
+manifest (same checksum) as ``ajwt_demo.agents.reference_manifest``.
 """
 
 # No ``from __future__ import annotations`` here: CrewAI builds the tools' argument
@@ -23,10 +23,10 @@ from crewai import Agent, Crew, Process, Task
 from crewai.tools import BaseTool, tool
 from pydantic import Field
 
-from ajwt_core.demo.agents import MODEL_CONFIG
 from ajwt_core.shim import Shim
 from ajwt_crewai.testing import ScriptedLLM, Turn
 from ajwt_crewai.tools import secure_tool
+from ajwt_demo.agents import MODEL_CONFIG
 
 #: CrewAI role → workflow agent id (the roles are free text; the ids are the workflow's).
 AGENT_IDS = {

@@ -1,7 +1,7 @@
 """The DESIGN §11 vulnerability patcher as a CrewAI crew: four agents with a scripted LLM,
 as used by ``examples/crewai_patcher``, the tests and ``ajwt demo --framework crewai``.
 
-``scenario`` is what the demo runs (see :class:`ajwt_core.demo.scenario.Scenario`): the same
+``scenario`` is what the demo runs (see :class:`ajwt_demo.scenario.Scenario`): the same
 crew secured with A-JWT, or with plain OAuth as the baseline.
 
 Importing this package keeps CrewAI offline first (:mod:`.offline`: telemetry and
@@ -9,7 +9,7 @@ tracing off where unset; unless ``CREWAI_STORAGE_DIR`` is set, CrewAI's files in
 temporary folder), before it imports ``crewai``.
 """
 
-from ajwt_crewai.reference.offline import OFFLINE_FLAGS, keep_crewai_offline
+from ajwt_demo.scenarios.crewai.offline import OFFLINE_FLAGS, keep_crewai_offline
 
 keep_crewai_offline()
 
@@ -18,7 +18,7 @@ import httpx  # noqa: E402 - crewai loads after the flags
 from ajwt_core.shim import Run, Shim  # noqa: E402
 from ajwt_crewai.binding import secure_crew  # noqa: E402
 from ajwt_crewai.hooks import hooks_suspended  # noqa: E402
-from ajwt_crewai.reference.crew import (  # noqa: E402
+from ajwt_demo.scenarios.crewai.crew import (  # noqa: E402
     AGENT_IDS,
     INPUTS,
     TURNS,

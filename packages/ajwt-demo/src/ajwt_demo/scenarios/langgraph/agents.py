@@ -23,9 +23,9 @@ from pydantic import BaseModel, Field
 
 from ajwt_core.checksum import AgentManifest
 from ajwt_core.shim import Shim
+from ajwt_demo.scenarios.langgraph.api import PatcherApi
+from ajwt_demo.scenarios.langgraph.scripted import SCRIPTS, Script, ScriptedChatModel
 from ajwt_langchain import manifest_from_langchain
-from ajwt_langchain.reference.api import PatcherApi
-from ajwt_langchain.reference.scripted import SCRIPTS, Script, ScriptedChatModel
 
 PROMPTS = {
     "supervisor": (

@@ -24,8 +24,6 @@ import httpx
 import jwt
 
 from ajwt_core.checksum import AgentManifest
-from ajwt_core.demo.agents import reference_manifest
-from ajwt_core.demo.stack import Stack
 from ajwt_core.dpop import create_proof
 from ajwt_core.errors import AJWTError
 from ajwt_core.integrity import HEADER as SHIM_HEADER
@@ -34,6 +32,8 @@ from ajwt_core.keys import PopKey, SigningKey
 from ajwt_core.shim import IssuedToken, Run, Shim
 from ajwt_core.tokens import DelegationClaims, encode_delegation_assertion, token_hash
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.stack import Stack
 
 PR = {"title": "Bump lodash to 4.17.21", "head": "fix/lodash"}
 EVIL_PR = {"title": "Add telemetry endpoint", "head": "backdoor"}

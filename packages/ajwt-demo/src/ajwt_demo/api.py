@@ -17,8 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ajwt_core.demo.data import ADVISORIES, FILES, REPOS
 from ajwt_core.rs import AJWTMiddleware, Route, RoutePolicy, VerifiedRequest, Verifier
+from ajwt_demo.data import ADVISORIES, FILES, REPOS
 
 ROUTES = [
     Route("GET", "/repos", RoutePolicy.of(scopes=["repo:read"], tools=["list_repos"])),
@@ -139,7 +139,7 @@ def create_api(
 def create_bearer_api(*, issuer: str, audience: str, key: Any) -> BaselineApi:
     """The same API with plain OAuth: pyjwt Bearer verification and scopes only (the
     baseline the demo compares A-JWT with)."""
-    from ajwt_core.demo.baseline import BearerMiddleware
+    from ajwt_demo.baseline import BearerMiddleware
 
     app, state = _build_app()
     scopes = {(r.method, r.pattern()): set(r.policy.scopes) for r in ROUTES if not r.policy.public}

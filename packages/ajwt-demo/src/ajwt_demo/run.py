@@ -6,10 +6,10 @@
 2. Run the multi-agent vulnerability-patcher workflow (supervisor, planner, classifier,
    patcher; a scripted model, no API key) through a framework adapter twice: with the
    baseline's bearer token, and with A-JWT.
-3. Send every attack of DESIGN §9 to both (``ajwt_core.demo.attacks``) and record what each
+3. Send every attack of DESIGN §9 to both (``ajwt_demo.attacks``) and record what each
    server answered.
 4. Measure the per-call overhead of this run, and write ``report.json``, ``report.md``
-   and ``report.html`` (``ajwt_core.demo.report``).
+   and ``report.html`` (``ajwt_demo.report``).
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ajwt_core.demo.api import BaselineApi, CallRecord, create_bearer_api
-from ajwt_core.demo.attacks import ATTACKS, Arena, Outcome
-from ajwt_core.demo.baseline import BaselineAuthServer, ClientCredentialsAuth
-from ajwt_core.demo.scenario import load_scenario
-from ajwt_core.demo.stack import Stack, start_stack
 from ajwt_core.dpop import create_proof
 from ajwt_core.rs import RoutePolicy, Verifier
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Run, Shim
 from ajwt_core.workflow import reference_workflow
+from ajwt_demo.api import BaselineApi, CallRecord, create_bearer_api
+from ajwt_demo.attacks import ATTACKS, Arena, Outcome
+from ajwt_demo.baseline import BaselineAuthServer, ClientCredentialsAuth
+from ajwt_demo.scenario import load_scenario
+from ajwt_demo.stack import Stack, start_stack
 
 USER = "user:alice"
 SCOPES = ["repo:read", "repo:write", "advisories:read"]
@@ -209,7 +209,7 @@ def _database(config: DemoConfig) -> Iterator[tuple[Path, str | None]]:
 
 def run_demo(config: DemoConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Run the whole demo; returns the report (also written to ``config.out``)."""
-    from ajwt_core.demo.report import write_reports
+    from ajwt_demo.report import write_reports
 
     def step(label: str, done: int, total: int) -> None:
         if progress is not None:

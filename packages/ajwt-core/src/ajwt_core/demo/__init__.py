@@ -1,1 +1,0 @@
-"""The reference scenario of DESIGN §11: a code host + advisory database resource server."""
