@@ -164,6 +164,12 @@ def test_id_token_refusals(
     assert info.value.reason == reason
 
 
+def test_an_access_token_is_refused_as_an_id_token_by_name(idp_keys: SigningKeySet) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        decode_id(id_token(idp_keys, {"typ": "at+jwt"}), idp_keys)
+    assert str(info.value) == "the ID token must have no typ or typ 'jwt'"
+
+
 def test_id_token_signed_by_another_key_is_refused(idp_keys: SigningKeySet) -> None:
     with pytest.raises(InvalidGrant) as info:
         decode_id(id_token(SigningKeySet.generate()), idp_keys)

@@ -115,7 +115,10 @@ def read_header(
     declared = header.get("typ")
     media = _media_type(declared)
     if media not in accepted or (media is None and declared is not None):  # typ: 5 is no "none"
-        expected = f"typ {accepted[0]!r}" if accepted[0] is not None else "no typ"
+        named = [t for t in accepted if t is not None]
+        expected = f"typ {named[0]!r}" if named else ""
+        if None in accepted:
+            expected = f"no typ or {expected}" if named else "no typ"
         raise error(Reason.WRONG_TYPE, f"the {what} must have {expected}")
     if header.get("alg") not in algorithms:
         raise error(Reason.ALG_NOT_ALLOWED, f"the {what} algorithm is not allowed")
