@@ -13,6 +13,7 @@ from ajwt_core.errors import InvalidClient, InvalidGrant, Reason
 from ajwt_core.keys import UPSTREAM_ALGORITHMS, KeyResolver, PopKey, SigningKeySet, load_public_jwk
 from ajwt_core.tokens import (
     decode_client_assertion,
+    decode_id_token,
     decode_subject_token,
     encode_client_assertion,
     encode_user_token,
@@ -95,6 +96,103 @@ def test_intent_token_type_is_not_a_subject_token(idp_keys: SigningKeySet) -> No
     with pytest.raises(InvalidGrant) as info:
         decode_user(token, idp_keys)
     assert info.value.reason == Reason.WRONG_TYPE
+
+
+# ------------------------------------------------------------------------ ID tokens
+
+OP = "https://op.example"
+
+
+def id_token(keys: SigningKeySet, headers: dict[str, Any] | None = None, **claims: Any) -> str:
+    body = {"iss": OP, "sub": "alice", "aud": "app", "iat": NOW, "exp": NOW + 600} | claims
+    # {"typ": None}: pyjwt then writes no typ at all (it adds "JWT" by default).
+    header = {"typ": None} | (headers or {})
+    return keys.active.sign({k: v for k, v in body.items() if v is not None}, header)
+
+
+def decode_id(token: str, keys: SigningKeySet, **kw: Any) -> Any:
+    args: dict[str, Any] = {
+        "issuer": OP,
+        "client_id": "app",
+        "algorithms": UPSTREAM_ALGORITHMS,
+        "now": NOW + 5,
+    }
+    return decode_id_token(token, keys.verification_keys(), **(args | kw))
+
+
+@pytest.mark.parametrize("typ", [None, "JWT", "application/jwt"])
+def test_id_token_passes_without_typ_or_with_typ_jwt(idp_keys: SigningKeySet, typ: Any) -> None:
+    # oidc-provider 9 sends no typ, 8 sends "JWT"; both are ID tokens (OIDC Core §2).
+    token = id_token(idp_keys, {"typ": typ}, azp="app", nonce="n-1")
+    assert jwt.get_unverified_header(token).get("typ") == typ
+    assert decode_id(token, idp_keys).sub == "alice"
+
+
+def test_id_token_for_several_audiences_passes_with_azp_naming_the_client(
+    idp_keys: SigningKeySet,
+) -> None:
+    token = id_token(idp_keys, aud=["app", "https://api.example"], azp="app")
+    assert decode_id(token, idp_keys).sub == "alice"
+
+
+@pytest.mark.parametrize(
+    ("headers", "claims", "reason"),
+    [
+        # An access token is not an ID token (RFC 9068 §2.1 types it apart).
+        ({"typ": "at+jwt"}, {}, Reason.WRONG_TYPE),
+        ({"typ": "intent+jwt"}, {}, Reason.WRONG_TYPE),
+        ({"typ": 5}, {}, Reason.WRONG_TYPE),  # a typ that is no string is not "no typ"
+        # Issued to another client of the same provider (its ID token replayed here).
+        ({}, {"aud": "other-app"}, Reason.WRONG_AUDIENCE),
+        ({}, {"azp": "other-app"}, Reason.WRONG_AUDIENCE),
+        ({}, {"aud": ["app", "other-app"]}, Reason.MISSING_CLAIM),
+        ({}, {"iss": "https://evil.example"}, Reason.WRONG_ISSUER),
+        ({}, {"exp": NOW - 3600}, Reason.TOKEN_EXPIRED),
+        ({}, {"iat": NOW + 3600, "exp": NOW + 4000}, Reason.TOKEN_NOT_YET_VALID),
+        ({}, {"exp": NOW + 2 * 24 * 3600}, Reason.LIFETIME_TOO_LONG),
+        ({}, {"sub": None}, Reason.MISSING_CLAIM),
+        ({}, {"sub": "alice\x00"}, Reason.INVALID_CLAIM),
+        ({"jwk": {"kty": "EC"}}, {}, Reason.FORBIDDEN_HEADER),
+    ],
+    ids=repr,
+)
+def test_id_token_refusals(
+    idp_keys: SigningKeySet, headers: dict[str, Any], claims: dict[str, Any], reason: Reason
+) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        decode_id(id_token(idp_keys, headers, **claims), idp_keys)
+    assert info.value.reason == reason
+
+
+def test_an_access_token_is_refused_as_an_id_token_by_name(idp_keys: SigningKeySet) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        decode_id(id_token(idp_keys, {"typ": "at+jwt"}), idp_keys)
+    assert str(info.value) == "the ID token must have no typ or typ 'jwt'"
+
+
+def test_id_token_signed_by_another_key_is_refused(idp_keys: SigningKeySet) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        decode_id(id_token(SigningKeySet.generate()), idp_keys)
+    assert info.value.reason == Reason.UNKNOWN_KID
+
+
+def test_an_id_token_without_typ_is_not_an_access_token(idp_keys: SigningKeySet) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        decode_user(id_token(idp_keys, iss=ISSUER, aud=ISSUER), idp_keys)
+    assert info.value.reason == Reason.WRONG_TYPE
+    assert str(info.value) == "the subject token must have typ 'at+jwt'"
+
+
+def test_id_token_doctests_pass() -> None:
+    import doctest
+
+    import ajwt_core.tokens
+
+    finder = doctest.DocTestFinder()
+    [test] = [t for t in finder.find(ajwt_core.tokens) if t.name.endswith(".decode_id_token")]
+    runner = doctest.DocTestRunner()
+    runner.run(test)
+    assert runner.failures == 0 and test.examples
 
 
 # ----------------------------------------------------------------- client assertions

@@ -84,7 +84,8 @@ def test_run_rooted_in_an_upstream_oidc_token(
     shim = Shim(url, client["client_id"], client_secret=client["client_secret"])
     shim.register(reference_manifest("supervisor"))
     run = shim.start_run(_upstream_token(private), "vuln-patch")
-    assert run.initiated_by == "auth0|alice"
+    # Namespaced by its issuer: no local or other issuer's user can have this subject.
+    assert run.initiated_by == "https://login.example.com/#auth0|alice"
     with pytest.raises(InvalidGrant) as info:
         shim.start_run(_upstream_token(private, aud="someone-else"), "vuln-patch")
     assert info.value.reason == Reason.WRONG_AUDIENCE

@@ -10,7 +10,6 @@ as the service tests do (``tests/services.py``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,74 +19,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.interop.node_packages import install, node_and_npm
+from tests.interop.node_packages import run as _run
+
 HERE = Path(__file__).resolve().parent
 NODE_DIR = HERE / "node"
 VECTORS = HERE.parent / "vectors"
-MIN_NODE_MAJOR = 20
-
-
-def unavailable(message: str) -> None:
-    if os.environ.get("AJWT_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{message} (AJWT_REQUIRE_SERVICES=1: required in CI)")
-    pytest.skip(message)
-
-
-def _run(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - node/npm found on PATH, fixed arguments
-        argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def _cache_root() -> Path:
-    configured = os.environ.get("AJWT_NODE_CACHE")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ajwt" / "interop-node"
-
-
-def _install(npm: str) -> Path:
-    """``npm ci`` into ``<cache>/<lock digest>`` once; later runs reuse it."""
-    manifest = [NODE_DIR / "package.json", NODE_DIR / "package-lock.json"]
-    key = hashlib.sha256(b"".join(path.read_bytes() for path in manifest)).hexdigest()[:16]
-    target = _cache_root() / key
-    if (target / "node_modules" / "jose" / "package.json").is_file():
-        return target
-    staging = target.with_name(f"{key}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for path in manifest:
-        shutil.copy2(path, staging / path.name)
-    try:
-        result = _run(
-            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-            staging,
-            timeout=300,
-        )
-    except subprocess.TimeoutExpired:
-        shutil.rmtree(staging, ignore_errors=True)
-        unavailable("npm ci did not finish in 300 s (is the npm registry reachable?)")
-    if result.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        unavailable(f"npm ci failed (is the npm registry reachable?): {result.stderr[-500:]}")
-    try:
-        staging.rename(target)
-    except OSError:  # another run installed it meanwhile
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 @pytest.fixture(scope="module")
 def checker() -> Iterator[tuple[str, Path]]:
     """``(node, script)``: the checker copied next to its installed packages."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        unavailable("node and npm are needed for the jose interoperability check")
-    assert node is not None and npm is not None
-    version = _run([node, "--version"], HERE, timeout=30).stdout.strip()
-    if int(version.lstrip("v").split(".")[0] or 0) < MIN_NODE_MAJOR:
-        unavailable(f"node {version} is older than {MIN_NODE_MAJOR}")
-    target = _install(npm)
+    node, npm = node_and_npm("the jose interoperability check")
+    target = install(npm, NODE_DIR, "jose")
     # ES modules resolve "jose" from the script's own folder: the script lives there.
     script = target / f"check_vectors.{os.getpid()}.mjs"
     shutil.copy2(NODE_DIR / "check_vectors.mjs", script)

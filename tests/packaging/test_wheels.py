@@ -187,9 +187,7 @@ def test_without_extras_the_core_imports_and_each_missing_extra_is_one_line(
     result = run(venv.ajwt, "demo", "--plain", cwd=tmp_path)
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.rstrip().endswith(
-        "install it with: pip install ajwt-demo (missing_extra)"
-    )
+    assert result.stderr.rstrip().endswith("install it with: pip install ajwt-demo (missing_extra)")
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.name)

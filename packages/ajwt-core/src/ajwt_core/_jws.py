@@ -90,14 +90,18 @@ def _parse_header(segment: str) -> Mapping[str, Any] | None:
 def read_header(
     token: object,
     *,
-    typ: str | Collection[str],
+    typ: str | Collection[str | None],
     algorithms: Collection[str],
     max_bytes: int,
     error: ErrorClass,
     what: str,
     forbidden: Collection[str] = KEY_CARRYING_HEADERS,
 ) -> Mapping[str, Any]:
-    """Parse and check the unverified protected header: size, ``typ``, ``alg``, forbidden."""
+    """Parse and check the unverified protected header: size, ``typ``, ``alg``, forbidden.
+
+    ``typ`` lists the accepted media types (lower case, no ``application/``); ``None``
+    among them accepts a header without ``typ`` (an OpenID Connect ID token).
+    """
     if not isinstance(token, str) or not token:
         raise error(Reason.MALFORMED_TOKEN, f"the {what} is missing or not a string")
     if len(token) > max_bytes:
@@ -108,8 +112,14 @@ def read_header(
     if header is None:
         raise error(Reason.MALFORMED_TOKEN, f"the {what} header cannot be decoded")
     accepted = (typ,) if isinstance(typ, str) else tuple(typ)
-    if _media_type(header.get("typ")) not in accepted:
-        raise error(Reason.WRONG_TYPE, f"the {what} must have typ {accepted[0]!r}")
+    declared = header.get("typ")
+    media = _media_type(declared)
+    if media not in accepted or (media is None and declared is not None):  # typ: 5 is no "none"
+        named = [t for t in accepted if t is not None]
+        expected = f"typ {named[0]!r}" if named else ""
+        if None in accepted:
+            expected = f"no typ or {expected}" if named else "no typ"
+        raise error(Reason.WRONG_TYPE, f"the {what} must have {expected}")
     if header.get("alg") not in algorithms:
         raise error(Reason.ALG_NOT_ALLOWED, f"the {what} algorithm is not allowed")
     found = sorted(set(header).intersection(forbidden))

@@ -414,6 +414,12 @@ def decode_delegation_assertion(
 USER_TOKEN_TYPE: Final = "at+jwt"
 #: Upstream IdPs label access tokens ``at+jwt`` (RFC 9068) or plain ``JWT``.
 SUBJECT_TOKEN_TYPES: Final = (USER_TOKEN_TYPE, "jwt")
+#: OpenID Connect ID tokens carry ``typ: JWT`` or no ``typ`` at all; never ``at+jwt``,
+#: which marks an access token (RFC 9068 §2.1).
+ID_TOKEN_TYPES: Final = ("jwt", None)
+#: The RFC 8693 §3 identifiers of the two kinds of user token that may root a run.
+ACCESS_TOKEN_TYPE_URI: Final = "urn:ietf:params:oauth:token-type:access_token"
+ID_TOKEN_TYPE_URI: Final = "urn:ietf:params:oauth:token-type:id_token"
 MAX_SUBJECT_LIFETIME: Final = 24 * 3600
 
 
@@ -426,6 +432,18 @@ class SubjectTokenClaims(_Claims):
     iat: int
     exp: int
     scope: Scope | None = None
+
+
+class IdTokenClaims(_Claims):
+    """An OpenID Connect ID token (OIDC Core §2) that roots a run: the user as the
+    upstream provider authenticated them for one of its clients."""
+
+    iss: Text
+    sub: StoredText
+    aud: Text | list[Text]
+    iat: int
+    exp: int
+    azp: Text | None = None
 
 
 def encode_user_token(
@@ -443,6 +461,53 @@ def encode_user_token(
     return key.sign(claims, {"typ": USER_TOKEN_TYPE})
 
 
+def _decode_user_jwt(
+    token: object,
+    keys: KeyResolver,
+    model: type[_Claims],
+    *,
+    typ: tuple[str | None, ...],
+    what: str,
+    issuer: str,
+    audience: str,
+    algorithms: Iterable[str],
+    leeway: int,
+    max_lifetime: int,
+    now: float | None,
+) -> tuple[Any, list[str]]:
+    """The steps both kinds of user token share: header, key, signature, claims,
+    issuer, audience and times. Returns the claims and the token's audiences."""
+    header = _jws.read_header(
+        token,
+        typ=typ,
+        algorithms=tuple(algorithms),
+        max_bytes=MAX_TOKEN_BYTES,
+        error=InvalidGrant,
+        what=what,
+    )
+    assert isinstance(token, str)
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidGrant(Reason.UNKNOWN_KID, f"the {what}'s signing key is not known")
+    raw = _jws.verify_signature(token, key, header["alg"], error=InvalidGrant, what=what)
+    claims = _validate(model, raw, InvalidGrant, what)
+    if claims.iss != issuer:
+        raise InvalidGrant(Reason.WRONG_ISSUER, f"the {what} is from another issuer")
+    audiences = [claims.aud] if isinstance(claims.aud, str) else list(claims.aud)
+    if audience not in audiences:
+        raise InvalidGrant(Reason.WRONG_AUDIENCE, f"the {what} is not for this IdP")
+    _jws.check_times(
+        raw,
+        now=time.time() if now is None else now,
+        leeway=leeway,
+        max_lifetime=max_lifetime,
+        error=InvalidGrant,
+        what=what,
+    )
+    return claims, audiences
+
+
 def decode_subject_token(
     token: object,
     keys: KeyResolver,
@@ -455,36 +520,75 @@ def decode_subject_token(
     now: float | None = None,
 ) -> SubjectTokenClaims:
     """Verify the user's access token from the configured (upstream or local) issuer."""
-    what = "subject token"
-    header = _jws.read_header(
+    claims, _ = _decode_user_jwt(
         token,
+        keys,
+        SubjectTokenClaims,
         typ=SUBJECT_TOKEN_TYPES,
-        algorithms=tuple(algorithms),
-        max_bytes=MAX_TOKEN_BYTES,
-        error=InvalidGrant,
-        what=what,
-    )
-    assert isinstance(token, str)
-    kid = header.get("kid")
-    key = keys.get(kid) if isinstance(kid, str) else None
-    if key is None:
-        raise InvalidGrant(Reason.UNKNOWN_KID, "the subject token's signing key is not known")
-    raw = _jws.verify_signature(token, key, header["alg"], error=InvalidGrant, what=what)
-    claims: SubjectTokenClaims = _validate(SubjectTokenClaims, raw, InvalidGrant, what)
-    if claims.iss != issuer:
-        raise InvalidGrant(Reason.WRONG_ISSUER, "the subject token is from another issuer")
-    audiences = [claims.aud] if isinstance(claims.aud, str) else claims.aud
-    if audience not in audiences:
-        raise InvalidGrant(Reason.WRONG_AUDIENCE, "the subject token is not for this IdP")
-    _jws.check_times(
-        raw,
-        now=time.time() if now is None else now,
+        what="subject token",
+        issuer=issuer,
+        audience=audience,
+        algorithms=algorithms,
         leeway=leeway,
         max_lifetime=max_lifetime,
-        error=InvalidGrant,
-        what=what,
+        now=now,
     )
-    return claims
+    result: SubjectTokenClaims = claims
+    return result
+
+
+def decode_id_token(
+    token: object,
+    keys: KeyResolver,
+    *,
+    issuer: str,
+    client_id: str,
+    algorithms: Iterable[str],
+    leeway: int = DEFAULT_LEEWAY,
+    max_lifetime: int = MAX_SUBJECT_LIFETIME,
+    now: float | None = None,
+) -> IdTokenClaims:
+    """Verify an OpenID Connect ID token issued to ``client_id`` (OIDC Core §3.1.3.7).
+
+    The ``aud`` must contain ``client_id``; an ``azp`` must be ``client_id``, and a token
+    for several audiences must name it in ``azp``. An access token (``typ: at+jwt``)
+    is refused here, as an ID token is where an access token is expected. The ``nonce``
+    is the client's to check: it is not known here.
+
+    >>> from ajwt_core.keys import SigningKeySet
+    >>> keys = SigningKeySet.generate()
+    >>> token = keys.active.sign({"iss": "https://op.example", "sub": "alice",
+    ...     "aud": "app", "iat": 1000, "exp": 1600}, {})
+    >>> decode_id_token(token, keys.verification_keys(), issuer="https://op.example",
+    ...     client_id="app", algorithms=["ES256"], now=1100).sub
+    'alice'
+    >>> decode_id_token(token, keys.verification_keys(), issuer="https://op.example",
+    ...     client_id="other-app", algorithms=["ES256"], now=1100)
+    Traceback (most recent call last):
+    ajwt_core.errors.InvalidGrant: the ID token is not for this IdP
+    """
+    what = "ID token"
+    claims, audiences = _decode_user_jwt(
+        token,
+        keys,
+        IdTokenClaims,
+        typ=ID_TOKEN_TYPES,
+        what=what,
+        issuer=issuer,
+        audience=client_id,
+        algorithms=algorithms,
+        leeway=leeway,
+        max_lifetime=max_lifetime,
+        now=now,
+    )
+    result: IdTokenClaims = claims
+    if result.azp is not None and result.azp != client_id:
+        raise InvalidGrant(Reason.WRONG_AUDIENCE, f"the {what} was issued to another client")
+    if result.azp is None and len(audiences) > 1:
+        raise InvalidGrant(
+            Reason.MISSING_CLAIM, f"the {what} has several audiences and no 'azp' claim"
+        )
+    return result
 
 
 # --------------------------------------------------------- client assertions (RFC 7523)

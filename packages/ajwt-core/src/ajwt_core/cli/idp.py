@@ -159,6 +159,60 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    upstream_issuer: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AJWT_IDP_UPSTREAM_ISSUER",
+            help="The user's upstream OpenID provider: runs start from its tokens. Its "
+            "keys are found by discovery (<issuer>/.well-known/openid-configuration) "
+            "when first needed; the IdP starts while it is down.",
+            show_default=False,
+        ),
+    ] = None,
+    upstream_audience: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AJWT_IDP_UPSTREAM_AUDIENCE",
+            help="The 'aud' of the upstream provider's access tokens "
+            "[default: this IdP's --issuer].",
+            show_default=False,
+        ),
+    ] = None,
+    upstream_client_id: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AJWT_IDP_UPSTREAM_CLIENT_ID",
+            help="The upstream client whose ID tokens may start runs (their 'aud'); "
+            "without it, ID tokens are refused.",
+            show_default=False,
+        ),
+    ] = None,
+    upstream_jwks_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AJWT_IDP_UPSTREAM_JWKS_URL",
+            help="The upstream provider's JWKS URL, instead of discovery.",
+            show_default=False,
+        ),
+    ] = None,
+    upstream_subject_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Put before an upstream user's 'sub' in runs and tokens [default: "
+            "'<upstream issuer>#']; '' keeps it bare (needs --no-local-users).",
+            show_default=False,
+        ),
+    ] = None,
+    local_users: Annotated[
+        bool | None,
+        typer.Option(
+            "--local-users/--no-local-users",
+            envvar="AJWT_IDP_LOCAL_USERS",
+            help="Issue and accept local user tokens (/admin/users/token) "
+            "[default: only without --upstream-issuer].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the IdP over HTTP with uvicorn until interrupted.
 
@@ -169,6 +223,7 @@ def serve(
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
+    from ajwt_core.errors import AJWTError
     from ajwt_core.idp import IdPSettings, create_app
     from ajwt_core.idp.keystore import load_signing_keys
     from ajwt_core.server_limits import uvicorn_options
@@ -194,9 +249,17 @@ def serve(
         key_file=key_file,
         token_lifetime=token_lifetime,
         redis_url=redis,
+        local_users=local_users,
+        upstream_issuer=upstream_issuer,
+        upstream_audience=upstream_audience,
+        upstream_client_id=upstream_client_id,
+        upstream_jwks_url=upstream_jwks_url,
+        upstream_subject_prefix=upstream_subject_prefix,
     )
     try:
         application = create_app(settings)
+    except AJWTError as exc:  # settings that cannot work together
+        fail(exc.description, exc.reason)
     except ImportError as exc:
         fail(
             f"the database driver for --db is not installed (missing module {exc.name!r}); "
@@ -208,7 +271,9 @@ def serve(
         fail(f"--db cannot be used: {str(exc).splitlines()[0]}", Reason.MALFORMED_REQUEST)
     typer.echo(
         f"A-JWT IdP: issuer {public_url}, database {shown_db}, "
-        f"signing keys {key_file} ({len(keys.keys)} published, active kid {keys.active.kid})",
+        f"signing keys {key_file} ({len(keys.keys)} published, active kid {keys.active.kid})"
+        + (f", users from {upstream_issuer}" if upstream_issuer else "")
+        + (", local users" if settings.accepts_local_users else ""),
         err=True,
     )
     # Read deadlines, a 64 KiB request-head bound and a connection cap
@@ -226,8 +291,17 @@ def serve(
             "AJWT_ADMIN_TOKEN": admin_token,
             "AJWT_IDP_TOKEN_LIFETIME": str(token_lifetime),
             "AJWT_IDP_REDIS_URL": redis or "",
+            "AJWT_IDP_LOCAL_USERS": "" if local_users is None else str(int(local_users)),
+            "AJWT_IDP_UPSTREAM_ISSUER": upstream_issuer or "",
+            "AJWT_IDP_UPSTREAM_AUDIENCE": upstream_audience or "",
+            "AJWT_IDP_UPSTREAM_CLIENT_ID": upstream_client_id or "",
+            "AJWT_IDP_UPSTREAM_JWKS_URL": upstream_jwks_url or "",
         }
     )
+    if upstream_subject_prefix is None:  # unset is the default; "" means bare subjects
+        os.environ.pop("AJWT_IDP_UPSTREAM_SUBJECT_PREFIX", None)
+    else:
+        os.environ["AJWT_IDP_UPSTREAM_SUBJECT_PREFIX"] = upstream_subject_prefix
     uvicorn.run(
         "ajwt_core.idp.asgi:app_from_env",
         factory=True,

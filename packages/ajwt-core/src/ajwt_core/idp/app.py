@@ -69,8 +69,9 @@ from ajwt_core.idp.service import (
 )
 from ajwt_core.idp.settings import IdPSettings
 from ajwt_core.idp.throttle import FailureThrottle
+from ajwt_core.idp.upstream import UpstreamProvider, check_upstream_settings
 from ajwt_core.integrity import shim_checksum
-from ajwt_core.keys import UPSTREAM_ALGORITHMS, KeyResolver, SigningKeySet
+from ajwt_core.keys import SigningKeySet
 from ajwt_core.ledger import export_json
 from ajwt_core.rs.stores import (
     AsyncReplayStore,
@@ -174,12 +175,10 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     keys: SigningKeySet | ReloadingKeys = settings.signing_keys or (
         ReloadingKeys(settings.key_file) if settings.key_file else SigningKeySet.generate()
     )
-    upstream = (
-        KeyResolver.from_jwks(settings.upstream_jwks, UPSTREAM_ALGORITHMS)
-        if settings.upstream_jwks
-        else None
-    )
-    idp = IdP(settings, db, keys, upstream_keys=upstream)
+    check_upstream_settings(settings)
+    # Fetched when a run start first needs its keys: the IdP starts while it is down.
+    upstream = UpstreamProvider.from_settings(settings, outages)
+    idp = IdP(settings, db, keys, upstream=upstream)
     # One replay store for every proof the IdP accepts; shared (Redis) across workers.
     proofs: AsyncReplayStore = replay or (
         RedisReplayStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
@@ -197,8 +196,6 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await db.create_schema()
-        if settings.upstream_jwks_url and not settings.upstream_jwks:
-            idp.upstream_keys = await _fetch_jwks(settings.upstream_jwks_url)
         announcer = (
             asyncio.create_task(_announce_revocations(idp, settings.revocation_sync_interval))
             if idp.revocations is not None
@@ -596,12 +593,3 @@ async def _announce_revocations(idp: IdP, interval: float) -> None:
                 log.warning("revocations announced to Redis again")
             force = failing = False
         await asyncio.sleep(interval)
-
-
-async def _fetch_jwks(url: str) -> KeyResolver:
-    import httpx
-
-    async with httpx.AsyncClient(timeout=5) as client:
-        response = await client.get(url)
-        response.raise_for_status()
-        return KeyResolver.from_jwks(response.json(), UPSTREAM_ALGORITHMS)

@@ -28,7 +28,8 @@ from ajwt_core.idp.db import (
     execute_core,
 )
 from ajwt_core.idp.settings import IdPSettings
-from ajwt_core.keys import KeyResolver, SigningKeySet
+from ajwt_core.idp.upstream import UpstreamProvider
+from ajwt_core.keys import SigningKeySet
 from ajwt_core.ledger import (
     EntryKind,
     LedgerEntry,
@@ -105,13 +106,14 @@ class IdPBase:
         keys: SigningKeySet | Callable[[], SigningKeySet],
         *,
         clock: Callable[[], float] = time.time,
-        upstream_keys: KeyResolver | None = None,
+        upstream: UpstreamProvider | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self._keys = keys
         self.clock = clock
-        self.upstream_keys = upstream_keys or KeyResolver()
+        #: The user's upstream OpenID provider (``settings.upstream_issuer``), if any.
+        self.upstream = upstream
         self._workflows: dict[tuple[str, int], Workflow] = {}
         #: Where revocations are announced to resource servers (Redis), if anywhere.
         self.revocations: RevocationPublisher | None = None

@@ -115,6 +115,9 @@ class RunRow(Base):
     workflow_id: Mapped[str] = mapped_column(String(128))
     workflow_version: Mapped[int] = mapped_column(Integer)
     subject: Mapped[str] = mapped_column(String(512))
+    #: The issuer that vouched for ``subject`` (this IdP for a local user); NULL on runs
+    #: started before it was recorded (migration 0005).
+    subject_issuer: Mapped[str | None] = mapped_column(String(512))
     intent: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[int] = mapped_column(BigInteger)

@@ -119,6 +119,11 @@ class RunStart(_Body):
     workflow_id: Identifier
     workflow_version: Version | None = None
     subject_token: CompactToken
+    #: RFC 8693 §3: the user's access token (local or upstream), or an upstream ID token.
+    subject_token_type: Literal[
+        "urn:ietf:params:oauth:token-type:access_token",
+        "urn:ietf:params:oauth:token-type:id_token",
+    ] = "urn:ietf:params:oauth:token-type:access_token"
     intent: HumanText = ""
 
 

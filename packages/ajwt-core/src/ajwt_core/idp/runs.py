@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from ajwt_core.dpop import VerifiedProof
@@ -10,6 +11,7 @@ from ajwt_core.errors import (
     AccessDenied,
     AJWTError,
     InvalidGrant,
+    InvalidRequest,
     NotFound,
     Reason,
 )
@@ -24,7 +26,8 @@ from ajwt_core.idp.models import (
     RunStarted,
     RunStatus,
 )
-from ajwt_core.keys import UPSTREAM_ALGORITHMS
+from ajwt_core.idp.upstream import UpstreamProvider, subject_prefix
+from ajwt_core.keys import UPSTREAM_ALGORITHMS, KeyResolver
 from ajwt_core.ledger import (
     GENESIS_HASH,
     Anchor,
@@ -34,10 +37,35 @@ from ajwt_core.ledger import (
     verify_chain,
 )
 from ajwt_core.tokens import (
+    ACCESS_TOKEN_TYPE_URI,
+    ID_TOKEN_TYPE_URI,
+    MAX_CLAIM_LENGTH,
+    decode_id_token,
     decode_intent_token,
     decode_subject_token,
     encode_user_token,
 )
+
+# Refusals of a subject token before its key is found: it may be the upstream's.
+_NOT_SIGNED_HERE = frozenset(
+    {
+        Reason.TOKEN_TOO_LARGE,
+        Reason.MALFORMED_TOKEN,
+        Reason.WRONG_TYPE,
+        Reason.ALG_NOT_ALLOWED,
+        Reason.FORBIDDEN_HEADER,
+        Reason.UNKNOWN_KID,
+    }
+)
+
+
+@dataclass(frozen=True)
+class User:
+    """Who started a run: the ``sub`` recorded and put in its tokens (an upstream user's
+    namespaced by its issuer), and the issuer that vouched for it."""
+
+    subject: str
+    issuer: str
 
 
 class Runs(IdPBase):
@@ -46,10 +74,11 @@ class Runs(IdPBase):
 
     def issue_user_token(self, subject: str, lifetime: int) -> str:
         """A local user access token (embedded mode: no upstream IdP needed)."""
-        if not self.settings.local_users:
+        if not self.settings.accepts_local_users:
             raise AccessDenied(
                 Reason.LOCAL_USERS_DISABLED, "this IdP takes user tokens from its upstream issuer"
             )
+        self._check_local_subject(subject, InvalidRequest)
         return encode_user_token(
             subject,
             self.keys.active,
@@ -59,41 +88,109 @@ class Runs(IdPBase):
             now=self.now(),
         )
 
-    def verify_subject_token(self, token: str) -> str:
-        """The user (``sub``) whose intent roots a run: local or upstream issuer."""
-        errors: list[AJWTError] = []
-        if self.settings.local_users:
+    def _check_local_subject(self, subject: str, error: type[AJWTError]) -> None:
+        # A local subject spelled like an upstream one would be that upstream user.
+        if self.settings.upstream_issuer:
+            prefix = subject_prefix(self.settings)
+            if prefix and subject.startswith(prefix):
+                raise error(
+                    Reason.INVALID_CLAIM,
+                    f"a local user's subject may not start with {prefix!r}, the upstream "
+                    "issuer's namespace",
+                )
+
+    async def verify_subject_token(
+        self, token: str, token_type: str = ACCESS_TOKEN_TYPE_URI
+    ) -> User:
+        """The user whose intent roots a run, from their access token (local or upstream
+        issuer) or their upstream ID token (RFC 8693 ``subject_token_type``)."""
+        if token_type not in (ACCESS_TOKEN_TYPE_URI, ID_TOKEN_TYPE_URI):
+            raise InvalidRequest(
+                Reason.WRONG_TYPE, f"subject_token_type {token_type!r} is not supported"
+            )
+        errors: list[InvalidGrant] = []
+        if self.settings.accepts_local_users and token_type == ACCESS_TOKEN_TYPE_URI:
             try:
-                return decode_subject_token(
+                claims = decode_subject_token(
                     token,
                     self.keys.verification_keys(),
                     issuer=self.settings.issuer,
                     audience=self.settings.issuer,
                     algorithms=("ES256", "EdDSA"),
                     now=self.clock(),
-                ).sub
-            except AJWTError as exc:
+                )
+            except InvalidGrant as exc:
+                if exc.reason not in _NOT_SIGNED_HERE:
+                    raise  # one of this IdP's keys signed it: it is a local token
                 errors.append(exc)
-        if self.settings.upstream_issuer:
+            else:
+                self._check_local_subject(claims.sub, InvalidGrant)
+                return User(subject=claims.sub, issuer=self.settings.issuer)
+        if self.upstream is not None:
             try:
-                return decode_subject_token(
-                    token,
-                    self.upstream_keys,
-                    issuer=self.settings.upstream_issuer,
-                    audience=self.settings.upstream_audience or self.settings.issuer,
-                    algorithms=UPSTREAM_ALGORITHMS,
-                    now=self.clock(),
-                ).sub
-            except AJWTError as exc:
+                return await self._verify_upstream(self.upstream, token, token_type)
+            except InvalidGrant as exc:
                 errors.append(exc)
         if errors:
             # Report the most specific failure (the last issuer tried that knew the key).
             specific = [e for e in errors if e.reason != Reason.UNKNOWN_KID] or errors
             raise InvalidGrant(specific[-1].reason, f"subject token refused: {specific[-1]}")
+        if token_type == ID_TOKEN_TYPE_URI:
+            raise InvalidRequest(Reason.WRONG_TYPE, "this IdP has no upstream issuer of ID tokens")
         raise InvalidGrant(Reason.MALFORMED_REQUEST, "no subject-token issuer is configured")
 
+    async def _verify_upstream(
+        self, upstream: UpstreamProvider, token: str, token_type: str
+    ) -> User:
+        settings = self.settings
+        issuer = upstream.issuer
+        if token_type == ID_TOKEN_TYPE_URI:
+            client_id = settings.upstream_client_id
+            if client_id is None:
+                raise InvalidRequest(
+                    Reason.WRONG_TYPE,
+                    "this IdP takes no ID tokens: no upstream client id is configured",
+                )
+
+            def decode(keys: KeyResolver) -> str:
+                return decode_id_token(
+                    token,
+                    keys,
+                    issuer=issuer,
+                    client_id=client_id,
+                    algorithms=UPSTREAM_ALGORITHMS,
+                    now=self.clock(),
+                ).sub
+        else:
+
+            def decode(keys: KeyResolver) -> str:
+                return decode_subject_token(
+                    token,
+                    keys,
+                    issuer=issuer,
+                    audience=settings.upstream_audience or settings.issuer,
+                    algorithms=UPSTREAM_ALGORITHMS,
+                    now=self.clock(),
+                ).sub
+
+        try:
+            sub = decode(await upstream.keys())
+        except InvalidGrant as exc:
+            if exc.reason != Reason.UNKNOWN_KID:
+                raise
+            # Keys not fetched yet, or rotated at the provider: fetch (rate-limited), retry.
+            sub = decode(await upstream.refresh())
+        subject = subject_prefix(settings) + sub
+        if len(subject) > MAX_CLAIM_LENGTH:
+            raise InvalidGrant(
+                Reason.INVALID_CLAIM,
+                f"the user's subject with its issuer is longer than {MAX_CLAIM_LENGTH} characters",
+            )
+        return User(subject=subject, issuer=issuer)
+
     async def start_run(self, client: ClientRow, body: RunStart) -> RunStarted:
-        subject = self.verify_subject_token(body.subject_token)
+        user = await self.verify_subject_token(body.subject_token, body.subject_token_type)
+        subject = user.subject
         workflow = await self.workflow(body.workflow_id, body.workflow_version)
         now = self.now()
         run = RunRow(
@@ -103,6 +200,7 @@ class Runs(IdPBase):
             workflow_id=workflow.id,
             workflow_version=workflow.version,
             subject=subject,
+            subject_issuer=user.issuer,
             intent=body.intent,
             state="open",
             created_at=now,
@@ -120,6 +218,7 @@ class Runs(IdPBase):
                     "intent_id": run.intent_id,
                     "client_id": client.client_id,
                     "initiated_by": subject,
+                    "initiated_by_issuer": user.issuer,
                     "workflow_id": workflow.id,
                     "workflow_version": workflow.version,
                     "workflow_hash": workflow.workflow_hash,

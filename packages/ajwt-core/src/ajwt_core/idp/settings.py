@@ -20,7 +20,11 @@ class IdPSettings:
     ``issuer`` is the public base URL (``iss`` of every token). The signing keys come
     from ``signing_keys`` or are loaded from / generated into ``key_file`` (mode 0600).
     The user's subject token is accepted from this IdP's own local user tokens
-    (``local_users``) and/or from an upstream issuer with its JWKS.
+    (``local_users``) and/or from an upstream OpenID provider (``upstream_*``): its
+    RFC 9068 access tokens for ``upstream_audience`` and its ID tokens for
+    ``upstream_client_id``, verified with its JWKS (``upstream_jwks``, else fetched from
+    ``upstream_jwks_url``, else found by discovery at the issuer). Local users are on by
+    default without an upstream and off by default with one.
     """
 
     issuer: str
@@ -30,11 +34,20 @@ class IdPSettings:
     signing_keys: SigningKeySet | None = None
     token_lifetime: int = MAX_INTENT_LIFETIME
     registration_lifetime: int = 24 * 3600
-    local_users: bool = True
+    #: ``None``: on unless an upstream issuer is configured.
+    local_users: bool | None = None
     upstream_issuer: str | None = None
+    #: The ``aud`` of the upstream's access tokens (default: this IdP's issuer).
     upstream_audience: str | None = None
     upstream_jwks: dict[str, Any] | None = None
     upstream_jwks_url: str | None = None
+    #: The upstream client whose ID tokens root runs (their ``aud``); none: no ID tokens.
+    upstream_client_id: str | None = None
+    #: Put before an upstream user's ``sub`` (default ``<upstream issuer>#``); ``""`` keeps
+    #: it bare, which needs ``local_users`` off (DESIGN §12).
+    upstream_subject_prefix: str | None = None
+    #: Least seconds between two fetches of the upstream JWKS for an unknown ``kid``.
+    upstream_min_refresh: float = 30.0
     accepted_shim_checksums: list[str] = field(default_factory=list)
     #: Redis for many workers: the proof replay cache, and revocations published to
     #: resource servers (``ajwt:revoked:<kind>:<id>``).
@@ -52,6 +65,11 @@ class IdPSettings:
     def __post_init__(self) -> None:
         self.issuer = self.issuer.rstrip("/")
         self.token_lifetime = min(self.token_lifetime, MAX_INTENT_LIFETIME)
+
+    @property
+    def accepts_local_users(self) -> bool:
+        """Whether local user tokens are issued and accepted (``local_users`` resolved)."""
+        return self.local_users if self.local_users is not None else not self.upstream_issuer
 
     @property
     def token_endpoint(self) -> str:

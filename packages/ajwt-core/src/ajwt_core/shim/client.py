@@ -414,7 +414,12 @@ class Shim:
     # -------------------------------------------------------------------- runs
 
     def _op_start_run(
-        self, user_token: str, workflow_id: str, version: int | None, intent: str
+        self,
+        user_token: str,
+        workflow_id: str,
+        version: int | None,
+        intent: str,
+        subject_token_type: str | None,
     ) -> Operation[Run]:
         body: dict[str, Any] = {
             "workflow_id": workflow_id,
@@ -423,6 +428,8 @@ class Shim:
         }
         if version is not None:
             body["workflow_version"] = version
+        if subject_token_type is not None:
+            body["subject_token_type"] = subject_token_type
         result = self._check((yield self._json_request("POST", "/runs", body)))
         workflow = Workflow.from_mapping(result["workflow"])
         if workflow.workflow_hash != result["workflow_hash"]:
@@ -439,15 +446,37 @@ class Shim:
         return run
 
     def start_run(
-        self, user_token: str, workflow_id: str, *, version: int | None = None, intent: str = ""
+        self,
+        user_token: str,
+        workflow_id: str,
+        *,
+        version: int | None = None,
+        intent: str = "",
+        subject_token_type: str | None = None,
     ) -> Run:
-        """Start a run for the user whose access token is ``user_token`` (DESIGN §6.4)."""
-        return self._send_sync(self._op_start_run(user_token, workflow_id, version, intent))
+        """Start a run for the user whose token is ``user_token`` (DESIGN §6.4).
+
+        ``user_token`` is the user's access token (local or from the IdP's upstream
+        provider); an OpenID Connect ID token from the upstream provider is sent with
+        ``subject_token_type=ajwt_core.tokens.ID_TOKEN_TYPE_URI``
+        (``urn:ietf:params:oauth:token-type:id_token``, RFC 8693 §3).
+        """
+        return self._send_sync(
+            self._op_start_run(user_token, workflow_id, version, intent, subject_token_type)
+        )
 
     async def astart_run(
-        self, user_token: str, workflow_id: str, *, version: int | None = None, intent: str = ""
+        self,
+        user_token: str,
+        workflow_id: str,
+        *,
+        version: int | None = None,
+        intent: str = "",
+        subject_token_type: str | None = None,
     ) -> Run:
-        return await self._send_async(self._op_start_run(user_token, workflow_id, version, intent))
+        return await self._send_async(
+            self._op_start_run(user_token, workflow_id, version, intent, subject_token_type)
+        )
 
     @contextlib.contextmanager
     def run(self, run: Run) -> Iterator[Run]:
