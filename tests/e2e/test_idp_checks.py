@@ -74,7 +74,7 @@ def test_token_request_proof_cannot_be_replayed_or_doubled(stack: Stack) -> None
     run = stack.start_run(shim)
     agent = shim.agent("supervisor")
     form = {
-        "grant_type": "agent_checksum",
+        "grant_type": "urn:ajwt:params:oauth:grant-type:agent-checksum",
         "agent_id": "supervisor",
         "agent_checksum": agent.checksum,
         "run_id": run.run_id,

@@ -221,7 +221,7 @@ def token_form(target: IdPTarget, data: st.DataObject) -> tuple[list[tuple[str, 
     """A valid mint or exchange form, then spoilt field by field."""
     agent = target.agents["supervisor"]
     fields = {
-        "grant_type": "agent_checksum",
+        "grant_type": "urn:ajwt:params:oauth:grant-type:agent-checksum",
         "agent_id": agent.agent_id,
         "agent_checksum": agent.checksum,
         "run_id": target.run_id,

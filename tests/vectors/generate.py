@@ -326,19 +326,19 @@ def token_vectors() -> dict[str, Any]:
     forged_payload = encode_intent_token(_claims(jkt, scope="repo:admin"), key)
     cases = [
         ("valid", valid, "valid"),
-        ("typ with application/ prefix", key.sign(raw, {"typ": "application/INTENT+JWT"}), "valid"),
+        ("typ with application/ prefix", key.sign(raw, {"typ": "application/AT+JWT"}), "valid"),
         ("wrong typ", key.sign(raw, {"typ": "JWT"}), "wrong_type"),
         (
             "alg none",
-            jwt.encode(raw, None, algorithm="none", headers={"typ": "intent+jwt", "kid": key.kid}),
+            jwt.encode(raw, None, algorithm="none", headers={"typ": "at+jwt", "kid": key.kid}),
             "alg_not_allowed",
         ),
         (
             "jku header",
-            key.sign(raw, {"typ": "intent+jwt", "jku": "https://evil.example/jwks"}),
+            key.sign(raw, {"typ": "at+jwt", "jku": "https://evil.example/jwks"}),
             "forbidden_header",
         ),
-        ("unknown kid", other.sign(raw, {"typ": "intent+jwt"}), "unknown_kid"),
+        ("unknown kid", other.sign(raw, {"typ": "at+jwt"}), "unknown_kid"),
         (
             "payload swapped",
             ".".join([header, forged_payload.split(".")[1], valid.split(".")[2]]),
@@ -376,14 +376,14 @@ def token_vectors() -> dict[str, Any]:
         ),
         (
             "lifetime over cap",
-            key.sign(raw | {"exp": NOW + 301}, {"typ": "intent+jwt"}),
+            key.sign(raw | {"exp": NOW + 301}, {"typ": "at+jwt"}),
             "lifetime_too_long",
         ),
         (
             "acting agent is not the top of act",
             key.sign(
                 raw | {"act": build_act_chain(["supervisor", "planner"]).model_dump()},
-                {"typ": "intent+jwt"},
+                {"typ": "at+jwt"},
             ),
             "invalid_claim",
         ),
