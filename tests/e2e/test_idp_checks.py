@@ -126,7 +126,7 @@ def test_revoked_intent_stops_its_tokens(stack: Stack) -> None:
     token, intent_id = _token(shim, stack)
     with httpx.Client() as http:
         response = http.send(
-            shim._json_request("POST", "/revoke", {"kind": "intent", "id": intent_id})
+            shim._json_request("POST", "/revocations", {"kind": "intent", "id": intent_id})
         )
     assert response.json() == {"revoked": True}
     refused = _call(stack, shim, token)
@@ -139,9 +139,9 @@ def test_a_client_cannot_revoke_clients_or_other_clients_runs(stack: Stack) -> N
     run_id = str(jwt.decode(token, options={"verify_signature": False})["intent"]["run_id"])
     with httpx.Client() as http:
         not_admin = http.send(
-            other._json_request("POST", "/revoke", {"kind": "client", "id": owner.client_id})
+            other._json_request("POST", "/revocations", {"kind": "client", "id": owner.client_id})
         )
-        not_owner = http.send(other._json_request("POST", "/revoke", {"kind": "run", "id": run_id}))
+        not_owner = http.send(other._json_request("POST", "/revocations", {"kind": "run", "id": run_id}))
         ledger = http.send(other._json_request("GET", f"/runs/{run_id}/ledger"))
     assert not_admin.status_code == 403
     assert reason_of(not_admin) == Reason.MALFORMED_REQUEST

@@ -37,13 +37,16 @@ from ajwt_core.dpop import access_token_hash, body_hash, create_proof
 from ajwt_core.errors import AJWTError
 from ajwt_core.keys import POP_INFO_PREFIX, SigningKey, derive_pop_key, jwk_thumbprint
 from ajwt_core.ledger import GENESIS_HASH, EntryKind, Ledger, export_json
+from ajwt_core.opaque import NameKind, hide_names, opaque_ref
 from ajwt_core.tokens import (
     AgentClaim,
+    CheckpointClaims,
     Confirmation,
     DelegationClaims,
     IntentClaim,
     IntentTokenClaims,
     build_act_chain,
+    encode_checkpoint,
     encode_delegation_assertion,
     encode_intent_token,
     token_hash,
@@ -315,6 +318,29 @@ def _claims(agent_jkt: str, **overrides: Any) -> IntentTokenClaims:
     return IntentTokenClaims(**base)
 
 
+def _step_intent() -> IntentClaim:
+    return IntentClaim(
+        id="intent-1",
+        initiated_by="user:alice",
+        workflow_id="vuln-patch",
+        workflow_version=1,
+        workflow_hash="sha256:" + "cd" * 32,
+        run_id="run-1",
+        step="patch",
+        step_sequence_hash="sha256:" + "ef" * 32,
+    )
+
+
+def _opaque_claims(agent_jkt: str) -> IntentTokenClaims:
+    """A privacy-mode token: the names are references made with a secret key."""
+    secret = bytes(range(32))
+
+    def ref(kind: NameKind, name: str) -> str:
+        return opaque_ref(secret, "vuln-patch", kind, name)
+
+    return hide_names(_claims(agent_jkt, jti="vector-token-opaque"), ref)
+
+
 def token_vectors() -> dict[str, Any]:
     key = idp_key()
     agent = agent_key("patcher")
@@ -387,6 +413,44 @@ def token_vectors() -> dict[str, Any]:
             ),
             "invalid_claim",
         ),
+        # Other at+jwt tokens are told from intent tokens by their claims and audience.
+        (
+            "a user token of the same issuer (no client_id, cnf, act, agent, intent)",
+            key.sign(
+                {"iss": ISSUER, "sub": "user:alice", "aud": AUDIENCE, "iat": NOW,
+                 "exp": NOW + 300, "jti": "vector-user-token"},
+                {"typ": "at+jwt"},
+            ),  # fmt: skip
+            "missing_claim",
+        ),
+        (
+            "a step token (audience the IdP, no tool)",
+            encode_intent_token(_claims(jkt, aud=ISSUER, scope="", intent=_step_intent()), key),
+            "wrong_audience",
+        ),
+        (
+            "another issuer's access token",
+            other.sign(
+                {"iss": "https://login.example", "sub": "user:alice", "aud": AUDIENCE,
+                 "client_id": "web", "iat": NOW, "exp": NOW + 300, "jti": "upstream-1"},
+                {"typ": "at+jwt", "kid": "upstream-key"},
+            ),
+            "unknown_kid",
+        ),  # fmt: skip
+        (
+            "a ledger checkpoint",
+            encode_checkpoint(
+                CheckpointClaims(iss=ISSUER, run_id="run-1", seq=3, head="sha256:" + "ef" * 32,
+                                 iat=NOW),
+                key,
+            ),
+            "wrong_type",
+        ),  # fmt: skip
+        (
+            "privacy mode: opaque names",
+            encode_intent_token(_opaque_claims(jkt), key),
+            "valid",
+        ),
     ]
     return {
         "description": (
@@ -447,11 +511,37 @@ def proof_vectors(token: str) -> dict[str, Any]:
         ("from the future", proof(now=NOW + 60), request(), "proof_from_future"),
         ("other token", proof(token="x.y.z"), request(), "ath_mismatch"),
         ("other body", proof(body=b"{}"), request(), "bh_mismatch"),
+        ("no bh, with a body", proof(body=None), request(), "bh_missing"),
+        (
+            "no bh, with a body, binding optional (a plain RFC 9449 proof)",
+            proof(body=None),
+            request(body_binding="optional"),
+            "valid",
+        ),
+        (
+            "other body, binding optional",
+            proof(body=b"{}"),
+            request(body_binding="optional"),
+            "bh_mismatch",
+        ),
+        (
+            "no bh, no body",
+            proof(method="GET", body=None),
+            request(method="GET", body_b64=""),
+            "valid",
+        ),
+        (
+            "no bh, no body, binding required",
+            proof(method="GET", body=None),
+            request(method="GET", body_b64="", body_binding="required"),
+            "bh_missing",
+        ),
         ("other key than cnf.jkt", proof(key=agent_key("planner")), request(), "jkt_mismatch"),
     ]
     return {
         "description": (
-            "RFC 9449 proofs with the A-JWT 'bh' claim, verified at 'now' (DESIGN §7 step 4)"
+            "RFC 9449 proofs with the A-JWT 'bh' claim, verified at 'now' (DESIGN §7 step 4); "
+            "a request's 'body_binding' is 'if_body' unless given (DESIGN §5.3)"
         ),
         "now": NOW + 5,
         "max_age": 60,
