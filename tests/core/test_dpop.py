@@ -175,7 +175,9 @@ def test_rejects_proof_without_bh(agent_key: PopKey) -> None:
 
 
 @pytest.mark.parametrize("binding", list(BodyBinding))
-def test_a_present_bh_is_checked_under_every_binding(agent_key: PopKey, binding: BodyBinding) -> None:
+def test_a_present_bh_is_checked_under_every_binding(
+    agent_key: PopKey, binding: BodyBinding
+) -> None:
     evil = b'{"title": "evil"}'
     refused(Reason.BODY_HASH_MISMATCH, make(agent_key), agent_key, body=evil, body_binding=binding)
     proof = make(agent_key)

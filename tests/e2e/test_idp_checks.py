@@ -141,7 +141,9 @@ def test_a_client_cannot_revoke_clients_or_other_clients_runs(stack: Stack) -> N
         not_admin = http.send(
             other._json_request("POST", "/revocations", {"kind": "client", "id": owner.client_id})
         )
-        not_owner = http.send(other._json_request("POST", "/revocations", {"kind": "run", "id": run_id}))
+        not_owner = http.send(
+            other._json_request("POST", "/revocations", {"kind": "run", "id": run_id})
+        )
         ledger = http.send(other._json_request("GET", f"/runs/{run_id}/ledger"))
     assert not_admin.status_code == 403
     assert reason_of(not_admin) == Reason.MALFORMED_REQUEST

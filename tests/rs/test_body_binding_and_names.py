@@ -41,7 +41,9 @@ def proof(key: PopKey, token: str, method: str, body: bytes | None) -> dict[str,
 
 def app_with(verifier: Verifier, **policy: Any) -> AJWTMiddleware:
     return AJWTMiddleware(
-        echo, verifier=verifier, routes=[Route("*", "/repos/{repo}/pulls", RoutePolicy.of(**policy))]
+        echo,
+        verifier=verifier,
+        routes=[Route("*", "/repos/{repo}/pulls", RoutePolicy.of(**policy))],
     )
 
 
@@ -148,9 +150,7 @@ async def test_without_a_resolver_name_rules_refuse_opaque_tokens(
 async def test_a_local_name_map_keeps_name_rules_working(
     idp_keys: SigningKeySet, agent_key: PopKey, make_claims: ClaimsFactory
 ) -> None:
-    names = NameMap.from_workflows(
-        [{"opaque_names": workflow_refs(SECRET, reference_workflow())}]
-    )
+    names = NameMap.from_workflows([{"opaque_names": workflow_refs(SECRET, reference_workflow())}])
     app = name_app(verifier_with(idp_keys, names))
     token = hidden_token(make_claims(), idp_keys)
     reply = await send(app, "GET", proof(agent_key, token, "GET", b""), b"")

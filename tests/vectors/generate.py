@@ -417,10 +417,16 @@ def token_vectors() -> dict[str, Any]:
         (
             "a user token of the same issuer (no client_id, cnf, act, agent, intent)",
             key.sign(
-                {"iss": ISSUER, "sub": "user:alice", "aud": AUDIENCE, "iat": NOW,
-                 "exp": NOW + 300, "jti": "vector-user-token"},
+                {
+                    "iss": ISSUER,
+                    "sub": "user:alice",
+                    "aud": AUDIENCE,
+                    "iat": NOW,
+                    "exp": NOW + 300,
+                    "jti": "vector-user-token",
+                },
                 {"typ": "at+jwt"},
-            ),  # fmt: skip
+            ),
             "missing_claim",
         ),
         (
@@ -431,21 +437,29 @@ def token_vectors() -> dict[str, Any]:
         (
             "another issuer's access token",
             other.sign(
-                {"iss": "https://login.example", "sub": "user:alice", "aud": AUDIENCE,
-                 "client_id": "web", "iat": NOW, "exp": NOW + 300, "jti": "upstream-1"},
+                {
+                    "iss": "https://login.example",
+                    "sub": "user:alice",
+                    "aud": AUDIENCE,
+                    "client_id": "web",
+                    "iat": NOW,
+                    "exp": NOW + 300,
+                    "jti": "upstream-1",
+                },
                 {"typ": "at+jwt", "kid": "upstream-key"},
             ),
             "unknown_kid",
-        ),  # fmt: skip
+        ),
         (
             "a ledger checkpoint",
             encode_checkpoint(
-                CheckpointClaims(iss=ISSUER, run_id="run-1", seq=3, head="sha256:" + "ef" * 32,
-                                 iat=NOW),
+                CheckpointClaims(
+                    iss=ISSUER, run_id="run-1", seq=3, head="sha256:" + "ef" * 32, iat=NOW
+                ),
                 key,
             ),
             "wrong_type",
-        ),  # fmt: skip
+        ),
         (
             "privacy mode: opaque names",
             encode_intent_token(_opaque_claims(jkt), key),

@@ -361,8 +361,9 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             "issuer": base,
             "token_endpoint": f"{base}/token",
             "jwks_uri": f"{base}/.well-known/jwks.json",
-            # REQUIRED; no authorization endpoint here, so no response type is served.
-            "response_types_supported": [],
+            # REQUIRED and non-empty (authlib checks it), though there is no authorization
+            # endpoint: "none" issues nothing there (OAuth Multiple Response Types §4).
+            "response_types_supported": ["none"],
             "grant_types_supported": [AGENT_CHECKSUM_GRANT, TOKEN_EXCHANGE_GRANT],
             "token_endpoint_auth_methods_supported": client_auth,
             "token_endpoint_auth_signing_alg_values_supported": client_algs,
