@@ -438,3 +438,32 @@ def test_the_assertion_lifetime_bound_is_a_setting(tmp_path: Path) -> None:
         assert accepted.status_code == 200, accepted.text
     finally:
         strict.close()
+
+
+# ---------------------------------------------------------- privacy mode's secret
+
+
+def test_every_worker_and_restart_gets_the_same_opaque_names_secret(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/idp.db"
+    first = IdPHarness(url)
+    try:
+        secret = first.run_call(first.idp.opaque_secret())
+        assert len(secret) == 32
+    finally:
+        first.close()
+    second = IdPHarness(url)  # another worker, or the same one restarted
+    try:
+        found: list[str | None] = []
+        real = second.idp._secret_row
+
+        async def racing(name: str) -> str | None:
+            # The first read misses, as if another worker were inserting meanwhile: the
+            # insert then conflicts, and the row that won is read.
+            found.append(None if not found else await real(name))
+            return found[-1]
+
+        second.idp._secret_row = racing
+        assert second.run_call(second.idp.opaque_secret()) == secret
+        assert found[0] is None and found[1] is not None
+    finally:
+        second.close()

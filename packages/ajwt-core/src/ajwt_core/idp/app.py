@@ -604,7 +604,9 @@ def _one_of(
     form: dict[str, str], name: str, accepted: tuple[str, ...], *, required: bool = False
 ) -> str | None:
     value = form.get(name)
-    if value is None and not required:
+    if value is None:
+        if required:
+            raise InvalidRequest(Reason.MISSING_PARAMETER, f"parameter {name!r} is required")
         return None
     if value not in accepted:
         raise InvalidRequest(
