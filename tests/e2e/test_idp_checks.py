@@ -124,11 +124,7 @@ def test_revoked_client_can_neither_mint_nor_use_its_tokens(stack: Stack) -> Non
 def test_revoked_intent_stops_its_tokens(stack: Stack) -> None:
     shim = stack.shim()
     token, intent_id = _token(shim, stack)
-    with httpx.Client() as http:
-        response = http.send(
-            shim._json_request("POST", "/revocations", {"kind": "intent", "id": intent_id})
-        )
-    assert response.json() == {"revoked": True}
+    assert shim.revoke("intent", intent_id) == {"revoked": True}
     refused = _call(stack, shim, token)
     assert reason_of(refused) == Reason.INTENT_REVOKED
 
