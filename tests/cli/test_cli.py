@@ -206,7 +206,7 @@ def test_inspect_without_jwks_says_the_signature_is_not_verified(token: str) -> 
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "signature NOT verified" in out
-    assert "intent+jwt" in out and "client_id" in out and "patcher-app" in out
+    assert "at+jwt" in out and "client_id" in out and "patcher-app" in out
     # The chain as a tree, user at the root, acting agent with step and tool at the leaf.
     user, first, acting = (
         out.index(s) for s in ("user:alice", "agent:supervisor", "agent:planner")
@@ -240,7 +240,7 @@ def test_inspect_json_is_machine_readable(token: str, jwks_file: Path) -> None:
         "audience": AUDIENCE,
         "audience_checked": True,
     }
-    assert report["header"]["typ"] == "intent+jwt"
+    assert report["header"]["typ"] == "at+jwt"
     assert report["chain"] == ["supervisor", "planner"]
     assert report["claims"]["intent"]["step"] == "plan"
     assert report["times"]["expired"] is False

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ajwt_core.dpop import (
+    BodyBinding,
     access_token_hash,
     body_hash,
     create_proof,
@@ -167,7 +168,34 @@ def test_rejects_proof_for_other_body(agent_key: PopKey) -> None:
 
 
 def test_rejects_proof_without_bh(agent_key: PopKey) -> None:
-    refused(Reason.BODY_HASH_MISMATCH, make(agent_key, body=None), agent_key)
+    refused(Reason.BODY_HASH_MISSING, make(agent_key, body=None), agent_key)
+
+
+# ------------------------------------------------------------------ body binding
+
+
+@pytest.mark.parametrize("binding", list(BodyBinding))
+def test_a_present_bh_is_checked_under_every_binding(
+    agent_key: PopKey, binding: BodyBinding
+) -> None:
+    evil = b'{"title": "evil"}'
+    refused(Reason.BODY_HASH_MISMATCH, make(agent_key), agent_key, body=evil, body_binding=binding)
+    proof = make(agent_key)
+    assert verify_proof(proof, **good_request(agent_key), body_binding=binding).jkt
+
+
+def test_if_body_needs_bh_only_when_the_request_has_a_body(agent_key: PopKey) -> None:
+    plain = make(agent_key, body=None)  # a plain RFC 9449 proof
+    refused(Reason.BODY_HASH_MISSING, plain, agent_key, body_binding=BodyBinding.IF_BODY)
+    get = make(agent_key, method="GET", body=None)
+    request = good_request(agent_key) | {"method": "GET", "body": b""}
+    assert verify_proof(get, **request, body_binding=BodyBinding.IF_BODY).htm == "GET"
+    refused(Reason.BODY_HASH_MISSING, get, agent_key, method="GET", body=b"")
+
+
+def test_optional_accepts_a_plain_rfc9449_proof_with_a_body(agent_key: PopKey) -> None:
+    plain = make(agent_key, body=None)
+    assert verify_proof(plain, **good_request(agent_key), body_binding=BodyBinding.OPTIONAL).jkt
 
 
 def test_rejects_proof_by_other_key_than_bound(agent_key: PopKey) -> None:
@@ -248,7 +276,7 @@ def test_rejects_jwk_of_wrong_type_for_alg(agent_key: PopKey) -> None:
     refused(Reason.INVALID_KEY, proof, agent_key)
 
 
-@pytest.mark.parametrize("typ", ["JWT", "intent+jwt", None])
+@pytest.mark.parametrize("typ", ["JWT", "at+jwt", None])
 def test_rejects_wrong_typ(typ: str | None, agent_key: PopKey) -> None:
     header: dict[str, Any] = {"jwk": agent_key.public_jwk}
     if typ:

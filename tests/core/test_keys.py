@@ -231,7 +231,7 @@ def test_load_public_jwk_refuses_point_not_on_curve() -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{"typ": "intent+jwt"}, {"typ": "dpop+jwt", "jwk": "own"}, {"typ": "x+jwt", "kid": "own"}],
+    [{"typ": "at+jwt"}, {"typ": "dpop+jwt", "jwk": "own"}, {"typ": "x+jwt", "kid": "own"}],
 )
 def test_eddsa_signing_is_byte_for_byte_pyjwt(headers: dict[str, Any]) -> None:
     # Ed25519 signatures are deterministic, so the reused header segment and the

@@ -16,9 +16,10 @@ from ajwt_core.tokens import (
     decode_id_token,
     decode_subject_token,
     encode_client_assertion,
+    encode_intent_token,
     encode_user_token,
 )
-from tests.support import ISSUER, NOW
+from tests.support import ISSUER, NOW, ClaimsFactory
 
 
 def user_token(keys: SigningKeySet, **kw: Any) -> str:
@@ -88,13 +89,24 @@ def test_subject_token_signed_by_unknown_key_is_refused(idp_keys: SigningKeySet)
     assert info.value.reason == Reason.UNKNOWN_KID
 
 
-def test_intent_token_type_is_not_a_subject_token(idp_keys: SigningKeySet) -> None:
-    token = idp_keys.active.sign(
-        {"iss": ISSUER, "sub": "u", "aud": ISSUER, "iat": NOW, "exp": NOW + 60},
-        {"typ": "intent+jwt"},
+def test_other_token_types_are_not_subject_tokens(idp_keys: SigningKeySet) -> None:
+    claims = {"iss": ISSUER, "sub": "u", "aud": ISSUER, "iat": NOW, "exp": NOW + 60}
+    for typ in ("intent+jwt", "delegation+jwt", "ledger-checkpoint+jwt", "dpop+jwt"):
+        with pytest.raises(InvalidGrant) as info:
+            decode_user(idp_keys.active.sign(claims, {"typ": typ}), idp_keys)
+        assert info.value.reason == Reason.WRONG_TYPE, typ
+
+
+def test_an_intent_or_step_token_is_not_a_subject_token(
+    idp_keys: SigningKeySet, make_claims: ClaimsFactory
+) -> None:
+    # Both are at+jwt from this issuer, and a step token's audience is the IdP itself:
+    # only its claims tell it from a user's token, and an agent never stands for the user.
+    step_token = encode_intent_token(
+        make_claims(aud=ISSUER, iat=NOW, nbf=NOW, exp=NOW + 60), idp_keys.active
     )
     with pytest.raises(InvalidGrant) as info:
-        decode_user(token, idp_keys)
+        decode_user(step_token, idp_keys)
     assert info.value.reason == Reason.WRONG_TYPE
 
 
@@ -236,10 +248,28 @@ def test_client_assertion_by_other_key_is_refused(agent_key: PopKey) -> None:
     assert info.value.reason == Reason.BAD_SIGNATURE
 
 
-def test_long_lived_client_assertion_is_refused(agent_key: PopKey) -> None:
+def test_an_hour_long_client_assertion_passes_by_default(agent_key: PopKey) -> None:
+    # authlib's private_key_jwt default (and most clients'): exp = iat + 3600.
+    assert decode_assertion(assertion(agent_key, lifetime=3600), agent_key).jti == "ca-1"
+
+
+def test_client_assertion_longer_than_the_bound_is_refused(agent_key: PopKey) -> None:
     with pytest.raises(InvalidClient) as info:
-        decode_assertion(assertion(agent_key, lifetime=3600), agent_key)
+        decode_assertion(assertion(agent_key, lifetime=3601), agent_key)
     assert info.value.reason == Reason.LIFETIME_TOO_LONG
+    with pytest.raises(InvalidClient) as info:
+        decode_assertion(assertion(agent_key, lifetime=301), agent_key, max_lifetime=300)
+    assert info.value.reason == Reason.LIFETIME_TOO_LONG
+    assert decode_assertion(assertion(agent_key, lifetime=300), agent_key, max_lifetime=300)
+
+
+def test_client_assertion_for_any_of_the_accepted_audiences_passes(agent_key: PopKey) -> None:
+    token = assertion(agent_key, audience=ISSUER + "/introspect")
+    accepted = [ISSUER, ISSUER + "/token", ISSUER + "/introspect"]
+    assert decode_assertion(token, agent_key, audience=accepted).jti == "ca-1"
+    with pytest.raises(InvalidClient) as info:
+        decode_assertion(token, agent_key, audience=accepted[:2])
+    assert info.value.reason == Reason.WRONG_AUDIENCE
 
 
 def test_rsa_private_key_pem_is_not_accepted_as_signing_key() -> None:

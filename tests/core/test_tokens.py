@@ -44,7 +44,7 @@ def decode(token: object, keys: SigningKeySet, **kw: Any) -> Any:
 
 def sign_raw(keys: SigningKeySet, claims: dict[str, Any], **header: Any) -> str:
     """Sign arbitrary claims/header with the real IdP key (bypassing encode's checks)."""
-    return keys.active.sign(claims, {"typ": "intent+jwt", **header})
+    return keys.active.sign(claims, {"typ": "at+jwt", **header})
 
 
 def refused(reason: Reason, token: object, keys: SigningKeySet, **kw: Any) -> InvalidToken:
@@ -70,7 +70,7 @@ def test_token_header_names_type_and_key(
     idp_keys: SigningKeySet, make_claims: ClaimsFactory
 ) -> None:
     header = jwt.get_unverified_header(encode_intent_token(make_claims(), idp_keys.active))
-    assert header == {"alg": "ES256", "typ": "intent+jwt", "kid": idp_keys.active.kid}
+    assert header == {"alg": "ES256", "typ": "at+jwt", "kid": idp_keys.active.kid}
 
 
 def test_ed25519_signed_token_passes(make_claims: ClaimsFactory) -> None:
@@ -105,7 +105,7 @@ def test_unknown_claims_are_ignored(idp_keys: SigningKeySet, make_claims: Claims
 def test_rejects_alg_none(idp_keys: SigningKeySet, make_claims: ClaimsFactory) -> None:
     raw = make_claims().model_dump(exclude_none=True)
     token = jwt.encode(
-        raw, None, algorithm="none", headers={"typ": "intent+jwt", "kid": idp_keys.active.kid}
+        raw, None, algorithm="none", headers={"typ": "at+jwt", "kid": idp_keys.active.kid}
     )
     refused(Reason.ALG_NOT_ALLOWED, token, idp_keys)
 
@@ -124,7 +124,7 @@ def test_rejects_hs256_signed_with_the_public_key(
         make_claims().model_dump(exclude_none=True),
         public_point,
         algorithm="HS256",
-        headers={"typ": "intent+jwt", "kid": idp_keys.active.kid},
+        headers={"typ": "at+jwt", "kid": idp_keys.active.kid},
     )
     refused(Reason.ALG_NOT_ALLOWED, token, idp_keys)
 
@@ -138,7 +138,7 @@ def test_rejects_alg_that_does_not_match_the_kid_key(make_claims: ClaimsFactory)
         raw,
         serialization.load_pem_private_key(es_key.to_pem(), None),  # type: ignore[arg-type]
         algorithm="ES256",
-        headers={"typ": "intent+jwt", "kid": ed_keys.active.kid},
+        headers={"typ": "at+jwt", "kid": ed_keys.active.kid},
     )
     refused(Reason.ALG_NOT_ALLOWED, token, ed_keys)
 
@@ -151,7 +151,7 @@ def test_rejects_unknown_kid(idp_keys: SigningKeySet, make_claims: ClaimsFactory
 def test_rejects_missing_kid(idp_keys: SigningKeySet, make_claims: ClaimsFactory) -> None:
     raw = make_claims().model_dump(exclude_none=True)
     pem = serialization.load_pem_private_key(idp_keys.active.to_pem(), None)
-    token = jwt.encode(raw, pem, algorithm="ES256", headers={"typ": "intent+jwt"})  # type: ignore[arg-type]
+    token = jwt.encode(raw, pem, algorithm="ES256", headers={"typ": "at+jwt"})  # type: ignore[arg-type]
     refused(Reason.UNKNOWN_KID, token, idp_keys)
 
 
@@ -165,7 +165,7 @@ def test_rejects_key_signed_with_other_key_under_known_kid(
         raw,
         pem,  # type: ignore[arg-type]
         algorithm="ES256",
-        headers={"typ": "intent+jwt", "kid": idp_keys.active.kid},
+        headers={"typ": "at+jwt", "kid": idp_keys.active.kid},
     )
     refused(Reason.BAD_SIGNATURE, token, idp_keys)
 
@@ -186,7 +186,9 @@ def test_rejects_key_carrying_header(
     refused(Reason.FORBIDDEN_HEADER, token, idp_keys)
 
 
-@pytest.mark.parametrize("typ", ["JWT", "at+jwt", "dpop+jwt", "delegation+jwt", None])
+@pytest.mark.parametrize(
+    "typ", ["JWT", "intent+jwt", "dpop+jwt", "delegation+jwt", "ledger-checkpoint+jwt", None]
+)
 def test_rejects_wrong_typ(
     typ: str | None, idp_keys: SigningKeySet, make_claims: ClaimsFactory
 ) -> None:
@@ -201,7 +203,7 @@ def test_accepts_typ_with_media_type_prefix(
     idp_keys: SigningKeySet, make_claims: ClaimsFactory
 ) -> None:
     raw = make_claims().model_dump(exclude_none=True)
-    token = idp_keys.active.sign(raw, {"typ": "application/Intent+JWT"})
+    token = idp_keys.active.sign(raw, {"typ": "application/AT+JWT"})
     assert decode(token, idp_keys).jti == "jti-1"
 
 
@@ -525,6 +527,6 @@ def test_rejects_a_payload_that_is_not_a_utf8_json_object(
         payload,
         serialization.load_pem_private_key(idp_keys.active.to_pem(), None),  # type: ignore[arg-type]
         algorithm="ES256",
-        headers={"typ": "intent+jwt", "kid": idp_keys.active.kid},
+        headers={"typ": "at+jwt", "kid": idp_keys.active.kid},
     )
     refused(Reason.MALFORMED_TOKEN, forged, idp_keys)

@@ -102,7 +102,7 @@ def test_token_claims_on_the_wire(stack: Stack) -> None:
         issued = shim.token(context, stack.rs_url)
     claims = jwt.decode(issued.token, options={"verify_signature": False})
     header = jwt.get_unverified_header(issued.token)
-    assert header["typ"] == "intent+jwt" and header["alg"] == "ES256" and header["kid"]
+    assert header["typ"] == "at+jwt" and header["alg"] == "ES256" and header["kid"]
     assert claims["iss"] == stack.idp_url
     assert claims["aud"] == stack.rs_url
     assert claims["sub"] == "user:alice"

@@ -74,7 +74,7 @@ def test_token_request_proof_cannot_be_replayed_or_doubled(stack: Stack) -> None
     run = stack.start_run(shim)
     agent = shim.agent("supervisor")
     form = {
-        "grant_type": "agent_checksum",
+        "grant_type": "urn:ajwt:params:oauth:grant-type:agent-checksum",
         "agent_id": "supervisor",
         "agent_checksum": agent.checksum,
         "run_id": run.run_id,
@@ -124,11 +124,7 @@ def test_revoked_client_can_neither_mint_nor_use_its_tokens(stack: Stack) -> Non
 def test_revoked_intent_stops_its_tokens(stack: Stack) -> None:
     shim = stack.shim()
     token, intent_id = _token(shim, stack)
-    with httpx.Client() as http:
-        response = http.send(
-            shim._json_request("POST", "/revoke", {"kind": "intent", "id": intent_id})
-        )
-    assert response.json() == {"revoked": True}
+    assert shim.revoke("intent", intent_id) == {"revoked": True}
     refused = _call(stack, shim, token)
     assert reason_of(refused) == Reason.INTENT_REVOKED
 
@@ -139,9 +135,11 @@ def test_a_client_cannot_revoke_clients_or_other_clients_runs(stack: Stack) -> N
     run_id = str(jwt.decode(token, options={"verify_signature": False})["intent"]["run_id"])
     with httpx.Client() as http:
         not_admin = http.send(
-            other._json_request("POST", "/revoke", {"kind": "client", "id": owner.client_id})
+            other._json_request("POST", "/revocations", {"kind": "client", "id": owner.client_id})
         )
-        not_owner = http.send(other._json_request("POST", "/revoke", {"kind": "run", "id": run_id}))
+        not_owner = http.send(
+            other._json_request("POST", "/revocations", {"kind": "run", "id": run_id})
+        )
         ledger = http.send(other._json_request("GET", f"/runs/{run_id}/ledger"))
     assert not_admin.status_code == 403
     assert reason_of(not_admin) == Reason.MALFORMED_REQUEST

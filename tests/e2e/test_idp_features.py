@@ -31,7 +31,7 @@ def test_discovery_documents(stack: Stack) -> None:
         shims = http.get("/.well-known/ajwt-shims").json()
     assert meta["issuer"] == stack.idp_url
     assert meta["token_endpoint"] == stack.idp_url + "/token"
-    assert "agent_checksum" in meta["grant_types_supported"]
+    assert "urn:ajwt:params:oauth:grant-type:agent-checksum" in meta["grant_types_supported"]
     assert "urn:ietf:params:oauth:grant-type:token-exchange" in meta["grant_types_supported"]
     assert "urn:ajwt:params:oauth:token-type:intent" in meta["token_types_supported"]
     assert meta["dpop_signing_alg_values_supported"] == ["ES256", "EdDSA"]

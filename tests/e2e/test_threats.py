@@ -125,7 +125,7 @@ def run(stack: Stack, shim: Shim) -> Run:
 def test_T1_agent_identity_spoofing_is_refused(stack: Stack, shim: Shim, run: Run) -> None:
     supervisor = shim.agent("supervisor")
     form = {
-        "grant_type": "agent_checksum",
+        "grant_type": "urn:ajwt:params:oauth:grant-type:agent-checksum",
         "agent_id": "supervisor",
         "agent_checksum": supervisor.checksum,
         "run_id": run.run_id,
@@ -339,7 +339,7 @@ def test_T8_workflow_step_bypass_is_refused(stack: Stack, shim: Shim, run: Run) 
 def test_T9_scope_inflation_is_refused(stack: Stack, shim: Shim, run: Run) -> None:
     supervisor = shim.agent("supervisor")
     form = {
-        "grant_type": "agent_checksum",
+        "grant_type": "urn:ajwt:params:oauth:grant-type:agent-checksum",
         "agent_id": "supervisor",
         "agent_checksum": supervisor.checksum,
         "run_id": run.run_id,

@@ -174,9 +174,8 @@ def json_request(target: IdPTarget, data: st.DataObject) -> tuple[str, list[Any]
         return "/admin/users/token", admin, dumps(mutate(data, body, [("subject",), ("lifetime",)]))
     if endpoint in ("admin-revoke", "revoke"):
         body = {"kind": "run", "id": "run-" + secrets.token_hex(4)}
-        path = "/admin/revoke" if endpoint == "admin-revoke" else "/revoke"
         return (
-            path,
+            "/revocations",
             admin if endpoint == "admin-revoke" else client,
             dumps(mutate(data, body, [("kind",), ("id",)])),
         )
@@ -221,7 +220,7 @@ def token_form(target: IdPTarget, data: st.DataObject) -> tuple[list[tuple[str, 
     """A valid mint or exchange form, then spoilt field by field."""
     agent = target.agents["supervisor"]
     fields = {
-        "grant_type": "agent_checksum",
+        "grant_type": "urn:ajwt:params:oauth:grant-type:agent-checksum",
         "agent_id": agent.agent_id,
         "agent_checksum": agent.checksum,
         "run_id": target.run_id,
@@ -375,8 +374,8 @@ bodies = (
 IDP_PATHS = [
     "/token", "/agents", "/agents/batch", "/agents/reg-1/rotate", "/runs", "/runs/run-1/status",
     "/runs/run-1/ledger", "/runs/run-1/ledger/verify", "/runs/run-1/steps/plan/complete",
-    "/revoke", "/workflows/vuln-patch/1", "/admin/clients", "/admin/workflows",
-    "/admin/users/token", "/admin/revoke", "/admin/runs/run-1/steps/plan/approve",
+    "/revoke", "/introspect", "/revocations", "/workflows/vuln-patch/1", "/admin/clients",
+    "/admin/workflows", "/admin/users/token", "/admin/runs/run-1/steps/plan/approve",
     "/.well-known/jwks.json", "/.well-known/oauth-authorization-server",
 ]  # fmt: skip
 

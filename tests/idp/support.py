@@ -205,7 +205,7 @@ class IdPHarness:
 
     def mint_form(self, agent: Agent, run_id: str, tool: str = "list_repos") -> dict[str, str]:
         return {
-            "grant_type": "agent_checksum",
+            "grant_type": "urn:ajwt:params:oauth:grant-type:agent-checksum",
             "agent_id": agent.agent_id,
             "agent_checksum": agent.checksum,
             "run_id": run_id,

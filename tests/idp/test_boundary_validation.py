@@ -25,11 +25,11 @@ def client(harness: IdPHarness) -> object:
 
 @pytest.mark.parametrize(
     "path",
-    ["/admin/clients", "/admin/revoke", "/runs/run-1/ledger", "/runs/run-1/ledger/verify"],
+    ["/admin/clients", "/revocations", "/runs/run-1/ledger", "/runs/run-1/ledger/verify"],
 )
 def test_non_ascii_admin_bearer_is_refused_not_a_500(harness: IdPHarness, path: str) -> None:
     method = "GET" if "ledger" in path else "POST"
-    body = {"kind": "run", "id": "run-1"} if path == "/admin/revoke" else {}
+    body = {"kind": "run", "id": "run-1"} if path == "/revocations" else {}
     response = harness.request(
         method, path, headers=[(b"authorization", b"Bearer \xe9")], json=body
     )
@@ -122,9 +122,9 @@ def test_well_formed_unknown_ids_are_still_not_found(harness: IdPHarness) -> Non
 @pytest.mark.parametrize("ident", ["a\x00b", "é", "a b"], ids=repr)
 def test_revocation_ids_are_identifiers(harness: IdPHarness, client: object, ident: str) -> None:
     body = {"kind": "run", "id": ident}
-    response = harness.request("POST", "/revoke", headers=client.basic, json=body)  # type: ignore[attr-defined]
+    response = harness.request("POST", "/revocations", headers=client.basic, json=body)  # type: ignore[attr-defined]
     assert_refused(response, 400, Reason.MALFORMED_REQUEST)
-    response = harness.request("POST", "/admin/revoke", headers=harness.admin, json=body)
+    response = harness.request("POST", "/revocations", headers=harness.admin, json=body)
     assert_refused(response, 400, Reason.MALFORMED_REQUEST)
 
 

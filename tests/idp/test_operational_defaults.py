@@ -41,7 +41,7 @@ def test_token_responses_are_not_stored(harness: IdPHarness) -> None:
             "/admin/workflows",
             {"id": "w-ns", "version": 1, "steps": {"a": {"agent": "x", "tools": ["t"]}}},
         ),
-        ("/admin/revoke", {"kind": "run", "id": "run-none"}),
+        ("/revocations", {"kind": "run", "id": "run-none"}),
     ],
 )
 def test_admin_responses_are_not_stored(

@@ -193,7 +193,7 @@ def test_redis_down_for_the_idp_is_503_and_a_revocation_is_announced_when_it_ret
             # Revocation is committed, then announced: with Redis down it is revoked at
             # the IdP at once, and its announcement waits in the outbox...
             revoke = {"kind": "agent", "id": registration}
-            down = http.post("/revoke", headers=basic, json=revoke)
+            down = http.post("/revocations", headers=basic, json=revoke)
             assert down.status_code == 200, down.text
             assert down.json() == {"revoked": True, "published": False}
 

@@ -318,8 +318,9 @@ def verify_intent_token(
     leeway: int = 60,
     max_lifetime: int = 300,
 ) -> dict[str, Any]:
-    """§7 steps 2-3 and §12 Tokens, in order."""
-    header = read_header(token, "intent+jwt", 8192, KEY_CARRYING)
+    """§7 steps 2-3 and §12 Tokens, in order; the required claims are what tell an
+    intent token from the other ``at+jwt`` tokens of its issuer (§5.1)."""
+    header = read_header(token, "at+jwt", 8192, KEY_CARRYING)
     keys = {k.get("kid"): k for k in jwks["keys"]}
     key = keys.get(header.get("kid"))
     if key is None:
@@ -366,8 +367,9 @@ def verify_proof(
     now: int,
     max_age: int,
     future_leeway: int,
+    body_binding: str = "if_body",
 ) -> None:
-    """§7 step 4, in order."""
+    """§7 step 4, in order; ``body_binding`` as in §5.3."""
     forbidden = tuple(h for h in KEY_CARRYING if h != "jwk")
     header = read_header(proof, "dpop+jwt", 4096, forbidden)
     key = header.get("jwk")
@@ -390,7 +392,12 @@ def verify_proof(
         raise Refused("proof_from_future")
     if claims.get("ath") != b64url(hashlib.sha256(token.encode("ascii")).digest()):
         raise Refused("ath_mismatch")
-    if claims.get("bh") != b64url(hashlib.sha256(body).digest()):
+    if "bh" not in claims:
+        # §5.3: a missing bh is refused when the binding is "required", or "if_body"
+        # and the request has a body.
+        if body_binding == "required" or (body_binding == "if_body" and body):
+            raise Refused("bh_missing")
+    elif claims["bh"] != b64url(hashlib.sha256(body).digest()):
         raise Refused("bh_mismatch")
     if thumbprint(key) != expected_jkt:
         raise Refused("jkt_mismatch")

@@ -36,13 +36,16 @@ from ajwt_core.dpop import access_token_hash, body_hash, create_proof
 from ajwt_core.errors import AJWTError
 from ajwt_core.keys import POP_INFO_PREFIX, SigningKey, derive_pop_key, jwk_thumbprint
 from ajwt_core.ledger import GENESIS_HASH, EntryKind, Ledger, export_json
+from ajwt_core.opaque import NameKind, hide_names, opaque_ref
 from ajwt_core.tokens import (
     AgentClaim,
+    CheckpointClaims,
     Confirmation,
     DelegationClaims,
     IntentClaim,
     IntentTokenClaims,
     build_act_chain,
+    encode_checkpoint,
     encode_delegation_assertion,
     encode_intent_token,
     token_hash,
@@ -315,6 +318,29 @@ def _claims(agent_jkt: str, **overrides: Any) -> IntentTokenClaims:
     return IntentTokenClaims(**base)
 
 
+def _step_intent() -> IntentClaim:
+    return IntentClaim(
+        id="intent-1",
+        initiated_by="user:alice",
+        workflow_id="vuln-patch",
+        workflow_version=1,
+        workflow_hash="sha256:" + "cd" * 32,
+        run_id="run-1",
+        step="patch",
+        step_sequence_hash="sha256:" + "ef" * 32,
+    )
+
+
+def _opaque_claims(agent_jkt: str) -> IntentTokenClaims:
+    """A privacy-mode token: the names are references made with a secret key."""
+    secret = bytes(range(32))
+
+    def ref(kind: NameKind, name: str) -> str:
+        return opaque_ref(secret, "vuln-patch", kind, name)
+
+    return hide_names(_claims(agent_jkt, jti="vector-token-opaque"), ref)
+
+
 def token_vectors() -> dict[str, Any]:
     key = idp_key()
     agent = agent_key("patcher")
@@ -326,19 +352,19 @@ def token_vectors() -> dict[str, Any]:
     forged_payload = encode_intent_token(_claims(jkt, scope="repo:admin"), key)
     cases = [
         ("valid", valid, "valid"),
-        ("typ with application/ prefix", key.sign(raw, {"typ": "application/INTENT+JWT"}), "valid"),
+        ("typ with application/ prefix", key.sign(raw, {"typ": "application/AT+JWT"}), "valid"),
         ("wrong typ", key.sign(raw, {"typ": "JWT"}), "wrong_type"),
         (
             "alg none",
-            jwt.encode(raw, None, algorithm="none", headers={"typ": "intent+jwt", "kid": key.kid}),
+            jwt.encode(raw, None, algorithm="none", headers={"typ": "at+jwt", "kid": key.kid}),
             "alg_not_allowed",
         ),
         (
             "jku header",
-            key.sign(raw, {"typ": "intent+jwt", "jku": "https://evil.example/jwks"}),
+            key.sign(raw, {"typ": "at+jwt", "jku": "https://evil.example/jwks"}),
             "forbidden_header",
         ),
-        ("unknown kid", other.sign(raw, {"typ": "intent+jwt"}), "unknown_kid"),
+        ("unknown kid", other.sign(raw, {"typ": "at+jwt"}), "unknown_kid"),
         (
             "payload swapped",
             ".".join([header, forged_payload.split(".")[1], valid.split(".")[2]]),
@@ -376,16 +402,68 @@ def token_vectors() -> dict[str, Any]:
         ),
         (
             "lifetime over cap",
-            key.sign(raw | {"exp": NOW + 301}, {"typ": "intent+jwt"}),
+            key.sign(raw | {"exp": NOW + 301}, {"typ": "at+jwt"}),
             "lifetime_too_long",
         ),
         (
             "acting agent is not the top of act",
             key.sign(
                 raw | {"act": build_act_chain(["supervisor", "planner"]).model_dump()},
-                {"typ": "intent+jwt"},
+                {"typ": "at+jwt"},
             ),
             "invalid_claim",
+        ),
+        # Other at+jwt tokens are told from intent tokens by their claims and audience.
+        (
+            "a user token of the same issuer (no client_id, cnf, act, agent, intent)",
+            key.sign(
+                {
+                    "iss": ISSUER,
+                    "sub": "user:alice",
+                    "aud": AUDIENCE,
+                    "iat": NOW,
+                    "exp": NOW + 300,
+                    "jti": "vector-user-token",
+                },
+                {"typ": "at+jwt"},
+            ),
+            "missing_claim",
+        ),
+        (
+            "a step token (audience the IdP, no tool)",
+            encode_intent_token(_claims(jkt, aud=ISSUER, scope="", intent=_step_intent()), key),
+            "wrong_audience",
+        ),
+        (
+            "another issuer's access token",
+            other.sign(
+                {
+                    "iss": "https://login.example",
+                    "sub": "user:alice",
+                    "aud": AUDIENCE,
+                    "client_id": "web",
+                    "iat": NOW,
+                    "exp": NOW + 300,
+                    "jti": "upstream-1",
+                },
+                {"typ": "at+jwt", "kid": "upstream-key"},
+            ),
+            "unknown_kid",
+        ),
+        (
+            "a ledger checkpoint",
+            encode_checkpoint(
+                CheckpointClaims(
+                    iss=ISSUER, run_id="run-1", seq=3, head="sha256:" + "ef" * 32, iat=NOW
+                ),
+                key,
+            ),
+            "wrong_type",
+        ),
+        (
+            "privacy mode: opaque names",
+            encode_intent_token(_opaque_claims(jkt), key),
+            "valid",
         ),
     ]
     return {
@@ -447,11 +525,37 @@ def proof_vectors(token: str) -> dict[str, Any]:
         ("from the future", proof(now=NOW + 60), request(), "proof_from_future"),
         ("other token", proof(token="x.y.z"), request(), "ath_mismatch"),
         ("other body", proof(body=b"{}"), request(), "bh_mismatch"),
+        ("no bh, with a body", proof(body=None), request(), "bh_missing"),
+        (
+            "no bh, with a body, binding optional (a plain RFC 9449 proof)",
+            proof(body=None),
+            request(body_binding="optional"),
+            "valid",
+        ),
+        (
+            "other body, binding optional",
+            proof(body=b"{}"),
+            request(body_binding="optional"),
+            "bh_mismatch",
+        ),
+        (
+            "no bh, no body",
+            proof(method="GET", body=None),
+            request(method="GET", body_b64=""),
+            "valid",
+        ),
+        (
+            "no bh, no body, binding required",
+            proof(method="GET", body=None),
+            request(method="GET", body_b64="", body_binding="required"),
+            "bh_missing",
+        ),
         ("other key than cnf.jkt", proof(key=agent_key("planner")), request(), "jkt_mismatch"),
     ]
     return {
         "description": (
-            "RFC 9449 proofs with the A-JWT 'bh' claim, verified at 'now' (DESIGN §7 step 4)"
+            "RFC 9449 proofs with the A-JWT 'bh' claim, verified at 'now' (DESIGN §7 step 4); "
+            "a request's 'body_binding' is 'if_body' unless given (DESIGN §5.3)"
         ),
         "now": NOW + 5,
         "max_age": 60,

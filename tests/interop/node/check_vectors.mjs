@@ -213,7 +213,8 @@ function actChain(act) {
 const REQUIRED = ["iss", "aud", "sub", "client_id", "scope", "iat", "nbf", "exp", "jti", "cnf", "act", "agent", "intent"];
 
 async function verifyIntentToken(token, jwks, { issuer, audience, now, leeway = 60, maxLifetime = 300 }) {
-  const header = readHeader(token, "intent+jwt", 8192, KEY_CARRYING);
+  // §5.1: an RFC 9068 access token; its required claims tell it from the issuer's other at+jwt.
+  const header = readHeader(token, "at+jwt", 8192, KEY_CARRYING);
   const key = jwks.keys.find((k) => k.kid === header.kid);
   if (!key) refuse("unknown_kid");
   if (key.alg !== header.alg) refuse("alg_not_allowed");
@@ -228,9 +229,11 @@ async function verifyIntentToken(token, jwks, { issuer, audience, now, leeway = 
   return claims;
 }
 
-// jose's own JWT validation, as a second opinion on the checks it knows.
+// jose's own validation of an RFC 9068 access token (typ at+jwt, its required claims), as a
+// verifier that knows nothing of A-JWT: every intent token must pass it (§5.1).
 const JOSE_CLAIM_REASON = { typ: "wrong_type", iss: "wrong_issuer", aud: "wrong_audience", nbf: "token_not_yet_valid" };
-// A-JWT rules beyond RFC 7519 that a generic JWT library does not apply (§7, §12 Tokens).
+const RFC9068_REQUIRED = ["iss", "exp", "aud", "sub", "client_id", "iat", "jti"];
+// A-JWT rules beyond RFC 9068 that a generic verifier does not apply (§7, §12 Tokens).
 const AJWT_ONLY = new Set(["forbidden_header", "issued_in_future", "lifetime_too_long", "invalid_claim"]);
 
 async function joseOpinion(token, v) {
@@ -238,13 +241,15 @@ async function joseOpinion(token, v) {
     await jose.jwtVerify(token, jose.createLocalJWKSet(v.jwks), {
       issuer: v.issuer,
       audience: v.audience,
-      typ: "intent+jwt",
+      typ: "at+jwt",
+      requiredClaims: RFC9068_REQUIRED,
       algorithms: ALGORITHMS,
       currentDate: new Date(v.now * 1000),
       clockTolerance: v.leeway,
     });
     return "valid";
   } catch (error) {
+    if (error.code === "ERR_JWT_CLAIM_VALIDATION_FAILED" && error.reason === "missing") return "missing_claim";
     if (error.code === "ERR_JWT_CLAIM_VALIDATION_FAILED") return JOSE_CLAIM_REASON[error.claim] ?? error.claim;
     return {
       ERR_JWT_EXPIRED: "token_expired",
@@ -281,7 +286,7 @@ function htu(url) {
   return `${scheme}://${host.toLowerCase()}${keepPort}${m[3] || "/"}`;
 }
 
-async function verifyProof(proof, { method, url, token, body, expectedJkt, now, maxAge, futureLeeway }) {
+async function verifyProof(proof, { method, url, token, body, expectedJkt, now, maxAge, futureLeeway, bodyBinding }) {
   const header = readHeader(proof, "dpop+jwt", 4096, KEY_CARRYING.filter((h) => h !== "jwk"));
   const jwk = header.jwk;
   if (typeof jwk !== "object" || jwk === null) refuse("malformed_proof");
@@ -301,7 +306,11 @@ async function verifyProof(proof, { method, url, token, body, expectedJkt, now, 
   if (claims.iat < now - maxAge) refuse("proof_expired");
   if (claims.iat > now + futureLeeway) refuse("proof_from_future");
   if (claims.ath !== sha256b64url(Buffer.from(token, "ascii"))) refuse("ath_mismatch");
-  if (claims.bh !== sha256b64url(body)) refuse("bh_mismatch");
+  // §5.3: a present bh is checked; a missing one is refused when the binding is
+  // "required", or "if_body" (the default) and the request has a body.
+  if (claims.bh === undefined) {
+    if (bodyBinding === "required" || (bodyBinding === "if_body" && body.length)) refuse("bh_missing");
+  } else if (claims.bh !== sha256b64url(body)) refuse("bh_mismatch");
   if ((await jose.calculateJwkThumbprint(jwk)) !== expectedJkt) refuse("jkt_mismatch");
 }
 
@@ -309,7 +318,7 @@ async function checkProofs(v) {
   expectEqual(sha256b64url(Buffer.from(v.access_token, "ascii")), v.ath, "proof ath");
   for (const c of v.cases) {
     const body = Buffer.from(c.request.body_b64, "base64");
-    expectEqual(sha256b64url(body), v.bh, `proof ${c.name}: bh`);
+    if (body.length) expectEqual(sha256b64url(body), v.bh, `proof ${c.name}: bh`);
     const result = await outcome(() =>
       verifyProof(c.proof, {
         method: c.request.method,
@@ -320,6 +329,7 @@ async function checkProofs(v) {
         now: v.now,
         maxAge: v.max_age,
         futureLeeway: v.future_leeway,
+        bodyBinding: c.request.body_binding ?? "if_body",
       }),
     );
     expectEqual(result, c.expect, `proof ${c.name}`);

@@ -2,7 +2,8 @@
 
 A proof is a JWS signed by the agent's PoP key, carrying that key's public JWK in its
 header, bound to one HTTP method and URL, to the access token (``ath``), to the request
-body (``bh``) and optionally to a server nonce.
+body (``bh``) and optionally to a server nonce. ``bh`` is an extension: how strictly a
+verifier asks for it is a :class:`BodyBinding` (a plain RFC 9449 proof has none).
 
 >>> from ajwt_core.keys import PopKey
 >>> key = PopKey.generate()
@@ -17,6 +18,10 @@ body (``bh``) and optionally to a server nonce.
 ...              token="tok", body=b'{"title": "evil"}', now=1010)
 Traceback (most recent call last):
 ajwt_core.errors.InvalidDPoPProof: the proof is not bound to this request body
+>>> plain = create_proof(key, "GET", "https://api.example/repos", token="tok", now=1000)
+>>> verify_proof(plain, method="GET", url="https://api.example/repos", token="tok", body=b"",
+...              body_binding=BodyBinding.IF_BODY, now=1010).htm   # no body: no bh needed
+'GET'
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any, Final
 
@@ -78,6 +84,20 @@ def body_hash(body: bytes) -> str:
     return b64url(hashlib.sha256(body).digest())
 
 
+class BodyBinding(StrEnum):
+    """How strictly a verifier asks for ``bh`` (DESIGN §5.3, §7 step 4).
+
+    A ``bh`` that is present is always checked; the policies differ only on a proof
+    without one: refused always (``REQUIRED``), refused when the request has a body
+    (``IF_BODY``, the resource servers' default), or accepted (``OPTIONAL``: a plain
+    RFC 9449 client, e.g. at the IdP's token endpoint).
+    """
+
+    REQUIRED = "required"
+    IF_BODY = "if_body"
+    OPTIONAL = "optional"
+
+
 def create_proof(
     key: PopKey,
     method: str,
@@ -106,6 +126,19 @@ def create_proof(
     return key.sign(claims, {"typ": DPOP_TYPE, "jwk": key.public_jwk})
 
 
+def _check_body_hash(bh: object, body: bytes, binding: BodyBinding) -> None:
+    if bh is None:
+        if binding is BodyBinding.REQUIRED or (binding is BodyBinding.IF_BODY and body):
+            raise InvalidDPoPProof(
+                Reason.BODY_HASH_MISSING, "the proof must carry 'bh', the hash of the body"
+            )
+        return
+    if bh != body_hash(body):
+        raise InvalidDPoPProof(
+            Reason.BODY_HASH_MISMATCH, "the proof is not bound to this request body"
+        )
+
+
 # A proof carries its own key in ``jwk`` (RFC 9449); every other key-carrying header is out.
 _PROOF_FORBIDDEN_HEADERS = _jws.KEY_CARRYING_HEADERS - {"jwk"}
 
@@ -130,6 +163,7 @@ def verify_proof(
     url: str,
     token: str | None = None,
     body: bytes | None = None,
+    body_binding: BodyBinding = BodyBinding.REQUIRED,
     expected_jkt: str | None = None,
     nonce: str | Callable[[str], bool] | None = None,
     replay_cache: ReplayCache | None = None,
@@ -140,8 +174,9 @@ def verify_proof(
 ) -> VerifiedProof:
     """Verify a DPoP proof for a request (RFC 9449 §4.3, DESIGN §7 steps 4–5).
 
-    ``token`` given → ``ath`` must match it; ``body`` given → ``bh`` must match it
-    (``b""`` for a request without a body); ``nonce`` given → the proof must carry it
+    ``token`` given → ``ath`` must match it; ``body`` given (``b""`` for a request
+    without a body) → ``bh``, when present, must match it, and ``body_binding`` says
+    whether it must be present; ``nonce`` given → the proof must carry it
     (a string, or a predicate for rotating nonces); ``expected_jkt`` given → the proof key
     must be that key (``cnf.jkt``); ``replay_cache`` given → ``(jkt, jti)`` must be new.
     Failures are :class:`InvalidDPoPProof` (or :class:`UseDPoPNonce`) with a reason.
@@ -197,10 +232,8 @@ def verify_proof(
         raise InvalidDPoPProof(
             Reason.ACCESS_TOKEN_HASH_MISMATCH, "the proof is not bound to this access token"
         )
-    if body is not None and claims.get("bh") != body_hash(body):
-        raise InvalidDPoPProof(
-            Reason.BODY_HASH_MISMATCH, "the proof is not bound to this request body"
-        )
+    if body is not None:
+        _check_body_hash(claims.get("bh"), body, body_binding)
     proof_nonce = claims.get("nonce")
     if nonce is not None:
         if not isinstance(proof_nonce, str):

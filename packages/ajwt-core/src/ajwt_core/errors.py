@@ -54,6 +54,10 @@ class Reason(StrEnum):
     MISSING_CLAIM = "missing_claim"
     INVALID_CLAIM = "invalid_claim"
     CHAIN_TOO_DEEP = "chain_too_deep"
+    # privacy mode: a reference to a workflow name the verifier cannot read (DESIGN §5.1)
+    UNKNOWN_OPAQUE_NAME = "unknown_opaque_name"
+    # introspection (RFC 7662) answered that the token is not active
+    TOKEN_INACTIVE = "token_inactive"
     # proofs (RFC 9449)
     MALFORMED_PROOF = "malformed_proof"
     PRIVATE_KEY_IN_PROOF = "private_key_in_proof"
@@ -63,6 +67,7 @@ class Reason(StrEnum):
     PROOF_FROM_FUTURE = "proof_from_future"
     ACCESS_TOKEN_HASH_MISMATCH = "ath_mismatch"
     BODY_HASH_MISMATCH = "bh_mismatch"
+    BODY_HASH_MISSING = "bh_missing"
     NONCE_REQUIRED = "nonce_required"
     NONCE_MISMATCH = "nonce_mismatch"
     KEY_NOT_BOUND = "jkt_mismatch"
@@ -119,6 +124,8 @@ class Reason(StrEnum):
     STEP_TOKEN_NOT_FOR_API = "step_token_not_for_api"
     BEARER_NOT_ALLOWED = "bearer_not_allowed"
     MISSING_TOKEN = "missing_token"
+    # RFC 7009: a client may revoke only the tokens issued to it
+    TOKEN_OF_ANOTHER_CLIENT = "token_of_another_client"
     # ledger (DESIGN §8)
     LEDGER_BROKEN = "ledger_broken"
     WRONG_RUN = "wrong_run"

@@ -2,7 +2,10 @@
 
 Each token kind has its own typed claims, its own ``typ``, allowed algorithms, required
 claims, lifetime cap and leeway, and its own ``encode_*`` / ``decode_*`` pair, so a token
-of one kind is refused wherever another is expected (RFC 8725 §3.11–3.12).
+of one kind is refused wherever another is expected (RFC 8725 §3.11–3.12). Intent tokens
+are RFC 9068 access tokens (``typ: at+jwt``), as the IdP's local user tokens are: those
+two are told apart by their required claims (a user token has no ``client_id``, ``cnf``,
+``act``, ``agent`` or ``intent``) and by audience, never by ``typ`` alone.
 
 >>> from ajwt_core.keys import SigningKeySet
 >>> keys = SigningKeySet.generate()
@@ -22,6 +25,12 @@ of one kind is refused wherever another is expected (RFC 8725 §3.11–3.12).
 >>> decode_delegation_assertion(token, keys.active.verification_key(), audience="x", now=1100)
 Traceback (most recent call last):
 ajwt_core.errors.InvalidGrant: the delegation assertion must have typ 'delegation+jwt'
+>>> user = encode_user_token("user:alice", keys.active, issuer="https://idp.example",
+...                          audience="https://idp.example", lifetime=300, now=1000)
+>>> decode_intent_token(user, keys.verification_keys(), issuer="https://idp.example",
+...                     audience=None, now=1100)
+Traceback (most recent call last):
+ajwt_core.errors.InvalidToken: the intent token claim 'client_id' is missing or invalid
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -47,7 +56,8 @@ from ajwt_core.errors import (
 )
 from ajwt_core.keys import ALLOWED_ALGORITHMS, KeyResolver, PopKey, SigningKey, VerificationKey
 
-INTENT_TOKEN_TYPE: Final = "intent+jwt"
+#: RFC 9068 §2.1: an intent token is a JWT access token; its A-JWT claims are extensions.
+INTENT_TOKEN_TYPE: Final = "at+jwt"
 DELEGATION_TYPE: Final = "delegation+jwt"
 #: IdP maximum intent-token lifetime (DESIGN §5.1); configurable down, never up.
 MAX_INTENT_LIFETIME: Final = 300
@@ -122,10 +132,15 @@ class IntentClaim(_Claims):
     input_digest: str | None = None
     #: The agent that consulted this token's agent inside its own step (DESIGN §6.3).
     consulted_by: Text | None = None
+    #: ``True``: the workflow, step, tool and agent names (``workflow_id``, ``step``,
+    #: ``tool``, ``consulted_by``, ``agent.id``, ``act``) are opaque references, which
+    #: the IdP reveals by introspection (DESIGN §5.1, privacy mode).
+    opaque_names: bool | None = None
 
 
 class IntentTokenClaims(_Claims):
-    """The claims of an intent token (DESIGN §5.1): an RFC 9068-style access token."""
+    """The claims of an intent token (DESIGN §5.1): an RFC 9068 access token whose
+    ``cnf``, ``act``, ``agent`` and ``intent`` are extensions; all are required."""
 
     iss: Text
     aud: Text
@@ -292,7 +307,7 @@ def _claim_error(exc: ValidationError, error: type[AJWTError], what: str) -> AJW
 def encode_intent_token(
     claims: IntentTokenClaims, key: SigningKey, *, max_lifetime: int = MAX_INTENT_LIFETIME
 ) -> str:
-    """Sign an intent token with the IdP key (``typ: intent+jwt``, ``kid`` set)."""
+    """Sign an intent token with the IdP key (``typ: at+jwt``, ``kid`` set)."""
     if claims.exp - claims.iat > min(max_lifetime, MAX_INTENT_LIFETIME):
         raise InvalidGrant(Reason.LIFETIME_TOO_LONG, "intent-token lifetime exceeds the cap")
     return key.sign(claims.model_dump(exclude_none=True), {"typ": INTENT_TOKEN_TYPE})
@@ -311,12 +326,14 @@ def decode_intent_token(
 ) -> IntentTokenClaims:
     """Verify an intent token (DESIGN §7 steps 2–3) and return its typed claims.
 
-    Checks in order: size, compact form, ``typ``, ``alg`` allow-list, no key-carrying
-    header (``jku``, ``x5u``, ``jwk``…), known ``kid`` whose key fixes the algorithm,
-    signature, required claims and types, ``iss``, ``aud``, ``exp`` / ``nbf`` / ``iat``
-    with leeway, lifetime cap, chain depth. Every failure is :class:`InvalidToken` with a
-    specific reason; nothing else escapes. ``audience=None`` (explicit) skips the audience
-    check: only for the IdP reading its own token as an RFC 8693 subject token.
+    Checks in order: size, compact form, ``typ`` (``at+jwt``), ``alg`` allow-list, no
+    key-carrying header (``jku``, ``x5u``, ``jwk``…), known ``kid`` whose key fixes the
+    algorithm, signature, required claims and types (what tells an intent token from
+    the other ``at+jwt`` tokens: a user token has no ``client_id``, ``cnf``, ``act``,
+    ``agent``, ``intent``), ``iss``, ``aud``, ``exp`` / ``nbf`` / ``iat`` with leeway,
+    lifetime cap, chain depth. Every failure is :class:`InvalidToken` with a specific
+    reason; nothing else escapes. ``audience=None`` (explicit) skips the audience check:
+    only for the IdP reading its own token (an RFC 8693 subject token, introspection).
     """
     what = "intent token"
     header = _jws.read_header(
@@ -491,6 +508,10 @@ def _decode_user_jwt(
     if key is None:
         raise InvalidGrant(Reason.UNKNOWN_KID, f"the {what}'s signing key is not known")
     raw = _jws.verify_signature(token, key, header["alg"], error=InvalidGrant, what=what)
+    if "intent" in raw:
+        # An intent or step token is an ``at+jwt`` of this issuer too (a step token's
+        # audience is the IdP): an agent's token never stands for the user.
+        raise InvalidGrant(Reason.WRONG_TYPE, "an A-JWT intent token is not a user's token")
     claims = _validate(model, raw, InvalidGrant, what)
     if claims.iss != issuer:
         raise InvalidGrant(Reason.WRONG_ISSUER, f"the {what} is from another issuer")
@@ -595,7 +616,12 @@ def decode_id_token(
 
 CLIENT_ASSERTION_TYPES: Final = ("client-authentication+jwt", "jwt")
 CLIENT_ASSERTION_TYPE_URI: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_CLIENT_ASSERTION_LIFETIME: Final = 300
+#: Default bound on ``exp - iat`` of a client assertion (``IdPSettings``
+#: ``client_assertion_max_lifetime``): authlib's and most clients' default is 3600 s.
+MAX_CLIENT_ASSERTION_LIFETIME: Final = 3600
+#: Client keys may be RSA (RS256, PS256; 2048 bits or more) as well as ES256 / EdDSA:
+#: RS256 is what RFC 8414 says servers should support and what clients default to.
+CLIENT_ASSERTION_ALGORITHMS: Final = ("ES256", "EdDSA", "RS256", "PS256")
 
 
 class ClientAssertionClaims(_Claims):
@@ -635,17 +661,20 @@ def decode_client_assertion(
     key: VerificationKey,
     *,
     client_id: str,
-    audience: str,
+    audience: str | Collection[str],
     leeway: int = DEFAULT_LEEWAY,
+    max_lifetime: int = MAX_CLIENT_ASSERTION_LIFETIME,
     now: float | None = None,
 ) -> ClientAssertionClaims:
-    """Verify a client assertion with the client's registered key; failures are
-    :class:`~ajwt_core.errors.InvalidClient`. Single use of ``jti`` is the caller's check."""
+    """Verify a client assertion with the client's registered key (RFC 7523 §3); its
+    ``aud`` must name one of ``audience``, and ``exp - iat`` be at most ``max_lifetime``.
+    Failures are :class:`~ajwt_core.errors.InvalidClient`. Single use of ``jti`` is the
+    caller's check (kept until the assertion expires)."""
     what = "client assertion"
     header = _jws.read_header(
         token,
         typ=CLIENT_ASSERTION_TYPES,
-        algorithms=ALLOWED_ALGORITHMS,
+        algorithms=CLIENT_ASSERTION_ALGORITHMS,
         max_bytes=MAX_TOKEN_BYTES,
         error=InvalidClient,
         what=what,
@@ -656,13 +685,14 @@ def decode_client_assertion(
     if claims.iss != client_id or claims.sub != client_id:
         raise InvalidClient(Reason.INVALID_CLAIM, "the client assertion is for another client")
     audiences = [claims.aud] if isinstance(claims.aud, str) else claims.aud
-    if audience not in audiences:
+    accepted = {audience} if isinstance(audience, str) else set(audience)
+    if accepted.isdisjoint(audiences):
         raise InvalidClient(Reason.WRONG_AUDIENCE, "the client assertion is for another server")
     _jws.check_times(
         raw,
         now=time.time() if now is None else now,
         leeway=leeway,
-        max_lifetime=MAX_CLIENT_ASSERTION_LIFETIME,
+        max_lifetime=max_lifetime,
         error=InvalidClient,
         what=what,
     )

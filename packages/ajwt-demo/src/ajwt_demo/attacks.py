@@ -206,7 +206,7 @@ def t1_spoofing(arena: Arena) -> tuple[Outcome, Outcome]:
     arena.agents_through(shim, run, "classify")
     patcher = shim.agent("patcher")
     form = {
-        "grant_type": "agent_checksum",
+        "grant_type": "urn:ajwt:params:oauth:grant-type:agent-checksum",
         "agent_id": "patcher",
         "agent_checksum": patcher.checksum,
         "run_id": run.run_id,
@@ -374,7 +374,7 @@ def t9_scope_inflation(arena: Arena) -> tuple[Outcome, Outcome]:
     classifier = shim.agent("classifier")
     shim.handoff("supervisor", "classifier", "classify", run=run)
     form = {
-        "grant_type": "agent_checksum",
+        "grant_type": "urn:ajwt:params:oauth:grant-type:agent-checksum",
         "agent_id": "classifier",
         "agent_checksum": classifier.checksum,
         "run_id": run.run_id,
@@ -483,7 +483,7 @@ def extra_alg_none(arena: Arena) -> tuple[Outcome, Outcome]:
         "iat": int(time.time()),
         "exp": int(time.time()) + 300,
     }
-    forged = jwt.encode(claims, "", algorithm="none", headers={"typ": "intent+jwt"})
+    forged = jwt.encode(claims, "", algorithm="none", headers={"typ": "at+jwt"})
     ajwt = Outcome.of(
         arena.dpop("POST", "/repos/acme/storefront/pulls", forged, PopKey.generate(), json_body=PR),
         "an unsigned token (alg: none)",
@@ -513,7 +513,7 @@ def extra_hs256_confusion(arena: Arena) -> tuple[Outcome, Outcome]:
         json.dumps(claims).encode(),
         key=base64.b64encode(secret),
         algorithm="HS256",
-        headers={"typ": "intent+jwt", "kid": kid},
+        headers={"typ": "at+jwt", "kid": kid},
     )
     ajwt = Outcome.of(
         arena.dpop("GET", "/repos", forged, PopKey.generate()),
@@ -544,7 +544,7 @@ def extra_jku_injection(arena: Arena) -> tuple[Outcome, Outcome]:
         "iat": now,
         "exp": now + 300,
     }
-    forged = attacker.sign(claims, {"typ": "intent+jwt", "jku": "https://attacker.example/jwks"})
+    forged = attacker.sign(claims, {"typ": "at+jwt", "jku": "https://attacker.example/jwks"})
     ajwt = Outcome.of(
         arena.dpop("GET", "/repos", forged, PopKey.generate()),
         "a token whose header points at the attacker's own key set (jku)",

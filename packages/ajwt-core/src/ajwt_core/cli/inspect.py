@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from ajwt_core.keys import KeyResolver
 
-INTENT_TOKEN_TYPE = "intent+jwt"
+INTENT_TOKEN_TYPE = "at+jwt"
 TIME_CLAIMS = ("iat", "nbf", "exp")
 MAX_JWKS_BYTES = 1024 * 1024
 

@@ -40,12 +40,17 @@ class AdminClient:
         auth_method: str = "client_secret_basic",
         jwks: dict[str, Any] | None = None,
         allow_runtime_registration: bool = True,
+        resources: list[str] | None = None,
     ) -> dict[str, Any]:
+        """Register an OAuth client; ``resources``: the resource servers it stands for
+        (it may introspect their tokens, RFC 7662)."""
         body: dict[str, Any] = {
             "scopes": scopes,
             "auth_method": auth_method,
             "allow_runtime_registration": allow_runtime_registration,
         }
+        if resources:
+            body["resources"] = resources
         if client_id:
             body["client_id"] = client_id
         if jwks:
@@ -68,7 +73,7 @@ class AdminClient:
         return result
 
     def revoke(self, kind: str, ident: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._post("/admin/revoke", {"kind": kind, "id": ident})
+        result: dict[str, Any] = self._post("/revocations", {"kind": kind, "id": ident})
         return result
 
     def ledger(self, run_id: str) -> dict[str, Any]:

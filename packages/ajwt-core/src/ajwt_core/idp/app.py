@@ -22,7 +22,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ajwt_core.dpop import DEFAULT_FUTURE_LEEWAY, DEFAULT_MAX_AGE, VerifiedProof, verify_proof
+from ajwt_core.dpop import (
+    DEFAULT_FUTURE_LEEWAY,
+    DEFAULT_MAX_AGE,
+    BodyBinding,
+    VerifiedProof,
+    verify_proof,
+)
 from ajwt_core.errors import (
     AJWTError,
     InvalidClient,
@@ -36,6 +42,15 @@ from ajwt_core.errors import (
 )
 from ajwt_core.idp.boundary import ErrorBoundary, NoStore
 from ajwt_core.idp.db import ClientRow, Database
+from ajwt_core.idp.grants import (
+    ACTOR_TOKEN_TYPES,
+    AGENT_CHECKSUM_GRANT,
+    DELEGATION_TOKEN_TYPE_URI,
+    INTENT_TOKEN_TYPE_URI,
+    OLD_AGENT_CHECKSUM_GRANT,
+    SUBJECT_TOKEN_TYPES,
+    TOKEN_EXCHANGE_GRANT,
+)
 from ajwt_core.idp.keystore import ReloadingKeys
 from ajwt_core.idp.models import (
     IDENTIFIER_PATTERN,
@@ -58,10 +73,6 @@ from ajwt_core.idp.models import (
 )
 from ajwt_core.idp.outages import RETRY_AFTER_SECONDS, Outages
 from ajwt_core.idp.service import (
-    AGENT_CHECKSUM_GRANT,
-    DELEGATION_TOKEN_TYPE_URI,
-    INTENT_TOKEN_TYPE_URI,
-    TOKEN_EXCHANGE_GRANT,
     ClientCredential,
     ExchangeParams,
     IdP,
@@ -79,7 +90,7 @@ from ajwt_core.rs.stores import (
     RedisReplayStore,
     RedisRevocationPublisher,
 )
-from ajwt_core.tokens import CLIENT_ASSERTION_TYPE_URI
+from ajwt_core.tokens import CLIENT_ASSERTION_ALGORITHMS, CLIENT_ASSERTION_TYPE_URI
 from ajwt_core.workflow import MAX_WORKFLOW_VERSION, Workflow
 
 log = logging.getLogger("ajwt_core.idp")
@@ -287,11 +298,21 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         )
 
     async def checked_proof(
-        proof: str, path: str, *, body: bytes | None = None, token: str | None = None
+        proof: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        token: str | None = None,
+        body_binding: BodyBinding = BodyBinding.REQUIRED,
     ) -> VerifiedProof:
         """A DPoP proof for ``POST <issuer><path>``, not seen before (RFC 9449 §11.1)."""
         verified = verify_proof(
-            proof, method="POST", url=settings.issuer + path, token=token, body=body
+            proof,
+            method="POST",
+            url=settings.issuer + path,
+            token=token,
+            body=body,
+            body_binding=body_binding,
         )
         ttl = DEFAULT_MAX_AGE + DEFAULT_FUTURE_LEEWAY
         try:
@@ -307,12 +328,19 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         return verified
 
     async def header_proof(
-        request: Request, path: str, *, body: bytes, token: str | None = None
+        request: Request,
+        path: str,
+        *,
+        body: bytes,
+        token: str | None = None,
+        body_binding: BodyBinding = BodyBinding.REQUIRED,
     ) -> VerifiedProof:
         values = request.headers.getlist("dpop")
         if len(values) != 1:
             raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
-        return await checked_proof(values[0], path, body=body, token=token)
+        return await checked_proof(
+            values[0], path, body=body, token=token, body_binding=body_binding
+        )
 
     # ---------------------------------------------------------------- discovery
 
@@ -322,19 +350,31 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
 
     @app.get("/.well-known/oauth-authorization-server")
     async def metadata() -> dict[str, Any]:
+        """RFC 8414 metadata (validated by authlib's ``AuthorizationServerMetadata``)."""
         base = settings.issuer
+        client_auth = ["client_secret_basic", "private_key_jwt"]
+        client_algs = list(CLIENT_ASSERTION_ALGORITHMS)
         return {
             "issuer": base,
             "token_endpoint": f"{base}/token",
             "jwks_uri": f"{base}/.well-known/jwks.json",
-            "revocation_endpoint": f"{base}/revoke",
+            # REQUIRED and non-empty (authlib checks it), though there is no authorization
+            # endpoint: "none" issues nothing there (OAuth Multiple Response Types §4).
+            "response_types_supported": ["none"],
             "grant_types_supported": [AGENT_CHECKSUM_GRANT, TOKEN_EXCHANGE_GRANT],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
-            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA"],
+            "token_endpoint_auth_methods_supported": client_auth,
+            "token_endpoint_auth_signing_alg_values_supported": client_algs,
+            "revocation_endpoint": f"{base}/revoke",
+            "revocation_endpoint_auth_methods_supported": client_auth,
+            "revocation_endpoint_auth_signing_alg_values_supported": client_algs,
+            "introspection_endpoint": f"{base}/introspect",
+            "introspection_endpoint_auth_methods_supported": client_auth,
+            "introspection_endpoint_auth_signing_alg_values_supported": client_algs,
             "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
             "token_types_supported": [INTENT_TOKEN_TYPE_URI, DELEGATION_TOKEN_TYPE_URI],
             "ajwt_agent_registration_endpoint": f"{base}/agents",
             "ajwt_run_endpoint": f"{base}/runs",
+            "ajwt_revocations_endpoint": f"{base}/revocations",
             "ajwt_shims_uri": f"{base}/.well-known/ajwt-shims",
             "ajwt_max_token_lifetime": settings.token_lifetime,
         }
@@ -369,11 +409,6 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         require_admin(request)
         return await idp.approve(run_id, step, body.approved_by)
 
-    @app.post("/admin/revoke")
-    async def admin_revoke(request: Request, body: Revocation) -> dict[str, Any]:
-        require_admin(request)
-        return await idp.revoke(body.kind, body.id, None)
-
     # ------------------------------------------------------------------- agents
 
     @app.post("/agents", status_code=201)
@@ -403,7 +438,11 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     async def get_workflow(request: Request, workflow_id: Id, version: Version) -> dict[str, Any]:
         await client_from_headers(request)
         workflow = await idp.workflow(workflow_id, version)
-        return {"workflow": workflow.canonical(), "hash": workflow.workflow_hash}
+        answer = {"workflow": workflow.canonical(), "hash": workflow.workflow_hash}
+        if workflow.opaque_names:
+            # The map a resource server keeps to read this workflow's tokens (DESIGN §5.1).
+            answer["opaque_names"] = await idp.opaque_names(workflow)
+        return answer
 
     # --------------------------------------------------------------------- runs
 
@@ -448,10 +487,31 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             return None
         return await client_from_headers(request)
 
-    @app.post("/revoke")
-    async def revoke(request: Request, body: Revocation) -> dict[str, Any]:
-        client = await client_from_headers(request)
+    @app.post("/revocations")
+    async def revocations(request: Request, body: Revocation) -> dict[str, Any]:
+        """Revoke a run, an intent, an agent registration (a client: its own) or a
+        client (the administrator only); answers ``revoked`` and ``published``."""
+        client = await _client_or_admin(request)
         return await idp.revoke(body.kind, body.id, client)
+
+    @app.post("/revoke")
+    async def revoke(request: Request) -> JSONResponse:
+        """RFC 7009 token revocation: ``token`` (and an ignored ``token_type_hint``),
+        form-encoded, client-authenticated; 200 whether or not the token was valid."""
+        form = _parse_form(request, await request.body())
+        client = await idp.authenticate(
+            _form_credential(request, form, settings.issuer + "/revoke")
+        )
+        await idp.revoke_token(client, _required(form, "token"))
+        return JSONResponse({})
+
+    @app.post("/introspect")
+    async def introspect(request: Request) -> dict[str, Any]:
+        """RFC 7662 token introspection, client-authenticated (DESIGN §12)."""
+        form = _parse_form(request, await request.body())
+        credential = _form_credential(request, form, settings.issuer + "/introspect")
+        client = await idp.authenticate(credential)
+        return await idp.introspect(client, _required(form, "token"))
 
     # -------------------------------------------------------------------- token
 
@@ -459,29 +519,31 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     async def token(request: Request) -> TokenResponse:
         body = await request.body()
         form = _parse_form(request, body)
-        credential = _token_credential(request, form)
+        credential = _form_credential(request, form, settings.token_endpoint)
         client = await idp.authenticate(credential)
         grant = form.get("grant_type")
-        proof = await header_proof(request, "/token", body=body)
+        # A standard RFC 9449 proof has no 'bh'; the shim's has, and it is checked.
+        proof = await header_proof(request, "/token", body=body, body_binding=BodyBinding.OPTIONAL)
         if grant == AGENT_CHECKSUM_GRANT:
             return await idp.mint(client, proof, _mint_params(_form_model(MintRequest, form)))
         if grant == TOKEN_EXCHANGE_GRANT:
-            if form.get("subject_token_type") != INTENT_TOKEN_TYPE_URI:
-                raise InvalidRequest(
-                    Reason.MALFORMED_REQUEST,
-                    "subject_token_type must be the A-JWT intent token type",
-                )
-            if form.get("actor_token_type") != DELEGATION_TOKEN_TYPE_URI:
-                raise InvalidRequest(
-                    Reason.MALFORMED_REQUEST, "actor_token_type must be the A-JWT delegation type"
-                )
+            _one_of(form, "subject_token_type", SUBJECT_TOKEN_TYPES, required=True)
+            _one_of(form, "actor_token_type", ACTOR_TOKEN_TYPES, required=True)
+            requested = _one_of(form, "requested_token_type", SUBJECT_TOKEN_TYPES)
             exchange = _form_model(ExchangeRequest, form)
             params = ExchangeParams(
                 mint=_mint_params(exchange),
                 subject_token=exchange.subject_token,
                 actor_token=exchange.actor_token,
+                requested_token_type=requested or INTENT_TOKEN_TYPE_URI,
             )
             return await idp.exchange(client, proof, params)
+        if grant == OLD_AGENT_CHECKSUM_GRANT:
+            raise UnsupportedGrantType(
+                Reason.UNSUPPORTED_GRANT_TYPE,
+                f"grant_type 'agent_checksum' is now {AGENT_CHECKSUM_GRANT!r} (an absolute "
+                "URI, RFC 6749 §4.5): upgrade the shim",
+            )
         raise UnsupportedGrantType(
             Reason.UNSUPPORTED_GRANT_TYPE, f"grant_type {grant!r} is not supported"
         )
@@ -508,7 +570,7 @@ def _parse_form(request: Request, body: bytes) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise InvalidRequest(
-            Reason.MALFORMED_REQUEST, "the token endpoint takes application/x-www-form-urlencoded"
+            Reason.MALFORMED_REQUEST, "this endpoint takes application/x-www-form-urlencoded"
         )
     try:
         parsed = parse_qs(
@@ -535,14 +597,34 @@ def _required(form: dict[str, str], name: str) -> str:
     return value
 
 
-def _token_credential(request: Request, form: dict[str, str]) -> ClientCredential:
+def _one_of(
+    form: dict[str, str], name: str, accepted: tuple[str, ...], *, required: bool = False
+) -> str | None:
+    value = form.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequest(Reason.MISSING_PARAMETER, f"parameter {name!r} is required")
+        return None
+    if value not in accepted:
+        raise InvalidRequest(
+            Reason.MALFORMED_REQUEST, f"{name} must be one of: {', '.join(accepted)}"
+        )
+    return value
+
+
+def _form_credential(request: Request, form: dict[str, str], endpoint: str) -> ClientCredential:
+    """Client authentication of a form-encoded endpoint (token, revocation,
+    introspection): ``client_secret_basic`` or a ``private_key_jwt`` assertion, whose
+    ``aud`` may be the issuer, the token endpoint or ``endpoint`` (RFC 7523 §3)."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "basic":
-        return ClientCredential.from_basic(value.strip())
+        return ClientCredential.from_basic(value.strip(), endpoint)
     if form.get("client_assertion_type") == CLIENT_ASSERTION_TYPE_URI:
         return ClientCredential(
-            client_id=form.get("client_id"), assertion=_required(form, "client_assertion")
+            client_id=form.get("client_id"),
+            assertion=_required(form, "client_assertion"),
+            endpoint=endpoint,
         )
     raise InvalidClient(Reason.CLIENT_AUTHENTICATION_FAILED, "client authentication is required")
 

@@ -4,16 +4,20 @@ the run ledger it appends to (DESIGN §8) with a run's position in its workflow.
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ajwt_core.errors import (
     InvalidGrant,
+    InvalidToken,
     LedgerError,
     NotFound,
     Reason,
@@ -24,25 +28,32 @@ from ajwt_core.idp.db import (
     DbSession,
     LedgerRow,
     RunRow,
+    SecretRow,
     WorkflowRow,
     execute_core,
 )
 from ajwt_core.idp.settings import IdPSettings
 from ajwt_core.idp.upstream import UpstreamProvider
-from ajwt_core.keys import SigningKeySet
+from ajwt_core.keys import SigningKeySet, b64url
 from ajwt_core.ledger import (
     EntryKind,
     LedgerEntry,
     chain_after,
 )
+from ajwt_core.opaque import reveal_names, workflow_refs
 from ajwt_core.rs.stores import Revoked
 from ajwt_core.tokens import (
     CheckpointClaims,
+    IntentTokenClaims,
+    decode_intent_token,
     encode_checkpoint,
 )
 from ajwt_core.workflow import STATE_EVENTS, RunState, Workflow
 
 log = logging.getLogger("ajwt_core.idp")
+
+#: The ``idp_secrets`` row keying the opaque workflow names (DESIGN §5.1).
+OPAQUE_NAMES_SECRET: Final = "opaque-names"
 
 
 class RevocationPublisher(Protocol):
@@ -115,6 +126,8 @@ class IdPBase:
         #: The user's upstream OpenID provider (``settings.upstream_issuer``), if any.
         self.upstream = upstream
         self._workflows: dict[tuple[str, int], Workflow] = {}
+        self._names: dict[tuple[str, int], dict[str, str]] = {}
+        self._opaque_secret: bytes | None = None
         #: Where revocations are announced to resource servers (Redis), if anywhere.
         self.revocations: RevocationPublisher | None = None
 
@@ -144,6 +157,69 @@ class IdPBase:
         if key not in self._workflows:
             self._workflows[key] = Workflow.from_mapping(row.definition)
         return self._workflows[key]
+
+    # ------------------------------------------------------------ opaque names
+
+    async def opaque_secret(self) -> bytes:
+        """The key of the opaque workflow names (privacy mode, DESIGN §5.1): 32 random
+        bytes made once, kept in the database so that every worker and every restart
+        gives a name the same reference. Read once per process; call it outside any
+        write transaction (the first call may insert it)."""
+        if self._opaque_secret is None:
+            row = await self._secret_row(OPAQUE_NAMES_SECRET)
+            if row is None:
+                try:
+                    async with self.db.transaction() as session:
+                        session.add(
+                            SecretRow(
+                                name=OPAQUE_NAMES_SECRET,
+                                value=b64url(secrets.token_bytes(32)),
+                                created_at=self.now(),
+                            )
+                        )
+                except IntegrityError:
+                    pass  # another worker made it first: use theirs
+                row = await self._secret_row(OPAQUE_NAMES_SECRET)
+            assert row is not None
+            self._opaque_secret = base64.urlsafe_b64decode(row + "=" * (-len(row) % 4))
+        return self._opaque_secret
+
+    async def _secret_row(self, name: str) -> str | None:
+        async with self.db.read() as session:
+            row = await session.get(SecretRow, name)
+            return None if row is None else row.value
+
+    async def opaque_names(self, workflow: Workflow) -> dict[str, str]:
+        """``{reference: name}`` for every name of ``workflow`` (DESIGN §5.1)."""
+        key = (workflow.id, workflow.version)
+        if key not in self._names:
+            self._names[key] = workflow_refs(await self.opaque_secret(), workflow)
+        return self._names[key]
+
+    async def decode_own_token(self, token: str) -> IntentTokenClaims:
+        """An intent token of this IdP (any audience, verified now), with its names
+        revealed if its workflow hides them: how the IdP reads a parent token and a
+        completion's token."""
+        claims = decode_intent_token(
+            token,
+            self.keys.verification_keys(),
+            issuer=self.settings.issuer,
+            audience=None,
+            now=self.clock(),
+        )
+        return await self.reveal_own(claims)
+
+    async def reveal_own(self, claims: IntentTokenClaims) -> IntentTokenClaims:
+        """``claims`` of one of this IdP's tokens with its opaque names revealed (from
+        its run's workflow); unchanged if it has none."""
+        if not claims.intent.opaque_names:
+            return claims
+        async with self.db.read() as session:
+            run = await session.get(RunRow, claims.intent.run_id)
+            key = None if run is None else (run.workflow_id, run.workflow_version)
+        if key is None:
+            raise InvalidToken(Reason.RUN_NOT_FOUND, "the token's run is unknown")
+        return reveal_names(claims, await self.opaque_names(await self.workflow(*key)))
 
     async def _open_run(self, session: DbSession, client: ClientRow, run_id: str) -> RunRow:
         try:

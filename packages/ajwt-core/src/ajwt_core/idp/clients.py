@@ -32,6 +32,7 @@ from ajwt_core.idp.models import (
 )
 from ajwt_core.keys import KeyResolver
 from ajwt_core.tokens import (
+    CLIENT_ASSERTION_ALGORITHMS,
     DEFAULT_LEEWAY,
     decode_client_assertion,
     format_scope,
@@ -46,14 +47,16 @@ def _hash_secret(secret: str) -> str:
 
 @dataclass(frozen=True)
 class ClientCredential:
-    """What the HTTP layer extracted: Basic credentials or an RFC 7523 assertion."""
+    """What the HTTP layer extracted: Basic credentials or an RFC 7523 assertion, and
+    the URL of the endpoint it was presented to (an assertion's ``aud`` may name it)."""
 
     client_id: str | None
     secret: str | None = None
     assertion: str | None = None
+    endpoint: str | None = None
 
     @classmethod
-    def from_basic(cls, header_value: str) -> ClientCredential:
+    def from_basic(cls, header_value: str, endpoint: str | None = None) -> ClientCredential:
         from urllib.parse import unquote
 
         try:
@@ -64,7 +67,7 @@ class ClientCredential:
                 Reason.CLIENT_AUTHENTICATION_FAILED, "malformed Basic credentials"
             ) from None
         # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
-        return cls(client_id=unquote(client_id), secret=unquote(secret))
+        return cls(client_id=unquote(client_id), secret=unquote(secret), endpoint=endpoint)
 
 
 _CLIENT = select(cast(Table, ClientRow.__table__)).where(
@@ -85,7 +88,10 @@ class Clients(IdPBase):
         client_id = body.client_id or "client-" + secrets.token_hex(8)
         secret: str | None = None
         if body.auth_method == "private_key_jwt":
-            if not body.jwks or not KeyResolver.from_jwks(body.jwks).kids():
+            if (
+                not body.jwks
+                or not KeyResolver.from_jwks(body.jwks, CLIENT_ASSERTION_ALGORITHMS).kids()
+            ):
                 raise InvalidRequest(
                     Reason.INVALID_KEY, "private_key_jwt needs a JWKS with a usable key and kid"
                 )
@@ -102,6 +108,7 @@ class Clients(IdPBase):
             shim_checksums=list(body.shim_checksums),
             allow_runtime_registration=body.allow_runtime_registration,
             created_at=self.now(),
+            resources=sorted(set(body.resources)) or None,
         )
         try:
             async with self.db.transaction() as session:
@@ -115,6 +122,7 @@ class Clients(IdPBase):
             client_secret=secret,
             scopes=sorted(body.scopes),
             auth_method=body.auth_method,
+            resources=sorted(set(body.resources)),
         )
 
     async def authenticate(self, credential: ClientCredential | None) -> ClientRow:
@@ -145,15 +153,21 @@ class Clients(IdPBase):
             if not hmac.compare_digest(_hash_secret(credential.secret), expected):
                 raise failed
         elif credential.assertion is not None and client.jwks:
-            await self._check_client_assertion(client, credential.assertion)
+            await self._check_client_assertion(client, credential.assertion, credential.endpoint)
         else:
             raise failed
         if client.revoked_at is not None:
             raise InvalidClient(Reason.CLIENT_REVOKED, "the client has been revoked")
         return client
 
-    async def _check_client_assertion(self, client: ClientRow, assertion: str) -> None:
-        resolver = KeyResolver.from_jwks(client.jwks or {})
+    async def _check_client_assertion(
+        self, client: ClientRow, assertion: str, endpoint: str | None
+    ) -> None:
+        """RFC 7523 §3: signed by a registered key, ``aud`` the issuer, the token
+        endpoint or the endpoint it is presented to, at most
+        ``client_assertion_max_lifetime`` long, its ``jti`` never seen (remembered until
+        it expires)."""
+        resolver = KeyResolver.from_jwks(client.jwks or {}, CLIENT_ASSERTION_ALGORITHMS)
         try:
             kid = jwt.get_unverified_header(assertion).get("kid")
         except (jwt.PyJWTError, ValueError, RecursionError):
@@ -163,20 +177,17 @@ class Clients(IdPBase):
         key = resolver.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise InvalidClient(Reason.UNKNOWN_KID, "the client assertion key is not registered")
-        last_error: InvalidClient | None = None
-        for audience in (self.settings.issuer, self.settings.token_endpoint):
-            try:
-                claims = decode_client_assertion(
-                    assertion, key, client_id=client.client_id, audience=audience, now=self.clock()
-                )
-                break
-            except InvalidClient as exc:
-                last_error = exc
-                if exc.reason != Reason.WRONG_AUDIENCE:
-                    raise
-        else:
-            assert last_error is not None
-            raise last_error
+        audiences = {self.settings.issuer, self.settings.token_endpoint}
+        if endpoint is not None:
+            audiences.add(endpoint)
+        claims = decode_client_assertion(
+            assertion,
+            key,
+            client_id=client.client_id,
+            audience=audiences,
+            max_lifetime=self.settings.client_assertion_max_lifetime,
+            now=self.clock(),
+        )
         try:
             async with self.db.transaction() as session:
                 session.add(

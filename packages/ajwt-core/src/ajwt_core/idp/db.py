@@ -76,6 +76,9 @@ class ClientRow(Base):
     allow_runtime_registration: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    #: The resource servers (RFC 8707 URIs) this client stands for: it may introspect
+    #: tokens whose audience is one of them (RFC 7662 §4). NULL: none.
+    resources: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class AgentRow(Base):
@@ -166,6 +169,18 @@ class RevocationRow(Base):
     ident: Mapped[str] = mapped_column(String(128), primary_key=True)
     revoked_at: Mapped[int] = mapped_column(BigInteger, index=True)
     published_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SecretRow(Base):
+    """Secrets the IdP generates once and every worker shares (the key of the opaque
+    workflow names, DESIGN §5.1); created on first use."""
+
+    __tablename__ = "idp_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: base64url of the secret's bytes.
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class UsedAssertionRow(Base):

@@ -78,6 +78,9 @@ class ClientRegistration(_Body):
     jwks: dict[str, Any] | None = None
     shim_checksums: list[ShimChecksum] = Field(default_factory=list, max_length=20)
     allow_runtime_registration: bool = True
+    #: The resource servers (RFC 8707 URIs) this client is: it may introspect the
+    #: tokens whose audience is one of them (RFC 7662 §4).
+    resources: list[ResourceUri] = Field(default_factory=list, max_length=20)
 
 
 class ClientCreated(BaseModel):
@@ -85,6 +88,7 @@ class ClientCreated(BaseModel):
     client_secret: str | None
     scopes: list[str]
     auth_method: str
+    resources: list[str] = []
 
 
 class AgentRegistration(_Body):
@@ -144,7 +148,8 @@ class UserTokenRequest(_Body):
 
 
 class Revocation(_Body):
-    """What to revoke (RFC 7009 style: answers 200 whether or not it existed)."""
+    """What to revoke through ``POST /revocations`` (the A-JWT API; RFC 7009 token
+    revocation is ``POST /revoke``): answers 200 whether or not it existed."""
 
     kind: Literal["run", "intent", "agent", "client"]
     id: Identifier

@@ -13,6 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ajwt_core.errors import (
     AccessDenied,
+    AJWTError,
+    InvalidGrant,
     InvalidRequest,
     Reason,
 )
@@ -30,6 +32,7 @@ from ajwt_core.ledger import (
     EntryKind,
 )
 from ajwt_core.rs.stores import Revoked
+from ajwt_core.tokens import decode_intent_token
 
 _revocations = cast(Table, RevocationRow.__table__)
 
@@ -90,6 +93,31 @@ class Revocations(IdPBase):
         if result["revoked"] and self.revocations is not None:
             result["published"] = await self._publish(self.revocations, kind, ident)
         return result
+
+    async def revoke_token(self, client: ClientRow, token: str) -> None:
+        """RFC 7009 token revocation, as ``client``.
+
+        An intent (or step) token is revoked with the grant it came from (§2.1 allows
+        it): its run, so the IdP mints nothing more for the run and resource servers
+        refuse every token of it (status endpoint, Redis). A token this IdP did not
+        issue, or that is no longer valid, is no error (§2.2); a valid token of another
+        client is refused (``invalid_grant``, ``token_of_another_client``).
+        """
+        try:
+            claims = decode_intent_token(
+                token,
+                self.keys.verification_keys(),
+                issuer=self.settings.issuer,
+                audience=None,
+                now=self.clock(),
+            )
+        except AJWTError:
+            return
+        if claims.client_id != client.client_id:
+            raise InvalidGrant(
+                Reason.TOKEN_OF_ANOTHER_CLIENT, "the token was not issued to this client"
+            )
+        await self.revoke("run", claims.intent.run_id, client)
 
     async def _publish(self, publisher: RevocationPublisher, kind: str, ident: str) -> bool:
         try:

@@ -41,7 +41,6 @@ from ajwt_core.tokens import (
     ID_TOKEN_TYPE_URI,
     MAX_CLAIM_LENGTH,
     decode_id_token,
-    decode_intent_token,
     decode_subject_token,
     encode_user_token,
 )
@@ -240,13 +239,7 @@ class Runs(IdPBase):
         self, client: ClientRow, token: str, proof: VerifiedProof, run_id: str, step: str
     ) -> dict[str, Any]:
         """Record a step as completed, proven by its agent's key and token (DESIGN §6.7)."""
-        claims = decode_intent_token(
-            token,
-            self.keys.verification_keys(),
-            issuer=self.settings.issuer,
-            audience=None,
-            now=self.clock(),
-        )
+        claims = await self.decode_own_token(token)
         if proof.jkt != claims.cnf.jkt:
             raise InvalidGrant(Reason.KEY_NOT_BOUND, "the proof is not by the token's agent key")
         if claims.intent.run_id != run_id or claims.intent.step != step:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ajwt_core.idp.throttle import FailureThrottle
 from ajwt_core.keys import SigningKeySet
-from ajwt_core.tokens import MAX_INTENT_LIFETIME
+from ajwt_core.tokens import MAX_CLIENT_ASSERTION_LIFETIME, MAX_INTENT_LIFETIME
 
 DEFAULT_DB_URL = "sqlite+aiosqlite:///ajwt-idp.db"
 
@@ -60,6 +60,9 @@ class IdPSettings:
     max_body_bytes: int = 1 << 20
     #: Failed admin authentication per client address (default: 10 a minute, then 429).
     admin_throttle: FailureThrottle | None = None
+    #: Longest ``private_key_jwt`` assertion accepted (``exp - iat``, seconds). Its
+    #: ``jti`` is remembered until it expires; authlib's default lifetime is 3600 s.
+    client_assertion_max_lifetime: int = MAX_CLIENT_ASSERTION_LIFETIME
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from ajwt_core.rs.jwks import JWKSCache
 from ajwt_core.rs.middleware import AJWTMiddleware, Route
+from ajwt_core.rs.names import IntrospectionNames, NameMap, NameResolver
 from ajwt_core.rs.nonce import NonceManager
 from ajwt_core.rs.policy import RoutePolicy
 from ajwt_core.rs.stores import (
@@ -15,8 +16,11 @@ from ajwt_core.rs.verifier import VerifiedRequest, Verifier
 __all__ = [
     "AJWTMiddleware",
     "IdPRevocationChecker",
+    "IntrospectionNames",
     "JWKSCache",
     "MemoryReplayStore",
+    "NameMap",
+    "NameResolver",
     "NonceManager",
     "RedisReplayStore",
     "RedisRevocationChecker",

@@ -21,6 +21,7 @@ with needs_extra("rs", "ajwt_core.rs.fastapi"):
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
+from ajwt_core.dpop import BodyBinding
 from ajwt_core.errors import AJWTError, UseDPoPNonce
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
@@ -68,8 +69,10 @@ def require_intent(
     workflows: Iterable[str] | None = None,
     max_delegation_depth: int | None = None,
     require_shim_checksum: bool = False,
+    body_binding: BodyBinding | str = BodyBinding.IF_BODY,
 ) -> Callable[[Request], Awaitable[IntentTokenClaims]]:
-    """A dependency returning the verified intent-token claims of the request."""
+    """A dependency returning the verified intent-token claims of the request
+    (``body_binding``: when the proof must carry ``bh``, see :class:`RoutePolicy`)."""
     policy = RoutePolicy.of(
         scopes=scopes,
         steps=steps,
@@ -78,6 +81,7 @@ def require_intent(
         workflows=workflows,
         max_delegation_depth=max_delegation_depth,
         require_shim_checksum=require_shim_checksum,
+        body_binding=body_binding,
     )
 
     async def dependency(request: Request) -> IntentTokenClaims:

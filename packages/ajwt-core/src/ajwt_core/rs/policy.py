@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
+from ajwt_core.dpop import BodyBinding
 from ajwt_core.errors import InsufficientScope, Reason
 from ajwt_core.tokens import IntentTokenClaims, format_scope
 
@@ -17,9 +18,16 @@ def _frozen(values: Iterable[str] | None) -> frozenset[str] | None:
 class RoutePolicy:
     """Per-route requirements. ``None`` means "any"; empty ``scopes`` means none needed.
 
+    ``body_binding`` says when the proof must carry ``bh`` (the hash of the body, DESIGN
+    §5.3): by default when the request has a body (``"if_body"``); ``"required"`` on
+    every request; ``"optional"`` lets a plain RFC 9449 client call the route (a ``bh``
+    that is present is checked in every case).
+
     >>> policy = RoutePolicy.of(scopes=["repo:write"], tools=["create_pull_request"])
-    >>> sorted(policy.scopes), sorted(policy.tools or ())
-    (['repo:write'], ['create_pull_request'])
+    >>> sorted(policy.scopes), sorted(policy.tools or ()), policy.body_binding
+    (['repo:write'], ['create_pull_request'], <BodyBinding.IF_BODY: 'if_body'>)
+    >>> RoutePolicy.of(body_binding="optional").body_binding
+    <BodyBinding.OPTIONAL: 'optional'>
     """
 
     scopes: frozenset[str] = frozenset()
@@ -31,6 +39,7 @@ class RoutePolicy:
     require_shim_checksum: bool = False
     allow_bearer: bool = False
     public: bool = False
+    body_binding: BodyBinding = BodyBinding.IF_BODY
     metadata: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -46,6 +55,7 @@ class RoutePolicy:
         require_shim_checksum: bool = False,
         allow_bearer: bool = False,
         public: bool = False,
+        body_binding: BodyBinding | str = BodyBinding.IF_BODY,
     ) -> RoutePolicy:
         return cls(
             scopes=frozenset(scopes),
@@ -57,6 +67,7 @@ class RoutePolicy:
             require_shim_checksum=require_shim_checksum,
             allow_bearer=allow_bearer,
             public=public,
+            body_binding=BodyBinding(body_binding),
         )
 
     def check(

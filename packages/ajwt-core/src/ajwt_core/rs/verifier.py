@@ -18,6 +18,7 @@ from ajwt_core.errors import AJWTError, InvalidDPoPProof, InvalidToken, Reason
 from ajwt_core.integrity import HEADER as SHIM_HEADER
 from ajwt_core.keys import KeyResolver
 from ajwt_core.rs.jwks import JWKSCache
+from ajwt_core.rs.names import NameResolver
 from ajwt_core.rs.nonce import NonceManager
 from ajwt_core.rs.policy import RoutePolicy
 from ajwt_core.rs.stores import AsyncReplayStore, MemoryReplayStore, RevocationChecker
@@ -68,7 +69,8 @@ class Verifier:
     ``keys`` is a fixed :class:`~ajwt_core.keys.KeyResolver` or a :class:`JWKSCache` (refreshed
     on an unknown ``kid``). ``token_cache_size`` > 0 remembers verified intent tokens by
     their exact text until they expire, so a token is signature-checked once; the proof
-    is always verified.
+    is always verified. ``names`` reveals the opaque names of privacy-mode tokens
+    (:mod:`ajwt_core.rs.names`) before the route policy sees them; once per token.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Verifier:
         nonces: NonceManager | None = None,
         accepted_shims: Collection[str] = (),
         bearer_verifier: BearerVerifier | None = None,
+        names: NameResolver | None = None,
         leeway: int = DEFAULT_LEEWAY,
         proof_max_age: int = DEFAULT_MAX_AGE,
         token_cache_size: int = 10_000,
@@ -95,6 +98,7 @@ class Verifier:
         self.nonces = nonces
         self.accepted_shims = frozenset(accepted_shims)
         self._bearer = bearer_verifier
+        self.names = names
         self._leeway = leeway
         self._proof_max_age = proof_max_age
         self._cache_size = token_cache_size
@@ -184,6 +188,7 @@ class Verifier:
             url=url,
             token=token,
             body=body,
+            body_binding=policy.body_binding,
             expected_jkt=claims.cnf.jkt,
             nonce=self.nonces.is_valid if self.nonces else None,
             now=now,
@@ -195,6 +200,12 @@ class Verifier:
             f"{verified.jkt}:{verified.jti}", ttl, issued_at=verified.iat
         ):
             raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
+        if claims.intent.opaque_names and self.names is not None:
+            # Privacy mode: names for the policy, asked for only once the proof shows
+            # the caller holds the token's key; remembered with the token.
+            claims = await self.names.reveal(token, claims)
+            if token in self._cache:
+                self._cache[token] = claims
         # 6. revocation of run / intent / agent / client.
         if self.revocation is not None:
             await self.revocation.check(claims)

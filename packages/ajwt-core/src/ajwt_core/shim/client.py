@@ -86,7 +86,7 @@ ManifestSource: TypeAlias = AgentManifest | Mapping[str, Any] | Callable[[], Age
 MASTER_SECRET_ENV = "AJWT_SHIM_SECRET"
 #: Runs whose position the shim remembers (least recently used forgotten first).
 _COMPLETED_RUNS_MAX = 4096
-AGENT_CHECKSUM_GRANT = "agent_checksum"
+AGENT_CHECKSUM_GRANT = "urn:ajwt:params:oauth:grant-type:agent-checksum"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 INTENT_TOKEN_TYPE_URI = "urn:ajwt:params:oauth:token-type:intent"
 DELEGATION_TOKEN_TYPE_URI = "urn:ajwt:params:oauth:token-type:delegation"
@@ -1305,6 +1305,23 @@ class Shim:
         return await self._send_async(
             self._op_complete(agent, step, self._run_or_current(run), checksum)
         )
+
+    # --------------------------------------------------------------- revocation
+
+    def _op_revoke(self, kind: str, ident: str) -> Operation[dict[str, Any]]:
+        request = self._json_request("POST", "/revocations", {"kind": kind, "id": ident})
+        result: dict[str, Any] = self._check((yield request))
+        return result
+
+    def revoke(self, kind: str, ident: str) -> dict[str, Any]:
+        """Revoke one of this client's runs, intents or agent registrations (``kind``
+        ``run``, ``intent``, ``agent``) at the IdP: no more tokens are minted for it and
+        resource servers refuse the ones it has. Answers ``{"revoked": ..., "published":
+        ...}`` (``published: false``: recorded, announced to Redis later)."""
+        return self._send_sync(self._op_revoke(kind, ident))
+
+    async def arevoke(self, kind: str, ident: str) -> dict[str, Any]:
+        return await self._send_async(self._op_revoke(kind, ident))
 
 
 __all__ = ["AJWTError", "Binding", "IssuedToken", "RegisteredAgent", "Shim", "ShimEvent"]

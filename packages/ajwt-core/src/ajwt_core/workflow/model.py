@@ -434,6 +434,9 @@ class Workflow(BaseModel):
     id: WorkflowId
     version: StrictInt = Field(ge=1, le=MAX_WORKFLOW_VERSION)
     steps: dict[str, Step]
+    #: Privacy mode: its intent tokens carry opaque references instead of the workflow,
+    #: step, tool and agent names (DESIGN §5.1); the IdP reveals them by introspection.
+    opaque_names: StrictBool = False
 
     # Derived once at validation (the model is frozen).
     _order: tuple[str, ...] = PrivateAttr(default=())
@@ -665,11 +668,14 @@ key 'a' in one object; keys (such as step ids) must be unique
         {'agent': 'planner', 'tools': ['read_file'], 'scopes': ['repo:read'], \
 'after': ['triage'], 'required': True, 'approval': False}
         """
-        return {
+        body: dict[str, Any] = {
             "id": self.id,
             "version": self.version,
             "steps": {step_id: self.steps[step_id].canonical() for step_id in self._order},
         }
+        if self.opaque_names:
+            body["opaque_names"] = True
+        return body
 
     @property
     def workflow_hash(self) -> str:
@@ -938,6 +944,12 @@ def json_schema() -> dict[str, Any]:
         "properties": {
             "id": identifier,
             "version": {"type": "integer", "minimum": 1, "maximum": MAX_WORKFLOW_VERSION},
+            "opaque_names": {
+                "type": "boolean",
+                "default": False,
+                "description": "Whether its tokens carry opaque references instead of the "
+                "workflow, step, tool and agent names.",
+            },
             "steps": {
                 "oneOf": [
                     {

@@ -39,6 +39,7 @@ from ajwt_core.idp.models import (
 from ajwt_core.ledger import (
     EntryKind,
 )
+from ajwt_core.opaque import hide_names, opaque_ref
 from ajwt_core.tokens import (
     AgentClaim,
     Confirmation,
@@ -154,6 +155,8 @@ class AgentChecksumGrant(IdPBase):
             raise InvalidRequest(Reason.MISSING_PARAMETER, "parameter 'resource' is required")
         audience = p.resource if p.tool is not None and p.resource is not None else issuer
         events: list[dict[str, Any]] = []
+        # Read before the write transaction (the first call may create it); cached.
+        opaque_secret = await self.opaque_secret()
         async with self.db.transaction() as session:
             # 1. client: authenticated by the caller, revocation checked there.
             # 2.–4. agent registered and unexpired, checksum, PoP key.
@@ -248,6 +251,12 @@ class AgentChecksumGrant(IdPBase):
                     else None,
                 ),
             )
+            if workflow.opaque_names:
+                # Privacy mode (DESIGN §5.1): the ledger and the answer keep the names,
+                # the token carries references only the IdP can reveal.
+                claims = hide_names(
+                    claims, lambda kind, name: opaque_ref(opaque_secret, workflow.id, kind, name)
+                )
             token = encode_intent_token(claims, self.keys.active)
         return TokenResponse(
             access_token=token,

@@ -14,6 +14,7 @@ from ajwt_core.errors import (
     AJWTError,
     InvalidGrant,
     Reason,
+    ServerError,
 )
 from ajwt_core.idp.db import (
     AgentRow,
@@ -22,6 +23,7 @@ from ajwt_core.idp.db import (
     DelegationRow,
     RunRow,
 )
+from ajwt_core.idp.grants import INTENT_TOKEN_TYPE_URI
 from ajwt_core.idp.grants.agent_checksum import AgentChecksumGrant, MintParams
 from ajwt_core.idp.models import (
     TokenResponse,
@@ -33,7 +35,6 @@ from ajwt_core.ledger import (
 from ajwt_core.tokens import (
     IntentTokenClaims,
     decode_delegation_assertion,
-    decode_intent_token,
     narrow_scope,
     token_hash,
 )
@@ -45,6 +46,9 @@ class ExchangeParams:
     mint: MintParams
     subject_token: str
     actor_token: str
+    #: RFC 8693 ``requested_token_type`` (one of ``SUBJECT_TOKEN_TYPES``): answered as
+    #: the ``issued_token_type``; the A-JWT intent type when not asked.
+    requested_token_type: str = INTENT_TOKEN_TYPE_URI
 
 
 class TokenExchangeGrant(AgentChecksumGrant):
@@ -55,21 +59,18 @@ class TokenExchangeGrant(AgentChecksumGrant):
     ) -> TokenResponse:
         """Exchange the delegator's token and its delegation assertion for the delegate's
         token (DESIGN §5.2, §6.3: a hand-off, work sent back, or a consultation)."""
-        return await self._recording_refusals(
+        issued = await self._recording_refusals(
             client, p.mint.run_id, p.mint, self._exchange(client, proof, p)
         )
+        return issued.model_copy(update={"issued_token_type": p.requested_token_type})
 
     async def _exchange(
         self, client: ClientRow, proof: VerifiedProof, p: ExchangeParams
     ) -> TokenResponse:
         try:
-            parent = decode_intent_token(
-                p.subject_token,
-                self.keys.verification_keys(),
-                issuer=self.settings.issuer,
-                audience=None,
-                now=self.clock(),
-            )
+            parent = await self.decode_own_token(p.subject_token)
+        except ServerError:
+            raise
         except AJWTError as exc:
             raise InvalidGrant(exc.reason, f"subject token refused: {exc}") from None
         if parent.intent.run_id != p.mint.run_id or parent.client_id != client.client_id:
