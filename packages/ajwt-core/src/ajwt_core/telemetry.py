@@ -62,6 +62,8 @@ class SpanLike(Protocol):
 
     def end(self, end_time: int | None = None) -> None: ...
 
+    def update_name(self, name: str) -> None: ...
+
 
 class _NoSpan:
     """The span of a process without a tracer: accepts everything, records nothing."""
@@ -73,6 +75,9 @@ class _NoSpan:
         return False
 
     def end(self, end_time: int | None = None) -> None:
+        pass
+
+    def update_name(self, name: str) -> None:
         pass
 
 
@@ -130,7 +135,13 @@ def refused(target: SpanLike, exc: BaseException | str) -> None:
         description = f"{exc.reason.value}: {exc.description}"
     else:
         description = type(exc).__name__ if isinstance(exc, BaseException) else "failed"
-    target.set_status(Status(StatusCode.ERROR, description))  # type: ignore[attr-defined]
+    failed(target, description)
+
+
+def failed(target: SpanLike, description: str) -> None:
+    """Set ``target``'s status to error, with ``description``."""
+    if target.is_recording() and trace is not None:
+        target.set_status(Status(StatusCode.ERROR, description))  # type: ignore[attr-defined]
 
 
 def finish(target: SpanLike, exc: BaseException | str | None = None) -> None:
@@ -207,6 +218,7 @@ __all__ = [
     "SpanLike",
     "enabled",
     "extract",
+    "failed",
     "finish",
     "inject",
     "refused",
