@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import doctest
 import logging
+import os
 import secrets
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -192,6 +196,28 @@ def test_the_idp_span_joins_the_callers_trace(
     assert mint.attributes["ajwt.run_id"] == run_id
     assert mint.attributes["ajwt.reason"] == "tool_not_allowed"
     assert mint.status.status_code == StatusCode.ERROR
+
+
+def test_several_workers_sum_their_metrics_in_multiprocess_mode(tmp_path: Path) -> None:
+    # Each "worker" is a process of its own (the mode is chosen when prometheus_client is
+    # imported); the last one's /metrics answers for all of them.
+    worker = (
+        "from ajwt_core.idp.metrics import IdPMetrics\n"
+        "m = IdPMetrics()\n"
+        "m.observe('mint', 200, None, 0.01)\n"
+        "m.observe('mint', 400, 'replayed', 0.01)\n"
+        "print(m.render()[0].decode())\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    answers = [
+        subprocess.run(  # noqa: S603 - our own interpreter, fixed code
+            [sys.executable, "-c", worker], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    ]
+    assert 'ajwt_idp_tokens_issued_total{grant="mint"} 1.0' in answers[0]
+    assert 'ajwt_idp_tokens_issued_total{grant="mint"} 2.0' in answers[1]
+    assert 'ajwt_idp_refusals_total{operation="mint",reason="replayed"} 2.0' in answers[1]
 
 
 def test_module_doctests_pass() -> None:
