@@ -3,7 +3,9 @@ in-memory exporter only while a test listens (the ``spans`` fixture of conftest.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from unittest import mock
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -32,7 +34,11 @@ def _install() -> None:
         return
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):  # else a framework has set one already
-        provider = TracerProvider()
+        # The CrewAI reference app opts out of telemetry with OTEL_SDK_DISABLED for the
+        # whole process; the SDK reads it once, when the provider is built.
+        with mock.patch.dict(os.environ):
+            os.environ.pop("OTEL_SDK_DISABLED", None)
+            provider = TracerProvider()
         trace.set_tracer_provider(provider)
     provider.add_span_processor(_LISTENING)
     _INSTALLED.append(provider)
