@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,6 +16,17 @@ from ajwt_core.tokens import (
     build_act_chain,
 )
 from tests.support import AUDIENCE, ISSUER, NOW, ClaimsFactory
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The OpenTelemetry spans ended during the test (the SDK is loaded only here)."""
+    from tests.otel import listen
+
+    yield from listen()
 
 
 @pytest.fixture

@@ -357,7 +357,9 @@ def test_audit_detects_a_deleted_entry(tmp_path: Path) -> None:
 
 def test_audit_of_a_file_that_is_no_export_is_one_error_line(tmp_path: Path) -> None:
     path = write_json(tmp_path / "m.json", MANIFEST)
-    assert_one_error_line(invoke("audit", "verify", str(path)), "ledger_broken")
+    # Not a ledger at all, so nothing is "broken" (issue 15): it says what the file is not.
+    line = assert_one_error_line(invoke("audit", "verify", str(path)), "not_a_ledger")
+    assert "is not a ledger export" in line
 
 
 # ---------------------------------------------------------------- against a live IdP
@@ -731,10 +733,12 @@ def test_serve_refuses_several_workers_without_redis(
     # Issue 12 §6: each worker kept its own replay cache, so one captured /token request
     # was minted once per worker.
     args = ["idp", "serve", "--workers", "2", "--db", "postgresql+asyncpg://ajwt@127.0.0.1/x"]
-    line = assert_one_error_line(
-        invoke(*args, "--key-file", str(tmp_path / "k.json")), "malformed_request"
-    )
-    assert "--redis" in line and "replay" in line
+    result = invoke(*args, "--key-file", str(tmp_path / "k.json"))
+    # A usage error (exit 2) naming the option, with no protocol reason code.
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--workers'" in result.output
+    assert "--redis" in result.output and "replay" in result.output
+    assert "malformed_request" not in result.output
     assert recorded_run.calls == []
 
 
@@ -765,5 +769,5 @@ def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
         "--key-file",
         str(tmp_path / "k.json"),
     )
-    assert result.exit_code == 1
-    assert "PostgreSQL" in result.stderr
+    assert result.exit_code == 2  # a usage error (issue 15)
+    assert "PostgreSQL" in result.output

@@ -114,3 +114,20 @@ def test_html_report_is_well_formed_with_tree_and_table(
         assert attack["id"] in text
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # self-contained
     assert (out / "report.md").read_text().count("|") > 20
+
+
+def test_the_results_read_at_80_columns(demo_run: tuple[int, Path, dict[str, Any]]) -> None:
+    from rich.console import Console
+
+    from ajwt_core.cli.demo import _print_results
+
+    _, out, report = demo_run
+    console = Console(width=80, record=True, color_system=None)
+    _print_results(console, report, out)
+    text = console.export_text()
+    assert [line for line in text.splitlines() if len(line) > 80] == []
+    assert "…" not in text
+    for attack in report["attacks"]:  # every reason code whole, on one line
+        assert f"({attack['ajwt']['reason']})" in text, attack["id"]
+    for call in report["legitimate"]["ajwt"]:
+        assert call["path"] in text

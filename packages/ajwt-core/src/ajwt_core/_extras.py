@@ -28,7 +28,15 @@ import contextlib
 import importlib.util
 from collections.abc import Iterable, Iterator
 
-_IDP = ("fastapi", "starlette", "uvicorn", "httptools", "sqlalchemy", "alembic")
+_IDP = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httptools",
+    "sqlalchemy",
+    "alembic",
+    "prometheus_client",
+)
 _CLI = ("typer", "rich")
 
 #: extra -> the top-level modules it installs that this package imports.
@@ -38,6 +46,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "redis": ("redis",),
     "postgres": ("asyncpg",),
     "cli": _CLI,
+    # Optional at run time: without it, ajwt_core.telemetry does nothing.
+    "otel": ("opentelemetry",),
 }
 
 

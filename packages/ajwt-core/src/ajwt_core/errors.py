@@ -132,6 +132,8 @@ class Reason(StrEnum):
     # local (shim) conditions
     NO_AGENT_CONTEXT = "no_agent_context"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    # the shim could not reach the IdP (no connection, or no answer): a ServerError
+    IDP_UNREACHABLE = "idp_unreachable"
     NOT_FOUND = "not_found"
     LOCAL_USERS_DISABLED = "local_users_disabled"
 

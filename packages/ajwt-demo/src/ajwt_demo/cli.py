@@ -7,23 +7,35 @@ A-JWT blocked every attack and accepted every legitimate call.
 from __future__ import annotations
 
 import importlib.util
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ajwt_core.cli._output import fail
+from ajwt_core.cli._output import fail, writable_folder
 
-FRAMEWORKS = ("langgraph", "autogen", "crewai")
+if TYPE_CHECKING:
+    from rich.text import Text
+
+
+class Framework(StrEnum):
+    """The agent frameworks the demo runs on (listed by ``--help`` and in usage errors)."""
+
+    langgraph = "langgraph"
+    autogen = "autogen"
+    crewai = "crewai"
+
+
+FRAMEWORKS = tuple(f.value for f in Framework)
 # The adapter package that runs the demo's workflow on each framework.
 _ADAPTERS = {"langgraph": "ajwt_langchain", "autogen": "ajwt_autogen", "crewai": "ajwt_crewai"}
 
 
 def demo(
     framework: Annotated[
-        str,
-        typer.Option(help=f"The agent framework that runs the workflow: {', '.join(FRAMEWORKS)}."),
-    ] = "langgraph",
+        Framework, typer.Option(help="The agent framework that runs the workflow.")
+    ] = Framework.langgraph,
     out: Annotated[
         Path, typer.Option(help="Folder for report.json, report.md and report.html.")
     ] = Path("ajwt-demo-report"),
@@ -40,18 +52,17 @@ def demo(
 ) -> None:
     """Run the multi-agent vulnerability patcher with plain OAuth and with A-JWT, send
     every attack of the threat model to both, and write a report."""
-    if framework not in FRAMEWORKS:
-        raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
+    writable_folder(out, "--out")  # before the 20 s of work, not after
     from rich.console import Console
 
     from ajwt_demo.run import DemoConfig, run_demo
 
-    _require_framework(framework)
+    _require_framework(framework.value)
 
     console = Console(stderr=True)
-    config = DemoConfig(framework=framework, out=out, db_url=db, fast=fast)
+    config = DemoConfig(framework=framework.value, out=out, db_url=db, fast=fast)
     console.print(
-        f"[bold]A-JWT demo[/bold]: the vulnerability-patcher workflow on {framework}, "
+        f"[bold]A-JWT demo[/bold]: the vulnerability-patcher workflow on {framework.value}, "
         "plain OAuth vs A-JWT, then every attack against both."
     )
     if plain or not console.is_terminal:
@@ -87,38 +98,58 @@ def _require_framework(framework: str) -> None:
         )
 
 
-def _outcome(side: dict[str, Any]) -> str:
+def _outcome(side: dict[str, Any]) -> Text:
+    """``blocked`` / ``allowed`` over the reason (or status): two short lines, so that a
+    narrow column wraps between them and never inside a reason code."""
+    from rich.text import Text
+
     if side["blocked"]:
         why = side.get("reason") or side.get("error") or f"HTTP {side['status']}"
-        return f"[green]blocked[/green] ({why})"
-    return f"[red]allowed[/red] (HTTP {side['status']})"
+        return Text.assemble(("blocked", "green"), f"\n({why})")
+    return Text.assemble(("allowed", "red"), f"\nHTTP {side['status']}")
 
 
 def _print_results(console: Any, report: dict[str, Any], out: Path) -> None:
+    """The attacks and the legitimate calls, in tables that read at 80 columns: few
+    columns, each long text wrapped between words (a column is never narrower than its
+    longest word, so reason codes and paths are not cut)."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="Attacks, as the servers answered them", show_lines=False)
-    for column in ("attack", "STRIDE", "baseline (bearer)", "A-JWT", "blocked by"):
-        table.add_column(column, overflow="fold")
+    def widest(side: str) -> int:
+        lines = (_outcome(a[side]).plain.splitlines() for a in report["attacks"])
+        return max((len(line) for pair in lines for line in pair), default=8)
+
+    table = Table(title="Attacks, as the servers answered them", show_lines=True)
+    table.add_column("attack, and the A-JWT check that blocks it", ratio=1, overflow="fold")
+    # As wide as their longest reason code: one is never cut, let alone mid-word.
+    table.add_column("baseline (bearer)", min_width=widest("baseline"), no_wrap=True)
+    table.add_column("A-JWT", min_width=widest("ajwt"), no_wrap=True)
     for attack in report["attacks"]:
         table.add_row(
-            f"{attack['id']} {attack['name']}",
-            attack["stride"],
+            Text.assemble(
+                (f"{attack['id']} {attack['name']}", "bold"),
+                (f" ({attack['stride']})", "dim"),
+                f"\n{attack['check']}",
+            ),
             _outcome(attack["baseline"]),
             _outcome(attack["ajwt"]),
-            attack["check"],
         )
     console.print(table)
     calls = Table(title="Legitimate A-JWT calls: who made each one")
-    for column in ("call", "agent", "step", "tool", "delegation chain"):
-        calls.add_column(column)
-    for call in report["legitimate"]["ajwt"]:
+    # A path is one word: its column is as wide as the longest, within reason.
+    calls_made = report["legitimate"]["ajwt"]
+    longest = max((len(c["method"]) + 1 + len(c["path"]) for c in calls_made), default=4)
+    calls.add_column("call", overflow="fold", min_width=min(longest, console.width - 30))
+    calls.add_column("agent in step, with tool; delegation chain", overflow="fold")
+    for call in calls_made:
         calls.add_row(
             f"{call['method']} {call['path']}",
-            call["agent"] or "-",
-            call["step"] or "-",
-            call["tool"] or "-",
-            " → ".join(call["chain"]),
+            Text.assemble(
+                (call["agent"] or "-", "bold"),
+                f" in {call['step'] or '-'}, with {call['tool'] or '-'}\n",
+                (" → ".join(call["chain"]), "dim"),
+            ),
         )
     console.print(calls)
     overhead = report["overhead"]

@@ -7,6 +7,8 @@ every failure is one line on stderr, ``error: <description> (<reason>)``.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -38,6 +40,40 @@ class CliError(Exception):
 
 def fail(description: str, reason: str) -> NoReturn:
     raise CliError(description, reason)
+
+
+def usage_error(description: str, option: str) -> NoReturn:
+    """A wrong option value: Click's usage error (exit status 2, the option named), with
+    no protocol reason code, since nothing was asked of any server."""
+    raise typer.BadParameter(description, param_hint=f"'{option}'")
+
+
+def writable_folder(path: Path, option: str) -> None:
+    """Create folder ``path`` if needed and check it can be written, before any work.
+
+    >>> import tempfile
+    >>> writable_folder(Path(tempfile.mkdtemp()) / "report", "--out")
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        usage_error(f"{str(path)!r} exists and is not a folder", option)
+    except OSError as exc:
+        usage_error(f"cannot create {str(path)!r}: {exc.strerror or type(exc).__name__}", option)
+    if not os.access(path, os.W_OK | os.X_OK):
+        usage_error(f"cannot write in {str(path)!r}: permission denied", option)
+
+
+def writable_file(path: Path, option: str) -> None:
+    """Check that file ``path`` can be written (its folder exists and is writable, it is
+    not a folder), before any work; the file itself is not created."""
+    folder = path.parent
+    if path.is_dir():
+        usage_error(f"{str(path)!r} is a folder; give a file name", option)
+    if not folder.is_dir():
+        usage_error(f"the folder {str(folder)!r} does not exist", option)
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        usage_error(f"cannot write {str(path)!r}: permission denied", option)
 
 
 def printable(value: object) -> str:
@@ -74,18 +110,66 @@ def console() -> Console:
     return Console(highlight=False, markup=False, emoji=False)
 
 
-def print_fields(out: Console, title: str, rows: list[tuple[str, str | Text]]) -> None:
-    """A titled list of ``name  value`` lines, aligned.
+def fold(text: Text, width: int) -> list[Text]:
+    """``text`` as lines of at most ``width`` cells, broken only between words.
 
-    Values are never wrapped or folded by Rich (the terminal wraps long lines), so a
-    hash or a token id is copied whole.
+    A word longer than a line (a hash, a key id) is never cut: it gets a line of its own
+    and overflows it, so it is still copied whole; a reason code is never split.
+
+    >>> from rich.text import Text
+    >>> [line.plain for line in fold(Text("refused (delegation_not_along_workflow) now"), 12)]
+    ['refused', '(delegation_not_along_workflow)', 'now']
     """
+    from rich.cells import cell_len
+
+    plain = text.plain
+    lines: list[Text] = []
+    start = end = 0
+    for word in re.finditer(r"\S+", plain):
+        if end > start and cell_len(plain[start : word.end()]) > width:
+            lines.append(text[start:end])
+            start = word.start()
+        elif end == start:
+            start = word.start()
+        end = word.end()
+    if end > start:
+        lines.append(text[start:end])
+    return lines or [text[0:0]]
+
+
+def print_wrapped(out: Console, text: Text, indent: int = 0) -> None:
+    """``text`` folded between words to the console's width (see :func:`fold`)."""
+    from rich.text import Text
+
+    for line in fold(text, out.width - indent):
+        out.print(Text.assemble(" " * indent, line), soft_wrap=True)
+
+
+def print_fields(out: Console, title: str, rows: list[tuple[str, str | Text]]) -> None:
+    """A titled list of ``name  value`` lines, aligned, that reads at the console's
+    width (80 columns when it is not a terminal).
+
+    A long value is folded between words under its column; a value with a word too long
+    for that column (a hash) starts on the next line, indented, so that it is not cut:
+    a hash or a token id is copied whole.
+    """
+    from rich.cells import cell_len
     from rich.text import Text
 
     out.print(Text(title, style="bold underline"))
     width = max((len(name) for name, _ in rows), default=0)
-    for name, value in rows:
-        out.print(Text.assemble(" ", (name.ljust(width), "bold"), "  ", value), soft_wrap=True)
+    column = 1 + width + 2
+    for name, raw in rows:
+        value = raw if isinstance(raw, Text) else Text(raw)
+        label = Text.assemble(" ", (name.ljust(width), "bold"), "  ")
+        lines = fold(value, out.width - column)
+        if all(cell_len(line.plain) <= out.width - column for line in lines):
+            out.print(label + lines[0], soft_wrap=True)
+            for line in lines[1:]:
+                out.print(Text.assemble(" " * column, line), soft_wrap=True)
+            continue
+        out.print(Text.assemble(" ", (name, "bold")), soft_wrap=True)
+        print_wrapped(out, value, indent=4)
 
 
 def read_text(source: str, what: str) -> str:

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import quote
 
 import typer
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Audit run ledgers.", no_args_is_help=True, rich_markup_mode=None)
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: The reason printed for a file that is not a ledger export at all (nothing to verify,
+#: so not "broken"): a CLI condition, like ``io_error``, not a protocol reason.
+NOT_A_LEDGER = "not_a_ledger"
 
 
 @dataclass(frozen=True)
@@ -161,18 +164,33 @@ def _verify_file(path: str, anchors: Anchors) -> Audit:
     from ajwt_core.ledger import verify_json
 
     text = read_text(path, "ledger export")
+    if not text.strip():
+        _not_a_ledger(path, "it is empty")
     try:
         document = json.loads(text)
-        run_id = document.get("run_id") if isinstance(document, dict) else None
     except (ValueError, RecursionError):
-        run_id = None  # verify_json reports what is wrong with the document
-    run_id = run_id if isinstance(run_id, str) else None
+        _not_a_ledger(path, "it is not JSON")
+    if not isinstance(document, dict):
+        _not_a_ledger(path, "it is not a JSON object")
+    missing = [key for key in ("run_id", "entries") if key not in document]
+    if missing:
+        _not_a_ledger(path, f"it has no {' and no '.join(repr(k) for k in missing)}")
+    # From here on it is an export: whatever is wrong with it is a broken ledger.
+    run_id = document["run_id"] if isinstance(document["run_id"], str) else None
     return Audit(
         source=f"file {path}",
         run_id=run_id,
         report=verify_json(
             text, expected_head=anchors.expected_head, anchors=anchors.resolve(run_id)
         ),
+    )
+
+
+def _not_a_ledger(path: str, why: str) -> NoReturn:
+    fail(
+        f"{path!r} is not a ledger export ({why}); an export is the JSON object "
+        '{"run_id": ..., "entries": [...]} that GET /runs/RUN_ID/ledger returns',
+        NOT_A_LEDGER,
     )
 
 

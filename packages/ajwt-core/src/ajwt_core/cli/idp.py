@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ajwt_core.cli._output import IO_ERROR, fail, print_warning, printable
+from ajwt_core.cli._output import IO_ERROR, fail, print_warning, printable, usage_error
 from ajwt_core.errors import Reason
 
 app = typer.Typer(
@@ -94,7 +94,7 @@ def _check_db_url(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError:
         # Never echo the URL itself: it may hold a password.
-        fail("--db is not a SQLAlchemy database URL", Reason.MALFORMED_REQUEST)
+        usage_error("not a SQLAlchemy database URL", "--db")
     database = parsed.database
     if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
         directory = Path(database).parent
@@ -268,7 +268,7 @@ def serve(
         )
     except SQLAlchemyError as exc:
         # Engine-creation messages name the dialect or driver, not the URL's password.
-        fail(f"--db cannot be used: {str(exc).splitlines()[0]}", Reason.MALFORMED_REQUEST)
+        usage_error(f"cannot be used: {str(exc).splitlines()[0]}", "--db")
     typer.echo(
         f"A-JWT IdP: issuer {public_url}, database {shown_db}, "
         f"signing keys {key_file} ({len(keys.keys)} published, active kid {keys.active.kid})"
@@ -317,17 +317,17 @@ def _check_workers(workers: int, db: str, redis: str | None) -> None:
     if workers == 1:
         return
     if db.startswith("sqlite"):
-        fail(
+        usage_error(
             "several workers need PostgreSQL (--db postgresql+asyncpg://…): SQLite has "
             "a single writer and this IdP serialises it within one process",
-            Reason.MALFORMED_REQUEST,
+            "--workers",
         )
     if not redis:
-        fail(
+        usage_error(
             "several workers need --redis: each worker would otherwise keep its own "
             "proof-replay cache, and one captured /token request would be minted once "
             "per worker",
-            Reason.MALFORMED_REQUEST,
+            "--workers",
         )
 
 

@@ -24,6 +24,7 @@ from ajwt_core.cli._output import (
     parse_json,
     print_error,
     print_fields,
+    print_wrapped,
     printable,
     read_text,
 )
@@ -236,7 +237,7 @@ def _rows(claims: Mapping[str, Any]) -> list[tuple[str, str | Text]]:
     return rows
 
 
-def _signature_line(result: Verification) -> RenderableType:
+def _signature_line(result: Verification) -> Text:
     from rich.text import Text
 
     if not result.checked:
@@ -322,7 +323,7 @@ def _render(
     from rich.text import Text
 
     out = console()
-    out.print(_signature_line(result), soft_wrap=True)
+    print_wrapped(out, _signature_line(result))
     typ = header.get("typ")
     if not (isinstance(typ, str) and typ.lower().removeprefix("application/") == INTENT_TOKEN_TYPE):
         out.print(

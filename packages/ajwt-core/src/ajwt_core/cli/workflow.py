@@ -13,7 +13,14 @@ from typing import Annotated, Any
 
 import typer
 
-from ajwt_core.cli._output import IO_ERROR, dump_json, fail, read_text
+from ajwt_core.cli._output import (
+    IO_ERROR,
+    dump_json,
+    fail,
+    read_text,
+    usage_error,
+    writable_file,
+)
 
 app = typer.Typer(
     help="Check, draw and describe workflow documents (YAML or JSON).",
@@ -42,7 +49,7 @@ def _load(source: str, fmt: str | None) -> Any:
     from ajwt_core.workflow.source import format_of, load_document
 
     if fmt not in (None, "json", "yaml"):
-        fail(f"--format must be 'json' or 'yaml', not {fmt!r}", "malformed_request")
+        usage_error(f"{fmt!r} is not one of 'json', 'yaml'", "--format")
     chosen = fmt or format_of(source)
     return load_document(read_text(source, "workflow"), "json" if chosen == "json" else "yaml")
 
@@ -97,6 +104,8 @@ def show(
     loops and consultations (text), or as a Mermaid flowchart (--mermaid)."""
     from ajwt_core.workflow import render
 
+    if out is not None:
+        writable_file(out, "--out")
     workflow = _load(file, fmt).workflow()
     drawing = render.mermaid(workflow) if mermaid else render.text(workflow, width=width)
     if out is None:
@@ -145,6 +154,8 @@ def export(
     from ajwt_core.adapters import draft_workflow, load_object
     from ajwt_core.workflow.render import yaml_document
 
+    if out is not None:
+        writable_file(out, "--out")  # before importing the app, which may take seconds
     workflow = draft_workflow(load_object(app_reference), workflow_id=workflow_id, version=version)
     text = "# Drafted by `ajwt workflow export`: review it before registering it.\n"
     text += yaml_document(workflow)

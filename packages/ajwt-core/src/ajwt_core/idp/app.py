@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import parse_qs
 
@@ -18,6 +18,7 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,6 +53,7 @@ from ajwt_core.idp.grants import (
     TOKEN_EXCHANGE_GRANT,
 )
 from ajwt_core.idp.keystore import ReloadingKeys
+from ajwt_core.idp.metrics import IdPMetrics
 from ajwt_core.idp.models import (
     IDENTIFIER_PATTERN,
     MAX_IDENTIFIER_LENGTH,
@@ -71,6 +73,7 @@ from ajwt_core.idp.models import (
     TokenResponse,
     UserTokenRequest,
 )
+from ajwt_core.idp.observer import Observer
 from ajwt_core.idp.outages import RETRY_AFTER_SECONDS, Outages
 from ajwt_core.idp.service import (
     ClientCredential,
@@ -107,6 +110,8 @@ Version = Annotated[int, Path(ge=1, le=MAX_WORKFLOW_VERSION)]
 MAX_FORM_FIELDS = 32
 #: How often expired client-assertion ``jti`` values are purged (seconds).
 PURGE_INTERVAL: Final = 60.0
+#: How long ``/readyz`` waits for each backend before calling it down (seconds).
+READY_TIMEOUT: Final = 2.0
 FormModel = TypeVar("FormModel", bound=BaseModel)
 
 
@@ -203,6 +208,9 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     accepted_shims = sorted({*settings.accepted_shim_checksums, shim_checksum()})
     admin_failures = settings.admin_throttle or FailureThrottle()
     replay_backend = "redis" if settings.redis_url and replay is None else "replay cache"
+    metrics = IdPMetrics()
+    # A client of its own for /readyz: a ping, never a key the IdP uses.
+    redis_probe = _redis_probe(settings.redis_url) if settings.redis_url else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -220,6 +228,9 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if redis_probe is not None:
+            with contextlib.suppress(Exception):
+                await redis_probe.aclose()
         await db.dispose()
 
     app = FastAPI(
@@ -341,6 +352,41 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         return await checked_proof(
             values[0], path, body=body, token=token, body_binding=body_binding
         )
+
+    # --------------------------------------------------------------- operations
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers. No backend is called (a database outage must
+        not get a healthy IdP restarted: it answers 503 meanwhile and recovers)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: the database (and Redis, when configured) answer within
+        :data:`READY_TIMEOUT`; else 503 naming the failing backends."""
+        probes = {"database": lambda: db.fetch_one(_PING, {})}
+        if redis_probe is not None:
+            probes["redis"] = redis_probe.ping
+        checks = {name: await _probe(probe) for name, probe in probes.items()}
+        failing = [name for name, state in checks.items() if state != "ok"]
+        if not failing:
+            return JSONResponse({"status": "ready", "checks": checks})
+        down = ServerError(
+            Reason.SERVICE_UNAVAILABLE, f"not ready: {', '.join(failing)} unavailable"
+        )
+        answer = error_response(down)
+        return JSONResponse(
+            down.to_oauth() | {"status": "unavailable", "failing": failing, "checks": checks},
+            status_code=503,
+            headers={"Retry-After": answer.headers["retry-after"]},
+        )
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        """Prometheus text exposition (:mod:`ajwt_core.idp.metrics`)."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     # ---------------------------------------------------------------- discovery
 
@@ -551,7 +597,32 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(NoStore)
     app.add_middleware(ErrorBoundary, outages=outages)
+    # Outermost: it sees every answer, the boundary's 503s and the size limits' 413s too.
+    app.add_middleware(Observer, metrics=metrics)
     return app
+
+
+_PING = text("SELECT 1")
+
+
+def _redis_probe(url: str) -> Any:
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(
+        url, socket_timeout=READY_TIMEOUT, socket_connect_timeout=READY_TIMEOUT
+    )
+
+
+async def _probe(check: Callable[[], Awaitable[Any]]) -> str:
+    """``ok``, or why the backend is taken as down (no exception text: it may quote
+    a connection URL)."""
+    try:
+        await asyncio.wait_for(check(), READY_TIMEOUT)
+    except TimeoutError:
+        return "timeout"
+    except Exception:  # noqa: BLE001 - any failure of the backend means "not ready"
+        return "unavailable"
+    return "ok"
 
 
 async def _purge_used_assertions(idp: IdP) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from ajwt_core.errors import AJWTError, InvalidRequest, Reason, UseDPoPNonce
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
-from ajwt_core.rs.verifier import Verifier, www_authenticate
+from ajwt_core.rs.verifier import Verifier, log_refusal, www_authenticate
 
 log = logging.getLogger("ajwt_core.rs")
 
@@ -137,6 +137,12 @@ class AJWTMiddleware:
             if sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_header_bytes:
                 raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request headers are too large")
             body, disconnected = await self._read_body(scope, receive)
+        except AJWTError as exc:
+            # Refused before the verifier saw it (which logs its own refusals).
+            log_refusal(exc, None, scope["method"], scope.get("path", ""))
+            await send_refusal(send, exc, nonce)
+            return
+        try:
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
             verified = await self.verifier.verify(
                 method=scope["method"], url=url, headers=headers, body=body, policy=policy

@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ajwt_core import telemetry
 from ajwt_core.dpop import DEFAULT_FUTURE_LEEWAY, DEFAULT_MAX_AGE, VerifiedProof, verify_proof
 from ajwt_core.errors import AJWTError, InvalidDPoPProof, InvalidToken, Reason
 from ajwt_core.integrity import HEADER as SHIM_HEADER
 from ajwt_core.keys import KeyResolver
+from ajwt_core.logfields import message, without_query
 from ajwt_core.rs.jwks import JWKSCache
 from ajwt_core.rs.names import NameResolver
 from ajwt_core.rs.nonce import NonceManager
@@ -154,7 +156,35 @@ class Verifier:
         body: bytes,
         policy: RoutePolicy,
     ) -> VerifiedRequest:
-        """Verify one request against ``policy``; raises an :class:`AJWTError` subclass."""
+        """Verify one request against ``policy``; raises an :class:`AJWTError` subclass.
+
+        Each outcome is logged on ``ajwt_core.rs.audit`` with its fields in the message
+        (acceptances at INFO, refusals at WARNING, nonce challenges at INFO) and, with
+        OpenTelemetry, recorded as an ``ajwt.verify`` span."""
+        seen: list[IntentTokenClaims] = []
+        with telemetry.span(telemetry.VERIFY) as span:
+            try:
+                verified = await self._verify(method, url, headers, body, policy, seen)
+            except AJWTError as exc:
+                claims = seen[0] if seen else None
+                _describe(span, claims)
+                if audit.isEnabledFor(logging.INFO):
+                    log_refusal(exc, claims, method, url)
+                raise
+            _describe(span, verified.claims)
+            if audit.isEnabledFor(logging.INFO) and verified.claims is not None:
+                self._audit(verified.claims, method, url)
+            return verified
+
+    async def _verify(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        policy: RoutePolicy,
+        seen: list[IntentTokenClaims],
+    ) -> VerifiedRequest:
         found = _wanted_headers(headers)
         now = self._clock()
         # 1. Authorization: DPoP <token> and exactly one DPoP header.
@@ -174,6 +204,7 @@ class Verifier:
             raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
         # 2.–3. token header, signature, iss, aud, times, lifetime.
         claims = await self._decode(token, now)
+        seen.append(claims)  # for the refusal's log line, from here on
         if claims.intent.tool is None:
             # A step token (DESIGN §6.3) proves a step to the IdP only; its audience is
             # the IdP, so this also stops one if an RS shares the IdP's identifier.
@@ -212,28 +243,15 @@ class Verifier:
         # 7. route policy.
         _, shim = _single(found, _SHIM)
         policy.check(claims, shim, self.accepted_shims)
-        # 8. audit event; the handler gets the verified claims.
-        if audit.isEnabledFor(logging.INFO):
-            self._audit(claims, method, url)
+        # 8. the handler gets the verified claims (verify() writes the audit event).
         return VerifiedRequest(claims=claims, proof=verified)
 
     @staticmethod
     def _audit(claims: IntentTokenClaims, method: str, url: str) -> None:
+        fields = {**_claim_fields(claims), "method": method, "url": without_query(url)}
         audit.info(
-            "ajwt request accepted",
-            extra={
-                "ajwt": {
-                    "jti": claims.jti,
-                    "sub": claims.sub,
-                    "agent": claims.agent.id,
-                    "run_id": claims.intent.run_id,
-                    "step": claims.intent.step,
-                    "tool": claims.intent.tool,
-                    "chain": claims.chain,
-                    "method": method,
-                    "url": url,
-                }
-            },
+            message("ajwt request accepted", fields),
+            extra={"ajwt": {**fields, "jti": claims.jti, "sub": claims.sub}},
         )
 
     async def _legacy_bearer(self, token: str, policy: RoutePolicy) -> VerifiedRequest:
@@ -248,6 +266,41 @@ class Verifier:
         except Exception:  # noqa: BLE001 - a legacy verifier's own error: refuse, never 500
             raise InvalidToken(Reason.BAD_SIGNATURE, "the bearer token is not valid") from None
         return VerifiedRequest(claims=None, proof=None, bearer_claims=claims)
+
+
+def _claim_fields(claims: IntentTokenClaims) -> dict[str, Any]:
+    return {
+        "agent": claims.agent.id,
+        "step": claims.intent.step,
+        "tool": claims.intent.tool,
+        "run_id": claims.intent.run_id,
+        "chain": claims.chain,
+    }
+
+
+def log_refusal(exc: AJWTError, claims: IntentTokenClaims | None, method: str, url: str) -> None:
+    """Log a refusal with what is known of the request: its claims once the token was
+    decoded (a forged or expired token's claims are not trusted, so not logged)."""
+    fields: dict[str, Any] = {"reason": exc.reason.value, "error": exc.error}
+    if claims is not None:
+        fields |= _claim_fields(claims)
+    fields |= {"method": method, "url": without_query(url)}
+    challenge = exc.reason in (Reason.NONCE_REQUIRED, Reason.NONCE_MISMATCH)
+    audit.log(
+        logging.INFO if challenge else logging.WARNING,
+        message("ajwt request refused", fields),
+        extra={"ajwt": fields},
+    )
+
+
+def _describe(span: telemetry.SpanLike, claims: IntentTokenClaims | None) -> None:
+    if claims is not None and span.is_recording():
+        span.set_attribute(telemetry.AGENT, claims.agent.id)
+        span.set_attribute(telemetry.RUN, claims.intent.run_id)
+        if claims.intent.step is not None:
+            span.set_attribute(telemetry.STEP, claims.intent.step)
+        if claims.intent.tool is not None:
+            span.set_attribute(telemetry.TOOL, claims.intent.tool)
 
 
 def www_authenticate(exc: AJWTError, algs: str = "ES256 EdDSA") -> str:

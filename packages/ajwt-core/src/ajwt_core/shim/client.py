@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -30,6 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ajwt_core import telemetry
 from ajwt_core._http import AsyncClients
 from ajwt_core.checksum import AgentManifest
 from ajwt_core.dpop import create_proof
@@ -40,6 +42,7 @@ from ajwt_core.errors import (
     InvalidRequest,
     LedgerError,
     Reason,
+    ServerError,
     UnauthorizedClient,
     error_from_oauth,
 )
@@ -90,6 +93,60 @@ AGENT_CHECKSUM_GRANT = "urn:ajwt:params:oauth:grant-type:agent-checksum"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 INTENT_TOKEN_TYPE_URI = "urn:ajwt:params:oauth:token-type:intent"
 DELEGATION_TOKEN_TYPE_URI = "urn:ajwt:params:oauth:token-type:delegation"
+#: Where an operation's request says what it is, for its span (name and attributes).
+_TRACE = "ajwt.trace"
+#: The failures after which the request certainly never reached the IdP (no connection
+#: was made, or none was free): the only ones worth sending again (DESIGN §12).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Tool spans still open (prepared, not finished) per shim, the oldest ended first.
+_OPEN_TOOL_SPANS_MAX = 4096
+
+
+def _unreachable(request: httpx.Request, exc: Exception, tries: int) -> ServerError:
+    return ServerError(
+        Reason.IDP_UNREACHABLE,
+        f"the IdP at {origin_of(str(request.url))} cannot be reached "
+        f"({type(exc).__name__}, {tries} tries); nothing was sent, so retrying later is safe",
+    )
+
+
+def _no_answer(request: httpx.Request, exc: Exception) -> ServerError:
+    # Not retried: the IdP may have acted on the request (a mint recorded in the ledger,
+    # its proof's jti used), and the same request again would be refused or done twice.
+    return ServerError(
+        Reason.IDP_UNREACHABLE,
+        f"the IdP at {origin_of(str(request.url))} did not answer "
+        f"({type(exc).__name__}); the request may have been processed",
+    )
+
+
+def _request_span(request: httpx.Request) -> contextlib.AbstractContextManager[Any]:
+    """The span of one IdP request an operation marked (a mint, an exchange, a
+    completion), carrying the trace to the IdP in ``traceparent``."""
+    traced = request.extensions.get(_TRACE)
+    if traced is None or not telemetry.enabled():
+        return contextlib.nullcontext(telemetry.NO_SPAN)
+    name, attributes = traced
+    return _traced(request, name, attributes)
+
+
+@contextlib.contextmanager
+def _traced(
+    request: httpx.Request, name: str, attributes: dict[str, str | None]
+) -> Iterator[telemetry.SpanLike]:
+    with telemetry.span(name, **attributes) as span:
+        telemetry.inject(request.headers)
+        yield span
+
+
+def _note_answer(span: telemetry.SpanLike, response: httpx.Response) -> None:
+    """An IdP refusal on the request's span: its reason and error code."""
+    if response.is_error and span.is_recording():
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        telemetry.refused(span, error_from_oauth(body, response.status_code))
 
 
 @dataclass
@@ -180,6 +237,9 @@ class Shim:
     mint before a tool runs, so a refusal stops the tool before it starts.
     """
 
+    #: Pauses before the second and third try of a request that could not connect.
+    connect_backoff: tuple[float, ...] = (0.1, 0.5)
+
     def __init__(
         self,
         idp_url: str,
@@ -230,6 +290,9 @@ class Shim:
         self._checkpoints: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._resolvers: list[ContextResolver] = []
         self._lock = threading.Lock()
+        self._tool_spans: OrderedDict[
+            tuple[str, str, str | None, str | None], list[telemetry.SpanLike]
+        ] = OrderedDict()
         self._sync_client: httpx.Client | None = None
         self._async_clients = AsyncClients(
             lambda: httpx.AsyncClient(timeout=self._timeout, transport=self._async_transport)
@@ -240,27 +303,75 @@ class Shim:
     def _send_sync(self, operation: Operation[T]) -> T:
         if self._sync_client is None:
             self._sync_client = httpx.Client(timeout=self._timeout, transport=self._transport)
+        client = self._sync_client
         try:
             request = next(operation)
             while True:
-                response = self._sync_client.send(request)
-                response.read()
+                try:
+                    with _request_span(request) as span:
+                        response = self._roundtrip_sync(client, request)
+                        _note_answer(span, response)
+                except AJWTError as exc:
+                    # Into the operation, so its own handlers (a tool refusal, a span)
+                    # see the failure, in the context that opened them.
+                    request = operation.throw(exc)
+                    continue
                 request = operation.send(response)
         except StopIteration as done:
             result: T = done.value
             return result
+        finally:
+            operation.close()
 
     async def _send_async(self, operation: Operation[T]) -> T:
         client = self._async_clients.get()
         try:
             request = next(operation)
             while True:
-                response = await client.send(request)
-                await response.aread()
+                try:
+                    with _request_span(request) as span:
+                        response = await self._roundtrip_async(client, request)
+                        _note_answer(span, response)
+                except AJWTError as exc:
+                    request = operation.throw(exc)
+                    continue
                 request = operation.send(response)
         except StopIteration as done:
             result: T = done.value
             return result
+        finally:
+            operation.close()
+
+    def _roundtrip_sync(self, client: httpx.Client, request: httpx.Request) -> httpx.Response:
+        """One request to the IdP, retried only while no connection could be made."""
+        for attempt, pause in enumerate((*self.connect_backoff, None), start=1):
+            try:
+                response = client.send(request)
+                response.read()
+                return response
+            except _NOT_SENT as exc:
+                if pause is None:
+                    raise _unreachable(request, exc, attempt) from None
+                time.sleep(pause)
+            except httpx.TransportError as exc:
+                raise _no_answer(request, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _roundtrip_async(
+        self, client: httpx.AsyncClient, request: httpx.Request
+    ) -> httpx.Response:
+        for attempt, pause in enumerate((*self.connect_backoff, None), start=1):
+            try:
+                response = await client.send(request)
+                await response.aread()
+                return response
+            except _NOT_SENT as exc:
+                if pause is None:
+                    raise _unreachable(request, exc, attempt) from None
+                await asyncio.sleep(pause)
+            except httpx.TransportError as exc:
+                raise _no_answer(request, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         if self._sync_client is not None:
@@ -306,6 +417,16 @@ class Shim:
                 "client_id": self.client_id,
             }
         request = httpx.Request("POST", self.idp_url + "/token", data=form, headers=headers)
+        exchange = form["grant_type"] == TOKEN_EXCHANGE_GRANT
+        request.extensions[_TRACE] = (
+            telemetry.EXCHANGE if exchange else telemetry.MINT,
+            {
+                "agent": form["agent_id"],
+                "run": form["run_id"],
+                "step": form.get("step"),
+                "tool": form.get("tool"),
+            },
+        )
         request.headers["DPoP"] = create_proof(
             key, "POST", str(request.url), body=request.read(), now=self._clock()
         )
@@ -876,33 +997,54 @@ class Shim:
 
     def _op_prepare(self, context: AgentContext) -> Operation[AgentContext]:
         resolved = context
+        # The tool call's span: open from here to tool_finished, the parent of its mint.
+        span = telemetry.start(
+            telemetry.TOOL_CALL,
+            agent=context.agent,
+            run=context.run.run_id,
+            step=context.step,
+            tool=context.tool,
+        )
         try:
-            step = self.resolve_step(context)
-            resolved = AgentContext(
-                agent=context.agent,
-                run=context.run,
-                step=step,
-                tool=self._resolve_tool(context, step),
-                input_digest=context.input_digest,
-            )
-            if self.local_checks:
-                self._live_agent(resolved.agent, resolved.checksum, resolved.tool)
-                state = self.run_state(resolved.run)
-                with self._lock:
-                    state.check_mint(resolved.agent, step, resolved.tool, approvals=False)
-            if self.default_audience is not None:
-                yield from self._op_token(resolved, self.default_audience)
+            with telemetry.use(span):
+                step = self.resolve_step(context)
+                span.set_attribute(telemetry.STEP, step)
+                resolved = AgentContext(
+                    agent=context.agent,
+                    run=context.run,
+                    step=step,
+                    tool=self._resolve_tool(context, step),
+                    input_digest=context.input_digest,
+                )
+                if resolved.tool is not None:
+                    span.set_attribute(telemetry.TOOL, resolved.tool)
+                if self.local_checks:
+                    self._live_agent(resolved.agent, resolved.checksum, resolved.tool)
+                    state = self.run_state(resolved.run)
+                    with self._lock:
+                        state.check_mint(resolved.agent, step, resolved.tool, approvals=False)
+                if self.default_audience is not None:
+                    yield from self._op_token(resolved, self.default_audience)
         except AJWTError as refusal:
+            telemetry.finish(span, refusal)
             detail = {"error": refusal.error, "reason": refusal.reason.value}
             self._emit("tool_refused", resolved, detail)
             raise
+        except BaseException as exc:
+            telemetry.finish(span, exc)
+            raise
+        self._hold_tool_span(resolved, span)
         self._emit("tool_started", resolved)
         return resolved
 
     def prepare(self, context: AgentContext) -> AgentContext:
         """Before a tool runs: resolve its step, run the local checks, and (with a
         ``default_audience``) mint its token, so a refusal blocks the tool up front.
-        Returns the context with ``step`` and ``tool`` filled in."""
+        Returns the context with ``step`` and ``tool`` filled in.
+
+        With OpenTelemetry (extra ``otel``), the tool call's span ``ajwt.tool_call``
+        starts here, as a child of the framework's current span, and ends at
+        :meth:`tool_finished`."""
         return self._send_sync(self._op_prepare(context))
 
     async def aprepare(self, context: AgentContext) -> AgentContext:
@@ -913,7 +1055,47 @@ class Shim:
     ) -> None:
         """Record the end of a tool call (success, or failure with its error)."""
         detail = {} if error is None else {"error": str(error)[:500]}
+        telemetry.finish(self._release_tool_span(context), error)
         self._emit("tool_failed" if error is not None else "tool_finished", context, detail)
+
+    @staticmethod
+    def _tool_key(context: AgentContext) -> tuple[str, str, str | None, str | None]:
+        return (context.agent, context.run.run_id, context.step, context.tool)
+
+    def _hold_tool_span(self, context: AgentContext, span: telemetry.SpanLike) -> None:
+        if span is telemetry.NO_SPAN:
+            return
+        with self._lock:
+            self._tool_spans.setdefault(self._tool_key(context), []).append(span)
+            if len(self._tool_spans) > _OPEN_TOOL_SPANS_MAX:
+                # A framework that never reported the end: close the oldest, unfinished.
+                _, forgotten = self._tool_spans.popitem(last=False)
+                for stale in forgotten:
+                    stale.set_attribute("ajwt.unfinished", True)
+                    stale.end()
+
+    def _release_tool_span(self, context: AgentContext) -> telemetry.SpanLike:
+        """The open span of the tool call ``context`` ends (the latest such call)."""
+        with self._lock:
+            key = self._tool_key(context)
+            if key not in self._tool_spans:
+                # An adapter that reports the context it prepared with, before the step
+                # and tool were resolved: the agent's latest open call in the run.
+                key = next(
+                    (
+                        k
+                        for k in reversed(self._tool_spans)
+                        if k[:2] == key[:2] and context.tool in (None, k[3])
+                    ),
+                    key,
+                )
+            spans = self._tool_spans.get(key)
+            if not spans:
+                return telemetry.NO_SPAN
+            span = spans.pop()
+            if not spans:
+                del self._tool_spans[key]
+            return span
 
     def subscribe(self, callback: Callable[[ShimEvent], None]) -> None:
         """Observe what the shim does (tool calls, mints, hand-offs, completions)."""
@@ -1263,6 +1445,10 @@ class Shim:
             issued = yield from self._op_step_token(agent, run, the_step, registered.checksum)
         path = f"/runs/{run.run_id}/steps/{the_step}/complete"
         request = self._json_request("POST", path)
+        request.extensions[_TRACE] = (
+            telemetry.COMPLETE,
+            {"agent": agent, "run": run.run_id, "step": the_step},
+        )
         request.headers["X-AJWT-Token"] = f"DPoP {issued.token}"
         request.headers["DPoP"] = create_proof(
             registered.key,
