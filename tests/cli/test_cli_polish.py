@@ -16,7 +16,7 @@ from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from ajwt_core.cli import app
-from ajwt_core.cli.demo import _print_results
+from ajwt_demo.cli import _print_results
 from ajwt_core.errors import Reason
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.ledger import EntryKind, Ledger, export_json

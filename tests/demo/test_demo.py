@@ -119,7 +119,7 @@ def test_html_report_is_well_formed_with_tree_and_table(
 def test_the_results_read_at_80_columns(demo_run: tuple[int, Path, dict[str, Any]]) -> None:
     from rich.console import Console
 
-    from ajwt_core.cli.demo import _print_results
+    from ajwt_demo.cli import _print_results
 
     _, out, report = demo_run
     console = Console(width=80, record=True, color_system=None)

@@ -19,6 +19,8 @@ import pytest
 from ajwt_core._extras import EXTRAS
 from tests.packaging.project import PACKAGES, ROOT, normalize, pyproject, requirement_name
 
+# Distributions whose import name is not their name with "-" as "_".
+MODULE_OF = {"opentelemetry-api": "opentelemetry"}
 FIRST_PARTY = {"ajwt_core", "ajwt_langchain", "ajwt_autogen", "ajwt_crewai", "ajwt_demo"}
 # Distributions that a declared one pins to an exact version: pydantic requires
 # pydantic-core==<its build>, so declaring pydantic fixes pydantic-core too.
@@ -100,7 +102,7 @@ def test_the_one_line_messages_name_each_extras_own_modules() -> None:
                 inner = requirement.partition("[")[2].partition("]")[0].split(",")
                 modules.update(m for e in inner for m in EXTRAS[e.strip()])
             else:
-                modules.add(name.replace("-", "_"))
+                modules.add(MODULE_OF.get(name, name.replace("-", "_")))
         assert set(EXTRAS[extra]) == modules, extra
 
 

@@ -31,7 +31,10 @@ from typing import Any, Final, Protocol
 from ajwt_core.errors import AJWTError
 
 try:
-    from opentelemetry import propagate, trace
+    # Imported by their full names: the top-level ``opentelemetry`` package is shared
+    # by the API, the SDK and the exporters; these modules are the API's.
+    import opentelemetry.propagate as propagate
+    import opentelemetry.trace as trace
     from opentelemetry.trace import Status, StatusCode
 except ImportError:  # pragma: no cover - the extra is installed in the workspace
     trace = None  # type: ignore[assignment]
