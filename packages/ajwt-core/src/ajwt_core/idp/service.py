@@ -2,9 +2,11 @@
 authenticates the client and verifies the DPoP proof, then calls one method here.
 
 :class:`IdP` is assembled from one part per concern, each in its own module:
-:mod:`~ajwt_core.idp.clients`, :mod:`~ajwt_core.idp.registration`,
-:mod:`~ajwt_core.idp.runs`, the grants (:mod:`~ajwt_core.idp.grants.agent_checksum`,
-:mod:`~ajwt_core.idp.grants.token_exchange`) and :mod:`~ajwt_core.idp.revocation`, over
+:mod:`~ajwt_core.idp.clients`, :mod:`~ajwt_core.idp.registration` (over
+:mod:`~ajwt_core.idp.governance`), :mod:`~ajwt_core.idp.runs`, the grants
+(:mod:`~ajwt_core.idp.grants.agent_checksum`,
+:mod:`~ajwt_core.idp.grants.token_exchange`), :mod:`~ajwt_core.idp.revocation` and
+:mod:`~ajwt_core.idp.inventory` (the administrator's lists), over
 the shared :mod:`~ajwt_core.idp.base`. Every refusal is an
 :class:`~ajwt_core.errors.AJWTError`; mint refusals for a run the client owns are also
 appended to that run's ledger (``mint_refused``).
@@ -23,12 +25,13 @@ from ajwt_core.idp.grants import (
 )
 from ajwt_core.idp.grants.agent_checksum import MintParams
 from ajwt_core.idp.grants.token_exchange import ExchangeParams, TokenExchangeGrant
+from ajwt_core.idp.inventory import Inventory
 from ajwt_core.idp.registration import Registration
 from ajwt_core.idp.revocation import Revocations
 from ajwt_core.idp.runs import Runs
 
 
-class IdP(Clients, Registration, Runs, TokenExchangeGrant, Revocations):
+class IdP(Clients, Registration, Runs, TokenExchangeGrant, Revocations, Inventory):
     """The A-JWT authorisation server (DESIGN §6)."""
 
 
