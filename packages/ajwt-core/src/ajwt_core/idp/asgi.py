@@ -1,49 +1,33 @@
-"""The IdP as an ASGI app factory configured by environment variables, for uvicorn
-workers: ``uvicorn --factory ajwt_core.idp.asgi:app_from_env --workers N``
-(``ajwt idp serve --workers N`` sets these variables and runs exactly that).
+"""The IdP as an ASGI app factory configured by the environment, for uvicorn workers:
+``uvicorn --factory ajwt_core.idp.asgi:app_from_env --workers N`` (``ajwt idp serve
+--workers N`` hands its settings to the workers this way).
 
-| variable | meaning |
-|---|---|
-| ``AJWT_IDP_ISSUER`` | public base URL (required) |
-| ``AJWT_IDP_DB`` | SQLAlchemy URL (SQLite for one worker; PostgreSQL for several) |
-| ``AJWT_IDP_KEY_FILE`` | signing-key file shared by the workers |
-| ``AJWT_ADMIN_TOKEN`` | administrator credential (refused if weak: ``admin_token.weakness``) |
-| ``AJWT_IDP_REDIS_URL`` | Redis for the shared proof-replay cache and revocations |
-| ``AJWT_IDP_TOKEN_LIFETIME`` | intent-token lifetime, seconds (≤ 300) |
-| ``AJWT_IDP_LOCAL_USERS`` | ``0`` to refuse local user tokens |
+The settings are :meth:`IdPSettings.load`'s: a config file named by ``AJWT_IDP_CONFIG``,
+then ``AJWT_IDP_<SETTING>`` variables (``AJWT_IDP_ISSUER`` is required; the older
+``AJWT_IDP_DB`` and ``AJWT_ADMIN_TOKEN`` are read too). ``docs/operate.md`` lists them.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from fastapi import FastAPI
 
+from ajwt_core.errors import AJWTError
 from ajwt_core.idp.admin_token import weakness
 from ajwt_core.idp.app import create_app
-from ajwt_core.idp.settings import DEFAULT_DB_URL, IdPSettings
-from ajwt_core.tokens import MAX_INTENT_LIFETIME
+from ajwt_core.idp.settings import IdPSettings
 
 
 def settings_from_env() -> IdPSettings:
-    issuer = os.environ.get("AJWT_IDP_ISSUER")
-    if not issuer:
-        raise SystemExit("AJWT_IDP_ISSUER must be set")
-    key_file = os.environ.get("AJWT_IDP_KEY_FILE")
-    admin_token = os.environ.get("AJWT_ADMIN_TOKEN") or None
-    why = weakness(admin_token) if admin_token else None
+    """The IdP's settings from ``$AJWT_IDP_CONFIG`` and the environment; a missing or
+    invalid setting, or a weak admin token, stops the worker with one line."""
+    try:
+        settings = IdPSettings.load()
+    except AJWTError as exc:
+        raise SystemExit(exc.description) from None
+    why = weakness(settings.admin_token) if settings.admin_token else None
     if why is not None:
         raise SystemExit(f"AJWT_ADMIN_TOKEN is too weak: {why}")
-    return IdPSettings(
-        issuer=issuer,
-        db_url=os.environ.get("AJWT_IDP_DB", DEFAULT_DB_URL),
-        admin_token=admin_token,
-        key_file=Path(key_file) if key_file else None,
-        redis_url=os.environ.get("AJWT_IDP_REDIS_URL") or None,
-        token_lifetime=int(os.environ.get("AJWT_IDP_TOKEN_LIFETIME", MAX_INTENT_LIFETIME)),
-        local_users=os.environ.get("AJWT_IDP_LOCAL_USERS", "1") != "0",
-    )
+    return settings
 
 
 def app_from_env() -> FastAPI:
