@@ -1,8 +1,11 @@
 """The ``ajwt`` command (extra ``cli``: Typer + Rich).
 
 One module per command group: :mod:`ajwt_core.cli.idp` (serve, rotate-key),
-:mod:`ajwt_core.cli.checksum`, :mod:`ajwt_core.cli.inspect`, :mod:`ajwt_core.cli.audit`,
-:mod:`ajwt_core.cli.demo`, :mod:`ajwt_core.cli.workflow`. Each imports
+:mod:`ajwt_core.cli.dev`, :mod:`ajwt_core.cli.checksum`, :mod:`ajwt_core.cli.inspect`,
+:mod:`ajwt_core.cli.audit`, :mod:`ajwt_core.cli.demo`, :mod:`ajwt_core.cli.workflow`, and
+the operator commands that talk to a running IdP (:mod:`ajwt_core.cli.client`,
+:mod:`ajwt_core.cli.agents`, :mod:`ajwt_core.cli.user`, :mod:`ajwt_core.cli.runs`). Each
+imports
 what it needs inside its command, so ``ajwt --help`` loads neither FastAPI,
 SQLAlchemy, uvicorn nor httpx.
 
@@ -31,7 +34,19 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from None
 
 from ajwt_core import __version__
-from ajwt_core.cli import audit, checksum, demo, idp, inspect, workflow
+from ajwt_core.cli import (
+    agents,
+    audit,
+    checksum,
+    client,
+    demo,
+    dev,
+    idp,
+    inspect,
+    runs,
+    user,
+    workflow,
+)
 from ajwt_core.cli._output import IO_ERROR, CliError, print_error
 from ajwt_core.errors import AJWTError
 
@@ -91,6 +106,11 @@ def _root(
 app.add_typer(idp.app, name="idp")
 app.add_typer(audit.app, name="audit")
 app.add_typer(workflow.app, name="workflow")
+app.add_typer(client.app, name="client")
+app.add_typer(agents.app, name="agents")
+app.add_typer(user.app, name="user")
+app.add_typer(runs.app, name="runs")
+app.command("dev")(dev.dev)
 app.command("checksum")(checksum.checksum)
 app.command("inspect")(inspect.inspect)
 app.command("demo")(demo.demo)
