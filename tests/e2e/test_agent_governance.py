@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
@@ -18,7 +18,14 @@ from fastapi import FastAPI, Security
 from ajwt_core.checksum import AgentManifest
 from ajwt_core.demo.agents import reference_manifest
 from ajwt_core.demo.stack import Stack
-from ajwt_core.errors import InvalidClient, InvalidGrant, NotFound, Reason, UnauthorizedClient
+from ajwt_core.errors import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    NotFound,
+    Reason,
+    UnauthorizedClient,
+)
 from ajwt_core.idp.admin import AdminClient
 from ajwt_core.rs import IdPRevocationChecker, Verifier
 from ajwt_core.rs.fastapi import install, require_intent
@@ -28,6 +35,10 @@ from ajwt_core.tokens import IntentTokenClaims
 
 PLANNER = reference_manifest("planner")
 PLANNER_V2 = reference_manifest("planner", prompt="Plan the fix, then list the files to read.")
+# The routes' dependencies (module level: FastAPI resolves the annotations by name).
+anyone = require_intent()
+v1_only = require_intent(scopes=["repo:read"], agent_versions={"planner": [1]})
+reviewed = require_intent(agent_checksums=[PLANNER.checksum()])
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +68,17 @@ def api(stack: Stack) -> Iterator[str]:
     )
     app = FastAPI()
     install(app, verifier)
-    v1_only = require_intent(scopes=["repo:read"], agent_versions={"planner": [1]})
-    reviewed = require_intent(agent_checksums=[PLANNER.checksum()])
 
     @app.get("/any")
-    async def any_version(claims: IntentTokenClaims = Security(require_intent())) -> Any:
+    async def any_version(claims: Annotated[IntentTokenClaims, Security(anyone)]) -> Any:
         return {"agent": claims.agent.id, "version": claims.agent.version}
 
     @app.get("/v1")
-    async def pinned_version(claims: IntentTokenClaims = Security(v1_only)) -> Any:
+    async def pinned_version(claims: Annotated[IntentTokenClaims, Security(v1_only)]) -> Any:
         return {"version": claims.agent.version}
 
     @app.get("/reviewed")
-    async def pinned_checksum(claims: IntentTokenClaims = Security(reviewed)) -> Any:
+    async def pinned_checksum(claims: Annotated[IntentTokenClaims, Security(reviewed)]) -> Any:
         return {"checksum": claims.agent.checksum}
 
     server.start(app)
@@ -307,10 +316,10 @@ def test_governance_endpoints_need_the_administrator(stack: Stack) -> None:
 
 def test_pinning_a_malformed_manifest_is_a_typed_refusal(stack: Stack) -> None:
     client_id, _ = new_client(stack, "pinned")
-    with pytest.raises(Exception) as info:
+    with pytest.raises(InvalidRequest) as info:
         stack.admin.pin_agents(client_id, [{"agent_id": "planner"}])  # no prompt
-    assert getattr(info.value, "reason", None) == Reason.INVALID_MANIFEST
+    assert info.value.reason == Reason.INVALID_MANIFEST
     bad: AgentManifest | dict[str, Any] = {"prompt": {"template": "x"}}  # no agent id
-    with pytest.raises(Exception) as info:
+    with pytest.raises(InvalidRequest) as info:
         stack.admin.pin_agents(client_id, [bad])
-    assert getattr(info.value, "reason", None) == Reason.INVALID_MANIFEST
+    assert info.value.reason == Reason.INVALID_MANIFEST
