@@ -171,5 +171,6 @@ def downgrade() -> None:
             ["client_id", "agent_id", "version"],
         )
     op.drop_table("agent_checksums")
-    with op.batch_alter_table("clients", schema=None) as batch_op:
-        batch_op.drop_column("agent_policy")
+    # Not a batch (which would recreate ``clients``, a table others reference): SQLite
+    # 3.35+ drops a column in place.
+    op.drop_column("clients", "agent_policy")
