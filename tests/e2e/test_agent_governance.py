@@ -135,6 +135,9 @@ def test_open_policy_numbers_each_checksum_and_keeps_it_across_keys(
     ]
     listed = stack.admin.agents(client_id)["items"]
     assert [a["live_registrations"] for a in listed] == [2, 1]
+    first = stack.admin.agents(client_id, limit=1)
+    second = stack.admin.agents(client_id, limit=1, after=first["next"])
+    assert first["items"] + second["items"] == listed and second["next"] is None
     assert {a["source"] for a in listed} == {"runtime"}
     # Tokens carry the version.
     assert call(stack, shim, workflow_id, api + "/any").json() == {"agent": "planner", "version": 1}

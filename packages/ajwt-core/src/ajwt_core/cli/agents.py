@@ -18,11 +18,14 @@ import typer
 from ajwt_core.cli._admin import (
     DEFAULT_IDP_URL,
     AdminTokenFileOption,
+    AfterOption,
     IdpOption,
     JsonOption,
+    LimitOption,
     admin_client,
     columns,
     emit,
+    page_footer,
 )
 from ajwt_core.cli._output import IO_ERROR, dump_json, fail, parse_json, printable, read_text
 
@@ -148,6 +151,8 @@ def list_agents(
     status: Annotated[
         str | None, typer.Option(help="Only checksums in this state: allowed, pending, revoked.")
     ] = None,
+    limit: LimitOption = 100,
+    after: AfterOption = None,
     idp: IdpOption = DEFAULT_IDP_URL,
     admin_token_file: AdminTokenFileOption = None,
     as_json: JsonOption = False,
@@ -155,7 +160,7 @@ def list_agents(
     """List every checksum of a client's agents: version, state, who decided, and how
     many live registrations (running shims) use it."""
     with admin_client(idp, admin_token_file) as admin:
-        page = admin.agents(client_id, agent_id=agent_id, status=status)
+        page = admin.agents(client_id, agent_id=agent_id, status=status, limit=limit, after=after)
     rows = [["AGENT", "VERSION", "STATUS", "LIVE", "SOURCE", "CHECKSUM"]] + [
         [
             a["agent_id"],
@@ -167,7 +172,7 @@ def list_agents(
         ]
         for a in page["items"]
     ]
-    emit(page, as_json, columns(rows))
+    emit(page, as_json, columns(rows) + page_footer(page))
 
 
 @app.command("approve")

@@ -116,11 +116,21 @@ class AdminClient:
     # ----------------------------------------------------------------- agents
 
     def agents(
-        self, client_id: str, *, agent_id: str | None = None, status: str | None = None
+        self,
+        client_id: str,
+        *,
+        agent_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> dict[str, Any]:
-        """Every checksum of the client's agents, with its version and status."""
+        """One page of the checksums of the client's agents, with version and status."""
         result: dict[str, Any] = self._get(
-            f"/admin/clients/{_seg(client_id)}/agents", agent_id=agent_id, status=status
+            f"/admin/clients/{_seg(client_id)}/agents",
+            agent_id=agent_id,
+            status=status,
+            limit=limit,
+            after=after,
         )
         return result
 

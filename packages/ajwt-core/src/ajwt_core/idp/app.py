@@ -416,10 +416,13 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         client_id: Id,
         agent_id: OptionalId = None,
         status: ChecksumStatus = None,
+        limit: PageSize = DEFAULT_PAGE,
+        after: Cursor = None,
     ) -> dict[str, Any]:
         require_admin(request)
-        items = await idp.list_checksums(client_id, agent_id=agent_id, status=status)
-        return {"items": items, "next": None}
+        return await idp.list_checksums(
+            client_id, agent_id=agent_id, status=status, limit=limit, after=after
+        )
 
     @app.post("/admin/clients/{client_id}/agents", status_code=201)
     async def pin_agents(request: Request, client_id: Id, body: AgentPins) -> dict[str, Any]:

@@ -20,13 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ajwt_core.checksum import compute_checksum
 from ajwt_core.errors import InvalidRequest, NotFound, Reason, UnauthorizedClient
 from ajwt_core.idp.base import IdPBase
 from ajwt_core.idp.db import AgentChecksumRow, AgentRow, ClientRow, DbSession
+from ajwt_core.idp.inventory import decode_cursor, page_of
 from ajwt_core.idp.revocation import record_revocation
 
 AgentPolicy = Literal["open", "pinned", "approval"]
@@ -247,26 +248,32 @@ class Governance(IdPBase):
         *,
         agent_id: str | None = None,
         status: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Every checksum of the client's agents (by agent, then version), with how many
-        live registrations each has."""
+        limit: int = 100,
+        after: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of the client's agent checksums (by agent, then version), each with how
+        many live registrations use it (``{"items", "next"}``, as the other admin lists)."""
         await self.client_row(client_id)
         now = self.now()
-        async with self.db.read() as session:
-            stmt = select(AgentChecksumRow).where(AgentChecksumRow.client_id == client_id)
-            if agent_id is not None:
-                stmt = stmt.where(AgentChecksumRow.agent_id == agent_id)
-            if status is not None:
-                stmt = stmt.where(AgentChecksumRow.status == status)
-            rows = (
-                (
-                    await session.execute(
-                        stmt.order_by(AgentChecksumRow.agent_id, AgentChecksumRow.version)
-                    )
+        stmt = select(AgentChecksumRow).where(AgentChecksumRow.client_id == client_id)
+        if agent_id is not None:
+            stmt = stmt.where(AgentChecksumRow.agent_id == agent_id)
+        if status is not None:
+            stmt = stmt.where(AgentChecksumRow.status == status)
+        if after is not None:
+            last_agent, last_version = decode_cursor(after, (str, int))
+            stmt = stmt.where(
+                or_(
+                    AgentChecksumRow.agent_id > last_agent,
+                    and_(
+                        AgentChecksumRow.agent_id == last_agent,
+                        AgentChecksumRow.version > last_version,
+                    ),
                 )
-                .scalars()
-                .all()
             )
+        stmt = stmt.order_by(AgentChecksumRow.agent_id, AgentChecksumRow.version).limit(limit + 1)
+        async with self.db.read() as session:
+            rows = (await session.execute(stmt)).scalars().all()
             counts = dict(
                 (
                     await session.execute(
@@ -280,7 +287,8 @@ class Governance(IdPBase):
                     )
                 ).all()
             )
-        return [checksum_view(row, int(counts.get(row.checksum, 0))) for row in rows]
+        items = [checksum_view(row, int(counts.get(row.checksum, 0))) for row in rows]
+        return page_of(items, limit, ["agent_id", "version"])
 
     async def set_agent_policy(self, client_id: str, policy: str) -> dict[str, Any]:
         """Change a client's registration policy. The checksums already allowed stay

@@ -53,7 +53,8 @@ def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
     return key
 
 
-def _page(items: list[dict[str, Any]], limit: int, key: Sequence[str]) -> dict[str, Any]:
+def page_of(items: list[dict[str, Any]], limit: int, key: Sequence[str]) -> dict[str, Any]:
+    """A page of at most ``limit`` of ``items`` (which hold one more if there are more)."""
     more = len(items) > limit
     items = items[:limit]
     cursor = encode_cursor([items[-1][k] for k in key]) if more and items else None
@@ -99,7 +100,7 @@ class Inventory(IdPBase):
             stmt = stmt.where(ClientRow.client_id > last)
         async with self.db.read() as session:
             rows = (await session.execute(stmt)).scalars().all()
-        return _page([client_view(r) for r in rows], limit, ["client_id"])
+        return page_of([client_view(r) for r in rows], limit, ["client_id"])
 
     async def list_workflows(
         self,
@@ -132,7 +133,7 @@ class Inventory(IdPBase):
         items = [
             {"workflow_id": w, "version": v, "hash": h, "created_at": at} for w, v, h, at in rows
         ]
-        return _page(items, limit, ["workflow_id", "version"])
+        return page_of(items, limit, ["workflow_id", "version"])
 
     async def list_runs(
         self,
@@ -163,7 +164,7 @@ class Inventory(IdPBase):
             )
         async with self.db.read() as session:
             rows = (await session.execute(stmt)).scalars().all()
-        return _page([run_view(r) for r in rows], limit, ["created_at", "run_id"])
+        return page_of([run_view(r) for r in rows], limit, ["created_at", "run_id"])
 
     async def run_details(self, run_id: str) -> dict[str, Any]:
         """One run: its row, where it stands in its workflow, and its ledger's length."""
