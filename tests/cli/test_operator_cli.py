@@ -245,3 +245,13 @@ class _ToyAdapter:
 
 
 TOY_APP = {"kind": "toy-app"}
+
+
+def test_idp_serve_dev_runs_the_development_idp(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ajwt_core.cli.dev
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(ajwt_core.cli.dev, "dev", lambda **kw: calls.append(kw))
+    result = CliRunner().invoke(app, ["idp", "serve", "--dev", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert calls == [{"host": "127.0.0.1", "port": 8123}]
