@@ -706,8 +706,11 @@ def recorded_run(monkeypatch: pytest.MonkeyPatch) -> RecordedRun:
 
     recorder = RecordedRun()
     monkeypatch.setattr(uvicorn, "run", recorder)
-    # serve --workers exports the configuration for the workers: restore it afterwards.
-    for name in ("ISSUER", "DB", "KEY_FILE", "TOKEN_LIFETIME", "REDIS_URL"):
+    # serve --workers exports the configuration for the workers: restore it afterwards
+    # (an empty variable is no setting).
+    from ajwt_core.idp.settings import IdPSettings
+
+    for name in ["DB", "CONFIG", *(field.upper() for field in IdPSettings.model_fields)]:
         monkeypatch.setenv(f"AJWT_IDP_{name}", "")
     monkeypatch.setenv("AJWT_ADMIN_TOKEN", secrets.token_urlsafe(32))
     return recorder

@@ -16,11 +16,11 @@ from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from ajwt_core.cli import app
-from ajwt_demo.cli import _print_results
 from ajwt_core.errors import Reason
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.ledger import EntryKind, Ledger, export_json
 from ajwt_core.tokens import build_act_chain, encode_intent_token
+from ajwt_demo.cli import _print_results
 from tests.support import AUDIENCE, ClaimsFactory
 
 HASH = re.compile(r"sha256:[0-9a-f]{64}")

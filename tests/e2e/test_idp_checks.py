@@ -174,11 +174,16 @@ def test_step_completion_needs_the_steps_token_and_its_agents_key(stack: Stack) 
     assert complete(shim.agent("supervisor").key, token).status_code == 200
 
 
-def test_client_without_runtime_registration_cannot_register_agents(stack: Stack) -> None:
+def test_client_without_runtime_registration_is_pinned(stack: Stack) -> None:
+    # ``allow_runtime_registration: false`` is the ``pinned`` policy: only checksums an
+    # administrator registered (tests/e2e/test_agent_governance.py) may register.
     client = stack.new_client(allow_runtime_registration=False)
+    assert client["agent_policy"] == "pinned"
     shim = Shim(stack.idp_url, client["client_id"], client_secret=client["client_secret"])
     with pytest.raises(UnauthorizedClient) as info:
         shim.register(reference_manifest("planner"))
-    assert info.value.reason == Reason.AGENT_NOT_REGISTERED
+    assert info.value.reason == Reason.AGENT_NOT_PINNED
+    stack.admin.pin_agents(client["client_id"], [reference_manifest("planner")])
+    assert shim.register(reference_manifest("planner")).version == 1
     allowed = stack.shim()
     assert allowed.agent("planner").version >= 1

@@ -133,7 +133,9 @@ def test_agent_key_rotation_endpoint(stack: Stack) -> None:
         response = http.send(request)
     assert response.status_code == 201, response.text
     rotated = response.json()
-    assert rotated["version"] == old.version + 1
+    # A new key for the same checksum: the same agent version (DESIGN §12 Governance).
+    assert rotated["version"] == old.version
+    assert rotated["registration_id"] != old.registration_id
     assert rotated["checksum"] == old.checksum
     assert rotated["jkt"] == new_key.thumbprint
     # The old key is retired: minting with it is refused as an expired registration's key.

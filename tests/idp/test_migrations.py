@@ -115,3 +115,67 @@ def test_0003_widens_the_jti_columns_on_postgresql() -> None:
 
     with postgres_database() as url:
         asyncio.run(scenario(url))
+
+
+def test_0007_numbers_existing_registrations_by_checksum(tmp_path: Path) -> None:
+    """Registrations made before agent governance get their checksum's version; a client
+    that could never register agents becomes ``pinned``."""
+    db = Database(f"sqlite:///{tmp_path}/old.db")
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+    def at_0004_with_registrations(conn: Any) -> None:
+        command.upgrade(alembic_config(conn), "0004")
+        conn.execute(
+            text(
+                "INSERT INTO clients (client_id, scopes, shim_checksums, "
+                "allow_runtime_registration, created_at) "
+                "VALUES ('open-app', '', '[]', 1, 0), ('closed-app', '', '[]', 0, 0)"
+            )
+        )
+        for reg, version, checksum in (("r1", 1, a), ("r2", 2, b), ("r3", 3, a)):
+            conn.execute(
+                text(
+                    "INSERT INTO agent_registrations (registration_id, client_id, agent_id, "
+                    "version, checksum, manifest, jwk, alg, jkt, created_at, expires_at) "
+                    "VALUES (:reg, 'open-app', 'planner', :version, :checksum, '{}', '{}', "
+                    "'ES256', 'jkt', :version, 100)"
+                ),
+                {"reg": reg, "version": version, "checksum": checksum},
+            )
+
+    asyncio.run(db.run_with_connection(at_0004_with_registrations))
+    asyncio.run(upgrade(db))
+    rows: dict[str, Any] = {}
+
+    def read(conn: Any) -> None:
+        rows["policies"] = {
+            r[0]: r[1] for r in conn.execute(text("SELECT client_id, agent_policy FROM clients"))
+        }
+        rows["checksums"] = list(
+            conn.execute(
+                text("SELECT checksum, version, status FROM agent_checksums ORDER BY version")
+            )
+        )
+        rows["registrations"] = {
+            r[0]: r[1]
+            for r in conn.execute(text("SELECT registration_id, version FROM agent_registrations"))
+        }
+
+    asyncio.run(db.run_with_connection(read))
+    assert rows["policies"] == {"open-app": "open", "closed-app": "pinned"}
+    assert [tuple(r) for r in rows["checksums"]] == [(a, 1, "allowed"), (b, 2, "allowed")]
+    assert rows["registrations"] == {"r1": 1, "r2": 2, "r3": 1}
+    _check_no_drift(db)
+
+    # Down and up again: registration versions unique per registration in between.
+    def versions_after_downgrade(conn: Any) -> None:
+        command.downgrade(alembic_config(conn), "0006")
+        query = text("SELECT registration_id, version FROM agent_registrations")
+        rows["down"] = {r[0]: r[1] for r in conn.execute(query)}
+
+    asyncio.run(db.run_with_connection(versions_after_downgrade))
+    assert rows["down"] == {"r1": 1, "r2": 2, "r3": 3}
+    asyncio.run(upgrade(db))
+    asyncio.run(db.run_with_connection(read))
+    assert rows["registrations"] == {"r1": 1, "r2": 2, "r3": 1}
+    asyncio.run(db.dispose())

@@ -11,7 +11,7 @@ import pytest
 from ajwt_core.errors import InsufficientScope, InvalidToken, Reason
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.rs import RoutePolicy, Verifier
-from ajwt_core.tokens import IntentTokenClaims, build_act_chain
+from ajwt_core.tokens import AgentClaim, IntentTokenClaims, build_act_chain
 from tests.support import AUDIENCE, ISSUER, ClaimsFactory
 
 
@@ -94,3 +94,51 @@ def test_bearer_tokens_only_where_the_route_allows_them() -> None:
     with pytest.raises(InvalidToken) as info:  # the legacy verifier's failure: a 401, no 500
         _verify(verifier, "forged", allowed)
     assert info.value.reason == Reason.BAD_SIGNATURE
+
+
+# ------------------------------------------------------------- pinned agent versions
+
+
+def test_route_pinned_to_agent_versions_refuses_other_versions(
+    make_claims: ClaimsFactory,
+) -> None:
+    policy = RoutePolicy.of(agent_versions={"planner": [2, 3]})
+
+    def version(v: int) -> IntentTokenClaims:
+        checksum = "sha256:" + "a" * 64
+        return make_claims(
+            agent=AgentClaim(id="planner", checksum=checksum, registration_id="r", version=v)
+        )
+
+    with pytest.raises(InsufficientScope) as info:
+        policy.check(version(1))
+    assert info.value.reason == Reason.AGENT_VERSION_NOT_ALLOWED
+    assert "version 1" in info.value.description
+    policy.check(version(2))
+    policy.check(version(3))
+    # An agent the mapping does not list is refused too.
+    other = make_claims(
+        agent=AgentClaim(
+            id="patcher", checksum="sha256:" + "a" * 64, registration_id="r", version=2
+        )
+    )
+    with pytest.raises(InsufficientScope) as info:
+        policy.check(other)
+    assert info.value.reason == Reason.AGENT_VERSION_NOT_ALLOWED
+
+
+def test_route_pinned_to_agent_checksums_refuses_other_manifests(
+    make_claims: ClaimsFactory,
+) -> None:
+    reviewed = "sha256:" + "a" * 64
+    policy = RoutePolicy.of(agent_checksums=[reviewed])
+    policy.check(make_claims())  # the default claims carry the reviewed checksum
+    changed = make_claims(
+        agent=AgentClaim(
+            id="planner", checksum="sha256:" + "f" * 64, registration_id="r", version=1
+        )
+    )
+    with pytest.raises(InsufficientScope) as info:
+        policy.check(changed)
+    assert info.value.reason == Reason.AGENT_CHECKSUM_NOT_ALLOWED
+    assert "sha256:" + "f" * 64 in info.value.description

@@ -97,6 +97,9 @@ class Reason(StrEnum):
     AGENT_NOT_REGISTERED = "agent_not_registered"
     AGENT_REGISTRATION_EXPIRED = "agent_registration_expired"
     AGENT_REVOKED = "agent_revoked"
+    # agent governance (DESIGN §12): a client's registration policy refused a checksum
+    AGENT_NOT_PINNED = "agent_not_pinned"
+    AGENT_APPROVAL_PENDING = "agent_approval_pending"
     CHECKSUM_MISMATCH = "checksum_mismatch"
     POP_KEY_MISMATCH = "pop_key_mismatch"
     RUN_NOT_FOUND = "run_not_found"
@@ -119,6 +122,8 @@ class Reason(StrEnum):
     WORKFLOW_NOT_ALLOWED = "workflow_not_allowed"
     STEP_NOT_ALLOWED = "step_not_allowed"
     AGENT_NOT_ALLOWED = "agent_not_allowed"
+    AGENT_CHECKSUM_NOT_ALLOWED = "agent_checksum_not_allowed"
+    AGENT_VERSION_NOT_ALLOWED = "agent_version_not_allowed"
     DELEGATION_TOO_DEEP = "delegation_too_deep"
     SHIM_CHECKSUM_REQUIRED = "shim_checksum_required"
     STEP_TOKEN_NOT_FOR_API = "step_token_not_for_api"

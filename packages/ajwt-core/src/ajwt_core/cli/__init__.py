@@ -1,9 +1,12 @@
 """The ``ajwt`` command (extra ``cli``: Typer + Rich).
 
 One module per command group: :mod:`ajwt_core.cli.idp` (serve, rotate-key),
-:mod:`ajwt_core.cli.checksum`, :mod:`ajwt_core.cli.inspect`, :mod:`ajwt_core.cli.audit`,
-:mod:`ajwt_core.cli.workflow`; ``ajwt demo`` comes from the ``ajwt-demo`` package
-(an entry point in ``ajwt_core.cli_commands``) when it is installed. Each imports
+:mod:`ajwt_core.cli.dev`, :mod:`ajwt_core.cli.checksum`, :mod:`ajwt_core.cli.inspect`,
+:mod:`ajwt_core.cli.audit`, :mod:`ajwt_core.cli.workflow`, and the operator commands that
+talk to a running IdP (:mod:`ajwt_core.cli.client`, :mod:`ajwt_core.cli.agents`,
+:mod:`ajwt_core.cli.user`, :mod:`ajwt_core.cli.runs`); ``ajwt demo`` comes from the
+``ajwt-demo`` package (an entry point in ``ajwt_core.cli_commands``) when it is
+installed. Each imports
 what it needs inside its command, so ``ajwt --help`` loads neither FastAPI,
 SQLAlchemy, uvicorn nor httpx.
 
@@ -32,7 +35,18 @@ with needs_extra("cli", "the ajwt command"):
     from typer.core import TyperGroup
 
 from ajwt_core import __version__
-from ajwt_core.cli import audit, checksum, idp, inspect, workflow
+from ajwt_core.cli import (
+    agents,
+    audit,
+    checksum,
+    client,
+    dev,
+    idp,
+    inspect,
+    runs,
+    user,
+    workflow,
+)
 from ajwt_core.cli._output import IO_ERROR, CliError, print_error
 from ajwt_core.errors import AJWTError
 
@@ -125,6 +139,11 @@ def _register_demo(cli: typer.Typer) -> None:
 app.add_typer(idp.app, name="idp")
 app.add_typer(audit.app, name="audit")
 app.add_typer(workflow.app, name="workflow")
+app.add_typer(client.app, name="client")
+app.add_typer(agents.app, name="agents")
+app.add_typer(user.app, name="user")
+app.add_typer(runs.app, name="runs")
+app.command("dev")(dev.dev)
 app.command("checksum")(checksum.checksum)
 app.command("inspect")(inspect.inspect)
 _register_demo(app)

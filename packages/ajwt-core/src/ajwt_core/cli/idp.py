@@ -10,12 +10,15 @@ import ipaddress
 import os
 import stat
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ajwt_core.cli._output import IO_ERROR, fail, print_warning, printable, usage_error
 from ajwt_core.errors import Reason
+
+if TYPE_CHECKING:
+    from ajwt_core.idp.settings import IdPSettings
 
 app = typer.Typer(
     help="Run the A-JWT IdP and manage its signing keys.",
@@ -105,15 +108,34 @@ def _check_db_url(url: str) -> str:
 
 @app.command("serve")
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="AJWT_IDP_CONFIG",
+            help="A config file (TOML, YAML or JSON) of IdP settings, by field name; the "
+            "environment (AJWT_IDP_<SETTING>) and these flags override it. Every setting "
+            "is listed in docs/operate.md.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to listen on [default: 8000].", min=1, max=65535),
+    ] = None,
     db: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="SQLAlchemy database URL: SQLite by default, PostgreSQL as "
-            "postgresql+asyncpg://user@host/db (extra 'postgres').",
+            "postgresql+asyncpg://user@host/db (extra 'postgres') "
+            f"[default: {DEFAULT_DB_URL}].",
+            show_default=False,
         ),
-    ] = DEFAULT_DB_URL,
+    ] = None,
     issuer: Annotated[
         str | None,
         typer.Option(
@@ -122,35 +144,47 @@ def serve(
             show_default=False,
         ),
     ] = None,
-    key_file: KeyFileOption = DEFAULT_KEY_FILE,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="The IdP's private signing-key file (JSON, mode 0600) "
+            f"[default: {DEFAULT_KEY_FILE}].",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     admin_token: Annotated[
         str | None,
         typer.Option(
             envvar=ADMIN_TOKEN_ENV,
             help="Bearer token for the /admin endpoints: at least 32 random characters. "
-            "Prefer the environment variable: a command-line value is visible to other "
-            "users in the process list. Without one, a token is generated for this run "
-            "and written (mode 0600) beside the key file, as <key file>.admin-token.",
+            "Prefer the environment variable (or admin_token_file in the config): a "
+            "command-line value is visible to other users in the process list. Without "
+            "one, a token is generated for this run and written (mode 0600) beside the "
+            "key file, as <key file>.admin-token.",
             show_default=False,
         ),
     ] = None,
     token_lifetime: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Intent-token lifetime in seconds (at most 300, DESIGN §5.1).",
+            help="Intent-token lifetime in seconds (at most 300, DESIGN §5.1) [default: 300].",
             min=1,
             max=MAX_TOKEN_LIFETIME,
+            show_default=False,
         ),
-    ] = MAX_TOKEN_LIFETIME,
+    ] = None,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Worker processes. More than one needs PostgreSQL (--db) for shared "
-            "state and --redis for the shared proof-replay cache.",
+            help="Worker processes [default: 1]. More than one needs PostgreSQL (--db) for "
+            "shared state and --redis for the shared proof-replay cache.",
             min=1,
             max=64,
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     redis: Annotated[
         str | None,
         typer.Option(
@@ -213,41 +247,45 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev",
+            help="Run a local development IdP instead (as 'ajwt dev'): a fresh database, "
+            "a client, a local user and their credentials in a 0600 file.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the IdP over HTTP with uvicorn until interrupted.
 
-    The signing-key file is created (mode 0600) on first start, and the database
-    schema is created if missing.
+    Settings come from --config, then the environment, then these flags (each wins over
+    the one before). The signing-key file is created (mode 0600) on first start, and
+    the database schema is created if missing.
     """
     _require_idp_extra()
+    if dev:
+        from ajwt_core.cli.dev import dev as run_dev
+
+        run_dev(host=host or "127.0.0.1", port=port or 8000)
+        return
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
     from ajwt_core.errors import AJWTError
-    from ajwt_core.idp import IdPSettings, create_app
+    from ajwt_core.idp import create_app
     from ajwt_core.idp.keystore import load_signing_keys
     from ajwt_core.server_limits import uvicorn_options
 
-    shown_db = _check_db_url(db)
-    _check_workers(workers, db, redis)
-    public_url = issuer or default_issuer(host, port)
-    if issuer is None and host in ("0.0.0.0", "::"):  # noqa: S104 (a comparison, not a bind)
-        print_warning(
-            f"the issuer defaults to {public_url}, which clients cannot reach; "
-            "pass --issuer with the IdP's public URL"
-        )
-    admin_token = _admin_token(admin_token, key_file)
-
-    _check_key_file_mode(key_file)
-    # Creates the file (0600) on first start; read here for the start-up line only.
-    # The app is given the file, not these keys, so that it owns how it loads them.
-    keys = load_signing_keys(key_file)
-    settings = IdPSettings(
-        issuer=public_url,
+    settings = _settings(
+        config,
+        host=host,
+        port=port,
         db_url=db,
-        admin_token=admin_token,
+        issuer=issuer,
         key_file=key_file,
+        admin_token=admin_token,
         token_lifetime=token_lifetime,
+        workers=workers,
         redis_url=redis,
         local_users=local_users,
         upstream_issuer=upstream_issuer,
@@ -256,6 +294,20 @@ def serve(
         upstream_jwks_url=upstream_jwks_url,
         upstream_subject_prefix=upstream_subject_prefix,
     )
+    shown_db = _check_db_url(settings.db_url)
+    _check_workers(settings.workers, settings.db_url, settings.redis_url)
+    if issuer is None and settings.host in ("0.0.0.0", "::"):  # noqa: S104 (a comparison)
+        print_warning(
+            f"the issuer is {settings.issuer}, which clients cannot reach; "
+            "pass --issuer with the IdP's public URL"
+        )
+    assert settings.key_file is not None
+    settings.admin_token = _admin_token(settings.admin_token, settings.key_file)
+
+    _check_key_file_mode(settings.key_file)
+    # Creates the file (0600) on first start; read here for the start-up line only.
+    # The app is given the file, not these keys, so that it owns how it loads them.
+    keys = load_signing_keys(settings.key_file)
     try:
         application = create_app(settings)
     except AJWTError as exc:  # settings that cannot work together
@@ -270,46 +322,50 @@ def serve(
         # Engine-creation messages name the dialect or driver, not the URL's password.
         usage_error(f"cannot be used: {str(exc).splitlines()[0]}", "--db")
     typer.echo(
-        f"A-JWT IdP: issuer {public_url}, database {shown_db}, "
-        f"signing keys {key_file} ({len(keys.keys)} published, active kid {keys.active.kid})"
-        + (f", users from {upstream_issuer}" if upstream_issuer else "")
+        f"A-JWT IdP: issuer {settings.issuer}, database {shown_db}, "
+        f"signing keys {settings.key_file} ({len(keys.keys)} published, "
+        f"active kid {keys.active.kid})"
+        + (f", users from {settings.upstream_issuer}" if settings.upstream_issuer else "")
         + (", local users" if settings.accepts_local_users else ""),
         err=True,
     )
     # Read deadlines, a 64 KiB request-head bound and a connection cap
     # (ajwt_core.server_limits); the app answers smaller oversized heads itself (431).
     options = uvicorn_options()
-    if workers == 1:
-        uvicorn.run(application, host=host, port=port, **options)
+    if settings.workers == 1:
+        uvicorn.run(application, host=settings.host, port=settings.port, **options)
         return
     # Several processes: each builds the app from the environment (ajwt_core.idp.asgi).
-    os.environ.update(
-        {
-            "AJWT_IDP_ISSUER": public_url,
-            "AJWT_IDP_DB": db,
-            "AJWT_IDP_KEY_FILE": str(key_file.resolve()),
-            "AJWT_ADMIN_TOKEN": admin_token,
-            "AJWT_IDP_TOKEN_LIFETIME": str(token_lifetime),
-            "AJWT_IDP_REDIS_URL": redis or "",
-            "AJWT_IDP_LOCAL_USERS": "" if local_users is None else str(int(local_users)),
-            "AJWT_IDP_UPSTREAM_ISSUER": upstream_issuer or "",
-            "AJWT_IDP_UPSTREAM_AUDIENCE": upstream_audience or "",
-            "AJWT_IDP_UPSTREAM_CLIENT_ID": upstream_client_id or "",
-            "AJWT_IDP_UPSTREAM_JWKS_URL": upstream_jwks_url or "",
-        }
-    )
-    if upstream_subject_prefix is None:  # unset is the default; "" means bare subjects
-        os.environ.pop("AJWT_IDP_UPSTREAM_SUBJECT_PREFIX", None)
-    else:
-        os.environ["AJWT_IDP_UPSTREAM_SUBJECT_PREFIX"] = upstream_subject_prefix
+    settings.key_file = settings.key_file.resolve()
+    os.environ.update(settings.to_environ())
     uvicorn.run(
         "ajwt_core.idp.asgi:app_from_env",
         factory=True,
-        host=host,
-        port=port,
-        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
         **options,
     )
+
+
+def _settings(config: Path | None, **flags: object) -> IdPSettings:
+    """The IdP's settings: defaults < config file < environment < flags; the issuer
+    defaults to http://HOST:PORT."""
+    from ajwt_core.errors import AJWTError
+    from ajwt_core.idp.settings import IdPSettings
+
+    try:
+        values: dict[str, object] = {"key_file": DEFAULT_KEY_FILE}
+        values.update(IdPSettings.configured(config))
+        values.update({k: v for k, v in flags.items() if v is not None})
+        if values.get("issuer"):
+            return IdPSettings.checked(**values)
+        # Validated first with a placeholder, so that HOST and PORT are typed.
+        settings = IdPSettings.checked(**(values | {"issuer": "http://placeholder"}))
+        settings.issuer = default_issuer(settings.host, settings.port)
+        return settings
+    except AJWTError as exc:
+        fail(exc.description, exc.reason)
 
 
 def _check_workers(workers: int, db: str, redis: str | None) -> None:

@@ -1,8 +1,10 @@
-"""``ajwt workflow``: check, draw and describe workflow documents (DESIGN §6.3).
+"""``ajwt workflow``: check, draw and describe workflow documents (DESIGN §6.3), and
+register them at an IdP.
 
 ``check`` validates a YAML or JSON document and points at the line and key of the first
-problem; ``show`` draws the steps in the terminal or as Mermaid; ``schema`` prints the
-document's JSON Schema.
+problem; ``show`` draws the steps in the terminal or as Mermaid (of a file, or of a
+registered version with ``--idp``); ``schema`` prints the document's JSON Schema;
+``export`` drafts one from an app; ``register`` and ``list`` talk to a running IdP.
 """
 
 from __future__ import annotations
@@ -13,10 +15,23 @@ from typing import Annotated, Any
 
 import typer
 
+from ajwt_core.cli._admin import (
+    DEFAULT_IDP_URL,
+    AdminTokenFileOption,
+    AfterOption,
+    IdpOption,
+    JsonOption,
+    LimitOption,
+    admin_client,
+    columns,
+    emit,
+    page_footer,
+)
 from ajwt_core.cli._output import (
     IO_ERROR,
     dump_json,
     fail,
+    printable,
     read_text,
     usage_error,
     writable_file,
@@ -87,7 +102,14 @@ def check(
 
 @app.command("show")
 def show(
-    file: FileArgument,
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE|ID[:VERSION]",
+            help="The workflow document (*.json is JSON, anything else YAML; - for standard "
+            "input), or with --idp a registered workflow (the latest version without one).",
+        ),
+    ],
     fmt: FormatOption = None,
     mermaid: Annotated[
         bool, typer.Option("--mermaid", help="Print a Mermaid flowchart instead of text.")
@@ -99,14 +121,33 @@ def show(
         ),
     ] = None,
     width: Annotated[int, typer.Option(help="Fold text to this many columns.", min=40)] = 80,
+    idp: Annotated[
+        str | None,
+        typer.Option(
+            "--idp",
+            metavar="URL",
+            help="Show a workflow registered at this IdP (with the administrator token).",
+        ),
+    ] = None,
+    admin_token_file: AdminTokenFileOption = None,
 ) -> None:
     """Draw the workflow: its steps in run order with agents, tools, joins, choices,
     loops and consultations (text), or as a Mermaid flowchart (--mermaid)."""
-    from ajwt_core.workflow import render
+    from ajwt_core.workflow import Workflow, render
 
     if out is not None:
         writable_file(out, "--out")
-    workflow = _load(file, fmt).workflow()
+    if idp is not None:
+        workflow_id, _, version = file.partition(":")
+        if version and not version.isdigit():
+            fail(f"{file!r} is not ID or ID:VERSION", "malformed_request")
+        with admin_client(idp, admin_token_file) as admin:
+            found = admin.workflow(workflow_id, int(version) if version else None)
+        workflow = Workflow.from_mapping(found["workflow"])
+        if workflow.workflow_hash != found["hash"]:
+            fail("the IdP's workflow does not match its hash", "invalid_workflow")
+    else:
+        workflow = _load(file, fmt).workflow()
     drawing = render.mermaid(workflow) if mermaid else render.text(workflow, width=width)
     if out is None:
         typer.echo(drawing)
@@ -167,3 +208,46 @@ def export(
     except OSError as exc:
         fail(f"cannot write {str(out)!r}: {exc.strerror or type(exc).__name__}", IO_ERROR)
     typer.echo(f"wrote {out}", err=True)
+
+
+@app.command("register")
+def register(
+    file: FileArgument,
+    fmt: FormatOption = None,
+    idp: IdpOption = DEFAULT_IDP_URL,
+    admin_token_file: AdminTokenFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a workflow document at the IdP (checked first, as 'check' does).
+
+    A registered version never changes: the same version with other content is
+    refused; register the next version instead.
+    """
+    workflow = _load(file, fmt).workflow()
+    with admin_client(idp, admin_token_file) as admin:
+        result = admin.register_workflow(workflow.canonical())
+    emit(
+        result,
+        as_json,
+        [f"registered {printable(result['workflow_id'])} v{result['version']} {result['hash']}"],
+    )
+
+
+@app.command("list")
+def list_workflows(
+    workflow_id: Annotated[
+        str | None, typer.Option("--id", help="Only the versions of this workflow.")
+    ] = None,
+    limit: LimitOption = 100,
+    after: AfterOption = None,
+    idp: IdpOption = DEFAULT_IDP_URL,
+    admin_token_file: AdminTokenFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the workflow versions registered at the IdP, with their hashes."""
+    with admin_client(idp, admin_token_file) as admin:
+        page = admin.workflows(workflow_id=workflow_id, limit=limit, after=after)
+    rows = [["WORKFLOW", "VERSION", "HASH"]] + [
+        [w["workflow_id"], str(w["version"]), w["hash"]] for w in page["items"]
+    ]
+    emit(page, as_json, columns(rows) + page_footer(page))

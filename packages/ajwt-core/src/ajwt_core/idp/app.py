@@ -52,15 +52,19 @@ from ajwt_core.idp.grants import (
     SUBJECT_TOKEN_TYPES,
     TOKEN_EXCHANGE_GRANT,
 )
+from ajwt_core.idp.inventory import DEFAULT_PAGE, MAX_PAGE, client_view
 from ajwt_core.idp.keystore import ReloadingKeys
 from ajwt_core.idp.metrics import IdPMetrics
 from ajwt_core.idp.models import (
     IDENTIFIER_PATTERN,
     MAX_IDENTIFIER_LENGTH,
     AgentBatch,
+    AgentPins,
+    AgentPolicyChange,
     AgentRegistered,
     AgentRegistration,
     Approval,
+    ChecksumDecision,
     ClientCreated,
     ClientRegistration,
     ExchangeRequest,
@@ -107,6 +111,13 @@ OptionalId = Annotated[
     str | None, Query(max_length=MAX_IDENTIFIER_LENGTH, pattern=IDENTIFIER_PATTERN)
 ]
 Version = Annotated[int, Path(ge=1, le=MAX_WORKFLOW_VERSION)]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Cursor = Annotated[str | None, Query(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_-]+$")]
+ChecksumStatus = Annotated[
+    str | None,
+    Query(pattern=r"^(allowed|pending|revoked)$", description="allowed, pending or revoked"),
+]
+RunStateFilter = Annotated[str | None, Query(pattern=r"^(open|closed|revoked|intent_revoked)$")]
 MAX_FORM_FIELDS = 32
 #: How often expired client-assertion ``jti`` values are purged (seconds).
 PURGE_INTERVAL: Final = 60.0
@@ -454,6 +465,106 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     async def approve(request: Request, run_id: Id, step: Id, body: Approval) -> dict[str, Any]:
         require_admin(request)
         return await idp.approve(run_id, step, body.approved_by)
+
+    # Lists are pages: {"items": [...], "next": cursor | null}, "after" the cursor.
+
+    @app.get("/admin/clients")
+    async def list_clients(
+        request: Request, limit: PageSize = DEFAULT_PAGE, after: Cursor = None
+    ) -> dict[str, Any]:
+        require_admin(request)
+        page: dict[str, Any] = await idp.list_clients(limit=limit, after=after)
+        return page
+
+    @app.get("/admin/clients/{client_id}")
+    async def show_client(request: Request, client_id: Id) -> dict[str, Any]:
+        require_admin(request)
+        return client_view(await idp.client_row(client_id))
+
+    @app.put("/admin/clients/{client_id}/agent-policy")
+    async def set_agent_policy(
+        request: Request, client_id: Id, body: AgentPolicyChange
+    ) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.set_agent_policy(client_id, body.agent_policy)
+
+    @app.get("/admin/clients/{client_id}/agents")
+    async def list_agents(
+        request: Request,
+        client_id: Id,
+        agent_id: OptionalId = None,
+        status: ChecksumStatus = None,
+        limit: PageSize = DEFAULT_PAGE,
+        after: Cursor = None,
+    ) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.list_checksums(
+            client_id, agent_id=agent_id, status=status, limit=limit, after=after
+        )
+
+    @app.post("/admin/clients/{client_id}/agents", status_code=201)
+    async def pin_agents(request: Request, client_id: Id, body: AgentPins) -> dict[str, Any]:
+        require_admin(request)
+        return {"items": await idp.pin_agents(client_id, body.manifests, body.decided_by)}
+
+    @app.post("/admin/clients/{client_id}/agents/approve")
+    async def approve_agent(
+        request: Request, client_id: Id, body: ChecksumDecision
+    ) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.approve_checksum(client_id, body.agent_id, body.checksum, body.decided_by)
+
+    @app.post("/admin/clients/{client_id}/agents/revoke")
+    async def revoke_agent(
+        request: Request, client_id: Id, body: ChecksumDecision
+    ) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.revoke_checksum(client_id, body.agent_id, body.checksum, body.decided_by)
+
+    @app.get("/admin/workflows")
+    async def list_workflows(
+        request: Request,
+        workflow_id: OptionalId = None,
+        limit: PageSize = DEFAULT_PAGE,
+        after: Cursor = None,
+    ) -> dict[str, Any]:
+        require_admin(request)
+        page: dict[str, Any] = await idp.list_workflows(
+            workflow_id=workflow_id, limit=limit, after=after
+        )
+        return page
+
+    @app.get("/admin/workflows/{workflow_id}")
+    async def show_latest_workflow(request: Request, workflow_id: Id) -> dict[str, Any]:
+        require_admin(request)
+        workflow = await idp.workflow(workflow_id)
+        return {"workflow": workflow.canonical(), "hash": workflow.workflow_hash}
+
+    @app.get("/admin/workflows/{workflow_id}/{version}")
+    async def show_workflow(request: Request, workflow_id: Id, version: Version) -> dict[str, Any]:
+        require_admin(request)
+        workflow = await idp.workflow(workflow_id, version)
+        return {"workflow": workflow.canonical(), "hash": workflow.workflow_hash}
+
+    @app.get("/admin/runs")
+    async def list_runs(
+        request: Request,
+        client_id: OptionalId = None,
+        workflow_id: OptionalId = None,
+        state: RunStateFilter = None,
+        limit: PageSize = DEFAULT_PAGE,
+        after: Cursor = None,
+    ) -> dict[str, Any]:
+        require_admin(request)
+        page: dict[str, Any] = await idp.list_runs(
+            client_id=client_id, workflow_id=workflow_id, state=state, limit=limit, after=after
+        )
+        return page
+
+    @app.get("/admin/runs/{run_id}")
+    async def show_run(request: Request, run_id: Id) -> dict[str, Any]:
+        require_admin(request)
+        return await idp.run_details(run_id)
 
     # ------------------------------------------------------------------- agents
 

@@ -106,7 +106,8 @@ class Clients(IdPBase):
             jwks=body.jwks if body.auth_method == "private_key_jwt" else None,
             scopes=format_scope(body.scopes),
             shim_checksums=list(body.shim_checksums),
-            allow_runtime_registration=body.allow_runtime_registration,
+            allow_runtime_registration=body.policy() != "pinned",
+            agent_policy=body.policy(),
             created_at=self.now(),
             resources=sorted(set(body.resources)) or None,
         )
@@ -123,6 +124,7 @@ class Clients(IdPBase):
             scopes=sorted(body.scopes),
             auth_method=body.auth_method,
             resources=sorted(set(body.resources)),
+            agent_policy=body.policy(),
         )
 
     async def authenticate(self, credential: ClientCredential | None) -> ClientRow:

@@ -73,17 +73,28 @@ class ClientRow(Base):
     jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     scopes: Mapped[str] = mapped_column(Text, default="")
     shim_checksums: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Superseded by ``agent_policy`` (migration 0006); kept written for older readers.
     allow_runtime_registration: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
     #: The resource servers (RFC 8707 URIs) this client stands for: it may introspect
     #: tokens whose audience is one of them (RFC 7662 §4). NULL: none.
     resources: Mapped[list[Any] | None] = mapped_column(JSON)
+    #: Which agent checksums may register (DESIGN §12 Governance): ``open`` (any),
+    #: ``pinned`` (those an administrator registered), ``approval`` (a new one waits).
+    agent_policy: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
 
 
 class AgentRow(Base):
+    """One registration of an agent: a checksum and a PoP key (several may be live)."""
+
     __tablename__ = "agent_registrations"
-    __table_args__ = (UniqueConstraint("client_id", "agent_id", "version"),)
+    # The mint reads an agent's registrations by (client, agent), newest version first.
+    # ``version`` is the version of the checksum (AgentChecksumRow), shared by every
+    # registration of that checksum (key rotations, restarts), so it is not unique here.
+    __table_args__ = (
+        Index("ix_agent_registrations_client_agent", "client_id", "agent_id", "version"),
+    )
 
     registration_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), index=True)
@@ -97,6 +108,28 @@ class AgentRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AgentChecksumRow(Base):
+    """Every checksum a client's agent has had, with its version and whether it may
+    register (DESIGN §12 Governance): ``allowed`` (registered by an administrator,
+    approved, or seen under the ``open`` policy), ``pending`` (waiting for approval) or
+    ``revoked``. The first checksum of an agent is version 1, each new one the next."""
+
+    __tablename__ = "agent_checksums"
+    __table_args__ = (UniqueConstraint("client_id", "agent_id", "version"),)
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    checksum: Mapped[str] = mapped_column(String(80), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: ``admin`` (registered by an administrator) or ``runtime`` (a shim registered it).
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    decided_at: Mapped[int | None] = mapped_column(BigInteger)
+    decided_by: Mapped[str | None] = mapped_column(String(256))
 
 
 class WorkflowRow(Base):

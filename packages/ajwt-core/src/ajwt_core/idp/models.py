@@ -71,16 +71,30 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: A client's registration policy for its agents' checksums (DESIGN §12 Governance).
+AgentPolicy = Literal["open", "pinned", "approval"]
+
+
 class ClientRegistration(_Body):
     client_id: Identifier | None = None
     scopes: list[ScopeToken] = Field(default_factory=list, max_length=100)
     auth_method: Literal["client_secret_basic", "private_key_jwt"] = "client_secret_basic"
     jwks: dict[str, Any] | None = None
     shim_checksums: list[ShimChecksum] = Field(default_factory=list, max_length=20)
+    #: Which agent checksums may register: ``open`` (any), ``pinned`` (only those an
+    #: administrator registered), ``approval`` (a new one waits for an administrator).
+    #: Default: ``open``, or ``pinned`` with ``allow_runtime_registration: false``.
+    agent_policy: AgentPolicy | None = None
+    #: Before ``agent_policy``: ``false`` is ``pinned``.
     allow_runtime_registration: bool = True
     #: The resource servers (RFC 8707 URIs) this client is: it may introspect the
     #: tokens whose audience is one of them (RFC 7662 §4).
     resources: list[ResourceUri] = Field(default_factory=list, max_length=20)
+
+    def policy(self) -> AgentPolicy:
+        if self.agent_policy is not None:
+            return self.agent_policy
+        return "open" if self.allow_runtime_registration else "pinned"
 
 
 class ClientCreated(BaseModel):
@@ -89,6 +103,26 @@ class ClientCreated(BaseModel):
     scopes: list[str]
     auth_method: str
     resources: list[str] = []
+    agent_policy: AgentPolicy = "open"
+
+
+class AgentPolicyChange(_Body):
+    agent_policy: AgentPolicy
+
+
+class AgentPins(_Body):
+    """Manifests an administrator registers (pins) for a client, e.g. from CI."""
+
+    manifests: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+    decided_by: Name = "administrator"
+
+
+class ChecksumDecision(_Body):
+    """Approve or revoke one checksum of a client's agent."""
+
+    agent_id: Identifier
+    checksum: Digest
+    decided_by: Name = "administrator"
 
 
 class AgentRegistration(_Body):

@@ -6,8 +6,6 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
-
 from ajwt_core.checksum import compute_checksum
 from ajwt_core.dpop import VerifiedProof
 from ajwt_core.errors import (
@@ -15,15 +13,13 @@ from ajwt_core.errors import (
     InvalidRequest,
     NotFound,
     Reason,
-    UnauthorizedClient,
 )
-from ajwt_core.idp.base import IdPBase
 from ajwt_core.idp.db import (
     AgentRow,
     ClientRow,
-    DbSession,
     WorkflowRow,
 )
+from ajwt_core.idp.governance import Governance
 from ajwt_core.idp.models import (
     AgentRegistered,
 )
@@ -45,7 +41,7 @@ def _alg_for_jwk(jwk: dict[str, Any]) -> str:
     return "EdDSA" if jwk.get("kty") == "OKP" else "ES256"
 
 
-class Registration(IdPBase):
+class Registration(Governance):
     """Workflows (admin) and agents (client-authenticated, DESIGN §6.1–§6.3)."""
 
     async def register_workflow(self, definition: Workflow | dict[str, Any]) -> dict[str, Any]:
@@ -76,28 +72,24 @@ class Registration(IdPBase):
         self,
         client: ClientRow,
         items: Sequence[tuple[dict[str, Any], VerifiedProof, int | None]],
-        *,
-        admin: bool = False,
     ) -> list[AgentRegistered]:
-        """Register agents: the IdP recomputes each checksum from its manifest."""
-        if not client.allow_runtime_registration and not admin:
-            raise UnauthorizedClient(
-                Reason.AGENT_NOT_REGISTERED,
-                "this client's agents are registered by an administrator only",
-            )
+        """Register agents: the IdP recomputes each checksum from its manifest, and the
+        client's registration policy admits it (DESIGN §12 Governance). A registration's
+        version is its checksum's: the same checksum registered again (a new key, a
+        restarted process) keeps it."""
+        versions = await self.admit_checksums(client, [manifest for manifest, _, _ in items])
         now = self.now()
         results: list[AgentRegistered] = []
         async with self.db.transaction() as session:
             for manifest, proof, expires_in in items:
                 checksum = compute_checksum(manifest)
                 agent_id = str(manifest["agent_id"])
-                version = await self._next_version(session, client.client_id, agent_id)
                 lifetime = min(expires_in or self.settings.registration_lifetime, 30 * 24 * 3600)
                 row = AgentRow(
                     registration_id="reg-" + secrets.token_hex(12),
                     client_id=client.client_id,
                     agent_id=agent_id,
-                    version=version,
+                    version=versions[(agent_id, checksum)],
                     checksum=checksum,
                     manifest=manifest,
                     jwk=proof.jwk,
@@ -121,7 +113,7 @@ class Registration(IdPBase):
         expires_in: int | None,
         retire_previous: bool,
     ) -> AgentRegistered:
-        """Register the agent's next key (same manifest, next version)."""
+        """Register the agent's next key (same manifest, so the same version)."""
         now = self.now()
         async with self.db.transaction() as session:
             old = await session.get(AgentRow, registration_id)
@@ -129,12 +121,11 @@ class Registration(IdPBase):
                 raise NotFound(Reason.AGENT_NOT_REGISTERED, "no such agent registration")
             if old.revoked_at is not None:
                 raise InvalidGrant(Reason.AGENT_REVOKED, "a revoked registration cannot rotate")
-            version = await self._next_version(session, client.client_id, old.agent_id)
             row = AgentRow(
                 registration_id="reg-" + secrets.token_hex(12),
                 client_id=client.client_id,
                 agent_id=old.agent_id,
-                version=version,
+                version=old.version,  # the same checksum: the same version
                 checksum=old.checksum,
                 manifest=old.manifest,
                 jwk=proof.jwk,
@@ -148,13 +139,3 @@ class Registration(IdPBase):
                 old.expires_at = min(old.expires_at, now)
             await session.flush()
             return _registered(row)
-
-    async def _next_version(self, session: DbSession, client_id: str, agent_id: str) -> int:
-        current = (
-            await session.execute(
-                select(func.max(AgentRow.version)).where(
-                    AgentRow.client_id == client_id, AgentRow.agent_id == agent_id
-                )
-            )
-        ).scalar_one_or_none()
-        return (current or 0) + 1

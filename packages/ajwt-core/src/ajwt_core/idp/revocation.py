@@ -65,7 +65,7 @@ class _Revocation(Revoked):
     pending: bool = False
 
 
-async def _record_revocation(session: DbSession, kind: str, ident: str, now: int) -> None:
+async def record_revocation(session: DbSession, kind: str, ident: str, now: int) -> None:
     """The revocation's row, in the revoking transaction; pending until announced."""
     row = await session.get(RevocationRow, (kind, ident))
     if row is None:
@@ -155,14 +155,14 @@ class Revocations(IdPBase):
                     await self._append(
                         session, run, EntryKind.REVOKED, {"kind": kind, "id": ident}, now
                     )
-                await _record_revocation(session, kind, ident, now)
+                await record_revocation(session, kind, ident, now)
                 return {"revoked": True}
             if kind == "agent":
                 agent = await session.get(AgentRow, ident)
                 if agent is None or (client and agent.client_id != client.client_id):
                     return {"revoked": False}
                 agent.revoked_at = agent.revoked_at or now
-                await _record_revocation(session, kind, ident, now)
+                await record_revocation(session, kind, ident, now)
                 return {"revoked": True}
             if kind == "client":
                 if client is not None:
@@ -173,7 +173,7 @@ class Revocations(IdPBase):
                 if row is None:
                     return {"revoked": False}
                 row.revoked_at = row.revoked_at or now
-                await _record_revocation(session, kind, ident, now)
+                await record_revocation(session, kind, ident, now)
                 return {"revoked": True}
         raise InvalidRequest(Reason.MALFORMED_REQUEST, f"cannot revoke a {kind!r}")
 

@@ -2,10 +2,12 @@
 authenticates the client and verifies the DPoP proof, then calls one method here.
 
 :class:`IdP` is assembled from one part per concern, each in its own module:
-:mod:`~ajwt_core.idp.clients`, :mod:`~ajwt_core.idp.registration`,
-:mod:`~ajwt_core.idp.runs`, the grants (:mod:`~ajwt_core.idp.grants.agent_checksum`,
-:mod:`~ajwt_core.idp.grants.token_exchange`), :mod:`~ajwt_core.idp.revocation` and
-:mod:`~ajwt_core.idp.introspection`, over
+:mod:`~ajwt_core.idp.clients`, :mod:`~ajwt_core.idp.registration` (over
+:mod:`~ajwt_core.idp.governance`), :mod:`~ajwt_core.idp.runs`, the grants
+(:mod:`~ajwt_core.idp.grants.agent_checksum`,
+:mod:`~ajwt_core.idp.grants.token_exchange`), :mod:`~ajwt_core.idp.revocation`,
+:mod:`~ajwt_core.idp.introspection` and :mod:`~ajwt_core.idp.inventory` (the
+administrator's lists), over
 the shared :mod:`~ajwt_core.idp.base`. Every refusal is an
 :class:`~ajwt_core.errors.AJWTError`; mint refusals for a run the client owns are also
 appended to that run's ledger (``mint_refused``).
@@ -25,12 +27,13 @@ from ajwt_core.idp.grants import (
 from ajwt_core.idp.grants.agent_checksum import MintParams
 from ajwt_core.idp.grants.token_exchange import ExchangeParams, TokenExchangeGrant
 from ajwt_core.idp.introspection import Introspection
+from ajwt_core.idp.inventory import Inventory
 from ajwt_core.idp.registration import Registration
 from ajwt_core.idp.revocation import Revocations
 from ajwt_core.idp.runs import Runs
 
 
-class IdP(Clients, Registration, Runs, TokenExchangeGrant, Revocations, Introspection):
+class IdP(Clients, Registration, Runs, TokenExchangeGrant, Revocations, Introspection, Inventory):
     """The A-JWT authorisation server (DESIGN §6)."""
 
 

@@ -1,4 +1,9 @@
-"""Resource-server verification of A-JWT requests (extra ``rs``): DESIGN §7."""
+"""Resource-server verification of A-JWT requests (extra ``rs``): DESIGN §7.
+
+ASGI apps (FastAPI, Starlette, Django) use :class:`AJWTMiddleware` (FastAPI also
+``ajwt_core.rs.fastapi``); WSGI apps (Flask) use ``ajwt_core.rs.wsgi.AJWTWSGIMiddleware``.
+:meth:`Verifier.for_idp` builds the verifier from the IdP's URL.
+"""
 
 from ajwt_core.rs.jwks import JWKSCache
 from ajwt_core.rs.middleware import AJWTMiddleware, Route

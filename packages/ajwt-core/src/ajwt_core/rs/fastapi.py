@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 
 from ajwt_core._extras import needs_extra
 
@@ -66,14 +66,19 @@ def require_intent(
     steps: Iterable[str] | None = None,
     tools: Iterable[str] | None = None,
     agents: Iterable[str] | None = None,
+    agent_checksums: Iterable[str] | None = None,
+    agent_versions: Mapping[str, Iterable[int]] | None = None,
     workflows: Iterable[str] | None = None,
     max_delegation_depth: int | None = None,
     require_shim_checksum: bool = False,
     body_binding: BodyBinding | str = BodyBinding.IF_BODY,
 ) -> Callable[[Request], Awaitable[IntentTokenClaims]]:
-    """A dependency returning the verified intent-token claims of the request
-    (``body_binding``: when the proof must carry ``bh``, see :class:`RoutePolicy`)."""
+    """A dependency returning the verified intent-token claims of the request (the
+    arguments are :class:`~ajwt_core.rs.RoutePolicy`'s, e.g. ``body_binding``: when the
+    proof must carry ``bh``; ``install(app, verifier)`` first)."""
     policy = RoutePolicy.of(
+        agent_checksums=agent_checksums,
+        agent_versions=agent_versions,
         scopes=scopes,
         steps=steps,
         tools=tools,

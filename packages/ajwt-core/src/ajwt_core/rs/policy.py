@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ajwt_core.dpop import BodyBinding
@@ -28,6 +28,14 @@ class RoutePolicy:
     (['repo:write'], ['create_pull_request'], <BodyBinding.IF_BODY: 'if_body'>)
     >>> RoutePolicy.of(body_binding="optional").body_binding
     <BodyBinding.OPTIONAL: 'optional'>
+
+    A route may pin the agents it serves to reviewed versions (DESIGN §12 Governance):
+    ``agent_checksums`` (the token's ``agent.checksum`` is one of them) and/or
+    ``agent_versions`` (``{agent id: versions}``; an agent not listed is refused):
+
+    >>> pinned = RoutePolicy.of(agent_versions={"patcher": [3, 4]})
+    >>> sorted(pinned.agent_versions or ())
+    [('patcher', 3), ('patcher', 4)]
     """
 
     scopes: frozenset[str] = frozenset()
@@ -35,6 +43,9 @@ class RoutePolicy:
     steps: frozenset[str] | None = None
     tools: frozenset[str] | None = None
     agents: frozenset[str] | None = None
+    agent_checksums: frozenset[str] | None = None
+    #: ``(agent id, version)`` pairs allowed here.
+    agent_versions: frozenset[tuple[str, int]] | None = None
     max_delegation_depth: int | None = None
     require_shim_checksum: bool = False
     allow_bearer: bool = False
@@ -51,6 +62,8 @@ class RoutePolicy:
         steps: Iterable[str] | None = None,
         tools: Iterable[str] | None = None,
         agents: Iterable[str] | None = None,
+        agent_checksums: Iterable[str] | None = None,
+        agent_versions: Mapping[str, Iterable[int]] | None = None,
         max_delegation_depth: int | None = None,
         require_shim_checksum: bool = False,
         allow_bearer: bool = False,
@@ -58,6 +71,14 @@ class RoutePolicy:
         body_binding: BodyBinding | str = BodyBinding.IF_BODY,
     ) -> RoutePolicy:
         return cls(
+            agent_checksums=_frozen(agent_checksums),
+            agent_versions=None
+            if agent_versions is None
+            else frozenset(
+                (agent, int(version))
+                for agent, versions in agent_versions.items()
+                for version in versions
+            ),
             scopes=frozenset(scopes),
             workflows=_frozen(workflows),
             steps=_frozen(steps),
@@ -96,6 +117,20 @@ class RoutePolicy:
         if self.agents is not None and claims.agent.id not in self.agents:
             raise InsufficientScope(
                 Reason.AGENT_NOT_ALLOWED, f"agent {claims.agent.id!r} not allowed here"
+            )
+        if self.agent_checksums is not None and claims.agent.checksum not in self.agent_checksums:
+            raise InsufficientScope(
+                Reason.AGENT_CHECKSUM_NOT_ALLOWED,
+                f"agent {claims.agent.id!r} with checksum {claims.agent.checksum} is not one "
+                "this route accepts",
+            )
+        if self.agent_versions is not None and (
+            (claims.agent.id, claims.agent.version) not in self.agent_versions
+        ):
+            raise InsufficientScope(
+                Reason.AGENT_VERSION_NOT_ALLOWED,
+                f"agent {claims.agent.id!r} version {claims.agent.version} is not one this "
+                "route accepts",
             )
         if self.max_delegation_depth is not None and (
             claims.delegation_depth > self.max_delegation_depth

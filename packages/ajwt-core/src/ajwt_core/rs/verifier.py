@@ -107,6 +107,46 @@ class Verifier:
         self._cache: OrderedDict[str, IntentTokenClaims] = OrderedDict()
         self._clock = clock
 
+    @classmethod
+    def for_idp(
+        cls,
+        idp_url: str,
+        *,
+        audience: str,
+        redis_url: str | None = None,
+        redis_prefix: str = "ajwt:",
+        **options: Any,
+    ) -> Verifier:
+        """A verifier of the tokens the IdP at ``idp_url`` issues for ``audience``: its
+        signing keys from its JWKS (cached, refreshed on an unknown ``kid``), revocation
+        from its run-status endpoint, and a replay cache in memory (one process). With
+        ``redis_url`` (several workers), the replay cache and the revocations the IdP
+        publishes are in Redis, with the status endpoint as the fallback. Nothing is
+        fetched until the first request. ``options`` go to :class:`Verifier`.
+
+        >>> verifier = Verifier.for_idp("http://127.0.0.1:8000", audience="http://127.0.0.1:8001")
+        >>> verifier.issuer, verifier.audience
+        ('http://127.0.0.1:8000', 'http://127.0.0.1:8001')
+        """
+        from ajwt_core.rs.stores import (
+            IdPRevocationChecker,
+            RedisReplayStore,
+            RedisRevocationChecker,
+        )
+
+        issuer = idp_url.rstrip("/")
+        status = IdPRevocationChecker(issuer)
+        defaults: dict[str, Any] = {
+            "keys": JWKSCache(issuer + "/.well-known/jwks.json"),
+            "revocation": status,
+        }
+        if redis_url:
+            defaults["replay"] = RedisReplayStore.from_url(redis_url, prefix=redis_prefix)
+            defaults["revocation"] = RedisRevocationChecker.from_url(
+                redis_url, prefix=redis_prefix, fallback=status
+            )
+        return cls(issuer=issuer, audience=audience, **(defaults | options))
+
     # ----------------------------------------------------------------- tokens
 
     def _resolver(self) -> KeyResolver:

@@ -3,6 +3,7 @@
 from ajwt_core.shim.auth import AgentAuth
 from ajwt_core.shim.client import Binding, IssuedToken, RegisteredAgent, Shim, ShimEvent
 from ajwt_core.shim.context import AgentContext, ContextResolver, Run, current_run
+from ajwt_core.shim.env import secret_from_env
 
 __all__ = [
     "AgentAuth",
@@ -15,4 +16,5 @@ __all__ = [
     "Shim",
     "ShimEvent",
     "current_run",
+    "secret_from_env",
 ]

@@ -298,6 +298,23 @@ class Shim:
             lambda: httpx.AsyncClient(timeout=self._timeout, transport=self._async_transport)
         )
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Shim:
+        """A shim configured by the environment, so the app's code holds no secret:
+        ``AJWT_IDP_URL``, ``AJWT_CLIENT_ID``, ``AJWT_CLIENT_SECRET`` (or ``…_FILE``, or
+        ``AJWT_CLIENT_KEY_FILE``), ``AJWT_AUDIENCE``, ``AJWT_SHIM_SECRET``
+        (:mod:`ajwt_core.shim.env` lists them). ``options`` are passed on and win.
+
+        >>> shim = Shim.from_env({"AJWT_IDP_URL": "http://127.0.0.1:9",
+        ...                       "AJWT_CLIENT_ID": "app", "AJWT_CLIENT_SECRET": "s"})
+        >>> shim.client_id, shim.default_audience
+        ('app', None)
+        """
+        from ajwt_core.shim.env import shim_options
+
+        merged = shim_options(environ) | options
+        return cls(merged.pop("idp_url"), merged.pop("client_id"), **merged)
+
     # ----------------------------------------------------------- I/O drivers
 
     def _send_sync(self, operation: Operation[T]) -> T:
@@ -1015,6 +1032,7 @@ class Shim:
                     step=step,
                     tool=self._resolve_tool(context, step),
                     input_digest=context.input_digest,
+                    checksum=context.checksum,
                 )
                 if resolved.tool is not None:
                     span.set_attribute(telemetry.TOOL, resolved.tool)
