@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ajwt_core.cli import app
-from ajwt_core.demo.agents import reference_manifest
 from ajwt_core.idp.dev import DevIdP, start_dev_idp
 from ajwt_core.shim import Shim
+from ajwt_demo.agents import reference_manifest
 
 WORKFLOW_YAML = """\
 id: triage

@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ajwt_core.demo.agents import reference_manifest
-from ajwt_core.demo.stack import ADMIN_TOKEN, Stack
 from ajwt_core.errors import InvalidClient, Reason
 from ajwt_core.idp import IdPSettings, create_app
 from ajwt_core.idp.admin import AdminClient
 from ajwt_core.idp.throttle import FailureThrottle
 from ajwt_core.server import BackgroundServer
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.stack import ADMIN_TOKEN, Stack
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,6 @@ import pytest
 from fastapi import FastAPI, Security
 
 from ajwt_core.checksum import AgentManifest
-from ajwt_core.demo.agents import reference_manifest
-from ajwt_core.demo.stack import Stack
 from ajwt_core.errors import (
     InvalidGrant,
     InvalidRequest,
@@ -31,6 +29,8 @@ from ajwt_core.rs.fastapi import install, require_intent
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Shim
 from ajwt_core.tokens import IntentTokenClaims
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.stack import Stack
 
 PLANNER = reference_manifest("planner")
 PLANNER_V2 = reference_manifest("planner", prompt="Plan the fix, then list the files to read.")
