@@ -695,9 +695,12 @@ class RecordedRun:
 
     def __init__(self) -> None:
         self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        #: The environment the workers would start with (serve restores its own after).
+        self.environ: dict[str, str] = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append((args, kwargs))
+        self.environ = dict(os.environ)
 
 
 @pytest.fixture
@@ -706,12 +709,12 @@ def recorded_run(monkeypatch: pytest.MonkeyPatch) -> RecordedRun:
 
     recorder = RecordedRun()
     monkeypatch.setattr(uvicorn, "run", recorder)
-    # serve --workers exports the configuration for the workers: restore it afterwards
-    # (an empty variable is no setting).
+    # serve --workers exports the configuration for the workers: start without any and
+    # restore the environment afterwards (monkeypatch undoes what it touched).
     from ajwt_core.idp.settings import IdPSettings
 
     for name in ["DB", "CONFIG", *(field.upper() for field in IdPSettings.model_fields)]:
-        monkeypatch.setenv(f"AJWT_IDP_{name}", "")
+        monkeypatch.delenv(f"AJWT_IDP_{name}", raising=False)
     monkeypatch.setenv("AJWT_ADMIN_TOKEN", secrets.token_urlsafe(32))
     return recorder
 
@@ -755,7 +758,8 @@ def test_serve_accepts_several_workers_with_redis(
     [(run_args, options)] = recorded_run.calls
     assert run_args == ("ajwt_core.idp.asgi:app_from_env",)
     assert options["workers"] == 2 and options["factory"] is True
-    assert os.environ["AJWT_IDP_REDIS_URL"] == "redis://127.0.0.1:6379/15"
+    assert recorded_run.environ["AJWT_IDP_REDIS_URL"] == "redis://127.0.0.1:6379/15"
+    assert "AJWT_IDP_REDIS_URL" not in os.environ  # the caller's environment is restored
     # The protocol travels to the worker processes by pickling (our own object).
     copied = pickle.loads(pickle.dumps(options["http"]))  # noqa: S301
     assert copied.keywords == options["http"].keywords

@@ -82,7 +82,10 @@ def test_serve_hands_the_upstream_to_its_workers(tmp_path: Path, recorded_run: R
     args += ["--upstream-client-id", "app", "--upstream-subject-prefix", ""]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
-    settings = settings_from_env()  # what each worker builds
+    with pytest.MonkeyPatch.context() as env:  # the environment the workers start with
+        for name, value in recorded_run.environ.items():
+            env.setenv(name, value)
+        settings = settings_from_env()  # what each worker builds
     assert settings.upstream_issuer == OP
     assert settings.upstream_client_id == "app"
     assert settings.upstream_subject_prefix == ""  # set and empty: bare subjects

@@ -36,6 +36,7 @@ _IDP = (
     "sqlalchemy",
     "alembic",
     "prometheus_client",
+    "pydantic_settings",
 )
 _CLI = ("typer", "rich")
 

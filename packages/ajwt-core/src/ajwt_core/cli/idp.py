@@ -337,15 +337,24 @@ def serve(
         return
     # Several processes: each builds the app from the environment (ajwt_core.idp.asgi).
     settings.key_file = settings.key_file.resolve()
-    os.environ.update(settings.to_environ())
-    uvicorn.run(
-        "ajwt_core.idp.asgi:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        **options,
-    )
+    exported = settings.to_environ()
+    saved = {name: os.environ.get(name) for name in exported}
+    os.environ.update(exported)  # the workers are started with this environment
+    try:
+        uvicorn.run(
+            "ajwt_core.idp.asgi:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            **options,
+        )
+    finally:  # the calling process's environment as it was (e.g. when embedded in tests)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _settings(config: Path | None, **flags: object) -> IdPSettings:

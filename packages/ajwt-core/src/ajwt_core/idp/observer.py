@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ajwt_core import telemetry
+from ajwt_core.idp.grants import AGENT_CHECKSUM_GRANT, TOKEN_EXCHANGE_GRANT
 from ajwt_core.idp.metrics import IdPMetrics
 from ajwt_core.logfields import message
 
@@ -42,8 +43,8 @@ _FORM_FIELDS: Final = (
     ("client_id", "client_id"),
 )
 _GRANTS: Final = {
-    "agent_checksum": "mint",
-    "urn:ietf:params:oauth:grant-type:token-exchange": "exchange",
+    AGENT_CHECKSUM_GRANT: "mint",
+    TOKEN_EXCHANGE_GRANT: "exchange",
 }
 _COMPLETE: Final = re.compile(r"^/runs/([^/]+)/steps/([^/]+)/complete$")
 #: The operations whose acceptance is logged, and that get a span.

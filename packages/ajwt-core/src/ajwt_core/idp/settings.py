@@ -189,6 +189,10 @@ class IdPSettings(BaseSettings):
         if environ:
             found = EnvSettingsSource(cls)()
             values.update({k: v for k, v in found.items() if k not in PYTHON_ONLY})
+            # Empty variables are ignored, but for this one "set and empty" has a meaning
+            # of its own: upstream subjects kept bare (DESIGN §12).
+            if os.environ.get(ENV_PREFIX + "UPSTREAM_SUBJECT_PREFIX") == "":
+                values["upstream_subject_prefix"] = ""
         return values
 
     @classmethod
@@ -223,7 +227,8 @@ class IdPSettings(BaseSettings):
             elif first["type"] == "missing":
                 message = f"the IdP setting {where!r} is required ({ENV_PREFIX}{where.upper()})"
             else:
-                message = f"the IdP setting {where!r} is invalid: {first['msg']}"
+                variable = f"{ENV_PREFIX}{where.upper()}"
+                message = f"the IdP setting {where!r} ({variable}) is invalid: {first['msg']}"
             raise InvalidRequest(Reason.MALFORMED_REQUEST, message) from None
         except OSError as exc:
             raise InvalidRequest(
