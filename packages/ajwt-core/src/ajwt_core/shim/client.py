@@ -884,6 +884,7 @@ class Shim:
                 step=step,
                 tool=self._resolve_tool(context, step),
                 input_digest=context.input_digest,
+                checksum=context.checksum,
             )
             if self.local_checks:
                 self._live_agent(resolved.agent, resolved.checksum, resolved.tool)
