@@ -262,9 +262,9 @@ class _TurnGuard:
         binding, shim = self.binding, self.binding.shim
         run = binding.current_run()
         to_agent = self.workflow_id(target)
-        if to_agent not in run.workflow.agents():
-            raise not_an_agent(target, to_agent, run, self.humans)
         peer = self.peer(target)
+        if to_agent not in run.workflow.agents():
+            raise not_an_agent(target, to_agent, run, self.humans, agent=peer is not None)
         with binding.acting(*([peer] if peer is not None else [])):
             await _handover(
                 shim, binding.agent_id, to_agent, run, binding.checksum, _checksum(peer)
@@ -339,7 +339,8 @@ class _TurnGuard:
                     self.binding.checksum,
                 )
         except AJWTError as error:
-            hint = unknown_agent_hint(error, name, self.binding.agent_id, _run_or_none(self))
+            involved = {previous: from_agent, name: self.binding.agent_id}
+            hint = unknown_agent_hint(error, involved, _run_or_none(self))
             denied = refusal(error, self.binding.agent_id, f"the turn from {previous!r}", hint)
             return Response(
                 chat_message=TextMessage(
@@ -426,9 +427,8 @@ class _AJWTHandoffTool(BaseTool[BaseModel, BaseModel]):
                 await self.guard.delegate_to(target)
             except AJWTError as error:
                 binding = self.guard.binding
-                hint = unknown_agent_hint(
-                    error, binding.name, binding.agent_id, _run_or_none(self.guard)
-                )
+                involved = {binding.name: binding.agent_id, target: self.guard.workflow_id(target)}
+                hint = unknown_agent_hint(error, involved, _run_or_none(self.guard))
                 denied = refusal(error, binding.agent_id, f"the handoff to {target!r}", hint)
                 self.guard.record_refusal(self.handoff, denied)
                 # AutoGen does not catch a hand-off tool's exception (it would end the

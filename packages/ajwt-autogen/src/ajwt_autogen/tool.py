@@ -59,7 +59,7 @@ def _refused(error: AJWTError, binding: AgentBinding, tool: str) -> AJWTError:
         run = binding.current_run()
     except AJWTError:
         run = None
-    hint = unknown_agent_hint(error, binding.name, binding.agent_id, run)
+    hint = unknown_agent_hint(error, {binding.name: binding.agent_id}, run)
     return refusal(error, binding.agent_id, f"tool {tool!r}", hint)
 
 
