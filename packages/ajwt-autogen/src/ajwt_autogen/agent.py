@@ -52,7 +52,6 @@ from ajwt_autogen.tool import AJWTTool, AJWTWorkbench
 from ajwt_core.checksum import PromptSpec
 from ajwt_core.errors import AgentContextError, AJWTError, Reason
 from ajwt_core.shim import Run, Shim
-from ajwt_core.shim.context import current_run
 
 if TYPE_CHECKING:
     from ajwt_autogen.team import TeamBinding
@@ -165,7 +164,7 @@ def _secure(
 
     async def save_state() -> Mapping[str, Any]:
         state = dict(await save())
-        acting = binding.run or current_run() or binding.last_run or binding.resumed
+        acting = binding.known_run()
         if acting is not None:
             state[RUN_KEY] = {"run_id": acting.run_id, "checkpoint": shim.checkpoint(acting)}
         return state
@@ -175,6 +174,8 @@ def _secure(
         record = saved_run_record(state)
         if record is not None:
             binding.resumed = await resume_saved_run(shim, record)
+            if binding.team is not None:
+                binding.team.resumed = binding.resumed
 
     # Every caller (teams, agent.run, team state) goes through the instance's methods.
     setattr(agent, "on_messages_stream", on_messages_stream)  # noqa: B010

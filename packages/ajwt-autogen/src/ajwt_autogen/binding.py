@@ -95,7 +95,9 @@ class AgentBinding:
         if run is None:
             acting = self.shim.current()
             run = acting.run if acting is not None else None
-        run = run or self.resumed
+        # A resumed run, never one merely acted in before: outside `with shim.run(...)`
+        # an agent must not drift into an earlier user's run.
+        run = run or self.resumed or (self.team.resumed if self.team is not None else None)
         if run is None:
             raise AgentContextError(
                 Reason.NO_AGENT_CONTEXT,
@@ -104,7 +106,21 @@ class AgentBinding:
                 "or load a state saved during a run (team.load_state)",
             )
         self.last_run = run
+        if self.team is not None:
+            self.team.last_run = run
         return run
+
+    def known_run(self) -> Run | None:
+        """The run this agent acts in, or last acted in (itself or a member of its team),
+        or was resumed in; ``None`` if none: what its saved state records."""
+        team = self.team
+        return (
+            self.run
+            or current_run()
+            or self.last_run
+            or self.resumed
+            or (team.last_run or team.resumed if team is not None else None)
+        )
 
     def input_digest(self) -> str | None:
         if self.prompt is None:

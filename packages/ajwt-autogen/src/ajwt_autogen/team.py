@@ -37,6 +37,12 @@ class TeamBinding:
     """The secured agents of one team, by AutoGen name."""
 
     agents: dict[str, AgentBinding] = field(default_factory=dict)
+    #: The run a member last acted in: saved with every member's state, also of members
+    #: that have not acted yet (the closer of a paused team).
+    last_run: Run | None = None
+    #: The run the team's saved state was loaded into: every member acts in it outside
+    #: any ``with shim.run(...)``.
+    resumed: Run | None = None
 
     def is_human(self, name: str) -> bool:
         """A name that is not a secured agent of the team is a person (or a participant
@@ -106,9 +112,9 @@ def secure_team(
 
 
 def run_of(app: Any) -> Run | None:
-    """The run a secured agent (or a team's first secured agent) acts in outside any
-    ``with shim.run(...)``: the run it is pinned to, else the run its saved state was
-    loaded into (``load_state``), else the run it last acted in.
+    """The run of a secured agent (or of a team's secured agents): the run it is pinned
+    to or acts in now, else the run it last acted in, else the run its saved state was
+    loaded into (``load_state``); ``None`` if none.
 
     Example (a new process, after ``await team.load_state(saved)``)::
 
@@ -122,8 +128,7 @@ def run_of(app: Any) -> Run | None:
     )
     for agent in agents:
         binding = binding_of(agent)
-        if binding is not None:
-            found = binding.run or binding.resumed or binding.last_run
-            if found is not None:
-                return found
+        found = binding.known_run() if binding is not None else None
+        if found is not None:
+            return found
     return None
