@@ -5,6 +5,8 @@ run by the same team over HTTP."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -164,6 +166,21 @@ def test_ajwt_workflow_export_writes_the_draft_as_yaml(tmp_path: Path) -> None:
         exported.canonical()
         == Workflow.from_mapping(draft_workflow(draft_team(), workflow_id="support")).canonical()
     )
+
+
+def test_the_ajwt_command_imports_the_app_from_the_current_directory() -> None:
+    # As the docs show it: the console script, run where the app's package lives.
+    ajwt = Path(sys.executable).with_name("ajwt")
+    app_ref = "examples.autogen_support.app:draft_team()"
+    done = subprocess.run(  # noqa: S603 - our own console script
+        [str(ajwt), "workflow", "export", app_ref, "--id", "support"],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Workflow.from_yaml(done.stdout).steps["closer"].after == ["billing"]
 
 
 async def test_a_reviewed_draft_is_registered_and_run_by_the_same_team(services: Services) -> None:
