@@ -17,7 +17,12 @@ from ajwt_autogen.agent import binding_of, secure_agent
 from ajwt_autogen.binding import AgentBinding, register_agent
 from ajwt_autogen.delegation import adelegate, ahandover, areturn
 from ajwt_autogen.draft import draft_workflow, team_manifests
-from ajwt_autogen.manifest import manifest_from_autogen, model_client_config, tool_spec
+from ajwt_autogen.manifest import (
+    manifest_from_autogen,
+    model_client_config,
+    model_context_config,
+    tool_spec,
+)
 from ajwt_autogen.resume import saved_run_id
 from ajwt_autogen.team import TeamBinding, run_of, secure_team
 from ajwt_autogen.tool import AJWTTool, AJWTWorkbench
@@ -35,6 +40,7 @@ __all__ = [
     "draft_workflow",
     "manifest_from_autogen",
     "model_client_config",
+    "model_context_config",
     "register_agent",
     "run_of",
     "saved_run_id",
