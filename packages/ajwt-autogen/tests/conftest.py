@@ -16,6 +16,7 @@ from ajwt_demo.api import CallRecord
 from ajwt_demo.scenarios.autogen.scripted import Turn
 from ajwt_demo.scenarios.autogen.swarm import TASK, PatcherTeam, build_patcher_swarm
 from ajwt_demo.stack import Stack, start_stack
+from examples.autogen_support.app import Services, start_services
 
 
 @pytest.fixture(scope="session")
@@ -111,3 +112,30 @@ def run_swarm(stack: Stack, shim: Shim) -> RunSwarm:
         return SwarmRun(run, team, result, calls, ledger)
 
     return go
+
+
+# ----------------------------------------------------------- the support desk (issue 14)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """An IdP and the support API of ``examples.autogen_support`` on 127.0.0.1."""
+    running = start_services(tmp_path_factory.mktemp("support") / "idp.db")
+    yield running
+    running.close()
+
+
+#: Tokens of the short-lived IdP are handed out for ~1 s (lifetime 31 s minus the
+#: shim's 30 s refresh margin): a pause of PAUSE seconds outlives every cached token.
+SHORT_LIFETIME = 31
+PAUSE = 1.5
+
+
+@pytest.fixture(scope="session")
+def short_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """The same, with intent tokens that live 31 s: a human pause outlives them."""
+    running = start_services(
+        tmp_path_factory.mktemp("short") / "idp.db", token_lifetime=SHORT_LIFETIME
+    )
+    yield running
+    running.close()

@@ -10,9 +10,15 @@ import doctest
 
 import pytest
 from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.teams import DiGraphBuilder, GraphFlow, Swarm
+from autogen_core.model_context import BufferedChatCompletionContext
 from autogen_core.tools import FunctionTool, StaticStreamWorkbench
 
+import ajwt_autogen.adapter
+import ajwt_autogen.draft
 import ajwt_autogen.manifest
+import ajwt_autogen.refusals
+import ajwt_autogen.resume
 import ajwt_demo.scenarios.autogen.scripted
 from ajwt_autogen import _internals
 from ajwt_demo.scenarios.autogen.scripted import ScriptedChatCompletionClient
@@ -45,13 +51,39 @@ def test_assistant_agent_internals() -> None:
     assert _internals.handoffs(agent)["transfer_to_classifier"].target == "classifier"
 
 
+def test_team_and_context_internals() -> None:
+    model = ScriptedChatCompletionClient([])
+    context = BufferedChatCompletionContext(buffer_size=3)
+    first = AssistantAgent("first", model, tools=[read_file], model_context=context)
+    second = AssistantAgent("second", model)
+    assert _internals.model_context(first) is context
+    assert _internals.participants(Swarm([first, second])) == [first, second]
+    builder = DiGraphBuilder().add_node(first).add_node(second).add_edge(first, second)
+    graph = builder.build()
+    assert _internals.graph(GraphFlow([first, second], graph=graph)) is graph
+    [bench] = _internals.workbenches(first)
+    replacement = FunctionTool(list_repos, description="")
+    _internals.set_static_tools(bench, [replacement])
+    assert (_internals.static_tools(bench) or ([], {}))[0] == [replacement]
+
+
 def test_function_tool_internals() -> None:
     assert _internals.sync_function(FunctionTool(read_file, description="")) is read_file
     assert _internals.sync_function(FunctionTool(list_repos, description="")) is None
     assert _internals.tool_function(FunctionTool(list_repos, description="")) is list_repos
 
 
-@pytest.mark.parametrize("module", [ajwt_autogen.manifest, ajwt_demo.scenarios.autogen.scripted])
+@pytest.mark.parametrize(
+    "module",
+    [
+        ajwt_autogen.adapter,
+        ajwt_autogen.draft,
+        ajwt_autogen.manifest,
+        ajwt_autogen.refusals,
+        ajwt_autogen.resume,
+        ajwt_demo.scenarios.autogen.scripted,
+    ],
+)
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.failed == 0 and result.attempted > 0

@@ -16,6 +16,11 @@ import pytest
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import Handoff
 from autogen_core import CancellationToken
+from autogen_core.model_context import (
+    BufferedChatCompletionContext,
+    ChatCompletionContext,
+    UnboundedChatCompletionContext,
+)
 from autogen_core.models import SystemMessage
 from autogen_core.tools import BaseTool, FunctionTool
 from pydantic import BaseModel, Field, SecretStr
@@ -233,3 +238,25 @@ def test_model_client_config_keeps_settings_and_drops_secrets() -> None:
 def test_only_assistant_agents_are_described() -> None:
     with pytest.raises(TypeError, match="AssistantAgent"):
         manifest_from_autogen(object())  # type: ignore[arg-type]
+
+
+def test_initial_messages_of_the_model_context_are_part_of_the_identity() -> None:
+    # Text placed in the model context is told to the model before anything else.
+    def agent(context: ChatCompletionContext | None) -> AgentManifest:
+        return manifest_from_autogen(
+            AssistantAgent("planner", model(), system_message="Plan.", model_context=context)
+        )
+
+    plain = agent(None)
+    assert "model_context" not in plain.config  # the default context: as before
+    told = agent(
+        UnboundedChatCompletionContext(
+            initial_messages=[SystemMessage(content="Approve every refund.")]
+        )
+    )
+    assert told.config["model_context"]["config"]["initial_messages"][0]["content"] == (
+        "Approve every refund."
+    )
+    assert told.checksum() != plain.checksum()
+    buffered = agent(BufferedChatCompletionContext(buffer_size=2))
+    assert buffered.config["model_context"]["config"]["buffer_size"] == 2

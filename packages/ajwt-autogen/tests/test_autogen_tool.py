@@ -4,6 +4,7 @@ sync-function trap of ``FunctionTool`` is handled."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +16,7 @@ from autogen_agentchat.messages import ToolCallExecutionEvent
 from autogen_core import CancellationToken
 from autogen_core.models import SystemMessage
 from autogen_core.tools import FunctionTool, Workbench
+from autogen_ext.tools.mcp import McpWorkbench, StdioServerParams
 
 from ajwt_autogen import AJWTTool, secure_agent
 from ajwt_autogen.binding import LiveManifest
@@ -196,10 +198,11 @@ def test_an_agent_is_secured_once(shim: Shim, api: PatcherApi) -> None:
         secure_agent(agent, shim, register=False)
 
 
-class _RemoteWorkbench(Workbench):
-    """Stands for an MCP workbench: its tools run in another process."""
+class _SlowListingWorkbench(Workbench):
+    """Lists its tools only after I/O (a remote catalogue)."""
 
     async def list_tools(self) -> Any:
+        await asyncio.sleep(0)
         return []
 
     async def call_tool(self, *args: Any, **kwargs: Any) -> Any:
@@ -218,8 +221,12 @@ class _RemoteWorkbench(Workbench):
 
 
 def test_tools_the_shim_cannot_reach_are_refused_loudly(shim: Shim) -> None:
-    agent = AssistantAgent(
-        "planner", ScriptedChatCompletionClient([]), workbench=_RemoteWorkbench()
-    )
-    with pytest.raises(TypeError, match="static workbenches"):
+    mcp = McpWorkbench(StdioServerParams(command="false"))  # never started
+    agent = AssistantAgent("planner", ScriptedChatCompletionClient([]), workbench=mcp)
+    with pytest.raises(TypeError, match="MCP server's process"):
         secure_agent(agent, shim, register=False)
+    slow = AssistantAgent(
+        "planner", ScriptedChatCompletionClient([]), workbench=_SlowListingWorkbench()
+    )
+    with pytest.raises(TypeError, match="needs I/O to list its tools"):
+        secure_agent(slow, shim, register=False)

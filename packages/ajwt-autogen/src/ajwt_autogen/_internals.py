@@ -1,7 +1,8 @@
 """The few AutoGen 0.7 internals the adapter reads or replaces, in one place.
 
 AutoGen exposes no public accessor for an ``AssistantAgent``'s system message, tools,
-handoffs or model client, nor for the function inside a ``FunctionTool``; these helpers
+handoffs, model client or model context, for a team's participants or a ``GraphFlow``'s
+graph, nor for the function inside a ``FunctionTool``; these helpers
 read the private attributes (checked against autogen-agentchat/core 0.7.5 by the tests,
 ``test_internals.py``) so that a change in a later AutoGen breaks here, loudly, and
 nowhere else.
@@ -14,7 +15,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
-from autogen_agentchat.base import Handoff
+from autogen_agentchat.base import ChatAgent, Handoff, Team
+from autogen_agentchat.teams import BaseGroupChat, DiGraph, GraphFlow
+from autogen_core.model_context import ChatCompletionContext
 from autogen_core.models import ChatCompletionClient
 from autogen_core.tools import BaseTool, FunctionTool, StaticWorkbench, ToolSchema, Workbench
 
@@ -56,6 +59,31 @@ def static_tools(bench: Workbench) -> tuple[list[BaseTool[Any, Any]], dict[str, 
     return list(bench._tools), dict(bench._tool_overrides)
 
 
+def set_static_tools(bench: Workbench, tools: Sequence[BaseTool[Any, Any]]) -> None:
+    """Replace a ``StaticWorkbench``'s tools in place (the bench keeps its class, so a
+    subclass's own ``call_tool`` still runs)."""
+    bench._tools = list(tools)  # type: ignore[attr-defined]
+
+
+def model_context(agent: AssistantAgent) -> ChatCompletionContext:
+    return agent._model_context
+
+
+def participants(team: BaseGroupChat) -> list[ChatAgent | Team]:
+    """The team's participants, in the order they were given."""
+    return list(team._participants)
+
+
+def graph(team: GraphFlow) -> DiGraph:
+    """The graph of a ``GraphFlow``."""
+    return team._graph
+
+
+def is_mcp(bench: Workbench) -> bool:
+    """Whether ``bench`` is autogen-ext's ``McpWorkbench`` (its tools run in an MCP server)."""
+    return any(kind.__module__.startswith("autogen_ext.tools.mcp") for kind in type(bench).__mro__)
+
+
 def listed_tools(bench: Workbench) -> list[ToolSchema]:
     """``await bench.list_tools()`` for a workbench that answers without waiting.
 
@@ -71,8 +99,9 @@ def listed_tools(bench: Workbench) -> list[ToolSchema]:
         return list(done.value)
     coroutine.close()
     raise TypeError(
-        f"{type(bench).__name__} lists its tools asynchronously; A-JWT describes agents "
-        "with static tools (tools=[...] or a StaticWorkbench)"
+        f"{type(bench).__name__} needs I/O to list its tools, so the agent's manifest (computed "
+        "before every mint) cannot describe them: give the agent tools=[...], a "
+        "StaticWorkbench, or a workbench that lists its tools without waiting"
     )
 
 

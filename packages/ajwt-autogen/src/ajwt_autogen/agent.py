@@ -2,27 +2,34 @@
 
 It maps the agent's events onto the shim:
 
-- *tool is called* / *agent acts*: every tool is wrapped in an :class:`AJWTTool`
-  (name, description and schema unchanged);
-- *agent hands off*: every handoff tool (``transfer_to_<target>``, used by ``Swarm`` and
+- *tool is called* / *agent acts*: every tool of a ``StaticWorkbench`` (what
+  ``tools=[...]`` builds, or one you pass, subclasses included: the bench keeps its
+  class and its own ``call_tool``) is wrapped in an :class:`AJWTTool`; another
+  in-process workbench is wrapped whole in an :class:`AJWTWorkbench`. Names,
+  descriptions and schemas are unchanged;
+- *agent hands off*: every hand-off tool (``transfer_to_<target>``, used by ``Swarm`` and
   ``AssistantAgent(handoffs=...)``) signs the delegation when it runs
-  (:func:`~ajwt_autogen.ahandover`: the delegator's step is completed, the delegate's
-  step delegated; a handoff back to the agent's own delegator is a return, which only
-  completes the step). If the delegation is refused, the handoff does not happen: the model
-  sees the refusal as the handoff tool's result and the agent's reply becomes a text
+  (:func:`~ajwt_autogen.ahandover`); a hand-off back to the agent's own delegator is a
+  return, which only completes the step; a hand-off to a person (``human_targets``)
+  signs nothing. If the delegation is refused, the hand-off does not happen: the model
+  sees the refusal as the hand-off tool's result and the agent's reply becomes a text
   message, so a ``Swarm`` keeps the turn with the same agent;
-- *agent turn* (opt-in, ``turn_delegation=True``, for ``RoundRobinGroupChat`` and
-  ``SelectorGroupChat``, which have no handoff tools): when the agent takes the turn
-  from another agent of the workflow, that agent hands over to it first; a refused
-  delegation ends the turn with a text message, before the model is called;
+- *agent turn* (``turn_delegation=True``, for ``RoundRobinGroupChat``,
+  ``SelectorGroupChat`` and ``GraphFlow``, which have no hand-off tools): when the agent
+  takes the turn from another agent of the workflow, that agent hands over to it first;
+  a refused delegation ends the turn with a text message, before the model is called;
+- *state saved / loaded*: ``save_state`` adds the run the agent acts in (its id and the
+  latest ledger checkpoint); ``load_state`` resumes that run from the IdP's ledger
+  (``shim.aresume``), so a team saved in one process continues in another;
 - the agent is registered with the shim with a live manifest
-  (:func:`~ajwt_autogen.manifest_from_autogen`), recomputed before every mint.
+  (:func:`~ajwt_autogen.manifest_from_autogen`), recomputed before every mint, hand-off
+  and completion, as one version of its agent id (several may be live in one shim).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import Handoff, Response
@@ -33,26 +40,25 @@ from autogen_agentchat.messages import (
     TextMessage,
 )
 from autogen_core import CancellationToken
-from autogen_core.tools import (
-    BaseTool,
-    StaticStreamWorkbench,
-    StaticWorkbench,
-    ToolSchema,
-    Workbench,
-)
+from autogen_core.tools import BaseTool, ToolSchema, Workbench
 from pydantic import BaseModel
 
 from ajwt_autogen import _internals
-from ajwt_autogen.binding import AgentBinding, register_agent
+from ajwt_autogen.binding import AgentBinding, bindings_of, register_agent
 from ajwt_autogen.delegation import ahandover
-from ajwt_autogen.tool import AJWTTool, refusal
+from ajwt_autogen.refusals import not_an_agent, refusal, unknown_agent_hint
+from ajwt_autogen.resume import RUN_KEY, resume_saved_run, saved_run_record
+from ajwt_autogen.tool import AJWTTool, AJWTWorkbench
 from ajwt_core.checksum import PromptSpec
-from ajwt_core.errors import AJWTError
+from ajwt_core.errors import AgentContextError, AJWTError, Reason
 from ajwt_core.shim import Run, Shim
 
-__all__ = ["secure_agent"]
+if TYPE_CHECKING:
+    from ajwt_autogen.team import TeamBinding
 
-_SECURED = "_ajwt_secured"
+__all__ = ["binding_of", "secure_agent"]
+
+_BINDING = "_ajwt_binding"
 TurnItem = BaseAgentEvent | BaseChatMessage | Response
 
 
@@ -70,15 +76,17 @@ def secure_agent(
     turn_delegation: bool = False,
     human_targets: Collection[str] = ("user",),
 ) -> AssistantAgent:
-    """Wrap every tool and handoff of ``agent`` and register it with ``shim``.
+    """Wrap every tool and hand-off of ``agent`` and register it with ``shim``.
 
     ``agent_ids`` maps AutoGen agent names to workflow agent ids (default: identity),
-    for this agent and its handoff targets; ``agent_id`` overrides this agent's id.
+    for this agent and its hand-off targets; ``agent_id`` overrides this agent's id.
     ``run`` pins the agent to one run (default: the shim's current run, ``with
     shim.run(run):`` around ``team.run(...)``). ``prompt`` / ``prompt_values``: the
     template the system message was filled from (see :func:`manifest_from_autogen`).
-    Handoffs to ``human_targets`` return control to a person: they are not delegations.
-    Returns the same agent, changed in place.
+    Hand-offs to ``human_targets`` return control to a person: they are not delegations.
+    Returns the same agent, changed in place. To secure a whole team (and let hand-offs
+    tell apart versions of one agent id that several teams share), use
+    :func:`~ajwt_autogen.secure_team`.
 
     Example::
 
@@ -88,11 +96,41 @@ def secure_agent(
         with shim.run(run):
             await team.run(task="Patch the vulnerable dependencies.")
     """
+    return _secure(
+        agent,
+        shim,
+        agent_id=agent_id,
+        ids=dict(agent_ids or {}),
+        run=run,
+        prompt=prompt,
+        prompt_values=prompt_values,
+        deep=deep,
+        register=register,
+        turn_delegation=turn_delegation,
+        humans=frozenset(human_targets),
+        team=None,
+    )
+
+
+def _secure(
+    agent: AssistantAgent,
+    shim: Shim,
+    *,
+    agent_id: str | None,
+    ids: Mapping[str, str],
+    run: Run | None,
+    prompt: PromptSpec | None,
+    prompt_values: Mapping[str, str] | None,
+    deep: bool,
+    register: bool,
+    turn_delegation: bool,
+    humans: frozenset[str],
+    team: TeamBinding | None,
+) -> AssistantAgent:
     if not isinstance(agent, AssistantAgent):
         raise TypeError(f"secure_agent expects an AssistantAgent, got {type(agent).__name__}")
-    if getattr(agent, _SECURED, False):
+    if binding_of(agent) is not None:
         raise ValueError(f"agent {agent.name!r} is already secured")
-    ids = dict(agent_ids or {})
     binding = AgentBinding(
         shim,
         agent_id or ids.get(agent.name, agent.name),
@@ -101,11 +139,12 @@ def secure_agent(
         prompt=prompt,
         prompt_values=dict(prompt_values or {}),
         deep=deep,
+        team=team,
     )
-    guard = _TurnGuard(binding, ids, frozenset(human_targets))
     _internals.set_workbenches(
         agent, [_secured_bench(bench, binding) for bench in _internals.workbenches(agent)]
     )
+    guard = _TurnGuard(binding, ids, humans)
     handoffs = _internals.handoffs(agent)
     _internals.set_handoff_tools(
         agent,
@@ -115,6 +154,7 @@ def secure_agent(
         ],
     )
     original = agent.on_messages_stream
+    save, load = agent.save_state, agent.load_state
 
     async def on_messages_stream(
         messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken
@@ -122,32 +162,75 @@ def secure_agent(
         async for item in guard.turn(original, messages, cancellation_token, turn_delegation):
             yield item
 
-    # Every caller (teams, agent.run) goes through the instance's on_messages_stream.
+    async def save_state() -> Mapping[str, Any]:
+        state = dict(await save())
+        acting = binding.known_run()
+        if acting is not None:
+            state[RUN_KEY] = {"run_id": acting.run_id, "checkpoint": shim.checkpoint(acting)}
+        return state
+
+    async def load_state(state: Mapping[str, Any]) -> None:
+        await load(state)
+        record = saved_run_record(state)
+        if record is not None:
+            binding.resumed = await resume_saved_run(shim, record)
+            if binding.team is not None:
+                binding.team.resumed = binding.resumed
+
+    # Every caller (teams, agent.run, team state) goes through the instance's methods.
     setattr(agent, "on_messages_stream", on_messages_stream)  # noqa: B010
-    setattr(agent, _SECURED, True)
+    setattr(agent, "save_state", save_state)  # noqa: B010
+    setattr(agent, "load_state", load_state)  # noqa: B010
+    setattr(agent, _BINDING, binding)
     if register:
         register_agent(binding)
     return agent
 
 
+def binding_of(agent: object) -> AgentBinding | None:
+    """The binding of an agent secured by :func:`secure_agent` (``None`` if it is not)."""
+    found = getattr(agent, _BINDING, None)
+    return found if isinstance(found, AgentBinding) else None
+
+
 def _secured_bench(bench: Workbench, binding: AgentBinding) -> Workbench:
     static = _internals.static_tools(bench)
     if static is None:
-        raise TypeError(
-            f"{type(bench).__name__}: A-JWT secures tools and static workbenches; the tools "
-            "of another workbench run where the shim cannot attach tokens"
-        )
+        if _internals.is_mcp(bench):
+            raise TypeError(
+                f"{type(bench).__name__} of agent {binding.name!r}: its tools run in the MCP "
+                "server's process, where the shim cannot attach the agent's token and proof; "
+                "give the agent in-process tools (tools=[...]) that call your API with "
+                "shim.auth(), or protect the MCP server itself as a resource server"
+            )
+        # An in-process workbench of another kind: authorise each call_tool. One that
+        # needs I/O to list its tools cannot be described before each mint: refused.
+        _internals.listed_tools(bench)
+        return AJWTWorkbench(bench, binding)
     tools, overrides = static
     wrapped: list[BaseTool[Any, Any]] = []
     for tool in tools:
+        if isinstance(tool, AJWTTool):
+            owner = tool.binding
+            if owner.agent_id != binding.agent_id or (
+                owner.agent is not None and owner.agent is not binding.agent
+            ):
+                raise TypeError(
+                    f"tool {tool.name!r} of agent {binding.name!r} is already secured for agent "
+                    f"{owner.name!r} (a workbench shared by two agents): give each agent its "
+                    "own workbench, since a tool acts as the agent that calls it"
+                )
+            tool.binding = binding  # an AJWTTool the application made for this agent
+            wrapped.append(tool)
+            continue
         visible = getattr(overrides.get(tool.name), "name", None) or tool.name
         wrapped.append(AJWTTool(tool, binding.shim, agent=binding, tool_name=visible))
-    kind = StaticStreamWorkbench if isinstance(bench, StaticStreamWorkbench) else StaticWorkbench
-    return kind(wrapped, tool_overrides=overrides or None)
+    _internals.set_static_tools(bench, wrapped)
+    return bench
 
 
 class _TurnGuard:
-    """One secured agent's handoffs and turns."""
+    """One secured agent's hand-offs and turns."""
 
     def __init__(self, binding: AgentBinding, ids: Mapping[str, str], humans: frozenset[str]):
         self.binding = binding
@@ -157,7 +240,22 @@ class _TurnGuard:
         self.handed_off = False
 
     def workflow_id(self, name: str) -> str:
-        return self.ids.get(name, name)
+        team = self.binding.team
+        peer = team.agents.get(name) if team is not None else None
+        return peer.agent_id if peer is not None else self.ids.get(name, name)
+
+    def is_human(self, name: str) -> bool:
+        team = self.binding.team
+        return name in self.humans or (team is not None and team.is_human(name))
+
+    def peer(self, name: str) -> AgentBinding | None:
+        """The binding of another agent of the application, by its AutoGen name: the one
+        secured with this agent's team, else the only live version of its agent id."""
+        team = self.binding.team
+        if team is not None and name in team.agents:
+            return team.agents[name]
+        versions = {b.checksum: b for b in bindings_of(self.binding.shim, self.workflow_id(name))}
+        return next(iter(versions.values())) if len(versions) == 1 else None
 
     async def delegate_to(self, target: str) -> None:
         """The agent hands off to ``target`` (an AutoGen name): a delegation, or a
@@ -165,8 +263,13 @@ class _TurnGuard:
         binding, shim = self.binding, self.binding.shim
         run = binding.current_run()
         to_agent = self.workflow_id(target)
-        with binding.acting():
-            await ahandover(shim, binding.agent_id, to_agent, run=run)
+        peer = self.peer(target)
+        if to_agent not in run.workflow.agents():
+            raise not_an_agent(target, to_agent, run, self.humans, agent=peer is not None)
+        with binding.acting(*([peer] if peer is not None else [])):
+            await _handover(
+                shim, binding.agent_id, to_agent, run, binding.checksum, _checksum(peer)
+            )
 
     def record_refusal(self, handoff: Handoff, error: AJWTError) -> None:
         self.refused[handoff.target] = error
@@ -194,7 +297,7 @@ class _TurnGuard:
             if isinstance(item, Response) and isinstance(item.chat_message, HandoffMessage):
                 error = self.refused.get(item.chat_message.target)
                 if error is not None:
-                    # The handoff did not happen: keep the turn, say why.
+                    # The hand-off did not happen: keep the turn, say why.
                     item = Response(
                         chat_message=TextMessage(
                             source=item.chat_message.source,
@@ -207,7 +310,7 @@ class _TurnGuard:
 
     async def _take_turn(self, messages: Sequence[BaseChatMessage]) -> Response | None:
         """Turn delegation: the previous speaker of the workflow delegates to this agent."""
-        name = self.binding.agent.name if self.binding.agent is not None else ""
+        name = self.binding.name
         # The previous speaker that acted: a turn A-JWT refused hands nothing on.
         previous = next(
             (
@@ -217,22 +320,29 @@ class _TurnGuard:
             ),
             None,
         )
-        if previous is None or previous in self.humans:
+        if previous is None or self.is_human(previous):
             return None
         from_agent = self.workflow_id(previous)
-        shim = self.binding.shim
         if from_agent == self.binding.agent_id:
             return None
-        try:
-            shim.agent(from_agent)
-        except AJWTError:
+        if not bindings_of(self.binding.shim, from_agent):
             return None  # not an agent of this application (a user proxy, a tool echo)
+        peer = self.peer(previous)
         try:
             run = self.binding.current_run()
-            with self.binding.acting():
-                await ahandover(shim, from_agent, self.binding.agent_id, run=run)
+            with self.binding.acting(*([peer] if peer is not None else [])):
+                await _handover(
+                    self.binding.shim,
+                    from_agent,
+                    self.binding.agent_id,
+                    run,
+                    _checksum(peer),
+                    self.binding.checksum,
+                )
         except AJWTError as error:
-            denied = refusal(error, self.binding.agent_id, f"the turn from {previous!r}")
+            involved = {previous: from_agent, name: self.binding.agent_id}
+            hint = unknown_agent_hint(error, involved, _run_or_none(self))
+            denied = refusal(error, self.binding.agent_id, f"the turn from {previous!r}", hint)
             return Response(
                 chat_message=TextMessage(
                     source=name,
@@ -243,8 +353,47 @@ class _TurnGuard:
         return None
 
 
+def _checksum(binding: AgentBinding | None) -> str | None:
+    return binding.checksum if binding is not None else None
+
+
+def _run_or_none(guard: _TurnGuard) -> Run | None:
+    try:
+        return guard.binding.current_run()
+    except AJWTError:
+        return None
+
+
+async def _handover(
+    shim: Shim,
+    from_agent: str,
+    to_agent: str,
+    run: Run,
+    from_checksum: str | None,
+    to_checksum: str | None,
+) -> None:
+    try:
+        await ahandover(
+            shim,
+            from_agent,
+            to_agent,
+            run=run,
+            from_checksum=from_checksum,
+            to_checksum=to_checksum,
+        )
+    except AgentContextError as error:
+        if error.reason != Reason.AMBIGUOUS_AGENT:
+            raise
+        raise AgentContextError(
+            error.reason,
+            f"{error.description}. Several teams in this shim have an agent of that id: "
+            "secure each team with secure_team(team, shim), so that a hand-off knows which "
+            "version it hands to",
+        ) from error
+
+
 class _AJWTHandoffTool(BaseTool[BaseModel, BaseModel]):
-    """A handoff tool whose run signs the delegation to its target."""
+    """A hand-off tool whose run signs the delegation to its target."""
 
     def __init__(self, tool: BaseTool[Any, Any], handoff: Handoff, guard: _TurnGuard) -> None:
         super().__init__(tool.args_type(), tool.return_type(), tool.name, tool.description)
@@ -270,17 +419,20 @@ class _AJWTHandoffTool(BaseTool[BaseModel, BaseModel]):
     ) -> Any:
         target = self.handoff.target
         if self.guard.handed_off:
-            # AutoGen runs every handoff the model asked for but follows only the first
+            # AutoGen runs every hand-off the model asked for but follows only the first
             # (the first call starts first): sign one delegation per turn.
             return f"A-JWT: not handed off to {target!r}; only the first handoff of a turn counts"
         self.guard.handed_off = True
-        if target not in self.guard.humans:
+        if not self.guard.is_human(target):
             try:
                 await self.guard.delegate_to(target)
             except AJWTError as error:
-                denied = refusal(error, self.guard.binding.agent_id, f"the handoff to {target!r}")
+                binding = self.guard.binding
+                involved = {binding.name: binding.agent_id, target: self.guard.workflow_id(target)}
+                hint = unknown_agent_hint(error, involved, _run_or_none(self.guard))
+                denied = refusal(error, binding.agent_id, f"the handoff to {target!r}", hint)
                 self.guard.record_refusal(self.handoff, denied)
-                # AutoGen does not catch a handoff tool's exception (it would end the
+                # AutoGen does not catch a hand-off tool's exception (it would end the
                 # team's run): the refusal is the tool's result, and the turn guard
                 # turns the HandoffMessage into a text message.
                 return str(denied)

@@ -1,20 +1,29 @@
-"""An AutoGen handoff (or turn change) as a signed A-JWT delegation (DESIGN §5.2, §6.6).
+"""An AutoGen hand-off (or turn change) as a signed A-JWT delegation (DESIGN §5.2, §6.6).
 
-:func:`ahandover` is what a handoff tool does when it runs, and what a team's turn
-change does with ``turn_delegation=True`` (``SelectorGroupChat``,
-``RoundRobinGroupChat``, which have no handoff tools):
+:func:`ahandover` is what a hand-off tool does when it runs, and what a team's turn
+change does with turn delegation (``SelectorGroupChat``, ``RoundRobinGroupChat``, which
+have no hand-off tools):
 
-- handing the turn *back* to the agent that delegated to you is a return
-  (:func:`areturn`): your step is completed, nothing is signed;
-- any other handoff is a delegation (:func:`adelegate`): the delegator's step is
-  completed (its work is done when it hands off) and the delegator signs the delegation
-  of the delegate's step, which the IdP exchanges for the delegate's first token. The
-  delegate's tool calls in that step then carry the chain ``[..., delegator, delegate]``.
+- handing the turn *back* to the agent that delegated to you (or consulted you) is a
+  return (:func:`areturn`): your step is completed (a consulted agent completes
+  nothing), nothing is signed;
+- handing it to an agent the delegator's step may consult, when that agent has no step
+  after it, is a consultation (``shim.aconsult``);
+- any other hand-off is a delegation (:func:`adelegate`): the delegator signs the
+  delegation of the delegate's step, which the IdP exchanges for the delegate's first
+  token, and the delegator's step is completed (its work is done when it hands off; in
+  the same request when the delegate's step waits for it). The delegate's tool calls in
+  that step then carry the chain ``[..., delegator, delegate]``.
+
+Every one of them is made by the delegator as it is now: the shim recomputes its live
+checksum first, so a changed agent hands nothing on and completes nothing (T4).
+``from_checksum`` / ``to_checksum`` say which registered version of each agent acts when
+the shim holds several (two teams whose agents share a name).
 """
 
 from __future__ import annotations
 
-from ajwt_autogen.steps import current_step, delegated_step, delegator_of, track
+from ajwt_autogen.steps import current_step, delegated_step, delegation_of, track
 from ajwt_core.shim import IssuedToken, Run, Shim
 
 __all__ = ["adelegate", "ahandover", "areturn", "is_return"]
@@ -28,55 +37,108 @@ async def adelegate(
     run: Run,
     to_step: str | None = None,
     audience: str | None = None,
+    from_checksum: str | None = None,
+    to_checksum: str | None = None,
 ) -> IssuedToken:
-    """Hand the next step from ``from_agent`` to ``to_agent`` in ``run``.
+    """Hand the next step from ``from_agent`` to ``to_agent`` in ``run`` (or consult it).
 
     ``to_step`` defaults to the delegate's next step after the delegator's (see
-    :mod:`ajwt_autogen.steps`); ``audience`` to the shim's ``default_audience`` (needed
-    when the delegator holds no token yet). The local workflow check runs before the
-    delegator's step is completed, so a handoff along no workflow edge completes
-    nothing. Raises an :class:`~ajwt_core.errors.AJWTError` on refusal.
+    :mod:`ajwt_autogen.steps`); ``audience`` to the shim's ``default_audience`` (the
+    delegate's first token is then for its step's only tool; without one it is a step
+    token). The delegator's step is completed only once the delegation is accepted.
+    Raises an :class:`~ajwt_core.errors.AJWTError` on refusal.
 
     Example (a turn change in a ``SelectorGroupChat``, inside an async selector)::
 
         await adelegate(shim, "planner", "classifier", run=run)
     """
     track(shim)
-    the_audience = audience or shim.default_audience
+    workflow = run.workflow
     from_step = current_step(shim, from_agent, run)
+    source = workflow.steps[from_step]
+    if (
+        to_step is None
+        and to_agent in source.consult
+        and not _has_step_after(run, from_step, to_agent)
+    ):
+        return await shim.aconsult(
+            from_agent,
+            to_agent,
+            run=run,
+            audience=audience,
+            from_step=from_step,
+            from_checksum=from_checksum,
+            to_checksum=to_checksum,
+        )
     step = to_step or delegated_step(shim, from_step, to_agent, run)
-    if shim.local_checks:
-        run.workflow.check_delegation_edge(from_step, step, to_agent)
-    if from_step not in shim.completed_steps(run):
-        await shim.acomplete(from_agent, from_step, run=run, audience=the_audience)
-    return await shim.ahandoff(
-        from_agent, to_agent, step, run=run, audience=the_audience, from_step=from_step
+    issued = await shim.ahandoff(
+        from_agent,
+        to_agent,
+        step,
+        run=run,
+        audience=audience,
+        from_step=from_step,
+        from_checksum=from_checksum,
+        to_checksum=to_checksum,
     )
+    # A hand-off to a step that does not wait for the delegator's (a sibling, a later
+    # branch) leaves that step open at the IdP: the delegator is done with it all the same.
+    # Work sent back (loop_to) reopens the delegator's step instead.
+    if step in workflow.descendants(from_step) and from_step not in shim.completed_steps(run):
+        await shim.acomplete(from_agent, from_step, run=run, checksum=from_checksum)
+    return issued
+
+
+def _has_step_after(run: Run, from_step: str, agent: str) -> bool:
+    workflow = run.workflow
+    later = workflow.descendants(from_step) | set(workflow.steps[from_step].loop_to)
+    return any(s in later for s in workflow.steps_of(agent))
 
 
 def is_return(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
     """Whether handing off to ``to_agent`` hands back to the agent that delegated to
-    ``from_agent`` (a supervisor getting the turn back), rather than delegating on."""
+    (or consulted) ``from_agent`` in its current step, rather than delegating on."""
     track(shim)
-    return delegator_of(shim, from_agent, run) == to_agent
+    step = current_step(shim, from_agent, run)
+    delegated = delegation_of(shim, from_agent, step, run)
+    return delegated is not None and delegated.from_agent == to_agent
 
 
-async def areturn(shim: Shim, from_agent: str, *, run: Run, audience: str | None = None) -> None:
+async def areturn(
+    shim: Shim,
+    from_agent: str,
+    *,
+    run: Run,
+    audience: str | None = None,
+    checksum: str | None = None,
+) -> None:
     """Hand back to the delegator: ``from_agent``'s step is done; nothing is signed.
 
-    The delegator goes on with its own tokens and chain; its next handoff delegates
-    the next step (a supervisor handing each step to a worker).
+    The delegator goes on with its own tokens and chain; its next hand-off delegates
+    the next step (a supervisor handing each step to a worker). A consulted agent
+    answers inside the consulting agent's step and completes nothing.
 
     Example (the planner gives the turn back to the supervisor that delegated to it)::
 
         await areturn(shim, "planner", run=run)
     """
+    del audience  # the completion is proven with a step token when no token is live
     step = current_step(shim, from_agent, run)
+    if run.workflow.steps[step].agent != from_agent:
+        return  # a consultation: the consulting agent's step goes on
     if step not in shim.completed_steps(run):
-        await shim.acomplete(from_agent, step, run=run, audience=audience or shim.default_audience)
+        await shim.acomplete(from_agent, step, run=run, checksum=checksum)
 
 
-async def ahandover(shim: Shim, from_agent: str, to_agent: str, *, run: Run) -> None:
+async def ahandover(
+    shim: Shim,
+    from_agent: str,
+    to_agent: str,
+    *,
+    run: Run,
+    from_checksum: str | None = None,
+    to_checksum: str | None = None,
+) -> None:
     """``from_agent`` hands the turn to ``to_agent``: a return or a delegation.
 
     Example (a turn change picked by an async ``selector_func``)::
@@ -84,6 +146,13 @@ async def ahandover(shim: Shim, from_agent: str, to_agent: str, *, run: Run) -> 
         await ahandover(shim, previous_speaker, chosen_speaker, run=run)
     """
     if is_return(shim, from_agent, to_agent, run):
-        await areturn(shim, from_agent, run=run)
+        await areturn(shim, from_agent, run=run, checksum=from_checksum)
     else:
-        await adelegate(shim, from_agent, to_agent, run=run)
+        await adelegate(
+            shim,
+            from_agent,
+            to_agent,
+            run=run,
+            from_checksum=from_checksum,
+            to_checksum=to_checksum,
+        )

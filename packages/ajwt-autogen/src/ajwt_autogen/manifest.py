@@ -17,8 +17,11 @@ given and what it can do:
   same manifest in every framework.
 - **config**: the model client's configuration (its component config) without secrets,
   plus ``handoffs``: for each handoff its tool name, target and the message it gives
-  the next agent, which the tool schema does not show. An agent without handoffs has no
-  ``handoffs`` key.
+  the next agent, which the tool schema does not show; plus ``model_context``: the
+  model context's class and configuration when it is not the default (an
+  ``UnboundedChatCompletionContext`` with no initial messages), since its initial
+  messages are text the model is told before anything else. An agent without handoffs
+  has no ``handoffs`` key.
 
 The same agent gives the same manifest, hence the same checksum, every time.
 
@@ -50,6 +53,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
+from autogen_core.model_context import ChatCompletionContext, UnboundedChatCompletionContext
 from autogen_core.models import ChatCompletionClient
 from autogen_core.tools import BaseTool, ToolSchema
 from pydantic_core import to_jsonable_python
@@ -63,7 +67,7 @@ from ajwt_core.checksum import (
     tool_source_digest,
 )
 
-__all__ = ["manifest_from_autogen", "model_client_config", "tool_spec"]
+__all__ = ["manifest_from_autogen", "model_client_config", "model_context_config", "tool_spec"]
 
 
 def manifest_from_autogen(
@@ -86,6 +90,9 @@ def manifest_from_autogen(
         raise TypeError(f"expected an AssistantAgent, got {type(agent).__name__}")
     tools = [_tool_spec_of(schema, objects, deep) for schema, objects in _offered_tools(agent)]
     config = model_client_config(_internals.model_client(agent))
+    context = model_context_config(_internals.model_context(agent))
+    if context is not None:
+        config["model_context"] = context
     handoffs = _internals.handoffs(agent)
     if handoffs:
         config["handoffs"] = [
@@ -121,6 +128,33 @@ def model_client_config(client: ChatCompletionClient) -> dict[str, Any]:
         config = {"model_client": f"{kind.__module__}.{kind.__qualname__}"}
     jsonable: dict[str, Any] = to_jsonable_python(strip_secrets(config))
     return jsonable
+
+
+def model_context_config(context: ChatCompletionContext) -> dict[str, Any] | None:
+    """A model context as the manifest describes it: ``None`` for the default (an
+    ``UnboundedChatCompletionContext`` with no initial messages), else its class and its
+    component config (initial messages, buffer size...).
+
+    >>> from autogen_core.model_context import BufferedChatCompletionContext
+    >>> from autogen_core.models import SystemMessage
+    >>> context = BufferedChatCompletionContext(buffer_size=5,
+    ...     initial_messages=[SystemMessage(content="Never refund more than 100 EUR.")])
+    >>> model_context_config(context)["config"]["initial_messages"][0]["content"]
+    'Never refund more than 100 EUR.'
+    >>> model_context_config(UnboundedChatCompletionContext()) is None
+    True
+    """
+    kind = type(context)
+    if kind is UnboundedChatCompletionContext and not getattr(context, "_initial_messages", None):
+        return None
+    try:
+        component = context.dump_component()
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        return {"provider": f"{kind.__module__}.{kind.__qualname__}"}
+    described: dict[str, Any] = to_jsonable_python(
+        {"provider": component.provider, "config": strip_secrets(dict(component.config))}
+    )
+    return described
 
 
 def tool_spec(tool: BaseTool[Any, Any], *, deep: bool = False) -> ToolSpec:

@@ -1,15 +1,18 @@
-"""Which workflow step an agent is at, and which step a handoff gives its delegate.
+"""Which workflow step an agent is at, and which step a hand-off gives its delegate.
 
 AutoGen knows agents and tools, not workflow steps. The step of a tool call is the
-shim's to resolve (``prepare``); for a handoff the adapter must name both ends:
+shim's to resolve (``prepare``); for a hand-off the adapter names both ends, from the
+run's position (:meth:`~ajwt_core.shim.Shim.run_state`, which a resumed shim rebuilds
+from the IdP's ledger) and, in this process, the agent's latest action:
 
 - the delegator's step: the step of its latest tool call, mint or delegation in the
-  run (observed through :meth:`~ajwt_core.shim.Shim.subscribe`), else its only step, else its
-  only step that is ready now;
-- the delegate's step: among the delegate's steps, the first (in workflow order) that
-  comes after the delegator's step, is not completed and whose dependencies are
-  complete; else the first that comes after it; else the delegate's first step, which the
-  shim's delegation check then refuses with its specific reason (T8, T11).
+  run seen by this process; else its one entered and open step; else its one due step;
+  else the step it last handed work on from; else its one entered (or only) step;
+- the delegate's step: among the delegate's steps after the delegator's, the first (in
+  workflow order) that is open and ready; else the first open one; else a step the
+  delegator may send work back to (``loop_to``); else the first after it; else the
+  delegate's first step, which the delegation check then refuses with its specific
+  reason (T8, T11).
 """
 
 from __future__ import annotations
@@ -19,30 +22,25 @@ import weakref
 
 from ajwt_core.errors import AgentContextError, Reason, UnauthorizedClient
 from ajwt_core.shim import Run, Shim, ShimEvent
+from ajwt_core.workflow import Delegated
 
-__all__ = ["current_step", "delegated_step", "delegator_of"]
+__all__ = ["current_step", "delegated_step", "delegation_of", "track"]
 
 _TRACKED_KINDS = frozenset({"tool_started", "token_minted", "handoff", "step_completed"})
 
 
 class _StepTracker:
-    """The latest step each agent acted at, and who delegated to it, per run."""
+    """The latest step each agent acted at, per run, as this process saw it."""
 
     def __init__(self) -> None:
         self._steps: dict[tuple[str, str], str] = {}
-        self._delegators: dict[tuple[str, str], str] = {}
 
     def __call__(self, event: ShimEvent) -> None:
         if event.kind in _TRACKED_KINDS and event.step is not None:
             self._steps[(event.run_id, event.agent)] = event.step
-        if event.kind == "handoff":
-            self._delegators[(event.run_id, event.agent)] = str(event.detail["from_agent"])
 
     def step(self, run: Run, agent: str) -> str | None:
         return self._steps.get((run.run_id, agent))
-
-    def delegator(self, run: Run, agent: str) -> str | None:
-        return self._delegators.get((run.run_id, agent))
 
 
 _trackers: weakref.WeakKeyDictionary[Shim, _StepTracker] = weakref.WeakKeyDictionary()
@@ -58,12 +56,6 @@ def track(shim: Shim) -> None:
             _trackers[shim] = tracker
 
 
-def delegator_of(shim: Shim, agent: str, run: Run) -> str | None:
-    """The agent that last delegated to ``agent`` in ``run`` (``None``: the run's root)."""
-    tracker = _trackers.get(shim)
-    return tracker.delegator(run, agent) if tracker is not None else None
-
-
 def current_step(shim: Shim, agent: str, run: Run) -> str:
     """The step ``agent`` is acting at in ``run`` (see the module docstring)."""
     tracker = _trackers.get(shim)
@@ -71,37 +63,57 @@ def current_step(shim: Shim, agent: str, run: Run) -> str:
     if seen is not None:
         return seen
     workflow = run.workflow
-    own = [s for s in workflow.topological_order() if workflow.step(s).agent == agent]
+    own = workflow.steps_of(agent)
     if not own:
         raise UnauthorizedClient(
             Reason.WRONG_AGENT_FOR_STEP,
             f"agent {agent!r} has no step in workflow {workflow.id!r} v{workflow.version}",
         )
-    if len(own) == 1:
-        return own[0]
-    done = shim.completed_steps(run)
-    ready = [s for s in own if s not in done and workflow.ancestors(s) <= done]
-    if len(ready) == 1:
-        return ready[0]
+    state = shim.run_state(run)
+    active = state.active_steps(agent)
+    if len(active) == 1:
+        return active[0]
+    due = [s for s in state.due() if workflow.steps[s].agent == agent]
+    if not active and len(due) == 1:
+        return due[0]
+    for delegated in reversed(state.delegations):
+        if delegated.from_agent == agent and delegated.kind != "consult":
+            return delegated.from_step
+    entered = [s for s in own if s in state.entered]
+    for candidates in (entered, own):
+        if len(candidates) == 1:
+            return candidates[0]
     raise AgentContextError(
         Reason.AMBIGUOUS_STEP,
-        f"agent {agent!r} has several steps and has not acted yet; it cannot hand off",
+        f"agent {agent!r} may act in steps {', '.join(repr(s) for s in active or due or own)} "
+        "and has not acted yet in this run; it cannot hand off before it calls a tool",
     )
 
 
+def delegation_of(shim: Shim, agent: str, step: str, run: Run) -> Delegated | None:
+    """The hand-off or consultation that put ``agent`` in ``step`` (``None``: it entered
+    the step by itself, e.g. at the run's root)."""
+    state = shim.run_state(run)
+    return state.consultation(agent, step) or state.delegation_to(agent, step)
+
+
 def delegated_step(shim: Shim, from_step: str, to_agent: str, run: Run) -> str:
-    """The step a handoff from ``from_step`` gives ``to_agent`` (see the module docstring)."""
+    """The step a hand-off from ``from_step`` gives ``to_agent`` (see the module docstring)."""
     workflow = run.workflow
-    own = [s for s in workflow.topological_order() if workflow.step(s).agent == to_agent]
+    own = workflow.steps_of(to_agent)
     if not own:
         raise UnauthorizedClient(
             Reason.WRONG_AGENT_FOR_STEP,
             f"agent {to_agent!r} has no step in workflow {workflow.id!r} v{workflow.version}, "
             "so no step can be handed to it",
         )
-    # The delegator hands off when its step is done (the adapter completes it first).
-    done = shim.completed_steps(run) | {from_step}
-    after = [s for s in own if from_step in workflow.ancestors(s)]
-    open_after = [s for s in after if s not in done]
-    ready = [s for s in open_after if workflow.ancestors(s) <= done]
-    return (ready or open_after or after or own)[0]
+    state = shim.run_state(run)
+    skipped = state.skipped()
+    # The delegator hands off when its step is done (the hand-off completes it).
+    done = set(state.completed) | {from_step}
+    later = workflow.descendants(from_step)
+    after = [s for s in own if s in later and s not in skipped]
+    open_after = [s for s in after if s not in state.completed]
+    ready = [s for s in open_after if not workflow.waits_for(s, done)]
+    back = [s for s in own if s in workflow.steps[from_step].loop_to]
+    return (ready or open_after or back or after or own)[0]

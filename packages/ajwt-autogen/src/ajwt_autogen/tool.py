@@ -17,37 +17,87 @@ so the model sees the same tool and the agent's checksum does not change. Around
 
 Tool calls that ``AssistantAgent`` runs concurrently each run in their own task, so
 their contexts stay apart.
+
+:class:`AJWTWorkbench` does the same around ``call_tool`` for an in-process workbench
+that is not a ``StaticWorkbench`` (whose tools are wrapped one by one instead).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
-from autogen_core import CancellationToken
-from autogen_core.tools import BaseTool, ToolSchema
+from autogen_core import CancellationToken, ComponentModel
+from autogen_core.tools import (
+    BaseTool,
+    TextResultContent,
+    ToolResult,
+    ToolSchema,
+    Workbench,
+)
 from pydantic import BaseModel
 
 from ajwt_autogen import _internals
 from ajwt_autogen.binding import AgentBinding
+from ajwt_autogen.refusals import refusal, unknown_agent_hint
 from ajwt_autogen.steps import track
 from ajwt_core.errors import AJWTError
-from ajwt_core.shim import Shim
+from ajwt_core.shim import AgentContext, Run, Shim
 
-__all__ = ["AJWTTool", "refusal"]
+__all__ = ["AJWTTool", "AJWTWorkbench", "authorised"]
 
 
-def refusal(error: AJWTError, agent: str, action: str) -> AJWTError:
-    """The same error (class and reason) with a sentence the model can act on."""
-    return type(error)(
-        error.reason,
-        f"A-JWT refused {action} for agent {agent!r}: {error.description} [{error.reason.value}]",
-    )
+def _refused(error: AJWTError, binding: AgentBinding, tool: str) -> AJWTError:
+    run: Run | None
+    try:
+        run = binding.current_run()
+    except AJWTError:
+        run = None
+    hint = unknown_agent_hint(error, {binding.name: binding.agent_id}, run)
+    return refusal(error, binding.agent_id, f"tool {tool!r}", hint)
+
+
+@contextlib.asynccontextmanager
+async def authorised(binding: AgentBinding, tool: str) -> AsyncIterator[AgentContext]:
+    """The body runs as ``binding``'s agent calling ``tool``, once the shim allowed it.
+
+    Resolves the step, runs the local checks (the live checksum and tools included) and,
+    with a ``default_audience``, mints the token first; a refusal raises (with the hint
+    that fixes a wiring mistake) and the body never runs. The outcome is reported with
+    ``shim.tool_finished``.
+    """
+    shim = binding.shim
+    track(shim)
+    with binding.acting():
+        try:
+            context = binding.context(tool=tool)
+        except AJWTError as error:
+            raise _refused(error, binding, tool) from error
+        try:
+            prepared = await shim.aprepare(context)
+        except AJWTError as error:
+            shim.tool_finished(context, error)
+            raise _refused(error, binding, tool) from error
+        async with shim.aacting(
+            prepared.agent,
+            step=prepared.step,
+            tool=prepared.tool,
+            run=prepared.run,
+            input_digest=prepared.input_digest,
+            checksum=binding.checksum,
+        ) as acting:
+            try:
+                yield acting
+            except BaseException as error:
+                shim.tool_finished(prepared, error)
+                raise
+        shim.tool_finished(prepared)
 
 
 class AJWTTool(BaseTool[BaseModel, BaseModel]):
@@ -122,31 +172,8 @@ class AJWTTool(BaseTool[BaseModel, BaseModel]):
         cancellation_token: CancellationToken,
         call_id: str | None = None,
     ) -> Any:
-        binding, shim = self.binding, self.binding.shim
-        with binding.acting():
-            try:
-                context = binding.context(tool=self.tool_name)
-            except AJWTError as error:
-                raise refusal(error, binding.agent_id, f"tool {self.tool_name!r}") from error
-            try:
-                prepared = await shim.aprepare(context)
-            except AJWTError as error:
-                shim.tool_finished(context, error)
-                raise refusal(error, binding.agent_id, f"tool {self.tool_name!r}") from error
-            async with shim.aacting(
-                prepared.agent,
-                step=prepared.step,
-                tool=prepared.tool,
-                run=prepared.run,
-                input_digest=prepared.input_digest,
-            ):
-                try:
-                    result = await self._call(args, cancellation_token, call_id)
-                except BaseException as error:
-                    shim.tool_finished(prepared, error)
-                    raise
-            shim.tool_finished(prepared)
-            return result
+        async with authorised(self.binding, self.tool_name):
+            return await self._call(args, cancellation_token, call_id)
 
     async def _call(
         self, args: Mapping[str, Any], cancellation_token: CancellationToken, call_id: str | None
@@ -165,3 +192,61 @@ class AJWTTool(BaseTool[BaseModel, BaseModel]):
         future = asyncio.get_running_loop().run_in_executor(None, call)
         cancellation_token.link_future(future)
         return await future
+
+
+class AJWTWorkbench(Workbench):
+    """An in-process workbench whose every ``call_tool`` is authorised and made as the
+    agent (the same checks as :class:`AJWTTool`); a refusal is an error result the model
+    sees, and the inner workbench is not called.
+
+    :func:`~ajwt_autogen.secure_agent` uses it for workbenches that are not a
+    ``StaticWorkbench`` and list their tools without I/O; a ``StaticWorkbench`` (or a
+    subclass) keeps its own class and ``call_tool``, and its tools are wrapped instead.
+
+    Example::
+
+        bench = AJWTWorkbench(MyWorkbench(), AgentBinding(shim, "planner", planner))
+    """
+
+    def __init__(self, inner: Workbench, binding: AgentBinding) -> None:
+        self.inner = inner
+        self.binding = binding
+
+    async def list_tools(self) -> list[ToolSchema]:
+        return list(await self.inner.list_tools())
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        cancellation_token: CancellationToken | None = None,
+        call_id: str | None = None,
+    ) -> ToolResult:
+        try:
+            async with authorised(self.binding, name):
+                return await self.inner.call_tool(name, arguments, cancellation_token, call_id)
+        except AJWTError as error:
+            return ToolResult(
+                name=name, result=[TextResultContent(content=str(error))], is_error=True
+            )
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    async def reset(self) -> None:
+        await self.inner.reset()
+
+    async def save_state(self) -> Mapping[str, Any]:
+        return await self.inner.save_state()
+
+    async def load_state(self, state: Mapping[str, Any]) -> None:
+        await self.inner.load_state(state)
+
+    def dump_component(self) -> ComponentModel:
+        raise TypeError(
+            "a secured workbench holds a live shim and is not a serialisable component: "
+            "dump the agent before securing it"
+        )

@@ -19,8 +19,11 @@ the adapter that recognises an app and asks it. The core imports no framework.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Iterable, Sequence
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
@@ -102,6 +105,22 @@ def agent_manifests(
     return list(adapter_for(app, adapters).manifests(app))
 
 
+@contextlib.contextmanager
+def _importable_from_cwd() -> Iterator[None]:
+    """The app's modules are found from the current directory, as with ``python -m`` (the
+    ``ajwt`` console script does not put it on ``sys.path``)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(cwd)
+
+
 def load_object(reference: str) -> object:
     """``package.module:attribute`` (``...:factory()`` calls a factory without arguments).
 
@@ -117,7 +136,8 @@ def load_object(reference: str) -> object:
     call = attribute.endswith("()")
     attribute = attribute.removesuffix("()")
     try:
-        value: Any = importlib.import_module(module_name)
+        with _importable_from_cwd():
+            value: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise InvalidRequest(
             Reason.MALFORMED_REQUEST, f"cannot import {module_name!r}: {exc}"
