@@ -84,7 +84,10 @@ def test_config_file_named_by_the_environment_and_admin_token_file(
     ("content", "message"),
     [
         ('issuer = "https://i"\nisuer = "x"\n', "'isuer' is not an IdP setting"),
-        ('issuer = "https://i"\ntoken_lifetime = "soon"\n', "'token_lifetime' (AJWT_IDP_TOKEN_LIFETIME) is invalid"),
+        (
+            'issuer = "https://i"\ntoken_lifetime = "soon"\n',
+            "'token_lifetime' (AJWT_IDP_TOKEN_LIFETIME) is invalid",
+        ),
         ('db_url = "sqlite:///x.db"\n', "'issuer' is required (AJWT_IDP_ISSUER)"),
         ('issuer = "https://i"\nsigning_keys = "k"\n', "signing_keys can only be given from"),
         ("issuer = [", "cannot be read"),
