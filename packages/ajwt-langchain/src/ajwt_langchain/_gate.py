@@ -228,6 +228,7 @@ class ToolGate:
                 self.audience,
                 router=agent,
                 router_step=step or self.tracker.step_of(run, agent),
+                explicit=True,
             )
             return None
         self.check_tool(agent, tool)
@@ -269,6 +270,7 @@ class ToolGate:
                 self.audience,
                 router=agent,
                 router_step=step or self.tracker.step_of(run, agent),
+                explicit=True,
             )
             return None
         self.check_tool(agent, tool)

@@ -27,7 +27,8 @@ so a run resumed in another process (``shim.resume``) continues with no state of
    routed finished, a run resumed without knowing who routed);
 5. a due step of its own with no other agent before it: it simply acts (the first
    agent, or its next step);
-6. a completed step of its own: it takes control back (a supervisor after its worker);
+6. a completed step of its own: it takes control back (a supervisor after its worker),
+   and the open step of the agent that returned control is completed first;
 7. nothing fits: it acts in its first open step, and the IdP (the shim first) refuses
    the mint with the reason.
 
@@ -97,6 +98,9 @@ class Move:
     handoff: tuple[str, str] | None = None
     #: (from_agent, from_step): a consultation inside ``from_step``.
     consult: tuple[str, str] | None = None
+    #: (agent, step): the router's open step, completed first (a worker returned control
+    #: to the agent that takes it back).
+    complete: tuple[str, str] | None = None
 
 
 def _snapshot(shim: Shim, run: Run) -> RunState:
@@ -200,6 +204,7 @@ class _Planner:
         router: str | None,
         router_step: str | None,
         declared: str | None,
+        explicit: bool = False,
     ) -> Move:
         state, workflow = self.state, self.workflow
         if declared is not None:
@@ -231,6 +236,13 @@ class _Planner:
             move = self.from_router(agent, router, router_step, wanted)
             if move is not None:
                 return move
+        if explicit and router is not None and router_step is not None:
+            # A hand-off the app made (a hand-off tool) is sent as made, even where the
+            # workflow has none: the shim or the IdP refuses it with the reason.
+            open_steps = [s for s in wanted if s not in state.completed]
+            target = open_steps[0] if open_steps else (wanted[-1] if wanted else None)
+            if target is not None:
+                return Move(target, handoff=(router, router_step))
         move = self.from_workflow(agent, wanted, router)
         if move is not None:
             return move
@@ -244,7 +256,15 @@ class _Planner:
         done = [s for s in wanted if s in state.completed]
         if done:
             remembered = self.record.step_of.get(agent)
-            return Move(remembered if remembered in done else done[-1])
+            returned: tuple[str, str] | None = None
+            if router is not None and router != agent:
+                open_steps = state.active_steps(router)
+                if open_steps:
+                    returned = (
+                        router,
+                        router_step if router_step in open_steps else open_steps[-1],
+                    )
+            return Move(remembered if remembered in done else done[-1], complete=returned)
         if router is not None and router != agent and router_step is not None:
             # The router hands on a step that cannot start yet: the hand-off is sent as
             # the app made it, and refused (the IdP says what the step waits for).
@@ -442,15 +462,17 @@ class Tracker:
         router: str | None = None,
         router_step: str | None = None,
         step: str | None = None,
+        explicit: bool = False,
     ) -> Move:
-        """How ``agent`` starts acting now (see the module docstring); no I/O."""
+        """How ``agent`` starts acting now (see the module docstring); no I/O.
+        ``explicit``: the router handed off on purpose (a hand-off tool)."""
         record = self._record(run)
         planner = _Planner(_snapshot(self.shim, run), record, self.shim.local_checks)
         the_router = router if router is not None else self._router(record, agent)
         the_router_step = router_step
         if the_router is not None and the_router_step is None:
             the_router_step = planner.current_step(the_router)
-        return planner.plan(agent, the_router, the_router_step, step)
+        return planner.plan(agent, the_router, the_router_step, step, explicit)
 
     def enter(
         self,
@@ -461,6 +483,7 @@ class Tracker:
         router: str | None = None,
         router_step: str | None = None,
         step: str | None = None,
+        explicit: bool = False,
     ) -> Move:
         """``agent`` acts now in ``run``: hand it its step if another agent routed to it.
 
@@ -468,7 +491,11 @@ class Tracker:
         """
         the_audience = audience or self.shim.default_audience
         with self._sync_lock(run):
-            move = self.plan(run, agent, router=router, router_step=router_step, step=step)
+            move = self.plan(
+                run, agent, router=router, router_step=router_step, step=step, explicit=explicit
+            )
+            if move.complete is not None:
+                self.shim.complete(*move.complete, run=run)
             if move.handoff is not None and move.step is not None:
                 giver, from_step = move.handoff
                 self.shim.handoff(
@@ -491,11 +518,16 @@ class Tracker:
         router: str | None = None,
         router_step: str | None = None,
         step: str | None = None,
+        explicit: bool = False,
     ) -> Move:
         """The async twin of :meth:`enter`."""
         the_audience = audience or self.shim.default_audience
         async with self._async_lock(run):
-            move = self.plan(run, agent, router=router, router_step=router_step, step=step)
+            move = self.plan(
+                run, agent, router=router, router_step=router_step, step=step, explicit=explicit
+            )
+            if move.complete is not None:
+                await self.shim.acomplete(*move.complete, run=run)
             if move.handoff is not None and move.step is not None:
                 giver, from_step = move.handoff
                 await self.shim.ahandoff(

@@ -10,11 +10,15 @@
   are not agents) makes B come ``after`` A; several such predecessors make it
   ``after_any`` (LangGraph runs a node when any of its edges fires), except for a join
   (``add_edge([a, b], c)``), which is ``after`` all of them.
+- **Returns and loops**: an edge back to an earlier agent node B that routes to
+  several agents (a worker returning to its supervisor) is a return: B takes control
+  back in its own step, nothing is drafted. An edge back to any other earlier agent
+  node (a reviewer sending work back to the writer, a swarm's agents handing to each
+  other) is a ``loop_to`` of the sending step, and B may be visited
+  :data:`DRAFT_MAX_VISITS` times.
 - **Choices**: a conditional edge (or ``Command`` destinations) from A to several agent
-  nodes is a ``one_of`` on A, unless a join waits for two of them (then it fans out).
-- **Loops**: an edge back to an earlier agent node B (a worker returning to its
-  supervisor, a reviewer sending back to the writer) is a ``loop_to`` of the sending
-  step, and B may be visited :data:`DRAFT_MAX_VISITS` times.
+  nodes is a ``one_of`` on A, unless a join waits for two of them (then it fans out)
+  or they return to A (then A is a hub calling them in turn).
 
 What the structure cannot say is left for the reviewer: scopes, approvals, which steps
 are ``required``, ``consult`` grants, and whether a conditional edge that is not joined
@@ -177,11 +181,18 @@ def draft_workflow(
         if target in nodes:
             joined[target] = {s for s in sources if s in nodes}
     predecessors: dict[str, list[str]] = {}
+    hubs = {
+        node
+        for node in nodes
+        if len([t for t, _ in forward[node] if (t, node) in back]) > 1
+        or (len(forward[node]) > 1 and any((t, node) in back for t, _ in forward[node]))
+    }
     for node in order:
         for target, _ in forward[node]:
             if (node, target) in back:
-                steps[node].setdefault("loop_to", []).append(target)
-                steps[target]["max_visits"] = DRAFT_MAX_VISITS
+                if target not in hubs:
+                    steps[node].setdefault("loop_to", []).append(target)
+                    steps[target]["max_visits"] = DRAFT_MAX_VISITS
             else:
                 predecessors.setdefault(target, []).append(node)
     for target, sources in predecessors.items():
@@ -196,7 +207,7 @@ def draft_workflow(
     for node in order:
         options = [t for t, conditional in forward[node] if conditional and (node, t) not in back]
         fans_out = any(len(set(options) & together) > 1 for together in joined.values())
-        if len(options) > 1 and not fans_out and not chosen & set(options):
+        if len(options) > 1 and not fans_out and node not in hubs and not chosen & set(options):
             steps[node]["one_of"] = sorted(options)
             chosen.update(options)
     for step in steps.values():
