@@ -215,3 +215,12 @@ def env_fixture(tmp: Path, **kw: Any) -> Iterator[Env]:
     env = start_env(tmp / "idp.db", **kw)
     yield env
     env.close()
+
+
+def post(env: Env, shim: Shim, tool: str, item: str = "") -> dict[str, Any]:
+    """A raw HTTP call to the API's ``/tools/<tool>`` with the shim's auth."""
+    with httpx.Client(base_url=env.api_url, auth=shim.auth(), timeout=10) as http:
+        response = http.post(f"/tools/{tool}", json={"item": item})
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body

@@ -35,7 +35,7 @@ from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.pregel import Pregel
 
-from ajwt_core.errors import AJWTError, InvalidRequest, Reason
+from ajwt_core.errors import AJWTError, InvalidGrant, InvalidRequest, Reason
 from ajwt_core.shim import Shim
 from ajwt_core.shim.client import ManifestSource
 from ajwt_langchain._gate import manifest_of
@@ -165,10 +165,22 @@ def _register(
     pending: list[ManifestSource] = []
     for source in sources.values():
         manifest = manifest_of(source)
+        checksum = manifest.checksum()
         try:
-            shim.agent(manifest.agent_id, manifest.checksum())  # already registered as it is
+            shim.agent(manifest.agent_id, checksum)  # already registered as it runs
+            continue
         except AJWTError:
-            pending.append(source)
+            pass
+        if _registered(shim, manifest.agent_id):
+            # Another description of this agent is registered (a hand-written manifest):
+            # two versions of one agent id would make every call ambiguous.
+            raise InvalidGrant(
+                Reason.CHECKSUM_MISMATCH,
+                f"agent {manifest.agent_id!r} is registered with this shim as another agent "
+                f"than the app runs (the app's has checksum {checksum}): register it from "
+                "the app only (secure_graph does), or describe it with manifests=...",
+            )
+        pending.append(source)
     if pending:
         shim.register_many(pending)
 
