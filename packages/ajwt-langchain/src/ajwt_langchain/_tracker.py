@@ -567,11 +567,14 @@ class Tracker:
             return None
         return step
 
-    def node_left(self, run: Run, agent: str, step: str | None) -> None:
-        """A node of ``agent`` ended without returning (an error, an interrupt, a
-        ``Command(graph=PARENT)``): counted out, its step left open."""
+    def node_left(self, run: Run, agent: str, step: str | None, *, returned: bool = False) -> None:
+        """A node of ``agent`` ended without completing its step: it raised (an error, an
+        interrupt, a ``Command(graph=PARENT)``), or ``returned`` with its step left open
+        (``complete_on_exit=False``; it still routed to the next nodes)."""
         record = self._record(run)
         with self._lock:
+            if returned:
+                record.last_finished = (agent, step)
             if step is not None and record.running[(agent, step)] > 0:
                 record.running[(agent, step)] -= 1
                 if not record.running[(agent, step)]:

@@ -81,13 +81,13 @@ class _AgentNode:
         if self._complete_on_exit:
             self.tracker.finish(acting.run, self.agent, self._step_now(acting))
         else:
-            self.tracker.node_left(acting.run, self.agent, acting.step)
+            self.tracker.node_left(acting.run, self.agent, acting.step, returned=True)
 
     async def aexit(self, acting: NodeActing) -> None:
         if self._complete_on_exit:
             await self.tracker.afinish(acting.run, self.agent, self._step_now(acting))
         else:
-            self.tracker.node_left(acting.run, self.agent, acting.step)
+            self.tracker.node_left(acting.run, self.agent, acting.step, returned=True)
 
     def left(self, acting: NodeActing) -> None:
         self.tracker.node_left(acting.run, self.agent, acting.step)
