@@ -21,10 +21,10 @@ from langchain_core.tools import BaseTool
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
+from langgraph_apps import ScriptedModel, api_tool
 
 from ajwt_core.shim import Shim
 from ajwt_langchain import ajwt_node, manifest_from_langchain, resume_thread, run_config
-from langgraph_apps import ScriptedModel, api_tool
 
 WORKFLOW = {
     "triage": {"agent": "supervisor", "tools": ["lookup_order"]},
@@ -53,7 +53,9 @@ def build(shim: Shim, api_url: str, saver: SqliteSaver) -> Any:
     for agent, names in AGENT_TOOLS.items():
         shim.register(
             lambda agent=agent, names=names: manifest_from_langchain(
-                f"You are the {agent}.", [tools[n] for n in names], ScriptedModel(),
+                f"You are the {agent}.",
+                [tools[n] for n in names],
+                ScriptedModel(),
                 agent_id=agent,
             )
         )

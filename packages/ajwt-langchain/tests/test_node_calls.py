@@ -15,11 +15,11 @@ import httpx
 import pytest
 from langchain_core.tools import StructuredTool
 from langgraph.graph import START, StateGraph
+from langgraph_apps import USER, Env, env_fixture
 
 from ajwt_core.errors import AgentContextError, AJWTError, Reason
 from ajwt_core.shim import Shim
 from ajwt_langchain import AJWTCallbackHandler, ajwt_node
-from langgraph_apps import USER, Env, env_fixture
 
 STEPS = {"fetch": {"agent": "fetcher", "tools": ["get_report", "get_invoice"]}}
 
@@ -99,9 +99,7 @@ def test_a_declared_tool_outside_the_step_is_refused(env: Env, local_checks: boo
     assert env.api.of(run) == []
 
 
-def test_a_callback_refusal_is_reported_once(
-    env: Env, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_callback_refusal_is_reported_once(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     workflow = env.workflow(STEPS)
     shim = fetcher_shim(env)
     tool = StructuredTool.from_function(

@@ -22,11 +22,10 @@ from typing import Any, TypedDict
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
+from langgraph_apps import USER, Env, env_fixture
 
 from ajwt_core.errors import AJWTError, Reason
 from ajwt_langchain import ajwt_node, resume_thread, run_config
-from langgraph_apps import USER, Env, env_fixture
-from langgraph_resume_app import WORKFLOW
 
 TOKEN_LIFETIME = 2
 APP = Path(__file__).parent / "langgraph_resume_app.py"
@@ -38,7 +37,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def run_app(phase: str, settings: Path) -> dict[str, Any]:
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - this interpreter and our own script
         [sys.executable, str(APP), phase, str(settings)],
         capture_output=True,
         text=True,
@@ -54,6 +53,9 @@ def run_app(phase: str, settings: Path) -> dict[str, Any]:
 def test_a_paused_run_resumes_in_another_process_after_its_tokens_expired(
     env: Env, tmp_path: Path
 ) -> None:
+    pytest.importorskip("langgraph.checkpoint.sqlite")  # the app's checkpointer
+    from langgraph_resume_app import WORKFLOW
+
     workflow = env.workflow(WORKFLOW, prefix="refund")
     client = env.admin.register_client("refunds", scopes=["tools"])
     settings = tmp_path / "settings.json"
@@ -95,7 +97,9 @@ def test_a_paused_run_resumes_in_another_process_after_its_tokens_expired(
     minted = [e["data"] for e in entries if e["kind"] == "token_minted"]
     assert any(m.get("agent") == "refunder" and m.get("tool") is None for m in minted[2:])
     assert {e["data"]["step"] for e in entries if e["kind"] == "step_completed"} == {
-        "triage", "refund", "close"
+        "triage",
+        "refund",
+        "close",
     }
     assert env.admin.verify_ledger(run_id)["ok"]
 

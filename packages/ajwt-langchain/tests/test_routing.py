@@ -14,11 +14,11 @@ import pytest
 from langchain.agents import create_agent
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+from langgraph_apps import USER, Env, api_tool, calls, env_fixture, model, post
 
 from ajwt_core.errors import AJWTError, Reason
 from ajwt_core.shim import Shim
 from ajwt_langchain import ajwt_node, secure_graph
-from langgraph_apps import USER, Env, api_tool, calls, env_fixture, model, post
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,12 @@ def test_send_runs_one_agent_many_times_in_one_step(env: Env) -> None:
     register_router(shim)
     for agent, tool in (("fetcher", "fetch"), ("merger", "merge")):
         shim.register(
-            {"agent_id": agent, "prompt": {"template": "."}, "tools": [{"name": tool}], "config": {}}
+            {
+                "agent_id": agent,
+                "prompt": {"template": "."},
+                "tools": [{"name": tool}],
+                "config": {},
+            }
         )
     app = secure_graph(shim, send_app(shim, env), register=False)
     run = env.start(shim, workflow)
@@ -162,9 +167,7 @@ def test_send_runs_one_agent_many_times_in_one_step(env: Env) -> None:
     fetched = [c.argument for c in env.api.calls if c.run_id == run.run_id and c.tool == "fetch"]
     assert sorted(fetched) == ["a", "b", "c"]
     entries = env.admin.ledger(run.run_id)["entries"]
-    assert [e["data"]["step"] for e in entries if e["kind"] == "step_completed"].count(
-        "fetch"
-    ) == 1
+    assert [e["data"]["step"] for e in entries if e["kind"] == "step_completed"].count("fetch") == 1
 
 
 # ---------------------------------------------------------------------- choices
@@ -205,7 +208,12 @@ def choice_shim(env: Env, local_checks: bool = True) -> Shim:
     register_router(shim)
     for agent, tool in (("refunder", "refund"), ("replacer", "replace")):
         shim.register(
-            {"agent_id": agent, "prompt": {"template": "."}, "tools": [{"name": tool}], "config": {}}
+            {
+                "agent_id": agent,
+                "prompt": {"template": "."},
+                "tools": [{"name": tool}],
+                "config": {},
+            }
         )
     return shim
 
@@ -262,7 +270,12 @@ def loop_shim(env: Env, local_checks: bool = True) -> Shim:
     shim = env.shim(local_checks=local_checks)
     for agent, tool in (("writer", "write"), ("reviewer", "comment")):
         shim.register(
-            {"agent_id": agent, "prompt": {"template": "."}, "tools": [{"name": tool}], "config": {}}
+            {
+                "agent_id": agent,
+                "prompt": {"template": "."},
+                "tools": [{"name": tool}],
+                "config": {},
+            }
         )
     return shim
 
@@ -317,8 +330,12 @@ def test_an_agent_asked_inside_a_node_is_consulted(env: Env) -> None:
     builder.add_node("plan", ajwt_node(shim, planner, agent="planner", tool="read"))
     builder.add_edge(START, "plan")
     shim.register(
-        {"agent_id": "planner", "prompt": {"template": "."}, "tools": [{"name": "read"}],
-         "config": {}}
+        {
+            "agent_id": "planner",
+            "prompt": {"template": "."},
+            "tools": [{"name": "read"}],
+            "config": {},
+        }
     )
     app = secure_graph(shim, builder.compile())
     secure_graph(shim, expert)  # the expert runs outside the app's graph

@@ -8,12 +8,17 @@ is reported loudly instead of failing later with "waits for step ...".
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Not dependencies of the adapter (it needs none of their code): apps the tests build.
+pytest.importorskip("langgraph_supervisor")
+pytest.importorskip("langgraph_swarm")
+
 from langchain.agents import create_agent
 from langgraph.prebuilt import ToolNode, create_react_agent
+from langgraph_apps import USER, Env, api_tool, calls, env_fixture, model
 from langgraph_supervisor import create_supervisor
 from langgraph_swarm import create_handoff_tool, create_swarm
 
@@ -21,7 +26,6 @@ from ajwt_core.errors import AJWTError, Reason
 from ajwt_core.shim import Shim
 from ajwt_core.workflow import Workflow
 from ajwt_langchain import AJWTToolWrapper, agent_manifests, draft_workflow, secure_graph
-from langgraph_apps import USER, Env, api_tool, calls, env_fixture, model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # create_react_agent
 
@@ -65,15 +69,14 @@ IN_TURN = [calls("transfer_to_researcher"), calls("transfer_to_writer"), "All do
 def test_the_draft_of_a_supervisor_app_is_the_workflow_it_runs(env: Env) -> None:
     shim = env.shim()
     draft = draft_workflow(supervisor_app(shim, env, []), workflow_id="support")
-    assert Workflow.from_mapping(draft).canonical() == Workflow.from_mapping(
-        {"id": "support", "version": 1, "steps": SUPERVISED}
-    ).canonical()
+    assert (
+        Workflow.from_mapping(draft).canonical()
+        == Workflow.from_mapping({"id": "support", "version": 1, "steps": SUPERVISED}).canonical()
+    )
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
-def test_a_supervisor_app_hands_off_with_signed_delegations(
-    env: Env, asynchronous: bool
-) -> None:
+def test_a_supervisor_app_hands_off_with_signed_delegations(env: Env, asynchronous: bool) -> None:
     workflow = env.workflow(SUPERVISED)
     shim = env.shim()
     app = secure_graph(shim, supervisor_app(shim, env, list(IN_TURN)))
@@ -182,9 +185,10 @@ SWARM = {
 
 def test_the_draft_of_a_swarm(env: Env) -> None:
     draft = draft_workflow(swarm_app(env.shim(), env, [], []), workflow_id="swarm")
-    assert Workflow.from_mapping(draft).canonical() == Workflow.from_mapping(
-        {"id": "swarm", "version": 1, "steps": SWARM}
-    ).canonical()
+    assert (
+        Workflow.from_mapping(draft).canonical()
+        == Workflow.from_mapping({"id": "swarm", "version": 1, "steps": SWARM}).canonical()
+    )
 
 
 def test_a_swarm_hands_off_both_ways(env: Env) -> None:
@@ -220,8 +224,10 @@ def test_a_swarm_hand_off_the_workflow_does_not_have_is_refused(
 ) -> None:
     # Bob may not hand work back to Alice here (no loop_to).
     workflow = env.workflow(
-        {"alice": {"agent": "alice", "tools": ["add"]},
-         "bob": {"agent": "bob", "tools": ["speak"], "after": ["alice"]}}
+        {
+            "alice": {"agent": "alice", "tools": ["add"]},
+            "bob": {"agent": "bob", "tools": ["speak"], "after": ["alice"]},
+        }
     )
     shim = env.shim(local_checks=local_checks)
     app = secure_graph(

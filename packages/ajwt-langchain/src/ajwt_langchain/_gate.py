@@ -98,9 +98,7 @@ class ToolGate:
         self._run = run
         self.audience = audience
 
-    def agent_for(
-        self, metadata: Mapping[str, Any] | None, named: str | None = None
-    ) -> str:
+    def agent_for(self, metadata: Mapping[str, Any] | None, named: str | None = None) -> str:
         """The acting agent: as configured; else the first registered of the
         ``create_agent(name=...)`` name in the run metadata, the surrounding
         :func:`~ajwt_langchain.ajwt_node`'s agent, and ``named`` (the name on the AI

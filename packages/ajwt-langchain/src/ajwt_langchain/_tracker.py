@@ -160,9 +160,9 @@ class _Planner:
             return None
         later = self.workflow.descendants(router_step)
         for step in wanted:
-            if step not in self.state.completed and step in later:
-                if self.startable_after(step, router_step):
-                    return Move(step, handoff=(router, router_step))
+            fresh = step not in self.state.completed and step in later
+            if fresh and self.startable_after(step, router_step):
+                return Move(step, handoff=(router, router_step))
         source = self.workflow.step(router_step)
         for step in wanted:
             if step in source.loop_to and step in self.state.completed:
@@ -503,9 +503,7 @@ class Tracker:
                 )
             elif move.consult is not None:
                 giver, from_step = move.consult
-                self.shim.consult(
-                    giver, agent, run=run, audience=the_audience, from_step=from_step
-                )
+                self.shim.consult(giver, agent, run=run, audience=the_audience, from_step=from_step)
             self.acted(run, agent, move.step)
             return move
 

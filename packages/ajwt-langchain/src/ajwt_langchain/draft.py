@@ -112,7 +112,9 @@ def _reach(
     return list(reached.items())
 
 
-def _order(start: Iterable[str], graph: dict[str, list[str]]) -> tuple[list[str], set[tuple[str, str]]]:
+def _order(
+    start: Iterable[str], graph: dict[str, list[str]]
+) -> tuple[list[str], set[tuple[str, str]]]:
     """Nodes in depth-first order from the entries, and the edges that go back."""
     order: list[str] = []
     back: set[tuple[str, str]] = set()

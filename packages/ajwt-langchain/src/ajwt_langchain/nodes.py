@@ -235,6 +235,10 @@ def ajwt_node(
 
 
 def node_agent(node: Any) -> tuple[str, str | None, str | None] | None:
-    """``(agent, step, tool)`` of a node made by :func:`ajwt_node`, else None."""
-    found = getattr(node, NODE_AGENT_ATTRIBUTE, None)
-    return found if isinstance(found, tuple) else None
+    """``(agent, step, tool)`` of a node made by :func:`ajwt_node` (also once LangGraph
+    has wrapped the function in its own runnable), else None."""
+    for candidate in (node, getattr(node, "func", None), getattr(node, "afunc", None)):
+        found = getattr(candidate, NODE_AGENT_ATTRIBUTE, None)
+        if isinstance(found, tuple):
+            return found
+    return None

@@ -44,7 +44,10 @@ def run_config(run: Run, config: RunnableConfig | None = None) -> RunnableConfig
     {'ajwt_run_id': 'run-1'}
     """
     the_config: dict[str, Any] = dict(config or {})
-    the_config["metadata"] = {**dict(the_config.get("metadata") or {}), RUN_METADATA_KEY: run.run_id}
+    the_config["metadata"] = {
+        **dict(the_config.get("metadata") or {}),
+        RUN_METADATA_KEY: run.run_id,
+    }
     return the_config  # type: ignore[return-value]
 
 

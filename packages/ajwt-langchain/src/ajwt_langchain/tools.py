@@ -101,8 +101,13 @@ class AJWTToolWrapper:
             # answers with its own error, and nothing is minted).
             return execute(request)
         try:
-            context = self.gate.begin(name, _metadata(request), _tool_metadata(request),
-                                      tool=request.tool, named=_named(request))
+            context = self.gate.begin(
+                name,
+                _metadata(request),
+                _tool_metadata(request),
+                tool=request.tool,
+                named=_named(request),
+            )
         except AJWTError as error:
             return self._refused(request, error)
         if context is None:
@@ -128,8 +133,11 @@ class AJWTToolWrapper:
             return await execute(request)
         try:
             context = await self.gate.abegin(
-                name, _metadata(request), _tool_metadata(request),
-                tool=request.tool, named=_named(request),
+                name,
+                _metadata(request),
+                _tool_metadata(request),
+                tool=request.tool,
+                named=_named(request),
             )
         except AJWTError as error:
             return self._refused(request, error)
