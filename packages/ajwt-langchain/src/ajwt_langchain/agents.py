@@ -41,7 +41,7 @@ from ajwt_core.checksum import AgentManifest
 from ajwt_core.errors import InvalidRequest, Reason
 from ajwt_langchain.manifest import manifest_from_langchain
 
-__all__ = ["GraphAgent", "agent_manifests", "find_agents", "tool_nodes"]
+__all__ = ["GraphAgent", "agent_manifests", "agent_of", "find_agents", "tool_nodes"]
 
 #: LangGraph's separator of nested graph namespaces (``parent|child``).
 NAMESPACE_SEPARATOR = "|"
@@ -205,7 +205,8 @@ def _kind(graph: Pregel[Any, Any, Any, Any]) -> str | None:
     return None
 
 
-def _as_agent(namespace: str, graph: Pregel[Any, Any, Any, Any]) -> GraphAgent | None:
+def agent_of(graph: Pregel[Any, Any, Any, Any], namespace: str = "") -> GraphAgent | None:
+    """The agent ``graph`` is, if an agent factory built it (``namespace``: where it sits)."""
     kind = _kind(graph)
     if kind is None:
         return None
@@ -243,7 +244,7 @@ def find_agents(app: Pregel[Any, Any, Any, Any]) -> list[GraphAgent]:
     """
     found: list[GraphAgent] = []
     for namespace, graph in subgraphs(app):
-        agent = _as_agent(namespace, graph)
+        agent = agent_of(graph, namespace)
         if agent is not None:
             found.append(agent)
     return found

@@ -8,7 +8,8 @@ whose builders rebuild or wrap the agents they are given:
    the graphs built by ``create_agent`` / ``create_react_agent``, named after their
    agent), and nodes wrapped by :func:`~ajwt_langchain.ajwt_node`.
 2. **Registration** (``register=True``): each agent found is registered with a source
-   that re-reads its model, prompt and tools from the graph, so the shim sends the
+   that re-reads its model, prompt and tools from the graph (:class:`LiveAgent`: from
+   every app secured with this shim that runs that agent), so the shim sends the
    checksum of the agent the framework runs before every mint, hand-off and completion
    (a prompt, model or tool changed in the graph is refused, by the IdP too). Agents
    the app holds in a shape the adapter cannot read are described with ``manifests=``.
@@ -27,6 +28,8 @@ handler is returned: invoke the returned app.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -35,6 +38,7 @@ from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.pregel import Pregel
 
+from ajwt_core.checksum import AgentManifest
 from ajwt_core.errors import AJWTError, InvalidGrant, InvalidRequest, Reason
 from ajwt_core.shim import Shim
 from ajwt_core.shim.client import ManifestSource
@@ -42,6 +46,7 @@ from ajwt_langchain._gate import manifest_of
 from ajwt_langchain.agents import (
     NAMESPACE_SEPARATOR,
     GraphAgent,
+    agent_of,
     find_agents,
     subgraphs,
     tool_nodes,
@@ -50,7 +55,7 @@ from ajwt_langchain.callbacks import AJWTCallbackHandler
 from ajwt_langchain.nodes import node_agent
 from ajwt_langchain.tools import AJWTToolWrapper, OnRefusal, ToolResult
 
-__all__ = ["secure_graph", "secured_agents"]
+__all__ = ["LiveAgent", "secure_graph", "secured_agents"]
 
 #: Set on a ToolNode secured by :func:`secure_graph`: the agent id it acts for.
 SECURED_ATTRIBUTE = "__ajwt_secured_for__"
@@ -155,31 +160,84 @@ def secured_agents(app: Pregel[Any, Any, Any, Any]) -> dict[str, str | None]:
     return found
 
 
+class LiveAgent:
+    """The registration source of one agent as the apps secured with one shim run it:
+    every graph of that agent (an app built twice holds two), re-read on each call.
+    If any of them is no longer the agent registered, that one is what the shim sends,
+    so its checksum is refused: a change to one copy of an agent stops every copy in
+    that shim (the process is no longer the one registered)."""
+
+    def __init__(self, registered: AgentManifest) -> None:
+        self._registered = registered.model_dump_json()
+        # The graphs, not their readers: the app keeps them alive, and we must not.
+        self._graphs: list[tuple[weakref.ref[Pregel[Any, Any, Any, Any]], str]] = []
+
+    def add(self, agent: GraphAgent) -> None:
+        if not any(ref() is agent.graph for ref, _ in self._graphs):
+            self._graphs.append((weakref.ref(agent.graph), agent.namespace))
+
+    def __call__(self) -> AgentManifest:
+        first: AgentManifest | None = None
+        alive = []
+        for ref, namespace in self._graphs:
+            graph = ref()
+            agent = agent_of(graph, namespace) if graph is not None else None
+            if agent is None:
+                continue
+            alive.append((ref, namespace))
+            manifest = agent.manifest()
+            if manifest.model_dump_json() != self._registered:
+                return manifest
+            first = first or manifest
+        self._graphs = alive
+        return first or AgentManifest.model_validate_json(self._registered)
+
+
+#: shim → (agent id, checksum) → its live source; graphs are held by the apps.
+_sources: weakref.WeakKeyDictionary[Shim, dict[tuple[str, str], LiveAgent]] = (
+    weakref.WeakKeyDictionary()
+)
+_sources_lock = threading.Lock()
+
+
 def _register(
     shim: Shim, agents: list[GraphAgent], manifests: Mapping[str, ManifestSource]
 ) -> None:
-    sources: dict[str, ManifestSource] = {}
-    for agent in agents:
-        sources.setdefault(agent.agent_id, agent.manifest)
-    sources.update(manifests)
     pending: list[ManifestSource] = []
-    for source in sources.values():
-        manifest = manifest_of(source)
-        checksum = manifest.checksum()
-        try:
-            shim.agent(manifest.agent_id, checksum)  # already registered as it runs
+    chosen: dict[str, ManifestSource] = {}
+    with _sources_lock:
+        known = _sources.setdefault(shim, {})
+    checksums: dict[str, str] = {}
+    for agent in agents:
+        if agent.agent_id in manifests:
             continue
+        manifest = agent.manifest()
+        key = (agent.agent_id, manifest.checksum())
+        with _sources_lock:
+            live = known.get(key)
+            if live is None:
+                live = known[key] = LiveAgent(manifest)
+        live.add(agent)
+        chosen.setdefault(agent.agent_id, live)
+        checksums.setdefault(agent.agent_id, key[1])
+    chosen.update(manifests)
+    for agent_id, source in chosen.items():
+        manifest = manifest_of(source)
+        checksum = checksums.get(agent_id) or manifest.checksum()
+        try:
+            if shim.agent(manifest.agent_id, checksum).source is source:
+                continue  # registered, from these graphs
         except AJWTError:
-            pass
-        if _registered(shim, manifest.agent_id):
-            # Another description of this agent is registered (a hand-written manifest):
-            # two versions of one agent id would make every call ambiguous.
-            raise InvalidGrant(
-                Reason.CHECKSUM_MISMATCH,
-                f"agent {manifest.agent_id!r} is registered with this shim as another agent "
-                f"than the app runs (the app's has checksum {checksum}): register it from "
-                "the app only (secure_graph does), or describe it with manifests=...",
-            )
+            if _registered(shim, manifest.agent_id):
+                # Another description of this agent is registered (a hand-written
+                # manifest): two versions of one agent id would make calls ambiguous.
+                raise InvalidGrant(
+                    Reason.CHECKSUM_MISMATCH,
+                    f"agent {manifest.agent_id!r} is registered with this shim as another "
+                    f"agent than the app runs (the app's has checksum {checksum}): register "
+                    "it from the app only (secure_graph does), or describe it with "
+                    "manifests=...",
+                ) from None
         pending.append(source)
     if pending:
         shim.register_many(pending)
@@ -223,8 +281,13 @@ def secure_graph(
             f"secure_graph takes a compiled LangGraph app, not a {type(app).__name__}",
         )
     agents = find_agents(app)
+    secured: Pregel[Any, Any, Any, Any] = app.with_config(
+        callbacks=[AJWTCallbackHandler(shim, audience=audience)]
+    )
     if register:
-        _register(shim, agents, manifests or {})
+        # The copy returned shares the app's nodes; either may be the one kept alive.
+        both = agents + [agent for agent in find_agents(secured) if agent.namespace == ""]
+        _register(shim, both, manifests or {})
     owners = _owners(app, agents)
     unknown = sorted({agent for agent in owners.values() if not _registered(shim, agent)})
     if unknown:
@@ -249,9 +312,6 @@ def secure_graph(
             wrapper = AJWTToolWrapper(shim, agent, audience=audience, on_refusal=on_refusal)
             _compose(tool_node, wrapper)
             setattr(tool_node, SECURED_ATTRIBUTE, agent or "")
-    secured: Pregel[Any, Any, Any, Any] = app.with_config(
-        callbacks=[AJWTCallbackHandler(shim, audience=audience)]
-    )
     return secured
 
 
