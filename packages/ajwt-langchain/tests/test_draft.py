@@ -154,3 +154,50 @@ def test_a_single_agent_app_is_one_step() -> None:
     assert draft_workflow(app, workflow_id="w")["steps"] == {
         "forecaster": {"agent": "forecaster", "tools": ["get_weather"]}
     }
+
+
+def test_a_node_function_is_described_by_its_manifest(tmp_path: Path) -> None:
+    """A node function's tools cannot be read from the graph: ``ajwt_node(manifest=...)``
+    gives them to the draft, and ``secure_graph`` registers it."""
+    from typing import TypedDict
+
+    from langgraph.graph import START, StateGraph
+
+    from ajwt_langchain import ajwt_node, manifest_from_langchain, secure_graph
+    from langgraph_apps import ScriptedModel
+
+    @tool
+    def fetch_doc(name: str) -> str:
+        """Fetch a document."""
+        return name
+
+    class State(TypedDict, total=False):
+        done: bool
+
+    shim = Shim("http://127.0.0.1:9", "app", client_secret="s")
+    described = manifest_from_langchain(
+        "You summarise.", [fetch_doc], ScriptedModel(), agent_id="summarizer"
+    )
+    builder = StateGraph(State)
+    builder.add_node(
+        "summarize",
+        ajwt_node(shim, lambda state: {"done": True}, agent="summarizer", manifest=described),
+    )
+    builder.add_edge(START, "summarize")
+    app = builder.compile()
+    assert draft_workflow(app, workflow_id="w")["steps"] == {
+        "summarize": {"agent": "summarizer", "tools": ["fetch_doc"]}
+    }
+    registered: list[Any] = []
+
+    class Registered(Exception):
+        pass
+
+    def register_many(sources: list[Any]) -> None:
+        registered.extend(sources)
+        raise Registered  # no IdP here: what would be sent is enough
+
+    shim.register_many = register_many  # type: ignore[method-assign]
+    with pytest.raises(Registered):
+        secure_graph(shim, app)
+    assert registered == [described]

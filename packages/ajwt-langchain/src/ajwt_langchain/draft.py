@@ -4,8 +4,9 @@
 - **Steps**: one per agent node of the app's top graph, named after the node, for the
   node's agent (an agent graph built by ``create_agent`` / ``create_react_agent``, such
   as a supervisor's workers and a swarm's agents, or a node wrapped by ``ajwt_node``),
-  with the agent's tools (its ``ToolNode``'s, hand-off tools left out, or the tool an
-  ``ajwt_node`` declares). An app that is one agent is one step.
+  with the agent's tools (its ``ToolNode``'s, hand-off tools left out; for an
+  ``ajwt_node``, those of the ``ToolNode``s inside it, its declared ``tool`` and the
+  tools of its ``manifest``). An app that is one agent is one step.
 - **Order**: an edge from agent node A to agent node B (directly, or through nodes that
   are not agents) makes B come ``after`` A; several such predecessors make it
   ``after_any`` (LangGraph runs a node when any of its edges fires), except for a join
@@ -34,6 +35,7 @@ from langgraph.graph import END, START
 from langgraph.pregel import Pregel
 
 from ajwt_core.errors import InvalidRequest, Reason
+from ajwt_langchain._gate import HANDOFF_PREFIX, manifest_of
 from ajwt_langchain.agents import (
     NAMESPACE_SEPARATOR,
     GraphAgent,
@@ -48,6 +50,10 @@ __all__ = ["DRAFT_MAX_VISITS", "draft_workflow"]
 
 #: How many visits a drafted loop target gets (the reviewer sets the real bound).
 DRAFT_MAX_VISITS = 5
+
+
+def is_handoff_tool_name(name: str) -> bool:
+    return name.startswith(HANDOFF_PREFIX)
 
 
 def _tools_under(app: Pregel[Any, Any, Any, Any], namespace: str) -> list[str]:
@@ -71,12 +77,18 @@ def _agent_nodes(
         tagged = node_agent(getattr(node, "bound", None))
         agent = by_namespace.get(name)
         if agent is not None:
-            tools = sorted(t.name for t in agent.tools() if not is_handoff_tool(t))
-            found[name] = (agent.agent_id, tools)
+            found[name] = (
+                agent.agent_id,
+                sorted(t.name for t in agent.tools() if not is_handoff_tool(t)),
+            )
         elif tagged is not None:
-            agent_id, _, tool = tagged
-            tools = _tools_under(app, name)
-            found[name] = (agent_id, sorted({*tools, tool} if tool else set(tools)))
+            names = set(_tools_under(app, name))
+            if tagged.tool:
+                names.add(tagged.tool)
+            if tagged.manifest is not None:
+                described = manifest_of(tagged.manifest)
+                names.update(t.name for t in described.tools if not is_handoff_tool_name(t.name))
+            found[name] = (tagged.agent, sorted(names))
     return found
 
 

@@ -21,20 +21,34 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeAlias, overload
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from ajwt_core.shim import Run, Shim
+from ajwt_core.shim.client import ManifestSource
 from ajwt_langchain._tracker import NodeActing, Tracker, tracker_for
 
-__all__ = ["NODE_AGENT_ATTRIBUTE", "ajwt_node", "node_agent"]
+__all__ = ["NODE_AGENT_ATTRIBUTE", "NodeAgent", "ajwt_node", "node_agent"]
 
 Node: TypeAlias = Callable[..., Any] | Runnable[Any, Any]
 
-#: The attribute a wrapped node carries: the agent (and step, tool) it acts as, which
-#: ``secure_graph`` and ``draft_workflow`` read.
+#: The attribute a wrapped node carries (a :class:`NodeAgent`), which ``secure_graph``
+#: and ``draft_workflow`` read.
 NODE_AGENT_ATTRIBUTE = "__ajwt_agent__"
+
+
+@dataclass(frozen=True)
+class NodeAgent:
+    """What :func:`ajwt_node` declared about a node: its agent, step, own tool, and the
+    agent's manifest when given (a node function's model, prompt and tools cannot be
+    read from the graph)."""
+
+    agent: str
+    step: str | None = None
+    tool: str | None = None
+    manifest: ManifestSource | None = None
 
 
 class _AgentNode:
@@ -49,8 +63,10 @@ class _AgentNode:
         complete_on_exit: bool,
         step: str | None,
         tool: str | None,
+        manifest: ManifestSource | None = None,
     ) -> None:
         self.shim = shim
+        self.manifest = manifest
         self.agent = agent
         self.tracker: Tracker = tracker_for(shim)
         self._run = run
@@ -105,7 +121,8 @@ class _AgentNode:
             wrapped = self._wrap_function(node)
         else:
             raise TypeError(f"ajwt_node wraps a node function or a runnable, not {node!r}")
-        setattr(wrapped, NODE_AGENT_ATTRIBUTE, (self.agent, self.step, self.tool))
+        declared = NodeAgent(self.agent, self.step, self.tool, self.manifest)
+        setattr(wrapped, NODE_AGENT_ATTRIBUTE, declared)
         return wrapped  # type: ignore[no-any-return]
 
     def _run_sync(self, call: Callable[[], Any]) -> Any:
@@ -174,6 +191,7 @@ def ajwt_node(
     complete_on_exit: bool = True,
     step: str | None = None,
     tool: str | None = None,
+    manifest: ManifestSource | None = None,
 ) -> Callable[[Node], Node]: ...
 
 
@@ -188,6 +206,7 @@ def ajwt_node(
     complete_on_exit: bool = True,
     step: str | None = None,
     tool: str | None = None,
+    manifest: ManifestSource | None = None,
 ) -> Node: ...
 
 
@@ -201,6 +220,7 @@ def ajwt_node(
     complete_on_exit: bool = True,
     step: str | None = None,
     tool: str | None = None,
+    manifest: ManifestSource | None = None,
 ) -> Node | Callable[[Node], Node]:
     """Make a LangGraph node act as A-JWT agent ``agent``; use as a wrapper or decorator.
 
@@ -214,7 +234,10 @@ def ajwt_node(
     tool node: the hand-off to the next agent completes the step then). Errors,
     interrupts and ``Command(graph=PARENT)`` hand-offs leave the step open. ``tool``
     declares the tool the node's own HTTP calls (outside any tool) are made for;
-    without it such a call is refused. ``run`` defaults to the current run (``with
+    without it such a call is refused. ``manifest`` describes the agent (a manifest,
+    or a callable returning the live one) for ``secure_graph`` to register and
+    ``draft_workflow`` to read its tools from: a node function's model, prompt and
+    tools cannot be read from the graph. ``run`` defaults to the current run (``with
     shim.run(run):``); ``audience`` serves hand-offs that need a token the agent does
     not hold yet (default ``shim.default_audience``).
 
@@ -223,22 +246,22 @@ def ajwt_node(
     >>> @ajwt_node(shim, agent="planner")
     ... def plan(state: dict) -> dict:
     ...     return {"messages": []}
-    >>> plan.__name__, node_agent(plan)
-    ('plan', ('planner', None, None))
+    >>> plan.__name__, node_agent(plan).agent
+    ('plan', 'planner')
 
     ``builder.add_node("planner", ajwt_node(shim, planner_graph, agent="planner"))``
     """
-    wrapper = _AgentNode(shim, agent, run, audience, complete_on_exit, step, tool)
+    wrapper = _AgentNode(shim, agent, run, audience, complete_on_exit, step, tool, manifest)
     if node is None:
         return wrapper.wrap
     return wrapper.wrap(node)
 
 
-def node_agent(node: Any) -> tuple[str, str | None, str | None] | None:
-    """``(agent, step, tool)`` of a node made by :func:`ajwt_node` (also once LangGraph
-    has wrapped the function in its own runnable), else None."""
+def node_agent(node: Any) -> NodeAgent | None:
+    """What :func:`ajwt_node` declared about a node (also once LangGraph has wrapped the
+    function in its own runnable), else None."""
     for candidate in (node, getattr(node, "func", None), getattr(node, "afunc", None)):
         found = getattr(candidate, NODE_AGENT_ATTRIBUTE, None)
-        if isinstance(found, tuple):
+        if isinstance(found, NodeAgent):
             return found
     return None

@@ -113,7 +113,7 @@ def _owners(app: Pregel[Any, Any, Any, Any], agents: list[GraphAgent]) -> dict[s
             tagged = node_agent(getattr(node, "bound", None))
             if tagged is not None:
                 key = f"{namespace}{NAMESPACE_SEPARATOR}{name}" if namespace else name
-                owners.setdefault(key, tagged[0])
+                owners.setdefault(key, tagged.agent)
     return owners
 
 
@@ -281,13 +281,20 @@ def secure_graph(
             f"secure_graph takes a compiled LangGraph app, not a {type(app).__name__}",
         )
     agents = find_agents(app)
+    declared = {
+        tagged.agent: tagged.manifest
+        for _, graph in subgraphs(app)
+        for node in graph.nodes.values()
+        if (tagged := node_agent(getattr(node, "bound", None))) is not None
+        and tagged.manifest is not None
+    }
     secured: Pregel[Any, Any, Any, Any] = app.with_config(
         callbacks=[AJWTCallbackHandler(shim, audience=audience)]
     )
     if register:
         # The copy returned shares the app's nodes; either may be the one kept alive.
         both = agents + [agent for agent in find_agents(secured) if agent.namespace == ""]
-        _register(shim, both, manifests or {})
+        _register(shim, both, {**declared, **(manifests or {})})
     owners = _owners(app, agents)
     unknown = sorted({agent for agent in owners.values() if not _registered(shim, agent)})
     if unknown:
