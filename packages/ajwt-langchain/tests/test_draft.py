@@ -162,9 +162,9 @@ def test_a_node_function_is_described_by_its_manifest(tmp_path: Path) -> None:
     from typing import TypedDict
 
     from langgraph.graph import START, StateGraph
+    from langgraph_apps import ScriptedModel
 
     from ajwt_langchain import ajwt_node, manifest_from_langchain, secure_graph
-    from langgraph_apps import ScriptedModel
 
     @tool
     def fetch_doc(name: str) -> str:

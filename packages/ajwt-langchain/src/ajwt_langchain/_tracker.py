@@ -21,7 +21,9 @@ so a run resumed in another process (``shim.resume``) continues with no state of
 3. the agent that routed to it hands it a step that comes after the router's step
    (a hand-off, which completes the router's step when the new one waits for it),
    or sends work back to one of its completed steps (``loop_to``), or consults it
-   (the router's step lists it in ``consult``);
+   (the router's step lists it in ``consult``); a hand-off tool's hand-off is sent as
+   the app made it even when the workflow has no such move (the shim or the IdP
+   refuses it with the reason);
 4. otherwise a step of its own whose missing predecessor is another agent's entered or
    completed step is handed over by that agent (a fan-out's branches after the node that
    routed finished, a run resumed without knowing who routed);
@@ -131,9 +133,6 @@ class _Planner:
 
     def own(self, agent: str) -> list[str]:
         return [s for s in self.workflow.steps_of(agent) if s not in self.skipped]
-
-    def open_steps(self, agent: str) -> list[str]:
-        return [s for s in self.own(agent) if s not in self.state.completed]
 
     def current_step(self, agent: str) -> str | None:
         """The step ``agent`` acts in now: its entered, open step (the one it acted in
