@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,9 @@ from ajwt_demo.api import CallRecord
 from ajwt_demo.scenarios.langgraph.agents import make_tools
 from ajwt_demo.scenarios.langgraph.api import PatcherApi
 from ajwt_demo.stack import Stack, start_stack
+
+# The tests' own helpers (``langgraph_apps``) import by name beside them.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
 """``ajwt_node``: a node acts as its agent; moving between agents is a signed hand-off.
 
-Plain node functions (sync and async) calling the resource server directly, routed
-with ``Command(goto=...)``: each call carries the delegation chain, each node's return
-completes its step, and a hand-off the workflow does not allow is refused (T11), as is
-an agent acting before its step is due (T8), by the shim and by the IdP alone.
+Plain node functions (sync and async) calling the resource server directly, each
+declaring the tool its own calls are made for (``tool=``), routed with
+``Command(goto=...)``: each call carries the delegation chain, each node's return
+completes its step, and an agent jumping the queue (T11: the supervisor sends the
+patcher before the planner and classifier) or acting before its step is due (T8) is
+refused, by the shim and by the IdP alone.
 """
 
 from __future__ import annotations
@@ -34,23 +36,23 @@ def chain_graph(shim: Shim, api: PatcherApi, *, first: str = "supervisor") -> An
     """supervisor → planner → classifier → patcher, each handing on with Command(goto)."""
     seen_config: list[RunnableConfig] = []
 
-    @ajwt_node(shim, agent="supervisor")
+    @ajwt_node(shim, agent="supervisor", tool="list_repos")
     def supervisor(state: State, config: RunnableConfig) -> Command[Any]:
         seen_config.append(config)
         api.get("/repos")
         return Command(goto="planner")
 
-    @ajwt_node(shim, agent="planner")
+    @ajwt_node(shim, agent="planner", tool="read_file")
     def planner(state: State) -> Command[Any]:
         api.get("/repos/acme/storefront/files/package.json")
         return Command(goto="classifier")
 
-    @ajwt_node(shim, agent="classifier")
+    @ajwt_node(shim, agent="classifier", tool="query_advisories")
     def classifier(state: State) -> Command[Any]:
         api.get("/advisories", params={"package": "lodash"})
         return Command(goto="patcher")
 
-    @ajwt_node(shim, agent="patcher")
+    @ajwt_node(shim, agent="patcher", tool="create_pull_request")
     def patcher(state: State) -> dict[str, Any]:
         api.post("/repos/acme/storefront/pulls", PR)
         return {}
@@ -70,22 +72,22 @@ def chain_graph(shim: Shim, api: PatcherApi, *, first: str = "supervisor") -> An
 
 
 def async_chain_graph(shim: Shim, api: PatcherApi) -> Any:
-    @ajwt_node(shim, agent="supervisor")
+    @ajwt_node(shim, agent="supervisor", tool="list_repos")
     async def supervisor(state: State) -> Command[Any]:
         await api.aget("/repos")
         return Command(goto="planner")
 
-    @ajwt_node(shim, agent="planner")
+    @ajwt_node(shim, agent="planner", tool="read_file")
     async def planner(state: State) -> Command[Any]:
         await api.aget("/repos/acme/storefront/files/package.json")
         return Command(goto="classifier")
 
-    @ajwt_node(shim, agent="classifier")
+    @ajwt_node(shim, agent="classifier", tool="query_advisories")
     async def classifier(state: State) -> Command[Any]:
         await api.aget("/advisories", params={"package": "lodash"})
         return Command(goto="patcher")
 
-    @ajwt_node(shim, agent="patcher")
+    @ajwt_node(shim, agent="patcher", tool="create_pull_request")
     async def patcher(state: State) -> dict[str, Any]:
         await api.apost("/repos/acme/storefront/pulls", PR)
         return {}
@@ -150,19 +152,19 @@ async def test_async_nodes_hand_off_the_same_way(
 
 
 @pytest.mark.parametrize("local_checks", [True, False], ids=["shim", "idp"])
-def test_T11_hand_off_to_an_agent_that_is_not_the_next_steps_is_refused(
+def test_T11_an_agent_routed_to_out_of_turn_is_refused(
     shim: Shim,
     run: Run,
     api: PatcherApi,
     calls: Callable[[Run], list[CallRecord]],
     local_checks: bool,
 ) -> None:
-    @ajwt_node(shim, agent="supervisor")
+    @ajwt_node(shim, agent="supervisor", tool="list_repos")
     def supervisor(state: State) -> Command[Any]:
         api.get("/repos")
         return Command(goto="patcher")  # skips the planner and the classifier
 
-    @ajwt_node(shim, agent="patcher")
+    @ajwt_node(shim, agent="patcher", tool="create_pull_request")
     def patcher(state: State) -> dict[str, Any]:
         api.post("/repos/acme/storefront/pulls", PR)
         return {}
@@ -175,7 +177,9 @@ def test_T11_hand_off_to_an_agent_that_is_not_the_next_steps_is_refused(
     shim.local_checks = local_checks  # False: a compromised shim, the IdP must refuse
     with shim.run(run), pytest.raises(InvalidGrant) as info:
         graph.invoke({})
-    assert info.value.reason == Reason.DELEGATE_MISMATCH
+    # The patcher's step waits for the classifier's: no token for it, no call.
+    assert info.value.reason == Reason.DEPENDENCIES_INCOMPLETE
+    assert "'patch'" in info.value.description and "'classify'" in info.value.description
     assert [c.agent for c in calls(run)] == ["supervisor"]
 
 
@@ -205,7 +209,10 @@ def test_node_return_completes_its_step_unless_told_not_to(
     for complete in (False, True):
         builder = StateGraph(State)
         builder.add_node(
-            "supervisor", ajwt_node(shim, list_repos, agent="supervisor", complete_on_exit=complete)
+            "supervisor",
+            ajwt_node(
+                shim, list_repos, agent="supervisor", tool="list_repos", complete_on_exit=complete
+            ),
         )
         builder.add_edge(START, "supervisor")
         with shim.run(run):
@@ -214,7 +221,7 @@ def test_node_return_completes_its_step_unless_told_not_to(
 
 
 def test_failing_node_leaves_its_step_open(shim: Shim, run: Run, api: PatcherApi) -> None:
-    @ajwt_node(shim, agent="supervisor")
+    @ajwt_node(shim, agent="supervisor", tool="list_repos")
     def supervisor(state: State) -> dict[str, Any]:
         api.get("/repos")
         raise RuntimeError("the model gave up")

@@ -208,7 +208,8 @@ def test_T11_handoff_to_an_agent_that_is_not_the_next_steps_is_blocked(
     # A hand-off tool is routing, not identity: the supervisor's checksum is unchanged,
     # and the workflow decides where it may hand off.
     assert patcher.shim.agent("supervisor").checksum == reference_manifest("supervisor").checksum()
-    through = refused(patcher, Reason.DELEGATE_MISMATCH, InvalidGrant)
+    # The patcher's step waits for the classifier's: the hand-off is refused.
+    through = refused(patcher, Reason.DEPENDENCIES_INCOMPLETE, InvalidGrant)
     assert [c.agent for c in through] == ["supervisor"]
     patcher.close()
 

@@ -21,7 +21,7 @@ from ajwt_core.errors import InvalidGrant, Reason
 from ajwt_core.shim import AgentContext, Run, Shim, ShimEvent
 from ajwt_demo.api import CallRecord
 from ajwt_demo.scenarios.langgraph.api import PatcherApi
-from ajwt_langchain import AJWTMiddleware, AJWTToolWrapper
+from ajwt_langchain import AJWTAgentMiddleware, AJWTToolWrapper
 
 
 def react_graph(model: Any, tools: list[BaseTool], wrapper: AJWTToolWrapper) -> Any:
@@ -110,7 +110,9 @@ def test_acting_context_is_set_around_the_tool_only(
         seen.append(shim.current())
         return "[]"
 
-    tool = StructuredTool.from_function(list_repos, description="List repositories.")
+    tool = StructuredTool.from_function(
+        list_repos, description="List the organisation's repositories with their dependencies."
+    )
     graph = react_graph(
         fake_model(tool_call("list_repos"), "Done."), [tool], AJWTToolWrapper(shim, "supervisor")
     )
@@ -168,7 +170,7 @@ def test_create_agent_middleware_checks_tools_and_completes_the_step(
     tool_call: Callable[..., AIMessage],
     calls: Callable[[Run], list[CallRecord]],
 ) -> None:
-    middleware = AJWTMiddleware(shim, complete_on_finish=True)
+    middleware = AJWTAgentMiddleware(shim, complete_on_finish=True)
     agent = create_agent(
         fake_model(tool_call("list_repos"), "Listed."),
         [tools["list_repos"]],
@@ -191,7 +193,7 @@ async def test_create_agent_middleware_async(
     fake_model: Callable[..., Any],
     tool_call: Callable[..., AIMessage],
 ) -> None:
-    middleware = AJWTMiddleware(shim, "supervisor", complete_on_finish=True)
+    middleware = AJWTAgentMiddleware(shim, "supervisor", complete_on_finish=True)
     agent = create_agent(
         fake_model(tool_call("list_repos"), "Listed."),
         [tools["list_repos"]],

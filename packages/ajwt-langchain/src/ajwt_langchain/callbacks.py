@@ -6,11 +6,17 @@ local checks and mints the intent token (``shim.prepare``); a refusal raises, an
 loop. The tool's HTTP calls through ``shim.auth()`` then carry that agent, step and
 tool: the handler keys the call's context by the tool run's id, which the shim finds
 through its context resolver. ``on_tool_end`` / ``on_tool_error`` report the outcome
-and forget the context.
+and forget the context. A call already secured by a ``ToolNode`` wrapper or the agent
+middleware is left to it.
+
+LangChain logs a handler's exception ("Error in ... callback") before re-raising it
+for a handler with ``raise_error``; since the refusal is raised anyway (and says the
+same), that log line is dropped for these handlers, so a refusal is reported once.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
@@ -18,9 +24,24 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 
 from ajwt_core.shim import Run, Shim
-from ajwt_langchain._gate import AgentChoice, ToolGate
+from ajwt_langchain._gate import AgentChoice, ToolGate, secured
 
 __all__ = ["AJWTCallbackHandler", "AsyncAJWTCallbackHandler"]
+
+
+class _RaisedRefusals(logging.Filter):
+    """Drops LangChain's log line for an exception these handlers raise anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (
+            record.msg == "Error in %s.%s callback: %s"
+            and args[:1] in (("AJWTCallbackHandler",), ("AsyncAJWTCallbackHandler",))
+        )
+
+
+_filter = _RaisedRefusals()
+logging.getLogger("langchain_core.callbacks.manager").addFilter(_filter)
 
 
 def _tool_name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> str:
@@ -74,7 +95,10 @@ class AJWTCallbackHandler(BaseCallbackHandler):
         inputs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        context = self._gate.begin(_tool_name(serialized, kwargs), metadata, metadata)
+        name = _tool_name(serialized, kwargs)
+        if secured(name):
+            return
+        context = self._gate.begin(name, metadata, metadata)
         if context is not None:
             self._gate.tracker.start_call(run_id, context)
 
@@ -128,7 +152,10 @@ class AsyncAJWTCallbackHandler(AsyncCallbackHandler):
         inputs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        context = await self._gate.abegin(_tool_name(serialized, kwargs), metadata, metadata)
+        name = _tool_name(serialized, kwargs)
+        if secured(name):
+            return
+        context = await self._gate.abegin(name, metadata, metadata)
         if context is not None:
             self._gate.tracker.start_call(run_id, context)
 

@@ -1,9 +1,12 @@
 """LangChain 1.x agent middleware: A-JWT for the tools of ``create_agent``.
 
-``create_agent(model, tools, middleware=[AJWTMiddleware(shim)], name="planner")``:
+``create_agent(model, tools, middleware=[AJWTAgentMiddleware(shim)], name="planner")``:
 its ``wrap_tool_call`` / ``awrap_tool_call`` do what :class:`AJWTToolWrapper` does
 for a ``ToolNode`` (``create_agent`` builds one from the middleware's hooks), and
 ``after_agent`` completes the agent's step when the agent finishes.
+
+(The resource-server middleware of ``ajwt_core.rs`` is ``AJWTMiddleware``: it verifies
+requests at an API. This one acts for agents.)
 """
 
 from __future__ import annotations
@@ -20,20 +23,21 @@ from ajwt_core.shim import Run, Shim
 from ajwt_langchain._gate import AgentChoice
 from ajwt_langchain.tools import AJWTToolWrapper, OnRefusal, ToolResult
 
-__all__ = ["AJWTMiddleware"]
+__all__ = ["AJWTAgentMiddleware"]
 
 
-class AJWTMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
+class AJWTAgentMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     """A-JWT for every tool call of a ``create_agent`` agent.
 
-    ``agent`` defaults to the surrounding :func:`~ajwt_langchain.ajwt_node`'s agent,
-    else the agent's ``name``. With ``complete_on_finish`` the agent's step is
-    completed when the agent finishes normally (the agent is one workflow step).
+    ``agent`` defaults to the agent's ``name`` (else the surrounding
+    :func:`~ajwt_langchain.ajwt_node`'s agent). With ``complete_on_finish`` the
+    agent's step is completed when the agent finishes normally (the agent is one
+    workflow step).
 
     >>> from ajwt_core.shim import Shim
-    >>> middleware = AJWTMiddleware(Shim("http://127.0.0.1:9", "app", client_secret="s"))
+    >>> middleware = AJWTAgentMiddleware(Shim("http://127.0.0.1:9", "app", client_secret="s"))
     >>> middleware.name
-    'AJWTMiddleware'
+    'AJWTAgentMiddleware'
     """
 
     def __init__(
@@ -66,24 +70,20 @@ class AJWTMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     ) -> ToolResult:
         return await self._wrapper.awrap_tool_call(request, handler)
 
-    def _finished_step(self) -> tuple[Run, str, str | None] | None:
-        """(run, agent, step) when this agent is the one acting last in its run."""
+    def _finished(self) -> tuple[Run, str]:
         gate = self._wrapper.gate
-        run = gate.run_for()
-        agent = gate.agent_for(get_config().get("metadata"))
-        last, step = gate.tracker.acting_agent(run)
-        return (run, agent, step) if last == agent else None
+        return gate.run_for(), gate.agent_for(get_config().get("metadata"))
 
     def after_agent(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
-        if self._complete_on_finish and (acting := self._finished_step()) is not None:
-            run, agent, step = acting
-            self._wrapper.gate.tracker.finish(run, agent, step, self._wrapper.gate.audience)
+        if self._complete_on_finish:
+            run, agent = self._finished()
+            self._wrapper.gate.tracker.complete_current(run, agent)
         return None
 
     async def aafter_agent(
         self, state: AgentState[Any], runtime: Runtime[Any]
     ) -> dict[str, Any] | None:
-        if self._complete_on_finish and (acting := self._finished_step()) is not None:
-            run, agent, step = acting
-            await self._wrapper.gate.tracker.afinish(run, agent, step, self._wrapper.gate.audience)
+        if self._complete_on_finish:
+            run, agent = self._finished()
+            await self._wrapper.gate.tracker.acomplete_current(run, agent)
         return None

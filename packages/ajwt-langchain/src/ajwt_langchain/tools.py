@@ -20,7 +20,7 @@ from langgraph.types import Command
 
 from ajwt_core.errors import AJWTError
 from ajwt_core.shim import AgentContext, Run, Shim
-from ajwt_langchain._gate import AgentChoice, ToolGate
+from ajwt_langchain._gate import AgentChoice, ToolGate, message_agent, secured, securing
 
 __all__ = ["AJWTToolWrapper", "OnRefusal", "ToolResult"]
 
@@ -38,6 +38,10 @@ def _tool_metadata(request: ToolCallRequest) -> Mapping[str, Any]:
     return (request.tool.metadata if request.tool is not None else None) or {}
 
 
+def _named(request: ToolCallRequest) -> str | None:
+    return message_agent(request.state, request.tool_call.get("id"))
+
+
 def _error_of(result: ToolResult) -> str | None:
     if isinstance(result, ToolMessage) and result.status == "error":
         return str(result.content)
@@ -48,8 +52,12 @@ class AJWTToolWrapper:
     """A-JWT around each tool call of a ``ToolNode`` (sync and async).
 
     ``agent`` is the acting agent's id, or a function of the run metadata returning
-    it; by default the agent of the surrounding :func:`~ajwt_langchain.ajwt_node`,
-    else the ``create_agent(name=...)`` name. ``run`` defaults to the current run;
+    it; by default the first registered of: the ``create_agent(name=...)`` name, the
+    agent of the surrounding :func:`~ajwt_langchain.ajwt_node`, and the name on the AI
+    message that asked for the tool (``create_react_agent(name=...)`` sets it). The
+    tool about to run must be the one in the agent's live manifest (a tool added to
+    the agent, or changed, after registration is refused). ``run`` defaults to the
+    current run;
     ``audience`` serves hand-offs and step completions that need a token the agent
     does not hold yet (default ``shim.default_audience``).
 
@@ -88,13 +96,24 @@ class AJWTToolWrapper:
     ) -> ToolResult:
         """The ``wrap_tool_call`` hook: check, mint, then run the tool as its agent."""
         name = request.tool_call["name"]
+        if secured(name) or request.tool is None:
+            # Secured by an outer A-JWT hook; or not a tool of this node (ToolNode
+            # answers with its own error, and nothing is minted).
+            return execute(request)
         try:
-            context = self.gate.begin(name, _metadata(request), _tool_metadata(request))
+            context = self.gate.begin(
+                name,
+                _metadata(request),
+                _tool_metadata(request),
+                tool=request.tool,
+                named=_named(request),
+            )
         except AJWTError as error:
             return self._refused(request, error)
         if context is None:
-            return execute(request)
-        with self._acting(context):
+            with securing(name):
+                return execute(request)
+        with self._acting(context), securing(name):
             try:
                 result = execute(request)
             except BaseException as error:
@@ -110,13 +129,22 @@ class AJWTToolWrapper:
     ) -> ToolResult:
         """The ``awrap_tool_call`` hook: the async twin of :meth:`wrap_tool_call`."""
         name = request.tool_call["name"]
+        if secured(name) or request.tool is None:
+            return await execute(request)
         try:
-            context = await self.gate.abegin(name, _metadata(request), _tool_metadata(request))
+            context = await self.gate.abegin(
+                name,
+                _metadata(request),
+                _tool_metadata(request),
+                tool=request.tool,
+                named=_named(request),
+            )
         except AJWTError as error:
             return self._refused(request, error)
         if context is None:
-            return await execute(request)
-        with self._acting(context):
+            with securing(name):
+                return await execute(request)
+        with self._acting(context), securing(name):
             try:
                 result = await execute(request)
             except BaseException as error:
