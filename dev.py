@@ -59,11 +59,11 @@ def main(argv: list[str]) -> int:
     if command == "test":
         return _run("pytest", *rest)
     if command == "lint":
-        src = "packages/ajwt-core/src"
+        sources = sorted(str(path) for path in ROOT.glob("packages/*/src"))
         codes = [
             _run("ruff", "check", "."),
             _run("ruff", "format", "--check", "."),
-            _run("mypy", "--strict", src),
+            _run("mypy", "--strict", *sources),
         ]
         return max(codes)
     return 0
