@@ -964,7 +964,7 @@ def measure_throughput(
     label: str, db_url: str, *, workers: int, count: int, concurrency: int
 ) -> Throughput:
     """Mints/s of one IdP deployment under ``concurrency`` client tasks (one run each)."""
-    admin_token = "bench-admin-" + secrets.token_hex(8)
+    admin_token = "bench-admin-" + secrets.token_hex(16)
     database = "PostgreSQL" if db_url.startswith("postgresql") else "SQLite"
     with (
         tempfile.TemporaryDirectory() as tmp,
