@@ -7,12 +7,20 @@ the three CrewAI events onto the shim:
 - a tool call (:meth:`CrewAIBinding.call_tool`): resolve the calling agent from the
   hook-announced call, ``shim.prepare`` (step, local checks, mint), run the tool as that
   agent (``shim.acting``), report ``tool_finished``;
-- a delegation (:meth:`CrewAIBinding.delegate`): the coworker takes over the next step
-  of the workflow; the delegator's ready steps are completed and ``shim.handoff`` signs
-  the delegation;
+- a delegation (:meth:`CrewAIBinding.delegate`, CrewAI's "Delegate work to coworker"):
+  the coworker takes over the next step of the workflow; the delegator's ready steps
+  are completed and ``shim.handoff`` signs the delegation;
+- a question (:meth:`CrewAIBinding.consult`, "Ask question to coworker"): a
+  consultation inside the asking agent's step (``shim.consult``); the run does not move;
 - the end of work (:meth:`CrewAIBinding.finish_delegation`,
   :meth:`CrewAIBinding.complete_task`): a step in which the agent made a successful tool
-  call is reported complete (``shim.complete``).
+  call, and no call was refused, is reported complete (``shim.complete``).
+
+Every refusal lands in :attr:`CrewAIBinding.refusals`: a secured tool refused before it
+ran, a request of an unsecured tool the shim could not get a token for (IdP unreachable
+included), the API's own 401/403 (seen by the shim's ``httpx.Auth`` in the
+``WWW-Authenticate`` challenge, even when the tool returns the text instead of raising),
+a refused delegation, consultation or completion.
 """
 
 from __future__ import annotations
@@ -30,11 +38,24 @@ from crewai.process import Process
 from crewai.tools.tool_failure import ToolFailure
 
 from ajwt_core.checksum import AgentManifest
-from ajwt_core.errors import AgentContextError, AJWTError, InvalidGrant, Reason
+from ajwt_core.errors import (
+    AgentContextError,
+    AJWTError,
+    InvalidGrant,
+    Reason,
+    error_from_oauth,
+)
 from ajwt_core.shim import AgentContext, RegisteredAgent, Run, Shim
+from ajwt_core.shim.client import ShimEvent
 from ajwt_core.shim.context import current_run
 from ajwt_crewai.calls import DELEGATION_TOOLS, current_call
-from ajwt_crewai.manifest import agent_prompt, default_agent_id, manifest_from_crewai, role_template
+from ajwt_crewai.manifest import (
+    agent_prompt,
+    default_agent_id,
+    describe_change,
+    manifest_from_crewai,
+    role_template,
+)
 
 if TYPE_CHECKING:
     from crewai import Crew
@@ -74,6 +95,9 @@ class Handoff:
     to_step: str
     run: Run
     coworker: BaseAgent
+    #: ``"handoff"`` (delegate work: the coworker takes the step) or ``"consult"`` (ask a
+    #: question: the coworker answers inside the asking agent's step).
+    kind: str = "handoff"
 
 
 @dataclass
@@ -81,6 +105,7 @@ class _StepProgress:
     agent: str
     succeeded: int = 0
     failed: int = 0
+    refused: int = 0
 
 
 class CrewAIBinding:
@@ -103,9 +128,13 @@ class CrewAIBinding:
         # Every CrewAI object added (one per crew secured for an agent id), by identity.
         self._objects: dict[int, weakref.ReferenceType[BaseAgent]] = {}
         self._registered: set[str] = set()
+        # The manifest each agent id was registered with: what changed is said from it.
+        self._manifests: dict[str, AgentManifest] = {}
         self._progress: dict[str, dict[str, _StepProgress]] = {}
         self._lock = threading.Lock()
         self.refusals: list[Refusal] = []
+        #: A refusal aborts ``kickoff`` (``secure_crew(..., strict=True)``).
+        self.strict = False
 
     # ------------------------------------------------------------------ agents
 
@@ -157,7 +186,23 @@ class CrewAIBinding:
         registered = self.shim.register_many([self._source(agent_id) for agent_id in pending])
         with self._lock:
             self._registered.update(pending)
+            for agent_id in pending:
+                self._manifests[agent_id] = manifest_from_crewai(self._agents[agent_id], agent_id)
         return registered
+
+    def explained(self, error: AJWTError, agent_id: str, agent: BaseAgent | None) -> AJWTError:
+        """``error`` with what changed in the agent when it is a ``checksum_mismatch``
+        (same class and reason)."""
+        registered = self._manifests.get(agent_id)
+        if error.reason != Reason.CHECKSUM_MISMATCH or registered is None:
+            return error
+        live_agent = agent or self._live_object(agent_id)
+        change = describe_change(registered, manifest_from_crewai(live_agent, agent_id), live_agent)
+        if not change or change in error.description:
+            return error
+        explained = type(error)(error.reason, f"{error.description}: since secure_crew, {change}")
+        explained.__cause__ = error
+        return explained
 
     def _source(self, agent_id: str) -> Callable[[], AgentManifest]:
         def manifest() -> AgentManifest:
@@ -230,10 +275,20 @@ class CrewAIBinding:
                 input_digest=acting.input_digest,
             )
             return context, None
+        from ajwt_crewai.hooks import hooks_installed
+
+        removed = (
+            ""
+            if hooks_installed()
+            else (
+                " (the adapter's CrewAI hooks are not installed: crewai.hooks."
+                "clear_all_global_hooks() removed them? secured crews reinstall them at kickoff)"
+            )
+        )
         raise AgentContextError(
             Reason.NO_AGENT_CONTEXT,
             f"tool {tool!r} was called outside any CrewAI agent and any A-JWT acting "
-            "context; refusing to run it",
+            f"context; refusing to run it{removed}",
         )
 
     def _caller_label(self) -> str:
@@ -246,10 +301,40 @@ class CrewAIBinding:
     def record_refusal(self, agent: str, tool: str, error: AJWTError) -> None:
         with self._lock:
             self.refusals.append(Refusal(agent=agent, tool=tool, error=error))
+        call = current_call()
+        if call is not None:
+            call.refused.append(error)
+
+    def on_event(self, event: ShimEvent) -> None:
+        """The shim's observer: a request refused by the IdP or by the API, made by any
+        tool (secured or not), is a refusal of the call in progress, and its step is not
+        completed."""
+        if event.kind not in ("api_refused", "request_refused"):
+            return
+        detail = event.detail
+        body = {
+            "error": detail.get("error"),
+            "error_description": detail.get("description")
+            or f"the API refused the request (HTTP {detail.get('status')})",
+            "ajwt_reason": detail.get("reason"),
+        }
+        error = error_from_oauth(body, int(detail.get("status") or 400))
+        if event.kind == "api_refused":
+            error = type(error)(error.reason, f"the API refused the request: {error.description}")
+        self.record_refusal(event.agent, event.tool or "?", error)
+        if event.step is not None:
+            with self._lock:
+                steps = self._progress.setdefault(event.run_id, {})
+                progress = steps.get(event.step)
+                if progress is None or progress.agent != event.agent:
+                    progress = steps[event.step] = _StepProgress(event.agent)
+                progress.refused += 1
 
     def _begin(
         self, tool: str, step: str | None, audience: str | None
     ) -> tuple[AgentContext, BaseAgent | None]:
+        context: AgentContext | None = None
+        caller: BaseAgent | None = None
         try:
             context, caller = self._tool_context(tool, step)
             with self._acting_objects({context.agent: caller}):
@@ -257,14 +342,27 @@ class CrewAIBinding:
                 if audience is not None:
                     self.shim.token(resolved, audience)
         except AJWTError as error:
-            self.record_refusal(self._caller_label(), tool, error)
-            raise
+            raise self._refused(tool, error, context, caller) from None
         self._enter(resolved.run, resolved.step or "", resolved.agent)
         return resolved, caller
+
+    def _refused(
+        self,
+        tool: str,
+        error: AJWTError,
+        context: AgentContext | None,
+        caller: BaseAgent | None,
+    ) -> AJWTError:
+        if context is not None:
+            error = self.explained(error, context.agent, caller)
+        self.record_refusal(self._caller_label(), tool, error)
+        return error
 
     async def _abegin(
         self, tool: str, step: str | None, audience: str | None
     ) -> tuple[AgentContext, BaseAgent | None]:
+        context: AgentContext | None = None
+        caller: BaseAgent | None = None
         try:
             context, caller = self._tool_context(tool, step)
             with self._acting_objects({context.agent: caller}):
@@ -272,8 +370,7 @@ class CrewAIBinding:
                 if audience is not None:
                     await self.shim.atoken(resolved, audience)
         except AJWTError as error:
-            self.record_refusal(self._caller_label(), tool, error)
-            raise
+            raise self._refused(tool, error, context, caller) from None
         self._enter(resolved.run, resolved.step or "", resolved.agent)
         return resolved, caller
 
@@ -292,6 +389,11 @@ class CrewAIBinding:
             yield
 
     def _end(self, resolved: AgentContext, error: BaseException | None) -> None:
+        call = current_call()
+        if error is None and call is not None and call.refused:
+            # The tool answered, but an API call it made was refused (it returned the
+            # 401/403 text instead of raising): the call did not do its work.
+            error = call.refused[-1]
         self.shim.tool_finished(resolved, error=error)
         progress = self._step(resolved.run, resolved.step or "", resolved.agent)
         with self._lock:
@@ -342,6 +444,22 @@ class CrewAIBinding:
         self._end(resolved, _failure_of(result))
         return result
 
+    def cache_scope(self, tool: str) -> str | None:
+        """The :class:`~ajwt_crewai.cache.StepCache` key of the call in progress: its
+        workflow agent, run and step (``None``: not cached, nor served from the cache)."""
+        call = current_call()
+        run = current_run()
+        if call is None or call.agent is None or run is None:
+            return None
+        agent_id = self.agent_id_for(call.agent)
+        if agent_id is None:
+            return None
+        try:
+            step = self.shim.resolve_step(AgentContext(agent_id, run, tool=tool))
+        except AJWTError:
+            return None
+        return f"{agent_id}\x1f{run.run_id}\x1f{step}"
+
     def resolve(self) -> AgentContext | None:
         """The context resolver for HTTP calls made by tools that are not secured: the
         agent and tool of the hook-announced call (delegation calls excepted)."""
@@ -376,7 +494,7 @@ class CrewAIBinding:
             return [
                 step
                 for step, p in steps.items()
-                if p.agent == agent and p.succeeded and step not in completed
+                if p.agent == agent and p.succeeded and not p.refused and step not in completed
             ]
 
     def _complete(self, agent: str, step: str, run: Run, obj: BaseAgent | None) -> None:
@@ -384,8 +502,9 @@ class CrewAIBinding:
             with self._acting_objects({agent: obj}):
                 self.shim.complete(agent, step, run=run, audience=self.audience)
         except AJWTError as error:
-            self.record_refusal(agent, f"complete:{step}", error)
-            raise
+            explained = self.explained(error, agent, obj)
+            self.record_refusal(agent, f"complete:{step}", explained)
+            raise explained from None
 
     def complete_task(self, agent: BaseAgent, run: Run) -> list[str]:
         """A CrewAI task of ``agent`` ended: complete the steps in which it made a
@@ -446,7 +565,7 @@ class CrewAIBinding:
         from_step = own[-1]
         if self.shim.local_checks:
             workflow.check_delegation_edge(from_step, to_step, to_id)
-        with self._acting_objects({from_id: delegator, to_id: coworker}):
+        with self._explaining({from_id: delegator, to_id: coworker}):
             for step in handing_on:
                 self.shim.complete(from_id, step, run=run, audience=self.audience)
             self.shim.handoff(
@@ -460,9 +579,37 @@ class CrewAIBinding:
         self._enter(run, to_step, to_id)
         return Handoff(from_id, to_id, from_step, to_step, run, coworker)
 
+    def consult(self, asker: BaseAgent, coworker: BaseAgent, run: Run) -> Handoff:
+        """``asker`` asks ``coworker`` a question (CrewAI's "Ask question to coworker"):
+        a consultation inside the asker's current step (``shim.consult``; the step must
+        list the coworker in its ``consult``). The coworker then acts in that step with
+        what the consultation grants; the run does not move and nothing is completed."""
+        from_id = self._require_id(asker)
+        to_id = self._require_id(coworker)
+        with self._explaining({from_id: asker, to_id: coworker}):
+            issued = self.shim.consult(from_id, to_id, run=run, audience=self.audience)
+        return Handoff(from_id, to_id, issued.step, issued.step, run, coworker, kind="consult")
+
+    @contextlib.contextmanager
+    def _explaining(self, objects: Mapping[str, BaseAgent]) -> Iterator[None]:
+        """Act with these CrewAI objects; a checksum refusal names what changed."""
+        try:
+            with self._acting_objects(objects):
+                yield
+        except AJWTError as error:
+            if error.reason != Reason.CHECKSUM_MISMATCH:
+                raise
+            for agent_id, agent in objects.items():
+                explained = self.explained(error, agent_id, agent)
+                if explained is not error:
+                    raise explained from None
+            raise
+
     def finish_delegation(self, handoff: Handoff) -> bool:
         """The coworker's delegated work returned: complete its step if it made a
         successful tool call in it. Returns whether the step was completed."""
+        if handoff.kind == "consult":
+            return False
         if handoff.to_step not in self._open_steps(handoff.run, handoff.to_agent):
             return False
         self._complete(handoff.to_agent, handoff.to_step, handoff.run, handoff.coworker)
@@ -486,6 +633,7 @@ def binding_for(shim: Shim) -> CrewAIBinding:
         if binding is None:
             binding = _BINDINGS[shim] = CrewAIBinding(shim)
             shim.add_context_resolver(binding.resolve)
+            shim.subscribe(binding.on_event)
         return binding
 
 
@@ -507,12 +655,47 @@ def _members(crew: Crew) -> list[BaseAgent]:
     return members
 
 
+def manager_from_llm(crew: Crew) -> BaseAgent:
+    """The manager CrewAI builds from ``manager_llm`` when a hierarchical crew is kicked
+    off, built the same way (role, goal and backstory from CrewAI's prompts, the same
+    LLM, no tools of its own) so that it can be registered before kickoff: its checksum
+    is the live manager's."""
+    from crewai import Agent
+    from crewai.utilities.i18n import get_i18n
+    from crewai.utilities.llm_utils import create_llm
+
+    i18n = get_i18n(prompt_file=crew.prompt_file)
+    return Agent(
+        role=i18n.retrieve("hierarchical_manager_agent", "role"),
+        goal=i18n.retrieve("hierarchical_manager_agent", "goal"),
+        backstory=i18n.retrieve("hierarchical_manager_agent", "backstory"),
+        tools=[],
+        allow_delegation=True,
+        llm=create_llm(crew.manager_llm),
+    )
+
+
+def _install_step_cache(crew: Crew, binding: CrewAIBinding, members: list[BaseAgent]) -> None:
+    from crewai.agents.cache.cache_handler import CacheHandler
+
+    from ajwt_crewai.cache import StepCache
+
+    cache = StepCache()
+    cache.set_scope(binding.cache_scope)
+    crew._cache_handler = cache
+    for agent in members:
+        handler = getattr(agent.tools_handler, "cache", None)
+        if isinstance(handler, CacheHandler) and not isinstance(handler, StepCache):
+            agent.set_cache_handler(cache)
+
+
 def secure_crew(
     crew: Crew,
     shim: Shim,
     agents: Mapping[str, str] | None = None,
     *,
     audience: str | None = None,
+    strict: bool = False,
 ) -> CrewAIBinding:
     """Register every agent of ``crew`` with ``shim`` and install the CrewAI hooks.
 
@@ -520,24 +703,32 @@ def secure_crew(
     workflow agent id; without it an agent's id is :func:`default_agent_id` of its
     role. ``audience`` is the resource for hand-offs and step completions made before
     an agent holds a token (default: the shim's ``default_audience``). A hierarchical
-    crew needs an explicit ``manager_agent`` (mapped like the others).
+    crew's manager is registered too: its ``manager_agent``, or the manager CrewAI
+    builds from ``manager_llm`` (role ``"Crew Manager"``, :func:`manager_from_llm`);
+    map it like the others, to the agent of a routing step (a step with no tools).
+
+    ``strict=True``: a refusal (a tool, the API, a delegation) aborts ``kickoff`` with
+    :class:`~ajwt_crewai.hooks.AJWTRefusal` (CrewAI's ``HookAborted``, carrying the
+    A-JWT error) instead of being told to the agent. The crew's tool cache is replaced
+    by one keyed by workflow agent, run and step (:class:`~ajwt_crewai.cache.StepCache`),
+    and the crew reinstalls the adapter's hooks at each kickoff.
 
     >>> binding = secure_crew(crew, shim, {"Security supervisor": "supervisor",
     ...                                    "Dependency planner": "planner"})  # doctest: +SKIP
     >>> with shim.run(run):                                                 # doctest: +SKIP
     ...     crew.kickoff(inputs={"org": "acme"})
     """
-    from ajwt_crewai.hooks import install_hooks
+    from ajwt_crewai.hooks import install_hooks, reinstall_at_kickoff
 
-    if crew.process == Process.hierarchical and crew.manager_agent is None:
-        raise ValueError(
-            "secure_crew needs the hierarchical crew's manager_agent: the manager "
-            "CrewAI creates from manager_llm at kickoff cannot be registered beforehand"
-        )
     binding = binding_for(shim)
     if audience is not None:
         binding.audience = audience
+    binding.strict = strict
     members = _members(crew)
+    if crew.process == Process.hierarchical and crew.manager_agent is None:
+        if crew.manager_llm is None:
+            raise ValueError("a hierarchical crew needs a manager_agent or a manager_llm")
+        members.append(manager_from_llm(crew))
     missing = []
     for agent in members:
         role = role_template(agent) or agent.role
@@ -550,5 +741,8 @@ def secure_crew(
     if missing:
         raise ValueError(f"no workflow agent id for the CrewAI role(s) {missing!r}")
     binding.register()
+    _install_step_cache(crew, binding, members)
+    if reinstall_at_kickoff not in crew.before_kickoff_callbacks:
+        crew.before_kickoff_callbacks.append(reinstall_at_kickoff)
     install_hooks()
     return binding

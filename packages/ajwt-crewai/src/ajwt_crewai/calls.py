@@ -14,7 +14,7 @@ The hooks give no handle that links a before-call to its after-call except the
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crewai.tools.agent_tools.ask_question_tool import AskQuestionTool
@@ -26,14 +26,21 @@ if TYPE_CHECKING:
 
     from ajwt_crewai.binding import CrewAIBinding, Handoff
 
-__all__ = ["DELEGATION_TOOLS", "ToolCall", "current_call", "pop_call", "push_call"]
+__all__ = [
+    "CONSULT_TOOL",
+    "DELEGATE_TOOL",
+    "DELEGATION_TOOLS",
+    "ToolCall",
+    "current_call",
+    "pop_call",
+    "push_call",
+]
 
 #: The names of CrewAI's delegation tools in tool calls (``delegate_work_to_coworker``,
 #: ``ask_question_to_coworker``).
-DELEGATION_TOOLS = frozenset(
-    sanitize_tool_name(str(cls.model_fields["name"].default))
-    for cls in (DelegateWorkTool, AskQuestionTool)
-)
+DELEGATE_TOOL = sanitize_tool_name(str(DelegateWorkTool.model_fields["name"].default))
+CONSULT_TOOL = sanitize_tool_name(str(AskQuestionTool.model_fields["name"].default))
+DELEGATION_TOOLS = frozenset({DELEGATE_TOOL, CONSULT_TOOL})
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,9 @@ class ToolCall:
     binding: CrewAIBinding | None = None
     handoff: Handoff | None = None
     refusal: Exception | None = None
+    #: A-JWT refusals met while the call ran (a mint, the API's 401/403): the call
+    #: did not do its work, whatever the tool answered.
+    refused: list[Exception] = field(default_factory=list)
 
 
 _calls: ContextVar[tuple[ToolCall, ...]] = ContextVar("ajwt_crewai_calls", default=())

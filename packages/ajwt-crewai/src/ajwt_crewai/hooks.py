@@ -2,10 +2,17 @@
 
 - ``before_tool_call``: announce the call (agent, tool) for the secured tools to read
   back (:mod:`ajwt_crewai.calls`); for CrewAI's delegation tools, make the signed
-  hand-off and **block** the call (return ``False``) if it is refused.
+  hand-off ("Delegate work to coworker") or the consultation ("Ask question to
+  coworker") and **block** the call (return ``False``) if it is refused.
 - ``after_tool_call``: close the announced call; tell the agent why a delegation was
-  refused; complete the coworker's step after its delegated work.
+  refused; complete the coworker's step after its delegated work; in strict mode
+  (``secure_crew(..., strict=True)``) abort the kickoff on a refusal, with CrewAI's own
+  :class:`~crewai.hooks.HookAborted` (:class:`AJWTRefusal`, which carries the error).
 - ``post_step`` (end of a crew task): complete the task agent's steps.
+
+``crewai.hooks.clear_all_global_hooks()`` removes the tool hooks; every secured crew
+reinstalls them when it is kicked off (a ``before_kickoff_callbacks`` entry), and a
+secured tool called without them refuses and says why.
 
 CrewAI swallows any exception a hook raises and carries on (fail-open), so these hooks
 never raise: a refusal becomes ``return False``, and the tools themselves refuse what
@@ -38,17 +45,41 @@ from crewai.hooks import (
     unregister_hook,
 )
 from crewai.hooks.contexts import StepContext
+from crewai.hooks.dispatch import HookAborted, get_hooks
+from crewai.hooks.tool_hooks import get_after_tool_call_hooks, get_before_tool_call_hooks
 
 from ajwt_core.errors import AgentContextError, AJWTError, Reason
 from ajwt_core.shim.context import current_run
 from ajwt_crewai.binding import CrewAIBinding, Handoff, bindings
-from ajwt_crewai.calls import DELEGATION_TOOLS, ToolCall, pop_call, push_call
+from ajwt_crewai.calls import CONSULT_TOOL, DELEGATION_TOOLS, ToolCall, pop_call, push_call
 
-__all__ = ["DELEGATION_TOOLS", "hooks_suspended", "install_hooks", "uninstall_hooks"]
+__all__ = [
+    "DELEGATION_TOOLS",
+    "AJWTRefusal",
+    "hooks_installed",
+    "hooks_suspended",
+    "install_hooks",
+    "uninstall_hooks",
+]
+
+
+class AJWTRefusal(HookAborted):
+    """A refusal that aborts ``kickoff`` (``secure_crew(..., strict=True)``): CrewAI's
+    :class:`~crewai.hooks.HookAborted`, with the A-JWT error in ``error``."""
+
+    def __init__(self, agent: str, tool: str, error: AJWTError) -> None:
+        super().__init__(
+            f"A-JWT refused {tool!r} for agent {agent!r}: {error.description} "
+            f"[{error.reason.value}]",
+            source="ajwt_crewai",
+        )
+        self.agent = agent
+        self.tool = tool
+        self.error = error
+
 
 log = logging.getLogger(__name__)
 
-_installed = False
 _install_lock = threading.Lock()
 _suspended: ContextVar[bool] = ContextVar("ajwt_crewai_hooks_suspended", default=False)
 
@@ -123,6 +154,8 @@ def _hand_off(context: ToolCallHookContext) -> tuple[CrewAIBinding | None, Hando
         )
     assert delegator is not None
     try:
+        if context.tool_name == CONSULT_TOOL:
+            return binding, binding.consult(delegator, coworker, run)
         return binding, binding.delegate(delegator, coworker, run)
     except AJWTError as error:
         label = binding.agent_id_for(delegator) or delegator.role
@@ -169,6 +202,7 @@ def after_tool_call(context: ToolCallHookContext) -> str | None:
     call = pop_call(id(context.tool_input), context.tool_name)
     if call is None:
         return None
+    _abort_if_strict(call)
     if call.refusal is not None:
         return f"Delegation refused: {_explain(call.refusal)}"
     if call.handoff is not None and call.binding is not None:
@@ -177,6 +211,21 @@ def after_tool_call(context: ToolCallHookContext) -> str | None:
         except Exception:  # hooks must not raise; the next mint fails closed
             log.exception("A-JWT: completing step %r failed", call.handoff.to_step)
     return None
+
+
+def _abort_if_strict(call: ToolCall) -> None:
+    """In strict mode, a refused call aborts the kickoff (HookAborted propagates)."""
+    refusals = [*call.refused, *([call.refusal] if call.refusal is not None else [])]
+    if not refusals:
+        return
+    binding = call.binding or _binding_of(call.agent)
+    if binding is None or not binding.strict:
+        return
+    error = refusals[0]
+    label = (binding.agent_id_for(call.agent) if call.agent else None) or "?"
+    if isinstance(error, AJWTError):
+        raise AJWTRefusal(label, call.tool_name, error)
+    raise AJWTRefusal(label, call.tool_name, AgentContextError(Reason.NO_AGENT_CONTEXT, str(error)))
 
 
 def after_task(context: StepContext) -> None:
@@ -194,16 +243,31 @@ def after_task(context: StepContext) -> None:
     return None
 
 
+def hooks_installed() -> bool:
+    """Whether all of the adapter's hooks are registered with CrewAI now."""
+    return (
+        before_tool_call in get_before_tool_call_hooks()
+        and after_tool_call in get_after_tool_call_hooks()
+        and after_task in get_hooks(InterceptionPoint.POST_STEP)
+    )
+
+
 def install_hooks() -> None:
-    """Install the adapter's CrewAI hooks (idempotent)."""
-    global _installed
+    """Install the adapter's CrewAI hooks, or the ones removed since (idempotent)."""
     with _install_lock:
-        if _installed:
-            return
-        register_before_tool_call_hook(before_tool_call)
-        register_after_tool_call_hook(after_tool_call)
-        register_hook(InterceptionPoint.POST_STEP, after_task)
-        _installed = True
+        if before_tool_call not in get_before_tool_call_hooks():
+            register_before_tool_call_hook(before_tool_call)
+        if after_tool_call not in get_after_tool_call_hooks():
+            register_after_tool_call_hook(after_tool_call)
+        if after_task not in get_hooks(InterceptionPoint.POST_STEP):
+            register_hook(InterceptionPoint.POST_STEP, after_task)
+
+
+def reinstall_at_kickoff(inputs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A crew's ``before_kickoff_callbacks`` entry: reinstall the hooks if something
+    (``crewai.hooks.clear_all_global_hooks()``) removed them; the inputs pass unchanged."""
+    install_hooks()
+    return inputs
 
 
 def uninstall_hooks() -> None:
@@ -211,9 +275,7 @@ def uninstall_hooks() -> None:
 
     Secured tools then refuse every call made outside ``shim.acting``.
     """
-    global _installed
     with _install_lock:
         unregister_before_tool_call_hook(before_tool_call)
         unregister_after_tool_call_hook(after_tool_call)
         unregister_hook(InterceptionPoint.POST_STEP, after_task)
-        _installed = False

@@ -15,7 +15,9 @@ LLM. They map onto the manifest as follows:
   name, description (the docstring for ``@tool``) and the JSON schema of the argument
   model, with pydantic's generated ``title`` annotations left out.
 - ``config`` is the LLM configuration: the model and the generation settings that are
-  set, secrets stripped.
+  set, secrets stripped; and, when the agent sets them, its ``system_template``,
+  ``prompt_template`` and ``response_template`` (under ``"templates"``), which are part
+  of what the model is told.
 
 CrewAI rewrites ``role``, ``goal`` and ``backstory`` in place when it fills the inputs
 (keeping the templates in private ``_original_*`` attributes). The template is hashed,
@@ -42,9 +44,12 @@ from pydantic import BaseModel
 from ajwt_core.checksum import AgentManifest, PromptSpec, ToolSpec, render_prompt, strip_secrets
 
 __all__ = [
+    "TEMPLATE_FIELDS",
     "CrewAIPrompt",
     "agent_prompt",
+    "agent_templates",
     "default_agent_id",
+    "describe_change",
     "llm_config",
     "manifest_from_crewai",
     "role_template",
@@ -66,6 +71,8 @@ _LLM_SETTINGS = (
     "n",
     "base_url",
 )
+#: The CrewAI ``Agent`` fields that wrap the prompt the model is sent.
+TEMPLATE_FIELDS = ("system_template", "prompt_template", "response_template")
 # Keys of a JSON schema whose value is a schema, a list of schemas or a map of them.
 _SCHEMA_KEYS = ("items", "additionalProperties", "not", "contains", "propertyNames", "if")
 _SCHEMA_LIST_KEYS = ("anyOf", "allOf", "oneOf", "prefixItems")
@@ -281,6 +288,10 @@ def manifest_from_crewai(agent: BaseAgent, agent_id: str | None = None) -> Agent
     """
     prompt = agent_prompt(agent)
     the_id = agent_id if agent_id is not None else default_agent_id(agent.role)
+    config = llm_config(agent.llm)
+    templates = agent_templates(agent)
+    if templates:
+        config["templates"] = templates
     return AgentManifest(
         agent_id=the_id,
         prompt=PromptSpec(template=prompt.template, variables=prompt.variables),
@@ -289,5 +300,67 @@ def manifest_from_crewai(agent: BaseAgent, agent_id: str | None = None) -> Agent
             for tool in agent.tools or []
             if not isinstance(tool, BaseAgentTool)  # delegation tools: see the module doc
         ],
-        config=llm_config(agent.llm),
+        config=config,
     )
+
+
+def agent_templates(agent: BaseAgent) -> dict[str, str]:
+    """The prompt templates the agent sets (``system_template``, ``prompt_template``,
+    ``response_template``); the ones left unset are CrewAI's defaults and drop out.
+
+    >>> from crewai import Agent
+    >>> agent = Agent(role="Planner", backstory="", goal="Plan.", llm="gpt-4o",
+    ...               system_template="{{ .System }} Be brief.")
+    >>> agent_templates(agent)
+    {'system_template': '{{ .System }} Be brief.'}
+    """
+    found: dict[str, str] = {}
+    for name in TEMPLATE_FIELDS:
+        value = getattr(agent, name, None)
+        if isinstance(value, str) and value:
+            found[name] = value
+    return found
+
+
+def describe_change(registered: AgentManifest, live: AgentManifest, agent: BaseAgent) -> str:
+    """What differs between the manifest an agent was registered with and the live one,
+    in words (for a ``checksum_mismatch``); empty if nothing the adapter reads differs.
+
+    A goal or backstory that is the registered template filled in by an earlier kickoff
+    is named as such: ``crew.copy()`` (which ``kickoff_for_each`` uses) keeps the text a
+    previous kickoff filled in, so the copy's agent would be told that run's inputs.
+    """
+    changes: list[str] = []
+    if registered.prompt != live.prompt:
+        template = registered.prompt.template.replace("{{", "{").replace("}}", "}")
+        live_text = "\n".join([agent.backstory or "", agent.goal or ""])
+        if registered.prompt.variables and _filled_values(template, live_text):
+            changes.append(
+                "its goal/backstory is the text an earlier kickoff filled in "
+                f"({template!r} filled with other inputs): CrewAI's crew.copy(), which "
+                "kickoff_for_each uses, keeps that text, so this copy would be told an earlier "
+                "run's inputs; build a new crew per input (or kickoff the original crew)"
+            )
+        else:
+            changes.append("its goal or backstory changed")
+    before, after = {t.name: t for t in registered.tools}, {t.name: t for t in live.tools}
+    added, removed = sorted(after.keys() - before.keys()), sorted(before.keys() - after.keys())
+    if added:
+        changes.append(f"tool(s) {', '.join(added)} were added")
+    if removed:
+        changes.append(f"tool(s) {', '.join(removed)} were removed")
+    if any(before[n] != after[n] for n in before.keys() & after.keys()):
+        changes.append("a tool's description or arguments changed")
+    old_templates = registered.config.get("templates", {})
+    new_templates = live.config.get("templates", {})
+    for name in TEMPLATE_FIELDS:
+        if old_templates.get(name) != new_templates.get(name):
+            changes.append(f"its {name} changed")
+    old_llm = {k: v for k, v in registered.config.items() if k != "templates"}
+    new_llm = {k: v for k, v in live.config.items() if k != "templates"}
+    if old_llm != new_llm:
+        keys = sorted(
+            k for k in old_llm.keys() | new_llm.keys() if old_llm.get(k) != new_llm.get(k)
+        )
+        changes.append(f"its LLM settings changed ({', '.join(keys)})")
+    return "; ".join(changes)

@@ -7,11 +7,16 @@ unchanged) and each run goes through :meth:`CrewAIBinding.call_tool
 resolved, its step found, its intent token minted, and the function runs with the
 shim's acting context set, so ``httpx`` calls with ``shim.auth()`` carry that agent's
 token and proof. A refusal raises before the function runs; CrewAI hands the agent the
-error as the tool's result. :func:`secure_tool` does the same for an existing tool.
+error as the tool's result. :func:`secure_tool` does the same for an existing tool
+(a ``BaseTool`` instance, or a ``BaseTool`` subclass that takes no arguments), and
+``ajwt_tool(shim)`` also accepts a tool that is already a CrewAI tool.
 
 The guard sits in ``_run`` / ``_arun``, which every CrewAI execution path reaches
-(``BaseTool.run``, ``arun`` and the structured-tool path), and secured tools are never
-cached: a cached result would reach an agent without its own authorisation.
+(``BaseTool.run``, ``arun`` and the structured-tool path). Caching: a secured tool keeps
+its own ``cache_function``, but its results are cached only in the cache
+:func:`~ajwt_crewai.binding.secure_crew` installs, which is keyed by workflow agent, run
+and step (:class:`~ajwt_crewai.cache.StepCache`): a result never reaches another agent,
+or the same agent in another step. In any other cache they are never stored.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pydantic import Field
 
 from ajwt_core.shim import Shim
 from ajwt_crewai.binding import binding_for
+from ajwt_crewai.cache import in_step_cache
 from ajwt_crewai.hooks import install_hooks
 
 __all__ = ["AJWTTool", "ajwt_tool", "secure_tool"]
@@ -33,8 +39,19 @@ R = TypeVar("R")
 
 
 def never_cache(_args: Any = None, _result: Any = None) -> bool:
-    """CrewAI ``cache_function`` of secured tools: results are never cached."""
+    """A ``cache_function`` that never caches."""
     return False
+
+
+def _step_cache_only(function: Callable[..., bool]) -> Callable[..., bool]:
+    """The tool's own ``cache_function``, asked only when the calling agent's cache is
+    keyed by agent and step; any other cache never stores a secured tool's result."""
+
+    def cache_function(args: Any = None, result: Any = None) -> bool:
+        return in_step_cache() and bool(function(args, result))
+
+    cache_function.__wrapped__ = function  # type: ignore[attr-defined]
+    return cache_function
 
 
 class AJWTTool(BaseTool):
@@ -71,9 +88,15 @@ class AJWTTool(BaseTool):
 
 
 def secure_tool(
-    tool: BaseTool, shim: Shim, *, step: str | None = None, audience: str | None = None
+    tool: BaseTool | type[BaseTool],
+    shim: Shim,
+    *,
+    step: str | None = None,
+    audience: str | None = None,
 ) -> AJWTTool:
-    """``tool`` as an :class:`AJWTTool`: same name, description and argument schema.
+    """``tool`` as an :class:`AJWTTool`: same name, description, argument schema and
+    ``cache_function``. ``tool`` is a CrewAI tool, or a ``BaseTool`` subclass (made
+    with no arguments).
 
     >>> from crewai.tools import tool
     >>> @tool("list_repos")
@@ -84,6 +107,13 @@ def secure_tool(
     >>> secured.name, secured.description
     ('list_repos', "List the organisation's repositories with their dependencies.")
     """
+    if isinstance(tool, type):
+        if not issubclass(tool, BaseTool):
+            raise TypeError(f"secure_tool needs a CrewAI BaseTool, not the class {tool.__name__}")
+        # A subclass gives its name and description defaults (else pydantic says so).
+        tool = tool()  # type: ignore[call-arg]
+    if not isinstance(tool, BaseTool):
+        raise TypeError(f"secure_tool needs a CrewAI BaseTool, not {type(tool).__name__}")
     if isinstance(tool, AJWTTool):
         tool = tool.wrapped
     install_hooks()
@@ -95,7 +125,7 @@ def secure_tool(
         result_as_answer=tool.result_as_answer,
         max_usage_count=tool.max_usage_count,
         tool_failure_policy=tool.tool_failure_policy,
-        cache_function=never_cache,
+        cache_function=_step_cache_only(tool.cache_function),
         wrapped=tool,
         shim=shim,
         step=step,
@@ -112,7 +142,7 @@ def ajwt_tool(
     audience: str | None = None,
     result_as_answer: bool = False,
     max_usage_count: int | None = None,
-) -> Callable[[Callable[..., R]], AJWTTool]: ...
+) -> Callable[[Callable[..., R] | BaseTool], AJWTTool]: ...
 
 
 @overload
@@ -124,7 +154,7 @@ def ajwt_tool(
     audience: str | None = None,
     result_as_answer: bool = False,
     max_usage_count: int | None = None,
-) -> Callable[[Callable[..., R]], AJWTTool]: ...
+) -> Callable[[Callable[..., R] | BaseTool], AJWTTool]: ...
 
 
 def ajwt_tool(
@@ -135,12 +165,13 @@ def ajwt_tool(
     audience: str | None = None,
     result_as_answer: bool = False,
     max_usage_count: int | None = None,
-) -> Callable[[Callable[..., R]], AJWTTool]:
+) -> Callable[[Callable[..., R] | BaseTool], AJWTTool]:
     """Decorator: the function as a CrewAI tool (as ``crewai.tools.tool`` makes it)
     whose runs are bound to the calling agent.
 
     The docstring is the description and the signature the argument schema; ``name``
-    defaults to the function's name.
+    defaults to the function's name. Given a CrewAI tool instead of a function
+    (``ajwt_tool(shim)(existing_tool)``), it secures that tool (:func:`secure_tool`).
 
     >>> shim = Shim("http://127.0.0.1:9", "app", client_secret="s")
     >>> @ajwt_tool(shim)
@@ -151,7 +182,9 @@ def ajwt_tool(
     ('query_advisories', 'AJWTTool')
     """
 
-    def decorate(func: Callable[..., R]) -> AJWTTool:
+    def decorate(func: Callable[..., R] | BaseTool) -> AJWTTool:
+        if isinstance(func, BaseTool) or (isinstance(func, type) and issubclass(func, BaseTool)):
+            return secure_tool(func, shim, step=step, audience=audience)
         made = crewai_tool(
             name or func.__name__,
             result_as_answer=result_as_answer,

@@ -348,4 +348,9 @@ def www_authenticate(exc: AJWTError, algs: str = "ES256 EdDSA") -> str:
     description = exc.description.replace('"', "'")
     if exc.reason == Reason.MISSING_TOKEN:
         return f'DPoP algs="{algs}"'
-    return f'DPoP error="{exc.error}", error_description="{description}", algs="{algs}"'
+    # ``ajwt_reason`` (an extension auth-param, RFC 9110 §11.2) lets a client that only
+    # sees the headers (the shim's auth flow) name the refusal precisely.
+    return (
+        f'DPoP error="{exc.error}", error_description="{description}", '
+        f'ajwt_reason="{exc.reason.value}", algs="{algs}"'
+    )

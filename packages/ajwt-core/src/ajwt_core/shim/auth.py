@@ -65,7 +65,10 @@ class AgentAuth(httpx.Auth):
         challenged = 'error="use_dpop_nonce"' in response.headers.get("WWW-Authenticate", "")
         if response.status_code in (400, 401) and nonce and challenged:
             self._sign(request, url, binding, nonce)
-            yield request
+            response = yield request
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if response.status_code in (401, 403) and "error=" in challenge:
+            self._shim.api_refused(binding.context, response.status_code, challenge)
 
     def _sign(self, request: httpx.Request, url: str, binding: Binding, nonce: str | None) -> None:
         request.headers["Authorization"] = f"DPoP {binding.token}"

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import secrets
 import threading
 import time
@@ -204,6 +205,11 @@ class Binding:
     token: str
     key: PopKey
     context: AgentContext
+
+
+# ``name="value"`` parameters of a WWW-Authenticate challenge (values have no quotes:
+# the resource server writes descriptions with ``'``).
+_CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)="([^"]*)"')
 
 
 def _manifest_of(source: ManifestSource) -> AgentManifest:
@@ -1141,7 +1147,14 @@ class Shim:
                 "an HTTP request was made outside any agent context; refusing to send it "
                 "without A-JWT credentials",
             )
-        issued = yield from self._op_token(context, self.audience_for(str(request.url)))
+        try:
+            issued = yield from self._op_token(context, self.audience_for(str(request.url)))
+        except AJWTError as refusal:
+            # Observers (an adapter's refusal list) learn of it even when the tool that
+            # made the request swallows the exception.
+            detail = {"error": refusal.error, "reason": refusal.reason.value}
+            self._emit("request_refused", context, {**detail, "description": refusal.description})
+            raise
         key = self.agent(context.agent, context.checksum).key
         return Binding(token=issued.token, key=key, context=context)
 
@@ -1150,6 +1163,20 @@ class Shim:
 
     async def abind(self, request: httpx.Request) -> Binding:
         return await self._send_async(self._op_bind(request))
+
+    def api_refused(self, context: AgentContext, status: int, challenge: str) -> None:
+        """The resource server refused a request made with ``context``'s token (its
+        ``WWW-Authenticate`` ``challenge``): tell the observers (event ``api_refused``,
+        detail ``status``, ``error``, ``reason``, ``description``), so that a tool that
+        returns the refusal as text instead of raising is still seen as refused."""
+        params = dict(_CHALLENGE_PARAM.findall(challenge))
+        detail = {
+            "status": status,
+            "error": params.get("error", ""),
+            "reason": params.get("ajwt_reason", ""),
+            "description": params.get("error_description", ""),
+        }
+        self._emit("api_refused", context, detail)
 
     def auth(self) -> httpx.Auth:
         """The ``httpx.Auth`` for agent tool calls (sync and async clients alike)."""
