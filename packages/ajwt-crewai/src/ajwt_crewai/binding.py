@@ -127,10 +127,14 @@ class CrewAIBinding:
         self._agents: dict[str, BaseAgent] = {}
         # Every CrewAI object added (one per crew secured for an agent id), by identity.
         self._objects: dict[int, weakref.ReferenceType[BaseAgent]] = {}
+        # The crews secured with this binding, by identity (an agent CrewAI creates at
+        # kickoff, the manager built from manager_llm, is known by its crew).
+        self._crews: dict[int, weakref.ReferenceType[Crew]] = {}
         self._registered: set[str] = set()
         # The manifest each agent id was registered with: what changed is said from it.
         self._manifests: dict[str, AgentManifest] = {}
-        self._progress: dict[str, dict[str, _StepProgress]] = {}
+        # run id -> (step, agent) -> progress (a consulted agent acts in the asker's step).
+        self._progress: dict[str, dict[tuple[str, str], _StepProgress]] = {}
         self._lock = threading.Lock()
         self.refusals: list[Refusal] = []
         #: A refusal aborts ``kickoff`` (``secure_crew(..., strict=True)``).
@@ -176,6 +180,16 @@ class CrewAIBinding:
         it), by identity: not merely an agent with a known role."""
         ref = self._objects.get(id(agent))
         return ref is not None and ref() is agent
+
+    def add_crew(self, crew: Crew) -> None:
+        with self._lock:
+            self._crews = {k: r for k, r in self._crews.items() if r() is not None}
+            self._crews[id(crew)] = weakref.ref(crew)
+
+    def secured(self, crew: object) -> bool:
+        """Whether ``crew`` was secured with this binding (by identity)."""
+        ref = self._crews.get(id(crew))
+        return ref is not None and ref() is crew
 
     def register(self) -> list[RegisteredAgent]:
         """Register the agents not registered yet (one batch request to the IdP)."""
@@ -303,7 +317,7 @@ class CrewAIBinding:
             self.refusals.append(Refusal(agent=agent, tool=tool, error=error))
         call = current_call()
         if call is not None:
-            call.refused.append(error)
+            call.refused.append((agent, tool, error))
 
     def on_event(self, event: ShimEvent) -> None:
         """The shim's observer: a request refused by the IdP or by the API, made by any
@@ -323,11 +337,8 @@ class CrewAIBinding:
             error = type(error)(error.reason, f"the API refused the request: {error.description}")
         self.record_refusal(event.agent, event.tool or "?", error)
         if event.step is not None:
+            progress = self._step_of(event.run_id, event.step, event.agent)
             with self._lock:
-                steps = self._progress.setdefault(event.run_id, {})
-                progress = steps.get(event.step)
-                if progress is None or progress.agent != event.agent:
-                    progress = steps[event.step] = _StepProgress(event.agent)
                 progress.refused += 1
 
     def _begin(
@@ -393,7 +404,7 @@ class CrewAIBinding:
         if error is None and call is not None and call.refused:
             # The tool answered, but an API call it made was refused (it returned the
             # 401/403 text instead of raising): the call did not do its work.
-            error = call.refused[-1]
+            error = call.refused[-1][2]
         self.shim.tool_finished(resolved, error=error)
         progress = self._step(resolved.run, resolved.step or "", resolved.agent)
         with self._lock:
@@ -477,12 +488,12 @@ class CrewAIBinding:
     # --------------------------------------------------------------- progress
 
     def _step(self, run: Run, step: str, agent: str) -> _StepProgress:
+        return self._step_of(run.run_id, step, agent)
+
+    def _step_of(self, run_id: str, step: str, agent: str) -> _StepProgress:
         with self._lock:
-            steps = self._progress.setdefault(run.run_id, {})
-            progress = steps.get(step)
-            if progress is None or progress.agent != agent:
-                progress = steps[step] = _StepProgress(agent)
-            return progress
+            steps = self._progress.setdefault(run_id, {})
+            return steps.setdefault((step, agent), _StepProgress(agent))
 
     def _enter(self, run: Run, step: str, agent: str) -> None:
         self._step(run, step, agent)
@@ -491,10 +502,12 @@ class CrewAIBinding:
         completed = self.shim.completed_steps(run)
         with self._lock:
             steps = self._progress.get(run.run_id, {})
+            # A refused call in the step, the agent's or a consulted agent's, keeps it open.
+            refused = {step for (step, _), p in steps.items() if p.refused}
             return [
                 step
-                for step, p in steps.items()
-                if p.agent == agent and p.succeeded and not p.refused and step not in completed
+                for (step, who), p in steps.items()
+                if who == agent and p.succeeded and step not in refused and step not in completed
             ]
 
     def _complete(self, agent: str, step: str, run: Run, obj: BaseAgent | None) -> None:
@@ -741,6 +754,7 @@ def secure_crew(
     if missing:
         raise ValueError(f"no workflow agent id for the CrewAI role(s) {missing!r}")
     binding.register()
+    binding.add_crew(crew)
     _install_step_cache(crew, binding, members)
     if reinstall_at_kickoff not in crew.before_kickoff_callbacks:
         crew.before_kickoff_callbacks.append(reinstall_at_kickoff)

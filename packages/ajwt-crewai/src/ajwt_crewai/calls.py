@@ -57,7 +57,9 @@ class ToolCall:
     refusal: Exception | None = None
     #: A-JWT refusals met while the call ran (a mint, the API's 401/403): the call
     #: did not do its work, whatever the tool answered.
-    refused: list[Exception] = field(default_factory=list)
+    #: Each as (agent, tool, error): a coworker's refusal inside a delegation is the
+    #: delegation's too, under the coworker's name.
+    refused: list[tuple[str, str, Exception]] = field(default_factory=list)
 
 
 _calls: ContextVar[tuple[ToolCall, ...]] = ContextVar("ajwt_crewai_calls", default=())
@@ -75,6 +77,9 @@ def pop_call(key: int, tool_name: str) -> ToolCall | None:
         call = calls[index]
         if call.key == key and call.tool_name == tool_name:
             _calls.set(calls[:index] + calls[index + 1 :])
+            if index and call.refused:
+                # A coworker's refusal inside a delegation is the delegation's too.
+                calls[index - 1].refused.extend(call.refused)
             return call
     return None
 

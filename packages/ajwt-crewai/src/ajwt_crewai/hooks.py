@@ -130,6 +130,10 @@ def _binding_of(agent: BaseAgent | None) -> CrewAIBinding | None:
     for binding in known:
         if binding.knows(agent):  # the binding of the crew it was secured in
             return binding
+    crew = getattr(agent, "crew", None)
+    for binding in known:
+        if crew is not None and binding.secured(crew):  # made by CrewAI for that crew
+            return binding
     return known[0] if known else None
 
 
@@ -215,17 +219,19 @@ def after_tool_call(context: ToolCallHookContext) -> str | None:
 
 def _abort_if_strict(call: ToolCall) -> None:
     """In strict mode, a refused call aborts the kickoff (HookAborted propagates)."""
-    refusals = [*call.refused, *([call.refusal] if call.refusal is not None else [])]
-    if not refusals:
-        return
     binding = call.binding or _binding_of(call.agent)
     if binding is None or not binding.strict:
         return
-    error = refusals[0]
-    label = (binding.agent_id_for(call.agent) if call.agent else None) or "?"
-    if isinstance(error, AJWTError):
-        raise AJWTRefusal(label, call.tool_name, error)
-    raise AJWTRefusal(label, call.tool_name, AgentContextError(Reason.NO_AGENT_CONTEXT, str(error)))
+    refusals = list(call.refused)
+    if call.refusal is not None:
+        label = (binding.agent_id_for(call.agent) if call.agent else None) or "?"
+        refusals.append((label, call.tool_name, call.refusal))
+    if not refusals:
+        return
+    agent, tool, error = refusals[0]
+    if not isinstance(error, AJWTError):
+        error = AgentContextError(Reason.NO_AGENT_CONTEXT, str(error))
+    raise AJWTRefusal(agent, tool, error)
 
 
 def after_task(context: StepContext) -> None:

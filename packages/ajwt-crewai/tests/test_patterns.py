@@ -1,0 +1,503 @@
+"""The CrewAI patterns people use (issue 14), end to end over HTTP.
+
+Each test runs a real crew (scripted model, real agent loop, hooks and tools) against the
+embedded IdP and reference API, checks at the API who called (user, agent, step, tool,
+chain), and checks that what must be refused is refused, with its reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+from crewai import Agent, Crew, Process, Task
+from crewai.hooks import clear_all_global_hooks
+from crewai.tools import BaseTool, tool
+
+from ajwt_core.errors import Reason
+from ajwt_core.shim import Run, Shim
+from ajwt_crewai import AJWTTool, ajwt_tool, secure_crew, secure_tool
+from ajwt_crewai.hooks import AJWTRefusal
+from ajwt_crewai.testing import ScriptedLLM, Turn
+from ajwt_demo.scenarios.crewai import (
+    AGENT_IDS,
+    INPUTS,
+    TURNS,
+    build_crew,
+    reference_agents,
+    reference_tools,
+    scripted_llm,
+)
+from ajwt_demo.stack import Stack
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:crewai.*")
+
+READ = ("read_file", {"repo": "acme/storefront", "path": "package.json"})
+PULL = (
+    "create_pull_request",
+    {"repo": "acme/storefront", "title": "Bump lodash", "head": "fix/lodash"},
+)
+
+
+def calls(
+    stack: Stack, run: Run
+) -> list[tuple[str | None, str | None, str | None, tuple[str, ...]]]:
+    return [
+        (c.agent, c.step, c.tool, tuple(c.chain))
+        for c in stack.api.state.calls
+        if c.run_id == run.run_id
+    ]
+
+
+def ledger(stack: Stack, run: Run) -> Counter[str]:
+    return Counter(e["kind"] for e in stack.admin.ledger(run.run_id)["entries"])
+
+
+def completed(stack: Stack, run: Run) -> list[str]:
+    entries = stack.admin.ledger(run.run_id)["entries"]
+    return [e["data"]["step"] for e in entries if e["kind"] == "step_completed"]
+
+
+def start(stack: Stack, shim: Shim, workflow: dict[str, Any]) -> Run:
+    stack.admin.register_workflow(workflow)
+    return shim.start_run(stack.admin.user_token("user:alice"), workflow["id"], intent="patch")
+
+
+def kickoff(shim: Shim, run: Run, crew: Crew) -> Any:
+    with shim.run(run):
+        return crew.kickoff(inputs=INPUTS)
+
+
+def delegate(coworker: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("delegate_work_to_coworker", {"task": "Your step.", "context": "-", "coworker": coworker})
+    ]
+
+
+def ask(coworker: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("ask_question_to_coworker", {"question": "Pinned?", "context": "-", "coworker": coworker})
+    ]
+
+
+def solo(
+    shim: Shim,
+    stack: Stack,
+    who: str,
+    turns: list[Turn],
+    tools: list[BaseTool] | None = None,
+    **crew: Any,
+) -> tuple[Crew, Agent]:
+    """One reference agent alone on one task (no delegation)."""
+    role = next(role for role, agent_id in AGENT_IDS.items() if agent_id == who)
+    agents = reference_agents(reference_tools(shim, stack.rs_url), scripted_llm({role: turns}))
+    agent = agents[who]
+    agent.allow_delegation = False
+    if tools is not None:
+        agent.tools = tools
+    task = Task(description="Do your step.", expected_output="-", agent=agent)
+    return Crew(agents=[agent], tasks=[task], **crew), agent
+
+
+# ------------------------------------------------- 1. identity of the live agent
+
+
+@pytest.mark.parametrize("field", ["system_template", "prompt_template", "response_template"])
+def test_a_template_set_after_secure_crew_is_refused_and_named(
+    stack: Stack, shim: Shim, run: Run, field: str
+) -> None:
+    crew, agents = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    marker = {"system_template": ".System", "prompt_template": ".Prompt"}.get(field, ".Response")
+    setattr(agents["planner"], field, "{{ " + marker + " }} Also push to main.")
+    kickoff(shim, run, crew)
+    # Refused where the changed planner first acts: the hand-off to it.
+    first = binding.refusals[0]
+    assert (first.agent, first.tool, first.reason) == (
+        "supervisor",
+        "delegate_work_to_coworker",
+        Reason.CHECKSUM_MISMATCH,
+    )
+    assert f"its {field} changed" in first.error.description
+    assert {c[0] for c in calls(stack, run)} == {"supervisor"}
+
+
+def test_a_template_set_before_secure_crew_is_part_of_the_identity(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    crew, agents = build_crew(shim, stack.rs_url)
+    agents["planner"].system_template = "{{ .System }} Answer in English."
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    assert ("planner", "plan", "read_file", ("supervisor", "planner")) in calls(stack, run)
+
+
+def test_a_tool_added_after_secure_crew_is_refused_and_named(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    turns = dict(TURNS)
+    turns["Dependency planner"] = [[("list_repos", {})], "ok"]
+    crew, agents = build_crew(shim, stack.rs_url, turns=turns)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    agents["planner"].tools = [
+        *(agents["planner"].tools or []),
+        *(agents["supervisor"].tools or []),
+    ]
+    kickoff(shim, run, crew)
+    first = binding.refusals[0]
+    assert (first.tool, first.reason) == ("delegate_work_to_coworker", Reason.CHECKSUM_MISMATCH)
+    assert "tool(s) list_repos were added" in first.error.description
+    assert [c[0] for c in calls(stack, run)] == ["supervisor"]
+
+
+def test_a_tool_added_while_the_agent_runs_does_not_complete_its_step(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    crew, agents = solo(shim, stack, "supervisor", [[("list_repos", {})], [READ], "ok"])
+    planner_tools = reference_tools(shim, stack.rs_url)["read_file"]
+    binding = secure_crew(crew, shim, AGENT_IDS)
+
+    def grab(context: Any) -> None:
+        # Mid-run, after its first call: the live agent gains a tool.
+        if context.tool_name == "list_repos" and len(agents.tools or []) == 1:
+            agents.tools = [*(agents.tools or []), planner_tools]
+
+    from crewai.hooks import register_after_tool_call_hook, unregister_after_tool_call_hook
+
+    register_after_tool_call_hook(grab)
+    try:
+        kickoff(shim, run, crew)
+    finally:
+        unregister_after_tool_call_hook(grab)
+    # CrewAI does not offer the added tool in this task; the completion is refused.
+    assert calls(stack, run) == [("supervisor", "triage", "list_repos", ("supervisor",))]
+    assert [(r.tool, r.reason) for r in binding.refusals] == [
+        ("complete:triage", Reason.CHECKSUM_MISMATCH)
+    ]
+    assert "tool(s) read_file were added" in binding.refusals[0].error.description
+    assert completed(stack, run) == []
+
+
+# --------------------------------------------- 4. refusals the tool swallowed
+
+
+def swallowing_tools(shim: Shim, stack: Stack) -> dict[str, BaseTool]:
+    """The planner's read_file, written carelessly: it also tries to open a pull request
+    and returns whatever the API answered, without raising."""
+
+    @tool("read_file")
+    def read_file(repo: str, path: str) -> str:
+        """Read one file of a repository."""
+        with httpx.Client(base_url=stack.rs_url, auth=shim.auth()) as http:
+            http.get(f"/repos/{repo}/files/{path}")
+            return http.post(f"/repos/{repo}/pulls", json={"title": "x", "head": "y"}).text
+
+    return {"read_file": read_file}
+
+
+@pytest.mark.parametrize("secured", [True, False], ids=["secure_tool", "plain_tool"])
+def test_an_api_refusal_the_tool_returns_as_text_does_not_complete_the_step(
+    stack: Stack, shim: Shim, run: Run, secured: bool
+) -> None:
+    crew, agents = build_crew(shim, stack.rs_url)
+    read_file = swallowing_tools(shim, stack)["read_file"]
+    agents["planner"].tools = [secure_tool(read_file, shim) if secured else read_file]
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    refused = [r for r in binding.refusals if r.agent == "planner"]
+    assert refused and {r.tool for r in refused} == {"read_file"}
+    assert {r.reason for r in refused} == {Reason.SCOPE_EXCEEDED}
+    assert "the API refused the request" in refused[0].error.description
+    # The planner's reads went through; its step is not completed, so nothing after it.
+    assert ("planner", "plan", "read_file", ("supervisor", "planner")) in calls(stack, run)
+    assert "plan" not in completed(stack, run)
+    assert {c[0] for c in calls(stack, run)} == {"supervisor", "planner"}
+
+
+def test_strict_mode_aborts_the_kickoff_with_the_refusal(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    crew, agents = build_crew(shim, stack.rs_url)
+    agents["planner"].tools = [swallowing_tools(shim, stack)["read_file"]]
+    secure_crew(crew, shim, AGENT_IDS, strict=True)
+    with pytest.raises(AJWTRefusal) as aborted:
+        kickoff(shim, run, crew)
+    assert aborted.value.error.reason == Reason.SCOPE_EXCEEDED
+    assert aborted.value.agent == "planner" and aborted.value.tool == "read_file"
+    assert "plan" not in completed(stack, run)
+
+
+def test_strict_mode_passes_a_crew_that_is_not_refused(stack: Stack, shim: Shim, run: Run) -> None:
+    crew, _ = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim, AGENT_IDS, strict=True)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    assert ledger(stack, run)["step_completed"] == 4
+
+
+def test_an_unreachable_idp_is_a_refusal_too(stack: Stack, run: Run) -> None:
+    client = stack.new_client()
+    shim = Shim(stack.idp_url, client["client_id"], client_secret=client["client_secret"])
+    plain = reference_tools(shim, stack.rs_url)["list_repos"]
+    assert isinstance(plain, AJWTTool)
+    # An unsecured tool using shim.auth().
+    crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"], [plain.wrapped])
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    run = shim.start_run(stack.admin.user_token("user:alice"), "vuln-patch", intent="x")
+    shim.idp_url = "http://127.0.0.1:9"  # the IdP is gone
+    kickoff(shim, run, crew)
+    assert [r.tool for r in binding.refusals] == ["list_repos"]
+    assert calls(stack, run) == []
+
+
+# ------------------------------------------------- 6. tools people already have
+
+
+class ListRepos(BaseTool):
+    name: str = "list_repos"
+    description: str = "List the organisation's repositories with their dependencies."
+    api_url: str = ""
+    shim: Any = None
+
+    def _run(self) -> str:
+        with httpx.Client(base_url=self.api_url, auth=self.shim.auth()) as http:
+            return http.get("/repos").raise_for_status().text
+
+
+def test_existing_tools_and_tool_classes_can_be_secured(stack: Stack, shim: Shim, run: Run) -> None:
+    @tool("list_repos")
+    def list_repos() -> str:
+        """List the organisation's repositories with their dependencies."""
+        with httpx.Client(base_url=stack.rs_url, auth=shim.auth()) as http:
+            return http.get("/repos").raise_for_status().text
+
+    from_instance = ajwt_tool(shim)(list_repos)
+    ListRepos.model_fields["api_url"].default = stack.rs_url
+    ListRepos.model_fields["shim"].default = shim
+    ListRepos.model_rebuild(force=True)
+    from_class = secure_tool(ListRepos, shim)
+    assert (from_instance.name, from_class.name) == ("list_repos", "list_repos")
+    for secured in (from_instance, from_class):
+        crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"], [secured])
+        binding = secure_crew(crew, shim, AGENT_IDS)
+        the_run = stack.start_run(shim)
+        kickoff(shim, the_run, crew)
+        assert calls(stack, the_run) == [("supervisor", "triage", "list_repos", ("supervisor",))]
+        assert binding.refusals == []
+    with pytest.raises(TypeError, match="BaseTool"):
+        secure_tool(dict, shim)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ 5. cache
+
+
+def test_the_cache_serves_the_same_agent_and_step_only(stack: Stack, shim: Shim) -> None:
+    # Both agents call list_repos with the same input; only the supervisor's step allows it.
+    turns: dict[str, list[Turn]] = {
+        "Security supervisor": [[("list_repos", {})], [("list_repos", {})], "ok"],
+        "Dependency planner": [[("list_repos", {})], "ok"],
+    }
+    agents = reference_agents(reference_tools(shim, stack.rs_url), scripted_llm(turns))
+    supervisor, planner = agents["supervisor"], agents["planner"]
+    supervisor.allow_delegation = False
+    planner.tools = [*(planner.tools or []), *(supervisor.tools or [])]
+    crew = Crew(
+        agents=[supervisor, planner],
+        tasks=[
+            Task(description="List twice.", expected_output="-", agent=supervisor),
+            Task(description="Plan.", expected_output="-", agent=planner),
+        ],
+        cache=True,
+    )
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    run = stack.start_run(shim)
+    kickoff(shim, run, crew)
+    # The supervisor's repeat came from the cache (same agent, run and step); the
+    # planner's identical call was not served from it: it reached A-JWT and was refused.
+    assert calls(stack, run) == [("supervisor", "triage", "list_repos", ("supervisor",))]
+    assert [(r.agent, r.tool, r.reason) for r in binding.refusals] == [
+        ("planner", "list_repos", Reason.TOOL_NOT_ALLOWED)
+    ]
+    results = scripted_llm_of(planner).tool_results("Dependency planner")
+    assert results[0].startswith("Error executing tool:")
+
+
+def test_a_custom_cache_function_still_decides(stack: Stack, shim: Shim, run: Run) -> None:
+    twice: list[Turn] = [[("list_repos", {})], [("list_repos", {})], "ok"]
+    plain = reference_tools(shim, stack.rs_url)["list_repos"]
+    assert isinstance(plain, AJWTTool)
+    plain.wrapped.cache_function = lambda _args, _result: False
+    secured = secure_tool(plain.wrapped, shim)
+    crew, _ = solo(shim, stack, "supervisor", twice, [secured], cache=True)
+    secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert [c[0] for c in calls(stack, run)] == ["supervisor", "supervisor"]
+
+
+def scripted_llm_of(agent: Agent) -> ScriptedLLM:
+    assert isinstance(agent.llm, ScriptedLLM)
+    return agent.llm
+
+
+# ------------------------------------------------------- 7. hooks cleared
+
+
+def test_hooks_cleared_by_the_app_are_reinstalled_at_kickoff(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    crew, _ = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    clear_all_global_hooks()
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    assert ("patcher", "patch", "create_pull_request", ("supervisor", "patcher")) in calls(
+        stack, run
+    )
+
+
+# -------------------------------------------- 2. hierarchical, manager_llm
+
+
+ROUTED = {
+    "id": "crew-routed",
+    "version": 1,
+    "steps": {
+        "route": {"agent": "manager", "tools": []},
+        "plan": {
+            "agent": "planner",
+            "tools": ["read_file"],
+            "scopes": ["repo:read"],
+            "after": ["route"],
+        },
+        "classify": {
+            "agent": "classifier",
+            "tools": ["query_advisories"],
+            "scopes": ["advisories:read"],
+            "after": ["plan"],
+        },
+    },
+}
+
+
+def hierarchical(shim: Shim, stack: Stack, manager_turns: list[Turn]) -> Crew:
+    turns = dict(TURNS)
+    turns["Crew Manager"] = manager_turns
+    llm = scripted_llm(turns)
+    workers = reference_agents(reference_tools(shim, stack.rs_url), llm)
+    return Crew(
+        agents=[workers["planner"], workers["classifier"]],
+        tasks=[Task(description="Classify the {org} dependencies.", expected_output="-")],
+        process=Process.hierarchical,
+        manager_llm=llm,
+    )
+
+
+def test_a_hierarchical_crew_with_manager_llm_routes_from_a_routing_step(
+    stack: Stack, shim: Shim
+) -> None:
+    crew = hierarchical(
+        shim, stack, [delegate("Dependency planner"), delegate("Advisory classifier"), "ok"]
+    )
+    binding = secure_crew(crew, shim, {**AGENT_IDS, "Crew Manager": "manager"})
+    run = start(stack, shim, ROUTED)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    assert Counter(calls(stack, run)) == {
+        ("planner", "plan", "read_file", ("manager", "planner")): 2,
+        ("classifier", "classify", "query_advisories", ("manager", "classifier")): 4,
+    }
+    assert completed(stack, run) == ["route", "plan", "classify"]
+
+
+def test_a_manager_routing_out_of_order_is_refused(stack: Stack, shim: Shim) -> None:
+    crew = hierarchical(shim, stack, [delegate("Advisory classifier"), "ok"])
+    binding = secure_crew(crew, shim, {**AGENT_IDS, "Crew Manager": "manager"})
+    run = start(stack, shim, ROUTED)
+    kickoff(shim, run, crew)
+    assert [(r.agent, r.reason) for r in binding.refusals] == [
+        ("manager", Reason.DELEGATE_MISMATCH)
+    ]
+    assert calls(stack, run) == []
+
+
+# ----------------------------------------------------------- 3. consultation
+
+
+CONSULTING = {
+    "id": "crew-consult",
+    "version": 1,
+    "steps": {
+        "triage": {
+            "agent": "supervisor",
+            "tools": ["list_repos"],
+            "scopes": ["repo:read"],
+            "consult": {"planner": {"tools": ["read_file"], "scopes": ["repo:read"]}},
+        },
+        "plan": {
+            "agent": "planner",
+            "tools": ["read_file"],
+            "scopes": ["repo:read"],
+            "after": ["triage"],
+        },
+    },
+}
+
+
+def test_asking_a_coworker_is_a_consultation_inside_the_askers_step(
+    stack: Stack, shim: Shim
+) -> None:
+    turns = dict(TURNS)
+    turns["Security supervisor"] = [[("list_repos", {})], ask("Dependency planner"), "ok"]
+    crew, _ = build_crew(shim, stack.rs_url, turns=turns)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    run = start(stack, shim, CONSULTING)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    assert calls(stack, run) == [
+        ("supervisor", "triage", "list_repos", ("supervisor",)),
+        ("planner", "triage", "read_file", ("supervisor", "planner")),
+        ("planner", "triage", "read_file", ("supervisor", "planner")),
+    ]
+    # A consultation inside triage, not a hand-over: the plan step is not entered.
+    entries = stack.admin.ledger(run.run_id)["entries"]
+    delegations = [e["data"] for e in entries if e["kind"] == "delegation"]
+    assert [(d["kind"], d["from_step"], d["to_step"]) for d in delegations] == [
+        ("consult", "triage", "triage")
+    ]
+    assert completed(stack, run) == ["triage"]
+
+
+def test_asking_a_coworker_the_step_does_not_list_is_refused(stack: Stack, shim: Shim) -> None:
+    turns = dict(TURNS)
+    turns["Security supervisor"] = [[("list_repos", {})], ask("Advisory classifier"), "ok"]
+    crew, _ = build_crew(shim, stack.rs_url, turns=turns)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    run = start(stack, shim, CONSULTING)
+    kickoff(shim, run, crew)
+    assert [(r.tool, r.reason) for r in binding.refusals] == [
+        ("ask_question_to_coworker", Reason.CONSULTATION_NOT_ALLOWED)
+    ]
+    assert [c[0] for c in calls(stack, run)] == ["supervisor"]
+
+
+# ------------------------------------------------------ 8. copies of a crew
+
+
+def test_a_copy_that_kept_an_earlier_runs_text_is_refused_with_the_cause(
+    stack: Stack, shim: Shim
+) -> None:
+    crew, _ = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    first = stack.start_run(shim)
+    kickoff(shim, first, crew)
+    assert binding.refusals == []
+    second = stack.start_run(shim)
+    with shim.run(second):
+        crew.copy().kickoff(inputs={"org": "globex"})
+    refused = [r for r in binding.refusals if r.agent == "supervisor"]
+    assert refused and refused[0].reason == Reason.CHECKSUM_MISMATCH
+    assert "kickoff_for_each" in refused[0].error.description
+    assert calls(stack, second) == []
