@@ -137,8 +137,8 @@ class CrewAIBinding:
         self._progress: dict[str, dict[tuple[str, str], _StepProgress]] = {}
         self._lock = threading.Lock()
         self.refusals: list[Refusal] = []
-        #: A refusal aborts ``kickoff`` (``secure_crew(..., strict=True)``).
-        self.strict = False
+        # The crews secured with ``strict=True``: a refusal aborts their kickoff.
+        self._strict: set[int] = set()
 
     # ------------------------------------------------------------------ agents
 
@@ -181,10 +181,21 @@ class CrewAIBinding:
         ref = self._objects.get(id(agent))
         return ref is not None and ref() is agent
 
-    def add_crew(self, crew: Crew) -> None:
+    def add_crew(self, crew: Crew, *, strict: bool = False) -> None:
+        """Know ``crew`` as secured with this binding; ``strict``: a refusal aborts its
+        kickoff."""
         with self._lock:
             self._crews = {k: r for k, r in self._crews.items() if r() is not None}
+            self._strict &= set(self._crews)
             self._crews[id(crew)] = weakref.ref(crew)
+            if strict:
+                self._strict.add(id(crew))
+            else:
+                self._strict.discard(id(crew))
+
+    def strict_for(self, crew: object) -> bool:
+        """Whether a refusal aborts ``crew``'s kickoff (``secure_crew(..., strict=True)``)."""
+        return self.secured(crew) and id(crew) in self._strict
 
     def secured(self, crew: object) -> bool:
         """Whether ``crew`` was secured with this binding (by identity)."""
@@ -736,7 +747,6 @@ def secure_crew(
     binding = binding_for(shim)
     if audience is not None:
         binding.audience = audience
-    binding.strict = strict
     members = _members(crew)
     if crew.process == Process.hierarchical and crew.manager_agent is None:
         if crew.manager_llm is None:
@@ -754,7 +764,7 @@ def secure_crew(
     if missing:
         raise ValueError(f"no workflow agent id for the CrewAI role(s) {missing!r}")
     binding.register()
-    binding.add_crew(crew)
+    binding.add_crew(crew, strict=strict)
     _install_step_cache(crew, binding, members)
     if reinstall_at_kickoff not in crew.before_kickoff_callbacks:
         crew.before_kickoff_callbacks.append(reinstall_at_kickoff)

@@ -220,7 +220,7 @@ def after_tool_call(context: ToolCallHookContext) -> str | None:
 def _abort_if_strict(call: ToolCall) -> None:
     """In strict mode, a refused call aborts the kickoff (HookAborted propagates)."""
     binding = call.binding or _binding_of(call.agent)
-    if binding is None or not binding.strict:
+    if binding is None or not binding.strict_for(call.crew):
         return
     refusals = list(call.refused)
     if call.refusal is not None:

@@ -26,11 +26,13 @@ from typing import Any, TypeVar, overload
 
 from crewai.tools import BaseTool
 from crewai.tools import tool as crewai_tool
+from crewai.utilities.string_utils import sanitize_tool_name
 from pydantic import Field
 
 from ajwt_core.shim import Shim
 from ajwt_crewai.binding import binding_for
 from ajwt_crewai.cache import in_step_cache
+from ajwt_crewai.calls import current_call
 from ajwt_crewai.hooks import install_hooks
 
 __all__ = ["AJWTTool", "ajwt_tool", "secure_tool"]
@@ -43,15 +45,22 @@ def never_cache(_args: Any = None, _result: Any = None) -> bool:
     return False
 
 
-def _step_cache_only(function: Callable[..., bool]) -> Callable[..., bool]:
-    """The tool's own ``cache_function``, asked only when the calling agent's cache is
-    keyed by agent and step; any other cache never stores a secured tool's result."""
-
-    def cache_function(args: Any = None, result: Any = None) -> bool:
-        return in_step_cache() and bool(function(args, result))
-
-    cache_function.__wrapped__ = function  # type: ignore[attr-defined]
-    return cache_function
+def cache_in_step_only(args: Any = None, result: Any = None) -> bool:
+    """The ``cache_function`` of secured tools: the wrapped tool's own decides, and only
+    when the calling agent's cache is keyed by agent and step (any other cache never
+    stores a secured tool's result). Module-level, so CrewAI can serialise it."""
+    call = current_call()
+    if call is None or call.agent is None or not in_step_cache():
+        return False
+    secured = next(
+        (
+            t
+            for t in call.agent.tools or []
+            if isinstance(t, AJWTTool) and sanitize_tool_name(t.name) == call.tool_name
+        ),
+        None,
+    )
+    return secured is not None and bool(secured.wrapped.cache_function(args, result))
 
 
 class AJWTTool(BaseTool):
@@ -125,7 +134,7 @@ def secure_tool(
         result_as_answer=tool.result_as_answer,
         max_usage_count=tool.max_usage_count,
         tool_failure_policy=tool.tool_failure_policy,
-        cache_function=_step_cache_only(tool.cache_function),
+        cache_function=cache_in_step_only,
         wrapped=tool,
         shim=shim,
         step=step,
