@@ -7,11 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+from crewai import Crew
+
 from ajwt_core.shim import Shim
 from ajwt_crewai import Refusal, secure_crew
 from ajwt_demo.api import CallRecord
 from ajwt_demo.scenarios.crewai import AGENT_IDS, INPUTS, build_crew
 from ajwt_demo.stack import Stack, start_stack
+
+
+def draft_crew() -> Crew:
+    """The crew, unsecured and with no API behind it: what ``ajwt workflow export
+    examples.crewai_patcher.patcher:draft_crew()`` drafts a workflow from."""
+    crew, _ = build_crew(None, "http://127.0.0.1:9", auth=httpx.Auth())
+    return crew
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""Workflow drafts from a crew (``draft_workflow``), the adapter the core's CLI finds, and
+a reviewed draft registered and run by the same crew."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from crewai import Crew, Process, Task
+from typer.testing import CliRunner
+
+from ajwt_core.adapters import adapter_for, agent_manifests
+from ajwt_core.cli import app
+from ajwt_core.shim import Shim
+from ajwt_core.workflow import Workflow
+from ajwt_crewai import secure_crew
+from ajwt_crewai.adapter import CrewAIAdapter
+from ajwt_crewai.draft import draft_workflow
+from ajwt_demo.agents import reference_manifest
+from ajwt_demo.scenarios.crewai import (
+    AGENT_IDS,
+    INPUTS,
+    build_crew,
+    reference_agents,
+    reference_tools,
+    scripted_llm,
+)
+from ajwt_demo.stack import Stack
+from examples.crewai_patcher.patcher import draft_crew
+
+
+def test_a_sequential_crew_whose_supervisor_delegates_drafts_a_chain(stack: Stack) -> None:
+    crew, _ = build_crew(None, stack.rs_url, auth=httpx.Auth())
+    draft = draft_workflow(crew, workflow_id="patch", agent_ids=AGENT_IDS)
+    assert draft["steps"] == {
+        "supervisor": {"agent": "supervisor", "tools": ["list_repos"]},
+        "planner": {"agent": "planner", "tools": ["read_file"], "after": ["supervisor"]},
+        "classifier": {"agent": "classifier", "tools": ["query_advisories"], "after": ["planner"]},
+        "patcher": {"agent": "patcher", "tools": ["create_pull_request"], "after": ["classifier"]},
+    }
+    Workflow.from_mapping(draft)  # a valid workflow
+
+
+def test_a_hierarchical_crew_drafts_a_routing_step_first(shim: Shim, stack: Stack) -> None:
+    llm = scripted_llm({})
+    workers = reference_agents(reference_tools(shim, stack.rs_url), llm)
+    crew = Crew(
+        agents=[workers["planner"], workers["classifier"]],
+        tasks=[Task(description="Classify.", expected_output="-")],
+        process=Process.hierarchical,
+        manager_llm=llm,
+    )
+    secure_crew(crew, shim, {**AGENT_IDS, "Crew Manager": "manager"})
+    # Secured: the ids it was secured with.
+    assert draft_workflow(crew, workflow_id="w")["steps"] == {
+        "route": {"agent": "manager", "tools": []},
+        "planner": {"agent": "planner", "tools": ["read_file"], "after": ["route"]},
+        "classifier": {"agent": "classifier", "tools": ["query_advisories"], "after": ["planner"]},
+    }
+
+
+def test_the_core_finds_the_adapter_by_its_entry_point(shim: Shim, stack: Stack) -> None:
+    crew, _ = build_crew(shim, stack.rs_url)
+    secure_crew(crew, shim, AGENT_IDS)
+    assert isinstance(adapter_for(crew), CrewAIAdapter)
+    manifests = {m.agent_id: m for m in agent_manifests(crew)}
+    assert set(manifests) == {"supervisor", "planner", "classifier", "patcher"}
+    for agent_id, manifest in manifests.items():
+        assert manifest.checksum() == reference_manifest(agent_id).checksum()
+
+
+def test_ajwt_workflow_export_writes_the_draft_as_yaml(tmp_path: Path) -> None:
+    out = tmp_path / "patch.yaml"
+    ref = "examples.crewai_patcher.patcher:draft_crew()"
+    result = CliRunner().invoke(
+        app, ["workflow", "export", ref, "--id", "patch", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    exported = Workflow.from_yaml(out.read_text())
+    drafted = Workflow.from_mapping(draft_workflow(draft_crew(), workflow_id="patch"))
+    assert exported.canonical() == drafted.canonical()
+    assert exported.steps["patch-author"].after == ["advisory-classifier"]
+
+
+def test_a_reviewed_draft_is_registered_and_run_by_the_same_crew(shim: Shim, stack: Stack) -> None:
+    crew, _ = build_crew(shim, stack.rs_url)
+    draft = draft_workflow(crew, workflow_id="patch-drafted", agent_ids=AGENT_IDS)
+    # The reviewer adds what the structure cannot say: the scopes each step needs.
+    scopes = {"supervisor": "repo:read", "planner": "repo:read", "classifier": "advisories:read"}
+    for step, scope in {**scopes, "patcher": "repo:write"}.items():
+        draft["steps"][step]["scopes"] = [scope]
+    stack.admin.register_workflow(draft)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    run = shim.start_run(stack.admin.user_token("user:alice"), "patch-drafted", intent="x")
+    with shim.run(run):
+        crew.kickoff(inputs=INPUTS)
+    assert binding.refusals == []
+    seen = {
+        (c.agent, c.step, tuple(c.chain)) for c in stack.api.state.calls if c.run_id == run.run_id
+    }
+    assert seen == {
+        ("supervisor", "supervisor", ("supervisor",)),
+        ("planner", "planner", ("supervisor", "planner")),
+        ("classifier", "classifier", ("supervisor", "classifier")),
+        ("patcher", "patcher", ("supervisor", "patcher")),
+    }
