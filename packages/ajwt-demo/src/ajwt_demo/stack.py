@@ -63,14 +63,23 @@ class Stack:
             server.close()
 
 
-def start_stack(db_path: Path, *, db_url: str | None = None, strict: bool = False) -> Stack:
+def start_stack(
+    db_path: Path,
+    *,
+    db_url: str | None = None,
+    strict: bool = False,
+    token_lifetime: int | None = None,
+) -> Stack:
     """Start the IdP and the reference API. ``strict``: the API also requires the shim
-    checksums the IdP publishes (``/.well-known/ajwt-shims``) on every route."""
+    checksums the IdP publishes (``/.well-known/ajwt-shims``) on every route.
+    ``token_lifetime``: the IdP's intent-token lifetime in seconds (default: its own)."""
     idp_server = BackgroundServer()
+    lifetime = {} if token_lifetime is None else {"token_lifetime": token_lifetime}
     settings = IdPSettings(
         issuer=idp_server.url,
         db_url=db_url or f"sqlite+aiosqlite:///{db_path}",
         admin_token=ADMIN_TOKEN,
+        **lifetime,
     )
     idp_app = create_app(settings)
     idp_server.start(idp_app)
