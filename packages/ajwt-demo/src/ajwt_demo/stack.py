@@ -74,13 +74,13 @@ def start_stack(
     checksums the IdP publishes (``/.well-known/ajwt-shims``) on every route.
     ``token_lifetime``: the IdP's intent-token lifetime in seconds (default: its own)."""
     idp_server = BackgroundServer()
-    lifetime = {} if token_lifetime is None else {"token_lifetime": token_lifetime}
     settings = IdPSettings(
         issuer=idp_server.url,
         db_url=db_url or f"sqlite+aiosqlite:///{db_path}",
         admin_token=ADMIN_TOKEN,
-        **lifetime,
     )
+    if token_lifetime is not None:
+        settings = settings.model_copy(update={"token_lifetime": token_lifetime})
     idp_app = create_app(settings)
     idp_server.start(idp_app)
     admin = AdminClient(idp_server.url, ADMIN_TOKEN)
