@@ -17,8 +17,10 @@ The integration::
 What each piece maps onto the shim: :func:`manifest_from_crewai` (an agent's manifest),
 :func:`secure_crew` (registration and the CrewAI hooks), :func:`ajwt_tool` /
 :func:`secure_tool` (a tool call: ``prepare``, ``acting``, ``tool_finished``), and the
-delegation hook (CrewAI's delegate/ask coworker tools and the hierarchical manager:
-``handoff`` and ``complete``). See ``docs/crewai.md``.
+delegation hook (CrewAI's "Delegate work to coworker" and the hierarchical manager:
+``handoff`` and ``complete``; "Ask question to coworker": ``consult``),
+:func:`flow_run` (a run kept in a Flow's state) and :func:`draft_workflow` (a workflow
+draft from a crew). See ``docs/crewai.md``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ajwt_crewai.binding import CrewAIBinding, Handoff, Refusal, binding_for, secure_crew
-    from ajwt_crewai.hooks import DELEGATION_TOOLS, install_hooks, uninstall_hooks
+    from ajwt_crewai.binding import (
+        CrewAIBinding,
+        Handoff,
+        Refusal,
+        binding_for,
+        manager_from_llm,
+        secure_crew,
+    )
+    from ajwt_crewai.cache import StepCache
+    from ajwt_crewai.draft import crew_manifests, draft_workflow
+    from ajwt_crewai.flows import flow_run, save_run
+    from ajwt_crewai.hooks import DELEGATION_TOOLS, AJWTRefusal, install_hooks, uninstall_hooks
     from ajwt_crewai.manifest import (
         agent_prompt,
         default_agent_id,
@@ -46,6 +58,13 @@ _EXPORTS = {
     "Refusal": "ajwt_crewai.binding",
     "binding_for": "ajwt_crewai.binding",
     "secure_crew": "ajwt_crewai.binding",
+    "manager_from_llm": "ajwt_crewai.binding",
+    "StepCache": "ajwt_crewai.cache",
+    "crew_manifests": "ajwt_crewai.draft",
+    "draft_workflow": "ajwt_crewai.draft",
+    "flow_run": "ajwt_crewai.flows",
+    "save_run": "ajwt_crewai.flows",
+    "AJWTRefusal": "ajwt_crewai.hooks",
     "DELEGATION_TOOLS": "ajwt_crewai.hooks",
     "install_hooks": "ajwt_crewai.hooks",
     "uninstall_hooks": "ajwt_crewai.hooks",
@@ -75,17 +94,24 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "DELEGATION_TOOLS",
+    "AJWTRefusal",
     "AJWTTool",
     "CrewAIBinding",
     "Handoff",
     "Refusal",
+    "StepCache",
     "agent_prompt",
     "ajwt_tool",
     "binding_for",
+    "crew_manifests",
     "default_agent_id",
+    "draft_workflow",
+    "flow_run",
     "install_hooks",
     "llm_config",
+    "manager_from_llm",
     "manifest_from_crewai",
+    "save_run",
     "secure_crew",
     "secure_tool",
     "tool_spec",
