@@ -501,3 +501,19 @@ def test_a_copy_that_kept_an_earlier_runs_text_is_refused_with_the_cause(
     assert refused and refused[0].reason == Reason.CHECKSUM_MISMATCH
     assert "kickoff_for_each" in refused[0].error.description
     assert calls(stack, second) == []
+
+
+def test_a_tool_given_to_a_task_but_not_to_the_agent_is_refused(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    # CrewAI runs a task with the task's tools; the agent's identity (its manifest) has
+    # none, so the call is refused before the tool runs, though its step allows the tool.
+    crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"], [])
+    crew.tasks[0].tools = [reference_tools(shim, stack.rs_url)["list_repos"]]
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert [(r.agent, r.tool, r.reason) for r in binding.refusals] == [
+        ("supervisor", "list_repos", Reason.TOOL_NOT_ALLOWED)
+    ]
+    assert "as it runs now" in binding.refusals[0].error.description
+    assert calls(stack, run) == []
