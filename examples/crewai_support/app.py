@@ -260,7 +260,7 @@ def support_flow(shim: Shim, services: Services, user_token: str) -> type[Flow[A
     bindings: list[CrewAIBinding] = []
 
     @persist(persistence)
-    class SupportFlow(Flow[dict[str, Any]]):  # type: ignore[misc]
+    class SupportFlow(Flow[dict[str, Any]]):
         @start()
         def handle_ticket(self) -> str:
             run = flow_run(

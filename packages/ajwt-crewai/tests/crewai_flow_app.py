@@ -73,7 +73,7 @@ def run_flow(phase: str, settings: dict[str, Any]) -> dict[str, Any]:
     refusals: list[str] = []
 
     @persist(SQLiteFlowPersistence(settings["flow_db"]))
-    class PatchFlow(Flow[dict[str, Any]]):  # type: ignore[misc]
+    class PatchFlow(Flow[dict[str, Any]]):
         @start()
         def work(self) -> str:
             run = flow_run(
