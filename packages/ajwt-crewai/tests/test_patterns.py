@@ -519,3 +519,20 @@ def test_a_tool_given_to_a_task_but_not_to_the_agent_is_refused(
     ]
     assert "as it runs now" in binding.refusals[0].error.description
     assert calls(stack, run) == []
+
+
+def test_a_copy_is_judged_by_the_binding_of_its_own_shim(stack: Stack, shim: Shim) -> None:
+    # Another app in the process secured a crew with the same roles first.
+    other = stack.shim()
+    other_crew, _ = build_crew(other, stack.rs_url)
+    other_binding = secure_crew(other_crew, other, AGENT_IDS)
+    crew, _ = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, stack.start_run(shim), crew)
+    before, other_before = len(binding.refusals), len(other_binding.refusals)
+    second = stack.start_run(shim)
+    with shim.run(second):
+        crew.copy().kickoff(inputs={"org": "globex"})
+    assert binding.refusals[before].reason == Reason.CHECKSUM_MISMATCH
+    assert len(other_binding.refusals) == other_before
+    other.close()

@@ -134,6 +134,14 @@ def _binding_of(agent: BaseAgent | None) -> CrewAIBinding | None:
     for binding in known:
         if crew is not None and binding.secured(crew):  # made by CrewAI for that crew
             return binding
+    # A copy of a secured crew (crew.copy(), kickoff_for_each): its secured tools, or
+    # its coworkers', name the shim.
+    for member in [agent, *(getattr(crew, "agents", None) or [])]:
+        for tool in getattr(member, "tools", None) or []:
+            shim = getattr(tool, "shim", None)
+            for binding in known:
+                if shim is not None and binding.shim is shim:
+                    return binding
     return known[0] if known else None
 
 
