@@ -37,7 +37,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -279,16 +279,17 @@ class Page:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def run_all(self) -> Iterator[Block]:
-        """Run the whole page, block by block (yielding each block after it ran)."""
+    def follow(self) -> None:
+        """Follow the whole page, block by block, in an environment where its install
+        line already ran (the caller's job: ``install`` blocks are skipped)."""
         for block in blocks(self.path.read_text()):
             if block.language == "python" and block.directive is None:
                 raise AssertionError(
-                    f"{self.path}:{block.line}: a python block outside a file; this runner "
-                    "runs files and shell blocks only"
+                    f"{self.path}:{block.line}: a python block outside a file; a page "
+                    "followed this way has files and shell blocks only"
                 )
-            self.run(block)
-            yield block
+            if not (block.directive and block.directive.name == "install"):
+                self.run(block)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
