@@ -141,6 +141,13 @@ def test_agents_manifest_register_list_approve_revoke(
     listed = as_json(ajwt(idp, "agents", "list", "ci-app", "--json"))
     assert [(a["version"], a["checksum"]) for a in listed["items"]] == [(1, planner.checksum())]
     human = ajwt(idp, "agents", "list", "ci-app")
+    from_env = CliRunner().invoke(
+        app,
+        ["agents", "list", "--json"],
+        env={"AJWT_IDP_URL": idp.url, "AJWT_CLIENT_ID": "ci-app"}
+        | {"AJWT_ADMIN_TOKEN": idp.environ()["AJWT_ADMIN_TOKEN"], "AJWT_ADMIN_TOKEN_FILE": ""},
+    )
+    assert as_json(from_env) == listed  # the client from AJWT_CLIENT_ID, as . .ajwt-dev/env sets
     assert "planner" in human.stdout and planner.checksum() in human.stdout
 
     revoked = as_json(
