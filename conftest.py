@@ -8,14 +8,16 @@ as a test, as written (Sybil).
 - Anything that is not meant to run is fenced as ``text`` (a ``pip install``, output).
 - ``<!-- skip: next -->`` before a block is allowed only where CI runs that very command
   itself (the README's two quick-start commands: ``.ci/run`` runs them).
-- A page a reader follows in several terminals (``docs/getting-started.md``) uses three
+- A page a reader follows in several terminals (``docs/getting-started.md``) uses four
   more comments, each on the line before a block: ``<!-- file: api.py -->`` (the block is
   saved to that file, not run), ``<!-- background: 8001 -->`` (the ``sh`` block is a
   server left running: the page goes on once port 8001 answers, and fails at once if the
-  port is already taken; it is stopped at the page's end) and ``<!-- install -->`` (the
-  page's ``pip install`` line: checked against the installed distributions here, run
-  from the built wheels by ``tests/packaging/test_wheels.py``). Such a page runs in a
-  scratch directory of its own. ``tests/docpages.py`` implements them, for both.
+  port is already taken; it is stopped at the page's end), ``<!-- output -->`` (the
+  ``text`` block is exactly what the ``sh`` block before it printed) and
+  ``<!-- install -->`` (the page's ``pip install`` line: checked against the installed
+  distributions here, run from the built wheels by ``tests/packaging/test_wheels.py``).
+  A page with ``file:`` or ``background:`` runs in a scratch directory of its own.
+  ``tests/docpages.py`` implements them, for both.
 """
 
 from __future__ import annotations
