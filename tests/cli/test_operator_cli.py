@@ -5,8 +5,11 @@ and each failure one line (never a traceback, never the token)."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +141,13 @@ def test_agents_manifest_register_list_approve_revoke(
     listed = as_json(ajwt(idp, "agents", "list", "ci-app", "--json"))
     assert [(a["version"], a["checksum"]) for a in listed["items"]] == [(1, planner.checksum())]
     human = ajwt(idp, "agents", "list", "ci-app")
+    from_env = CliRunner().invoke(
+        app,
+        ["agents", "list", "--json"],
+        env={"AJWT_IDP_URL": idp.url, "AJWT_CLIENT_ID": "ci-app"}
+        | {"AJWT_ADMIN_TOKEN": idp.environ()["AJWT_ADMIN_TOKEN"], "AJWT_ADMIN_TOKEN_FILE": ""},
+    )
+    assert as_json(from_env) == listed  # the client from AJWT_CLIENT_ID, as . .ajwt-dev/env sets
     assert "planner" in human.stdout and planner.checksum() in human.stdout
 
     revoked = as_json(
@@ -229,6 +239,29 @@ def test_dev_prints_the_variables_and_writes_private_files(tmp_path: Path) -> No
     assert secret not in result.output  # the secrets are in files, never printed
     assert "triage v1" in result.stderr and "repo:read" in result.stderr
     assert (state / "env").read_text() == result.stdout
+
+
+def test_dev_prints_a_line_per_refusal_with_its_reason(idp: DevIdP) -> None:
+    from ajwt_core.cli.dev import _print_audit_lines
+    from ajwt_core.errors import AJWTError
+
+    audit = logging.getLogger("ajwt_core.idp.audit")
+    level = audit.level
+    printed = io.StringIO()
+    handler, shim = _print_audit_lines(printed), idp.shim()
+    try:
+        with pytest.raises(AJWTError) as refused:
+            shim.start_run(idp.user_token(), "no-such-workflow")
+        deadline = time.monotonic() + 5  # the IdP logs once its answer is sent
+        while "refused" not in printed.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        shim.close()
+        audit.removeHandler(handler)
+        audit.setLevel(level)
+    line = printed.getvalue().strip().splitlines()[-1]
+    assert f"ajwt start_run refused: reason={refused.value.reason.value}" in line, line
+    assert idp.user_token() not in line
 
 
 class _ToyAdapter:

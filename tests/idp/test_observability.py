@@ -157,6 +157,20 @@ def test_a_refused_mint_is_logged_with_its_fields_and_no_secret(
         assert agent.checksum not in text
 
 
+def test_at_warning_level_refusals_are_logged_and_issued_tokens_are_not(
+    harness: IdPHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = harness.new_client()
+    agent = harness.register_agent(client, "supervisor")
+    run_id = harness.start_run(client)
+    caplog.set_level(logging.WARNING, AUDIT)
+    harness.token_request(client, agent, harness.mint_form(agent, run_id))
+    forged = harness.mint_form(agent, run_id) | {"tool": "delete_repo"}
+    assert_refused(harness.token_request(client, agent, forged), 400, "tool_not_allowed")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == AUDIT]
+    assert line.startswith("ajwt mint refused: reason=tool_not_allowed")
+
+
 def test_an_unauthenticated_registration_is_logged_but_a_scanners_404_is_not(
     harness: IdPHarness, caplog: pytest.LogCaptureFixture
 ) -> None:

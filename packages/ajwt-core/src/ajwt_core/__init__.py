@@ -25,6 +25,7 @@ _EXPORTS = {
     "AgentManifest": "ajwt_core.checksum",
     "Workflow": "ajwt_core.workflow",
     "Verifier": "ajwt_core.rs",
+    "IntentTokenClaims": "ajwt_core.tokens",
     "RoutePolicy": "ajwt_core.rs",
     "AJWTMiddleware": "ajwt_core.rs",
     "JWKSCache": "ajwt_core.rs",
@@ -35,12 +36,14 @@ if TYPE_CHECKING:
     from ajwt_core.errors import AJWTError, Reason
     from ajwt_core.rs import AJWTMiddleware, JWKSCache, RoutePolicy, Verifier
     from ajwt_core.shim import Run, Shim
+    from ajwt_core.tokens import IntentTokenClaims
     from ajwt_core.workflow import Workflow
 
 __all__ = [
     "AJWTError",
     "AJWTMiddleware",
     "AgentManifest",
+    "IntentTokenClaims",
     "JWKSCache",
     "Reason",
     "RoutePolicy",

@@ -146,7 +146,15 @@ def register(
 
 @app.command("list")
 def list_agents(
-    client_id: ClientArgument,
+    client_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="CLIENT",
+            envvar="AJWT_CLIENT_ID",
+            show_envvar=True,
+            help="The client id (the app's, which ajwt dev and .ajwt-dev/env set).",
+        ),
+    ],
     agent_id: Annotated[str | None, typer.Option("--agent", help="Only this agent.")] = None,
     status: Annotated[
         str | None, typer.Option(help="Only checksums in this state: allowed, pending, revoked.")

@@ -4,9 +4,11 @@ credentials, in the foreground until interrupted."""
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
@@ -55,6 +57,12 @@ def dev(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the variables as one JSON object.")
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", help="Do not print a line per token issued or refused while it runs."
+        ),
+    ] = False,
     once: Annotated[
         bool,
         typer.Option("--once", hidden=True, help="Start, print, stop (for tests)."),
@@ -68,6 +76,9 @@ def dev(
     and prints the variables that Shim.from_env() and the ajwt commands read, naming
     those files (the secrets themselves are never printed). Load them in another shell
     with: . .ajwt-dev/env
+
+    While it runs, it prints a line per token issued, step completed and request refused
+    (with the reason) to standard error, unless --quiet.
     """
     from ajwt_core.errors import AJWTError
     from ajwt_core.idp.dev import export_lines, start_dev_idp
@@ -107,9 +118,22 @@ def dev(
             f". {idp.env_file}\nState is not kept across restarts. Ctrl-C stops it.",
             err=True,
         )
+        if not quiet:
+            _print_audit_lines()
         if not once:
             threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
         idp.close()
+
+
+def _print_audit_lines(stream: TextIO | None = None) -> logging.Handler:
+    """The IdP's audit lines (``ajwt_core.idp.audit``: the fields are in the message) on
+    standard error, so the terminal shows what the agents were given and refused."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    audit = logging.getLogger("ajwt_core.idp.audit")
+    audit.addHandler(handler)
+    audit.setLevel(logging.INFO)
+    return handler

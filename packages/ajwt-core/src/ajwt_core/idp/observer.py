@@ -135,7 +135,8 @@ class Observer:
             reason, code = _reason_of(bytes(error)) if status >= 400 else (None, None)
             self.metrics.observe(operation, status, reason, time.perf_counter() - started)
             _close_span(span, operation, fields, reason, code, status)
-            if audit.isEnabledFor(logging.INFO):
+            # Refusals are WARNING: an operator at the usual WARNING level still sees them.
+            if audit.isEnabledFor(logging.WARNING if status >= 400 else logging.INFO):
                 _log(operation, status, reason, code, fields)
 
 
