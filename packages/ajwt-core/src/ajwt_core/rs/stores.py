@@ -279,6 +279,7 @@ class RedisRevocationPublisher:
         self.ttl = ttl
         self._prefix = prefix
         self._ready_key = f"{prefix}revocations:ready"
+        self.channel = f"{prefix}revocations"
         self._clock = clock
 
     @classmethod
@@ -291,8 +292,13 @@ class RedisRevocationPublisher:
         return f"{self._prefix}revoked:{kind}:{ident}"
 
     async def publish(self, kind: str, ident: str) -> None:
-        """Announce one revocation (raises whatever Redis raises when it cannot)."""
-        await self._redis.set(self._key(kind, ident), b"1", ex=self.ttl)
+        """Announce one revocation: its key, and a message on ``<prefix>revocations``
+        for the resource servers that follow the channel (``RedisFeedSource``). Raises
+        whatever Redis raises when it cannot."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._key(kind, ident), b"1", ex=self.ttl)
+            pipe.publish(self.channel, f"{kind}:{ident}")
+            await pipe.execute()
 
     async def is_ready(self) -> bool:
         """Whether the marker is there (Redis still holds what was published)."""

@@ -23,6 +23,7 @@ from ajwt_core.rs.jwks import JWKSCache
 from ajwt_core.rs.names import NameResolver
 from ajwt_core.rs.nonce import NonceManager
 from ajwt_core.rs.policy import RoutePolicy
+from ajwt_core.rs.revocation_feed import DEFAULT_INTERVAL, DEFAULT_MAX_STALENESS
 from ajwt_core.rs.stores import AsyncReplayStore, MemoryReplayStore, RevocationChecker
 from ajwt_core.tokens import DEFAULT_LEEWAY, IntentTokenClaims, decode_intent_token
 
@@ -115,36 +116,41 @@ class Verifier:
         audience: str,
         redis_url: str | None = None,
         redis_prefix: str = "ajwt:",
+        revocation_max_staleness: float = DEFAULT_MAX_STALENESS,
+        revocation_interval: float = DEFAULT_INTERVAL,
         **options: Any,
     ) -> Verifier:
         """A verifier of the tokens the IdP at ``idp_url`` issues for ``audience``: its
-        signing keys from its JWKS (cached, refreshed on an unknown ``kid``), revocation
-        from its run-status endpoint, and a replay cache in memory (one process). With
-        ``redis_url`` (several workers), the replay cache and the revocations the IdP
-        publishes are in Redis, with the status endpoint as the fallback. Nothing is
-        fetched until the first request. ``options`` go to :class:`Verifier`.
+        signing keys from its JWKS (cached, refreshed on an unknown ``kid``), revocations
+        from the feed the IdP serves (``GET /revocations``, polled every
+        ``revocation_interval`` seconds), and a replay cache in memory (one process).
+        With ``redis_url`` (several workers), the replay cache is in Redis and the
+        revocations come from what the IdP publishes there (pub/sub). Either way a
+        request is refused with 503 once the feed has not been updated for
+        ``revocation_max_staleness`` seconds. Nothing is fetched until the first
+        request. ``options`` go to :class:`Verifier`.
 
         >>> verifier = Verifier.for_idp("http://127.0.0.1:8000", audience="http://127.0.0.1:8001")
         >>> verifier.issuer, verifier.audience
         ('http://127.0.0.1:8000', 'http://127.0.0.1:8001')
         """
-        from ajwt_core.rs.stores import (
-            IdPRevocationChecker,
-            RedisReplayStore,
-            RedisRevocationChecker,
+        from ajwt_core.rs.revocation_feed import (
+            FeedSource,
+            IdPFeedSource,
+            RedisFeedSource,
+            RevocationFeed,
         )
+        from ajwt_core.rs.stores import RedisReplayStore
 
         issuer = idp_url.rstrip("/")
-        status = IdPRevocationChecker(issuer)
-        defaults: dict[str, Any] = {
-            "keys": JWKSCache(issuer + "/.well-known/jwks.json"),
-            "revocation": status,
-        }
+        source: FeedSource = IdPFeedSource(issuer, interval=revocation_interval)
+        defaults: dict[str, Any] = {"keys": JWKSCache(issuer + "/.well-known/jwks.json")}
         if redis_url:
             defaults["replay"] = RedisReplayStore.from_url(redis_url, prefix=redis_prefix)
-            defaults["revocation"] = RedisRevocationChecker.from_url(
-                redis_url, prefix=redis_prefix, fallback=status
+            source = RedisFeedSource.from_url(
+                redis_url, prefix=redis_prefix, interval=revocation_interval
             )
+        defaults["revocation"] = RevocationFeed(source, max_staleness=revocation_max_staleness)
         return cls(issuer=issuer, audience=audience, **(defaults | options))
 
     # ----------------------------------------------------------------- tokens
