@@ -69,6 +69,8 @@ async def send_refusal(send: Send, exc: AJWTError, nonce: str | None = None) -> 
     ]
     if status in (401, 403):
         headers.append((b"www-authenticate", www_authenticate(exc).encode("latin-1", "replace")))
+    if status == 503:  # a store or the revocation feed is down: worth a retry soon
+        headers.append((b"retry-after", b"1"))
     if nonce:
         headers.append((b"dpop-nonce", nonce.encode("ascii")))
     body = json.dumps(exc.to_oauth()).encode()
