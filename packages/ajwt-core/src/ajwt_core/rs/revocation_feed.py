@@ -34,7 +34,8 @@ import httpx
 
 from ajwt_core._http import AsyncClients
 from ajwt_core.errors import InvalidToken, Reason, ServerError
-from ajwt_core.rs.stores import REDIS_PREFIX, REVOCATION_TTL, _redis_from_url
+from ajwt_core.rs.stores import REDIS_PREFIX, REVOCATION_TTL, _redis_from_url, revocation_ids
+from ajwt_core.rs.token_cache import TokenFacts
 from ajwt_core.tokens import IntentTokenClaims
 
 log = logging.getLogger("ajwt_core.rs.revocation_feed")
@@ -126,19 +127,14 @@ class RevocationFeed:
     def fresh(self) -> bool:
         return self._fresh_at is not None and self._clock() - self._fresh_at <= self.max_staleness
 
-    async def check(self, claims: IntentTokenClaims) -> None:
+    async def check(self, claims: IntentTokenClaims | TokenFacts) -> None:
         """Raise :class:`InvalidToken` if the token's run, intent, client or agent
         registration is revoked; :class:`ServerError` (503) if the feed is stale."""
         self._ensure_following()
         if not self.fresh:
             await self._wait_fresh()
         revoked = self._revoked
-        for kind, ident in (
-            ("run", claims.intent.run_id),
-            ("intent", claims.intent.id),
-            ("client", claims.client_id),
-            ("agent", claims.agent.registration_id),
-        ):
+        for kind, ident in zip(KINDS, revocation_ids(claims), strict=True):
             if ident in revoked[kind]:
                 reason, text = _REASONS[kind]
                 raise InvalidToken(reason, text)

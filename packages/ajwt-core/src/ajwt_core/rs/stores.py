@@ -32,6 +32,7 @@ from ajwt_core._http import AsyncClients
 from ajwt_core.dpop import DEFAULT_FUTURE_LEEWAY
 from ajwt_core.errors import InvalidDPoPProof, InvalidToken, Reason, ServerError
 from ajwt_core.replay import InMemoryReplayCache
+from ajwt_core.rs.token_cache import TokenFacts
 from ajwt_core.tokens import IntentTokenClaims
 
 REDIS_PREFIX = "ajwt:"
@@ -125,9 +126,17 @@ class RedisReplayStore:
 
 
 class RevocationChecker(Protocol):
-    async def check(self, claims: IntentTokenClaims) -> None:
+    async def check(self, claims: IntentTokenClaims | TokenFacts) -> None:
         """Raise :class:`InvalidToken` if the run, intent, agent or client is revoked."""
         ...
+
+
+def revocation_ids(claims: IntentTokenClaims | TokenFacts) -> tuple[str, str, str, str]:
+    """The token's run, intent, client and agent registration ids."""
+    if isinstance(claims, TokenFacts):
+        return claims.run_id, claims.intent_id, claims.client_id, claims.registration_id
+    intent = claims.intent
+    return intent.run_id, intent.id, claims.client_id, claims.agent.registration_id
 
 
 def _raise_for(status: dict[str, Any]) -> None:
@@ -166,8 +175,9 @@ class IdPRevocationChecker:
         self._max = max_entries
         self._clock = clock
 
-    async def check(self, claims: IntentTokenClaims) -> None:
-        key = (claims.intent.run_id, claims.agent.registration_id)
+    async def check(self, claims: IntentTokenClaims | TokenFacts) -> None:
+        run_id, _, _, registration_id = revocation_ids(claims)
+        key = (run_id, registration_id)
         cached = self._cache.get(key)
         now = self._clock()
         if cached is None or cached[0] <= now:
@@ -223,13 +233,14 @@ class RedisRevocationChecker:
     def from_url(cls, url: str, **options: Any) -> RedisRevocationChecker:
         return cls(_redis_from_url(url), **options)
 
-    async def check(self, claims: IntentTokenClaims) -> None:
+    async def check(self, claims: IntentTokenClaims | TokenFacts) -> None:
         prefix = f"{self._prefix}revoked:"
+        run_id, intent_id, client_id, registration_id = revocation_ids(claims)
         keys = {
-            Reason.RUN_REVOKED: f"{prefix}run:{claims.intent.run_id}",
-            Reason.INTENT_REVOKED: f"{prefix}intent:{claims.intent.id}",
-            Reason.AGENT_REVOKED: f"{prefix}agent:{claims.agent.registration_id}",
-            Reason.CLIENT_REVOKED: f"{prefix}client:{claims.client_id}",
+            Reason.RUN_REVOKED: f"{prefix}run:{run_id}",
+            Reason.INTENT_REVOKED: f"{prefix}intent:{intent_id}",
+            Reason.AGENT_REVOKED: f"{prefix}agent:{registration_id}",
+            Reason.CLIENT_REVOKED: f"{prefix}client:{client_id}",
         }
         try:
             ready, *found = await self._redis.mget([self._ready_key, *keys.values()])
