@@ -223,3 +223,37 @@ async def test_redis_feed_follows_what_the_idp_publishes(
     for feed in workers:
         await feed.aclose()
     await idp_side.aclose()
+
+
+# --------------------------------------------------- the status endpoint, where still used
+
+
+async def test_parallel_requests_for_one_run_make_one_status_fetch(
+    claims: IntentTokenClaims,
+) -> None:
+    import httpx
+
+    from ajwt_core.rs import IdPRevocationChecker
+
+    calls: list[str] = []
+
+    async def idp(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        await asyncio.sleep(0.05)  # every request arrives while the first is in flight
+        return httpx.Response(200, json={"state": "revoked", "client_active": True})
+
+    checker = IdPRevocationChecker(
+        "http://idp.test", client=httpx.AsyncClient(transport=httpx.MockTransport(idp))
+    )
+    results = await asyncio.gather(
+        *(checker.check(claims) for _ in range(10)), return_exceptions=True
+    )
+    assert len(calls) == 1
+    assert all(isinstance(r, InvalidToken) and r.reason == Reason.RUN_REVOKED for r in results)
+    # Another run is another fetch.
+    other = claims.model_copy(
+        update={"intent": claims.intent.model_copy(update={"run_id": "run-2"})}
+    )
+    with pytest.raises(InvalidToken):
+        await checker.check(other)
+    assert len(calls) == 2

@@ -19,6 +19,7 @@ carries a marker key that an empty Redis lacks:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -156,7 +157,9 @@ class IdPRevocationChecker:
 
     A closed (completed) run stays usable until its tokens expire; a revoked one does
     not. If the IdP cannot be reached and no fresh answer is cached, the request is
-    refused with 503 (fail closed).
+    refused with 503 (fail closed). Requests that need the same answer at the same time
+    share one fetch (single flight). :class:`~ajwt_core.rs.RevocationFeed` needs no
+    request to the IdP at all; this checker is for IdPs without the feed.
     """
 
     def __init__(
@@ -174,6 +177,7 @@ class IdPRevocationChecker:
         self._cache: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
         self._max = max_entries
         self._clock = clock
+        self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
 
     async def check(self, claims: IntentTokenClaims | TokenFacts) -> None:
         run_id, _, _, registration_id = revocation_ids(claims)
@@ -181,7 +185,7 @@ class IdPRevocationChecker:
         cached = self._cache.get(key)
         now = self._clock()
         if cached is None or cached[0] <= now:
-            status = await self._fetch(*key)
+            status = await self._single_flight(key)
             self._cache[key] = (now + self._ttl, status)
             self._cache.move_to_end(key)
             while len(self._cache) > self._max:
@@ -189,6 +193,21 @@ class IdPRevocationChecker:
         else:
             status = cached[1]
         _raise_for(status)
+
+    async def _single_flight(self, key: tuple[str, str]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        pending = self._inflight.get(key)
+        if pending is None or pending.get_loop() is not loop:
+            pending = loop.create_task(self._fetch(*key))
+            self._inflight[key] = pending
+
+            def forget(done: asyncio.Future[dict[str, Any]]) -> None:
+                if self._inflight.get(key) is done:
+                    del self._inflight[key]
+
+            pending.add_done_callback(forget)
+        # shield: one waiter cancelled (its client went away) does not cancel the others'
+        return await asyncio.shield(pending)
 
     async def _fetch(self, run_id: str, registration_id: str) -> dict[str, Any]:
         try:
