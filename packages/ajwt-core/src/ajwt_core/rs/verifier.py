@@ -246,22 +246,41 @@ class Verifier:
         Each outcome is logged on ``ajwt_core.rs.audit`` with its fields in the message
         (acceptances at INFO, refusals at WARNING, nonce challenges at INFO) and, with
         OpenTelemetry, recorded as an ``ajwt.verify`` span."""
-        seen: list[VerifiedRequest] = []
-        with telemetry.span(telemetry.VERIFY) as span:
-            try:
-                verified = await self._verify(method, url, headers, body, policy, seen)
-            except AJWTError as exc:
-                decoded = seen[0] if seen else None
+        if telemetry.enabled():
+            with telemetry.span(telemetry.VERIFY) as span:
+                return await self._verify_and_log(method, url, headers, body, policy, span)
+        # No tracer: no span to open (a context manager per request is measurable glue).
+        return await self._verify_and_log(method, url, headers, body, policy, None)
+
+    async def _verify_and_log(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        policy: RoutePolicy,
+        span: telemetry.SpanLike | None,
+    ) -> VerifiedRequest:
+        seen: list[tuple[TokenFacts, IntentTokenClaims | None, str]] = []
+        try:
+            verified = await self._verify(method, url, headers, body, policy, seen)
+        except AJWTError as exc:
+            decoded = None
+            if seen:
+                facts, claims, token = seen[0]
+                decoded = VerifiedRequest(claims, None, facts=facts, token=token)
+            if span is not None:
                 _describe(span, decoded.facts if decoded else None)
-                if audit.isEnabledFor(logging.INFO):
-                    log_refusal(exc, decoded.claims if decoded else None, method, url)
-                raise
+            if audit.isEnabledFor(logging.INFO):
+                log_refusal(exc, decoded.claims if decoded else None, method, url)
+            raise
+        if span is not None:
             _describe(span, verified.facts)
-            if audit.isEnabledFor(logging.INFO) and verified.facts is not None:
-                claims = verified.claims
-                assert claims is not None
-                self._audit(claims, method, url)
-            return verified
+        if verified.facts is not None and audit.isEnabledFor(logging.INFO):
+            claims = verified.claims
+            assert claims is not None
+            self._audit(claims, method, url)
+        return verified
 
     async def _verify(
         self,
@@ -270,7 +289,7 @@ class Verifier:
         headers: Iterable[tuple[str, str]],
         body: bytes,
         policy: RoutePolicy,
-        seen: list[VerifiedRequest],
+        seen: list[tuple[TokenFacts, IntentTokenClaims | None, str]],
     ) -> VerifiedRequest:
         found = _wanted_headers(headers)
         now = self._clock()
@@ -293,7 +312,7 @@ class Verifier:
         ath = access_token_hash(token)
         facts, claims = await self._decode(token, ath, now)
         # for the refusal's log line, from here on
-        seen.append(VerifiedRequest(claims, None, facts=facts, token=token))
+        seen.append((facts, claims, token))
         if facts.tool is None:
             # A step token (DESIGN §6.3) proves a step to the IdP only; its audience is
             # the IdP, so this also stops one if an RS shares the IdP's identifier.
