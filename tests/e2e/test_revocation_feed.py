@@ -140,3 +140,34 @@ def test_the_idp_feed_is_a_versioned_list(own_stack: Stack) -> None:
         answer = httpx.get(feed, params={"since": bad}, timeout=10)
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"] == "invalid_request"
+
+
+def test_a_request_with_a_cached_token_makes_no_call_to_the_idp(own_stack: Stack) -> None:
+    sent: list[str] = []
+
+    async def note(request: httpx.Request) -> None:
+        sent.append(request.url.path)
+
+    client = httpx.AsyncClient(timeout=3, event_hooks={"request": [note]})
+    server = BackgroundServer()
+    verifier = Verifier(
+        issuer=own_stack.idp_url,
+        audience=AUDIENCE,
+        keys=JWKSCache(own_stack.idp_url + "/.well-known/jwks.json", client=client),
+        # No poll due during the calls below: what the requests themselves cause.
+        revocation=RevocationFeed(IdPFeedSource(own_stack.idp_url, interval=30, client=client)),
+    )
+    server.start(create_api(verifier, base_url=server.url).asgi)
+    try:
+        shim = own_stack.shim()
+        run = own_stack.start_run(shim)
+        token = token_for(shim, run, "supervisor", "list_repos", AUDIENCE).token
+        key = shim.agent("supervisor").key
+        assert raw_call(server.url + "/repos", token, key).status_code == 200
+        assert sorted(set(sent)) == ["/.well-known/jwks.json", "/revocations"]
+        before = len(sent)
+        for _ in range(10):
+            assert raw_call(server.url + "/repos", token, key).status_code == 200
+        assert sent[before:] == []
+    finally:
+        server.close()
