@@ -155,3 +155,13 @@ async def test_a_cached_token_past_its_expiry_is_refused(
             policy=policy,
         )
     assert refused.value.reason == Reason.TOKEN_EXPIRED
+
+
+def test_module_doctests_pass() -> None:
+    import doctest
+
+    import ajwt_core.rs.revocation_feed
+    import ajwt_core.rs.token_cache
+
+    for module in (ajwt_core.rs.token_cache, ajwt_core.rs.revocation_feed):
+        assert doctest.testmod(module).failed == 0, module.__name__
