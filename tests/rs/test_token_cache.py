@@ -165,3 +165,15 @@ def test_module_doctests_pass() -> None:
 
     for module in (ajwt_core.rs.token_cache, ajwt_core.rs.revocation_feed):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+async def test_a_non_ascii_token_is_malformed_not_an_error(verifier: Verifier) -> None:
+    with pytest.raises(InvalidToken) as refused:
+        await verifier.verify(
+            method="GET",
+            url=URL,
+            headers=[("authorization", "DPoP é.e30.sig"), ("dpop", "x.y.z")],
+            body=b"",
+            policy=RoutePolicy(),
+        )
+    assert refused.value.reason == Reason.MALFORMED_TOKEN

@@ -309,7 +309,9 @@ class Verifier:
         if proofs != 1 or proof is None:
             raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
         # 2.–3. token header, signature, iss, aud, times, lifetime.
-        ath = access_token_hash(token)
+        # The cache key is the token's SHA-256; a non-ASCII token has none (it is refused
+        # as malformed by the decode).
+        ath = access_token_hash(token) if token.isascii() else ""
         facts, claims = await self._decode(token, ath, now)
         # for the refusal's log line, from here on
         seen.append((facts, claims, token))
