@@ -263,7 +263,8 @@ class Deployment:
 def in_process() -> Iterator[Deployment]:
     """Every server in a thread of this process (``start_stack``, ``start_baseline``)."""
     with tempfile.TemporaryDirectory(prefix="ajwt-e2e-") as tmp:
-        stack = start_stack(Path(tmp) / "idp.db")
+        # The API follows the IdP's revocation feed, as ajwt_demo.asgi does.
+        stack = start_stack(Path(tmp) / "idp.db", revocation_feed=True)
         try:
             baseline = start_baseline()
             try:
@@ -286,7 +287,8 @@ def in_process() -> Iterator[Deployment]:
 def processes() -> Iterator[Deployment]:
     """The IdP, the A-JWT API, the plain token server and the plain API, each a uvicorn
     process with one worker (SQLite for the IdP; the resource server as
-    ``ajwt_demo.asgi`` configures it without Redis)."""
+    ``ajwt_demo.asgi`` configures it without Redis: following the IdP's revocation
+    feed)."""
     with tempfile.TemporaryDirectory(prefix="ajwt-e2e-") as tmp:
         idp = IdPProcess(f"sqlite+aiosqlite:///{tmp}/idp.db", Path(tmp) / "keys.json", workers=1)
         rs_port, token_port, api_port = free_port(), free_port(), free_port()
