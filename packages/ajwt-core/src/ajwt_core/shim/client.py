@@ -98,6 +98,9 @@ _TRACE = "ajwt.trace"
 #: The failures after which the request certainly never reached the IdP (no connection
 #: was made, or none was free): the only ones worth sending again (DESIGN §12).
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: A registration held by the shim is registered again when it expires within this many
+#: seconds (``ensure_registered``).
+_REGISTRATION_MARGIN = 60
 #: Tool spans still open (prepared, not finished) per shim, the oldest ended first.
 _OPEN_TOOL_SPANS_MAX = 4096
 
@@ -522,6 +525,40 @@ class Shim:
 
     async def aregister_many(self, sources: Iterable[ManifestSource]) -> list[RegisteredAgent]:
         return await self._send_async(self._op_register(list(sources)))
+
+    def _op_ensure_registered(
+        self, sources: list[ManifestSource]
+    ) -> Operation[list[RegisteredAgent]]:
+        held: list[RegisteredAgent | None] = []
+        missing: list[ManifestSource] = []
+        horizon = self._clock() + _REGISTRATION_MARGIN
+        for source in sources:
+            manifest = _manifest_of(source)
+            with self._lock:
+                found = self._agents.get(manifest.agent_id, {}).get(manifest.checksum())
+            if found is not None and found.expires_at > horizon:
+                found.source = source  # the object the framework runs now is checked
+                held.append(found)
+            else:
+                held.append(None)
+                missing.append(source)
+        fresh = iter((yield from self._op_register(missing)) if missing else [])
+        return [agent if agent is not None else next(fresh) for agent in held]
+
+    def ensure_registered(self, sources: Iterable[ManifestSource]) -> list[RegisteredAgent]:
+        """Register, in one request, the agents this shim does not already hold with the
+        same checksum (and a registration not about to expire); no request when it holds
+        them all. Held ones keep their registration and take ``source`` as their live
+        manifest: what an app that builds its agents afresh for every run calls each run.
+
+        >>> shim = Shim("http://127.0.0.1:9", "app", client_secret="s")
+        >>> shim.ensure_registered([])
+        []
+        """
+        return self._send_sync(self._op_ensure_registered(list(sources)))
+
+    async def aensure_registered(self, sources: Iterable[ManifestSource]) -> list[RegisteredAgent]:
+        return await self._send_async(self._op_ensure_registered(list(sources)))
 
     def agent(self, agent_id: str, checksum: str | None = None) -> RegisteredAgent:
         """The registration of ``agent_id`` (the one with ``checksum`` when this shim holds
@@ -1215,6 +1252,7 @@ class Shim:
         from_step: str | None,
         from_checksum: str | None = None,
         to_checksum: str | None = None,
+        complete: bool = False,
     ) -> Operation[IssuedToken]:
         step_from = from_step or self._delegator_step(from_agent, run, from_checksum)
         the_step = to_step or step_from  # no step: a consultation inside the delegator's step
@@ -1224,6 +1262,13 @@ class Shim:
             self._checked_agent(from_agent, from_checksum)
             with self._lock:
                 decision = state.check_delegation(from_agent, step_from, to_agent, the_step)
+                if complete and decision.kind != "handoff":
+                    raise InvalidGrant(
+                        Reason.INVALID_DELEGATION,
+                        f"only a hand-off to a later step completes step {step_from!r}",
+                    )
+                if complete and step_from not in decision.complete_first:
+                    state.check_completion(from_agent, step_from)
             kind = decision.kind
         else:
             kind = "consult" if the_step == step_from else "handoff"
@@ -1272,6 +1317,7 @@ class Shim:
                 iat=now,
                 exp=now + 60,
                 jti=secrets.token_urlsafe(16),
+                complete=complete,
             ),
             delegator.key,
         )
@@ -1319,6 +1365,7 @@ class Shim:
         from_step: str | None = None,
         from_checksum: str | None = None,
         to_checksum: str | None = None,
+        complete: bool = False,
     ) -> IssuedToken:
         """Hand ``to_step`` from ``from_agent`` to ``to_agent`` (DESIGN §5.2, §6.3).
 
@@ -1330,7 +1377,9 @@ class Shim:
         ``from_step`` defaults to the step the delegator acts in; ``to_step`` may be a
         later step, or an earlier one the workflow lets ``from_step`` send work back to.
         ``from_checksum`` / ``to_checksum`` pick registrations when several versions of
-        an agent id are registered.
+        an agent id are registered. ``complete=True`` also completes ``from_step`` (as
+        :meth:`complete` would, with its checks) in the same request: the IdP records both
+        or neither (DESIGN §6.7), one round trip instead of two.
         """
         operation = self._op_handoff(
             from_agent,
@@ -1343,6 +1392,7 @@ class Shim:
             from_step,
             from_checksum,
             to_checksum,
+            complete,
         )
         return self._send_sync(operation)
 
@@ -1359,6 +1409,7 @@ class Shim:
         from_step: str | None = None,
         from_checksum: str | None = None,
         to_checksum: str | None = None,
+        complete: bool = False,
     ) -> IssuedToken:
         operation = self._op_handoff(
             from_agent,
@@ -1371,6 +1422,7 @@ class Shim:
             from_step,
             from_checksum,
             to_checksum,
+            complete,
         )
         return await self._send_async(operation)
 
