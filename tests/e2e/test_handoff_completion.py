@@ -5,6 +5,7 @@ with its reason, and the IdP records both or neither."""
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -237,3 +238,39 @@ def test_step_of_another_agent_is_refused(stack: Stack, shim: CountingShim, bran
     # The patcher cannot even prove it acts in ``plan`` (no step token for it).
     assert alone.value.reason == combined.value.reason == Reason.WRONG_AGENT_FOR_STEP
     assert "plan" not in _completed(stack, shim, run)
+
+
+def test_a_new_token_is_one_round_trip_and_a_cached_one_none(
+    stack: Stack, shim: CountingShim
+) -> None:
+    # Issue 17: minting reads the shim's own registration and cache; nothing else is
+    # asked of the IdP before the mint itself.
+    run = shim.start_run(stack.admin.user_token("user:alice"), "vuln-patch")
+    shim.sent.clear()
+    with shim.acting("supervisor", tool="list_repos", run=run) as context:
+        first = shim.token(context, stack.rs_url)
+        assert dict(shim.sent) == {"token": 1}
+        assert shim.token(context, stack.rs_url) is first
+    assert dict(shim.sent) == {"token": 1}
+
+
+def test_agents_held_by_the_shim_are_not_registered_again(stack: Stack, shim: CountingShim) -> None:
+    shim.sent.clear()
+    held = shim.ensure_registered(reference_manifests())
+    assert dict(shim.sent) == {}
+    assert [a.agent_id for a in held] == ["supervisor", "planner", "classifier", "patcher"]
+    changed = reference_manifests()[1].model_copy(update={"config": {"temperature": 0.5}})
+    again = shim.ensure_registered([*reference_manifests()[:1], changed])
+    assert dict(shim.sent) == {"agents": 1}  # the changed one only
+    assert again[0] is held[0]
+    assert again[1].checksum == changed.checksum() != held[1].checksum
+
+
+def test_a_registration_about_to_expire_is_renewed(stack: Stack, shim: CountingShim) -> None:
+    old = shim.agent("planner")
+    old.expires_at = int(time.time()) + 30  # within the 60 s margin
+    shim.sent.clear()
+    renewed = shim.ensure_registered(reference_manifests())
+    assert dict(shim.sent) == {"agents": 1}
+    assert renewed[1] is not old and shim.agent("planner") is renewed[1]
+    assert renewed[1].expires_at > old.expires_at

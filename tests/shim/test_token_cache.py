@@ -3,6 +3,8 @@ tokens, and answer each lookup without scanning."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ajwt_core.shim import Run, Shim
 from ajwt_core.shim.client import _COMPLETED_RUNS_MAX
 from ajwt_core.shim.token_cache import REFRESH_MARGIN, IssuedToken, TokenCache
@@ -92,13 +94,13 @@ def test_the_shim_remembers_the_position_of_a_bounded_number_of_runs() -> None:
     assert "run-0" not in shim._states  # the least recently used went first
 
 
-class NoScan(dict):  # type: ignore[type-arg]
+class NoScan(dict[Any, Any]):
     """A map that refuses to be iterated: a lookup that scans fails."""
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Any:
         raise AssertionError("the lookup scanned the cache")
 
-    values = items = keys = __iter__  # type: ignore[assignment]
+    values = items = keys = __iter__
 
 
 def test_hand_off_lookups_do_not_scan_at_100k_tokens() -> None:
