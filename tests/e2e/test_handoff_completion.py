@@ -13,8 +13,10 @@ import httpx
 import pytest
 
 from ajwt_core.errors import AJWTError, InvalidGrant, Reason
+from ajwt_core.keys import PopKey
 from ajwt_core.ledger import load_json
 from ajwt_core.shim import Run, Shim
+from ajwt_core.tokens import DelegationClaims
 from ajwt_core.workflow import reference_workflow
 from ajwt_demo.agents import reference_manifests
 from ajwt_demo.stack import Stack
@@ -274,3 +276,23 @@ def test_a_registration_about_to_expire_is_renewed(stack: Stack, shim: CountingS
     assert dict(shim.sent) == {"agents": 1}
     assert renewed[1] is not old and shim.agent("planner") is renewed[1]
     assert renewed[1].expires_at > old.expires_at
+
+
+def test_an_idp_ignoring_complete_gets_the_completion_on_its_own(
+    stack: Stack, shim: CountingShim, branchy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An IdP from before the ``complete`` claim reads the assertion without it: the shim
+    # sees the step still open in the IdP's answer and completes it separately.
+    from ajwt_core.shim import client as shim_client
+
+    sign = shim_client.encode_delegation_assertion
+
+    def without_complete(claims: DelegationClaims, key: PopKey) -> str:
+        return sign(claims.model_copy(update={"complete": False}), key)
+
+    run = _to_plan(stack, shim, branchy)
+    monkeypatch.setattr(shim_client, "encode_delegation_assertion", without_complete)
+    shim.sent.clear()
+    shim.handoff("planner", "patcher", "patch", run=run, audience=stack.rs_url, complete=True)
+    assert dict(shim.sent) == {"token": 1, "complete": 1}
+    assert "plan" in _completed(stack, shim, run)

@@ -1358,7 +1358,15 @@ class Shim:
             AgentContext(to_agent, run, the_step, the_tool),
             {"from_agent": from_agent, "from_step": step_from, "scope": issued.scope},
         )
-        return self._remember(issued)
+        self._remember(issued)
+        if complete:
+            with self._lock:
+                done = step_from in state.completed
+            if not done:
+                # An IdP that predates the ``complete`` claim ignored it: the step is
+                # completed on its own, as before (never left open silently).
+                yield from self._op_complete(from_agent, step_from, run, from_checksum)
+        return issued
 
     def handoff(
         self,
