@@ -186,6 +186,9 @@ class DelegationClaims(_Claims):
     iat: int
     exp: int
     jti: StoredText
+    #: The delegator reports ``from_step`` done with this hand-off: the IdP completes it
+    #: in the same transaction as the delegation (DESIGN §6.7); absent when false.
+    complete: bool = False
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -399,7 +402,10 @@ def encode_delegation_assertion(
     """Sign a delegation assertion with the delegator's PoP key (``typ: delegation+jwt``)."""
     if claims.exp - claims.iat > min(max_lifetime, MAX_DELEGATION_LIFETIME):
         raise InvalidGrant(Reason.LIFETIME_TOO_LONG, "delegation lifetime exceeds the cap")
-    return key.sign(claims.model_dump(), {"typ": DELEGATION_TYPE})
+    payload = claims.model_dump()
+    if not claims.complete:
+        del payload["complete"]  # assertions without it read as before
+    return key.sign(payload, {"typ": DELEGATION_TYPE})
 
 
 def decode_delegation_assertion(
