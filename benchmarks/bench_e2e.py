@@ -34,7 +34,8 @@ Runs alternate A-JWT / plain in ABBA order after a warm-up of each, so drift in 
 load hits both alike. Reported per framework and deployment: median run time and its
 spread (p25–p75), the ratio of the medians with the range of the per-pair ratios, the
 API calls per run and the A-JWT overhead per API call ((A-JWT − plain) ÷ calls), and
-what the shim did per run (mints, hand-offs, completions, from its events). Each run is
+what the shim did per run (mints, hand-offs, completions, from its events, and its
+round trips to the IdP). Each run is
 checked: every API call accepted, both sides making the same number of calls.
 """
 
@@ -143,14 +144,28 @@ class CountingAuth(httpx.Auth):
 
 class CountingShim(Shim):
     """A :class:`Shim` whose ``auth()`` counts the API requests it signs, and which
-    counts its own events (mints, hand-offs, completions) by kind."""
+    counts its own events (mints, hand-offs, completions) by kind, and its requests to
+    the IdP (``idp``: round trips, ``start_run`` included)."""
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.tally = Tally()
+        self.idp = Tally()
         self._events: collections.Counter[str] = collections.Counter()
         self._events_lock = threading.Lock()
         self.subscribe(self._count)
+
+    def _roundtrip_sync(self, client: httpx.Client, request: httpx.Request) -> httpx.Response:
+        response = super()._roundtrip_sync(client, request)
+        self.idp.record(response)
+        return response
+
+    async def _roundtrip_async(
+        self, client: httpx.AsyncClient, request: httpx.Request
+    ) -> httpx.Response:
+        response = await super()._roundtrip_async(client, request)
+        self.idp.record(response)
+        return response
 
     def _count(self, event: ShimEvent) -> None:
         with self._events_lock:
@@ -199,6 +214,8 @@ class Sample:
     refused: int = 0
     events: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    #: Round trips to the IdP (A-JWT only).
+    idp_requests: int = 0
 
 
 @dataclass
@@ -219,6 +236,8 @@ class E2ERow:
     mints: float = 0.0
     handoffs: float = 0.0
     completions: float = 0.0
+    #: The shim's round trips to the IdP per run (median), ``start_run`` included.
+    idp_requests: float = 0.0
     target: float | None = None
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None
@@ -263,7 +282,8 @@ class Deployment:
 def in_process() -> Iterator[Deployment]:
     """Every server in a thread of this process (``start_stack``, ``start_baseline``)."""
     with tempfile.TemporaryDirectory(prefix="ajwt-e2e-") as tmp:
-        stack = start_stack(Path(tmp) / "idp.db")
+        # The API follows the IdP's revocation feed, as ajwt_demo.asgi does.
+        stack = start_stack(Path(tmp) / "idp.db", revocation_feed=True)
         try:
             baseline = start_baseline()
             try:
@@ -286,7 +306,8 @@ def in_process() -> Iterator[Deployment]:
 def processes() -> Iterator[Deployment]:
     """The IdP, the A-JWT API, the plain token server and the plain API, each a uvicorn
     process with one worker (SQLite for the IdP; the resource server as
-    ``ajwt_demo.asgi`` configures it without Redis)."""
+    ``ajwt_demo.asgi`` configures it without Redis: following the IdP's revocation
+    feed)."""
     with tempfile.TemporaryDirectory(prefix="ajwt-e2e-") as tmp:
         idp = IdPProcess(f"sqlite+aiosqlite:///{tmp}/idp.db", Path(tmp) / "keys.json", workers=1)
         rs_port, token_port, api_port = free_port(), free_port(), free_port()
@@ -366,8 +387,17 @@ def _secured_run(
         answer, error = "", repr(exc)[:300]
     seconds = time.perf_counter() - start
     requests, refused = shim.tally.take()
+    idp_requests, _ = shim.idp.take()
     events = shim.take_events()
-    return Sample(seconds, started - start, requests, refused, events, _failure(answer, error))
+    return Sample(
+        seconds,
+        started - start,
+        requests,
+        refused,
+        events,
+        _failure(answer, error),
+        idp_requests,
+    )
 
 
 def _plain_run(
@@ -434,6 +464,7 @@ def summarise(framework: str, mode: str, secured: list[Sample], plain: list[Samp
         ("step_completed", "completions"),
     ):
         setattr(row, attribute, statistics.median(s.events.get(kind, 0) for s in secured))
+    row.idp_requests = statistics.median(s.idp_requests for s in secured)
     for side, samples in (("A-JWT", secured), ("plain", plain)):
         refused = sum(s.refused for s in samples)
         if refused:
@@ -487,12 +518,12 @@ def render(report: Report) -> str:
             "",
             "| framework | plain run | A-JWT run | of which start_run | ratio (pairs) "
             "| API calls | overhead per API call | mints / hand-offs / completions "
-            "| target | met |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
+            "| IdP requests | target | met |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
         ]
         for r in rows:
             if r.skipped or r.plain is None or r.secured is None:
-                lines.append(f"| {r.framework} | skipped: {r.skipped} | | | | | | | | |")
+                lines.append(f"| {r.framework} | skipped: {r.skipped} | | | | | | | | | |")
                 continue
             overhead = "" if r.overhead_per_call_ms is None else f"{r.overhead_per_call_ms:.1f} ms"
             target = f"≤ {r.target:.2f}×" if r.target is not None else ""
@@ -501,7 +532,8 @@ def render(report: Report) -> str:
                 f"| {r.framework} | {_spread(r.plain)} | {_spread(r.secured)} "
                 f"| {r.start_run_ms:.1f} | {r.ratio:.2f}× ({r.pair_ratio_low:.2f}–"
                 f"{r.pair_ratio_high:.2f}) | {r.api_calls} | {overhead} "
-                f"| {r.mints:g} / {r.handoffs:g} / {r.completions:g} | {target} | {met} |"
+                f"| {r.mints:g} / {r.handoffs:g} / {r.completions:g} | {r.idp_requests:g} "
+                f"| {target} | {met} |"
             )
         problems = [f"- {r.framework}: {p}" for r in rows for p in r.problems]
         if problems:

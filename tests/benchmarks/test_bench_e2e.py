@@ -47,7 +47,7 @@ def test_counting_auth_counts_sync_and_async_requests_and_refusals() -> None:
 
 def _samples(seconds: float, requests: int, refused: int = 0) -> list[Sample]:
     events = {"token_minted": 1, "handoff": 3, "step_completed": 4}
-    return [Sample(seconds, 0.005, requests, refused, events) for _ in range(3)]
+    return [Sample(seconds, 0.005, requests, refused, events, None, 6) for _ in range(3)]
 
 
 def test_summarise_computes_the_ratio_and_the_overhead_per_call() -> None:
@@ -55,6 +55,7 @@ def test_summarise_computes_the_ratio_and_the_overhead_per_call() -> None:
     assert row.ratio == pytest.approx(2.0)
     assert row.overhead_per_call_ms == pytest.approx(10.0)
     assert (row.api_calls, row.mints, row.handoffs, row.completions) == (10, 1, 3, 4)
+    assert row.idp_requests == 6
     assert row.start_run_ms == pytest.approx(5.0)
     assert row.target == 1.25
     assert row.meets_target is False
@@ -110,6 +111,7 @@ def _check(row: E2ERow) -> None:
     assert row.runs == 1
     assert row.api_calls >= 10  # the reference workflow's tool calls
     assert row.mints + row.handoffs >= 4  # a token for each of the four agents
+    assert row.idp_requests >= 2  # start_run and a mint at least
     assert row.plain is not None
     assert row.secured is not None
     assert row.overhead_per_call_ms is not None

@@ -187,7 +187,13 @@ def test_the_idp_decides_as_the_reference_model(
             fa, ta = _agent(steps, fs, from_who), _agent(steps, ts, to_who)
             if held(fa, fs) is not None:
                 continue
+            # A third of the hand-offs also complete the delegator's step (DESIGN §5.2
+            # ``complete``): as the completion endpoint would, after the delegation's
+            # checks and before the delegate's token, all or nothing.
+            complete = (fi + 2 * ti + len(tokens)) % 3 == 0
             expected = model.delegate(fa, fs, ta, ts)
+            if expected is None and complete and (ts == fs or ts not in model.after(fs)):
+                expected = "invalid_delegation"  # a consultation or work sent back
             if expected is None:
                 twin = Model(
                     model.wf,
@@ -199,7 +205,14 @@ def test_the_idp_decides_as_the_reference_model(
                     set(model.approved),
                 )
                 twin.do_delegate(fa, fs, ta, ts)
-                expected, twin_plan = twin.mint(ta, ts, None)
+                if complete:
+                    expected = twin.complete(fa, fs)
+                    event(f"complete with the hand-off: {expected or 'allowed'}")
+                    if expected is None:
+                        twin.done.add(fs)
+                        twin.entered.add(fs)
+                if expected is None:
+                    expected, twin_plan = twin.mint(ta, ts, None)
                 if expected is None:
                     twin.do_mint(ta, ts, twin_plan)
             parent = tokens[(fa, fs)]
@@ -218,6 +231,7 @@ def test_the_idp_decides_as_the_reference_model(
                     iat=now,
                     exp=now + 60,
                     jti=secrets.token_urlsafe(8),
+                    complete=complete,
                 ),
                 h.keys[fa],
             )

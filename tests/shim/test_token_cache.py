@@ -3,6 +3,8 @@ tokens, and answer each lookup without scanning."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ajwt_core.shim import Run, Shim
 from ajwt_core.shim.client import _COMPLETED_RUNS_MAX
 from ajwt_core.shim.token_cache import REFRESH_MARGIN, IssuedToken, TokenCache
@@ -90,3 +92,41 @@ def test_the_shim_remembers_the_position_of_a_bounded_number_of_runs() -> None:
     assert len(shim._states) == _COMPLETED_RUNS_MAX
     assert shim.completed_steps(run("first")) == {"triage"}
     assert "run-0" not in shim._states  # the least recently used went first
+
+
+class NoScan(dict[Any, Any]):
+    """A map that refuses to be iterated: a lookup that scans fails."""
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the lookup scanned the cache")
+
+    values = items = keys = __iter__
+
+
+def test_hand_off_lookups_do_not_scan_at_100k_tokens() -> None:
+    # Issue 17: the lookups a hand-off and a mint make are one map access each, however
+    # many tokens the shim holds (10k and 100k live tokens, no cap reached).
+    for count in (10_000, 100_000):
+        clock = Clock()
+        cache = TokenCache(max_entries=count, clock=clock)
+        for i in range(count):
+            cache.put(issued(tool=f"tool-{i % 7}", run=f"run-{i}", expires_at=1_000_300 + i))
+        assert len(cache) == count
+        by_request, latest = cache._by_request, cache._latest
+        cache._by_request, cache._latest = NoScan(by_request), NoScan(latest)  # type: ignore[assignment]
+        wanted = count // 2
+        found = cache.latest("planner", f"run-{wanted}", "plan")
+        assert found is not None and found.run_id == f"run-{wanted}"
+        assert cache.latest("planner", f"run-{wanted}", None) is found
+        key = ("planner", "", f"run-{wanted}", "plan", f"tool-{wanted % 7}", "api")
+        assert cache.get(key) is found
+        assert cache.latest("planner", "no-such-run", "plan") is None
+
+
+def test_the_default_cap_holds_at_100k_mints() -> None:
+    clock = Clock()
+    cache = TokenCache(clock=clock)
+    for i in range(100_000):
+        cache.put(issued(run=f"run-{i}"))
+    assert len(cache) == 4096
+    assert len(cache._latest) <= 4096

@@ -14,7 +14,7 @@ the agent sees. See ``docs/autogen.md``.
 
 from ajwt_autogen.adapter import AutoGenAdapter
 from ajwt_autogen.agent import binding_of, secure_agent
-from ajwt_autogen.binding import AgentBinding, register_agent
+from ajwt_autogen.binding import AgentBinding, register_agent, register_agents
 from ajwt_autogen.delegation import adelegate, ahandover, areturn
 from ajwt_autogen.draft import draft_workflow, team_manifests
 from ajwt_autogen.manifest import (
@@ -42,6 +42,7 @@ __all__ = [
     "model_client_config",
     "model_context_config",
     "register_agent",
+    "register_agents",
     "run_of",
     "saved_run_id",
     "secure_agent",

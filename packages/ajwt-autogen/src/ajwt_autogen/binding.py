@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -179,31 +179,49 @@ _registry: weakref.WeakKeyDictionary[Shim, dict[str, weakref.WeakSet[Any]]] = (
 
 def register_agent(binding: AgentBinding) -> RegisteredAgent:
     """Register the bound agent with its shim, with a live manifest source, and set the
-    binding's ``checksum``.
+    binding's ``checksum`` (:func:`register_agents` for one agent)."""
+    return register_agents([binding])[0]
 
-    If the shim already holds a registration of this agent id with the same checksum
+
+def register_agents(bindings: Sequence[AgentBinding]) -> list[RegisteredAgent]:
+    """Register the bound agents with their shim in one request, each with a live
+    manifest source, and set each binding's ``checksum``.
+
+    If the shim already holds a registration of an agent id with the same checksum
     (registered from a static manifest, or live from another object of the same agent,
-    one per concurrent run), that registration is kept and only made live: no request
-    is sent. A changed agent, or a new one, is registered with the IdP as one more
-    version of its agent id.
+    one per concurrent run), that registration is kept and only made live: nothing is
+    sent for it. Changed agents and new ones are registered with the IdP, all in one
+    request (``Shim.register_many``), each as one more version of its agent id.
     """
-    checksum = binding.manifest().checksum()
-    binding.checksum = checksum
-    try:
-        existing: RegisteredAgent | None = binding.shim.agent(binding.agent_id, checksum)
-    except AJWTError:
-        existing = None
-    if existing is not None:
-        if not isinstance(existing.source, LiveManifest):
+    registered: list[RegisteredAgent | None] = []
+    # shim -> (agent id, checksum) -> the binding registered for it (one per version).
+    pending: dict[Shim, dict[tuple[str, str], AgentBinding]] = {}
+    for binding in bindings:
+        checksum = binding.manifest().checksum()
+        binding.checksum = checksum
+        try:
+            existing: RegisteredAgent | None = binding.shim.agent(binding.agent_id, checksum)
+        except AJWTError:
+            existing = None
+        if existing is not None and not isinstance(existing.source, LiveManifest):
             existing.source = LiveManifest(binding)
-        registered = existing
-    else:
-        registered = binding.shim.register(LiveManifest(binding))
+        registered.append(existing)
+        if existing is None:
+            pending.setdefault(binding.shim, {}).setdefault((binding.agent_id, checksum), binding)
+    fresh: dict[tuple[Shim, str, str], RegisteredAgent] = {}
+    for shim, waiting in pending.items():
+        done = shim.register_many([LiveManifest(binding) for binding in waiting.values()])
+        fresh.update(((shim, *key), agent) for key, agent in zip(waiting, done, strict=True))
     with _registry_lock:
-        _registry.setdefault(binding.shim, {}).setdefault(binding.agent_id, weakref.WeakSet()).add(
-            binding
-        )
-    return registered
+        for binding in bindings:
+            known = _registry.setdefault(binding.shim, {})
+            known.setdefault(binding.agent_id, weakref.WeakSet()).add(binding)
+    return [
+        agent
+        if agent is not None
+        else fresh[(binding.shim, binding.agent_id, binding.checksum or "")]
+        for binding, agent in zip(bindings, registered, strict=True)
+    ]
 
 
 def bindings_of(shim: Shim, agent_id: str) -> list[AgentBinding]:

@@ -11,8 +11,8 @@ have no hand-off tools):
   after it, is a consultation (``shim.aconsult``);
 - any other hand-off is a delegation (:func:`adelegate`): the delegator signs the
   delegation of the delegate's step, which the IdP exchanges for the delegate's first
-  token, and the delegator's step is completed (its work is done when it hands off; in
-  the same request when the delegate's step waits for it). The delegate's tool calls in
+  token, and the delegator's step is completed in the same request (its work is done
+  when it hands off). The delegate's tool calls in
   that step then carry the chain ``[..., delegator, delegate]``.
 
 Every one of them is made by the delegator as it is now: the shim recomputes its live
@@ -45,7 +45,8 @@ async def adelegate(
     ``to_step`` defaults to the delegate's next step after the delegator's (see
     :mod:`ajwt_autogen.steps`); ``audience`` to the shim's ``default_audience`` (the
     delegate's first token is then for its step's only tool; without one it is a step
-    token). The delegator's step is completed only once the delegation is accepted.
+    token). The delegator's step is completed in the same request as the delegation:
+    both are recorded, or neither.
     Raises an :class:`~ajwt_core.errors.AJWTError` on refusal.
 
     Example (a turn change in a ``SelectorGroupChat``, inside an async selector)::
@@ -71,7 +72,11 @@ async def adelegate(
             to_checksum=to_checksum,
         )
     step = to_step or delegated_step(shim, from_step, to_agent, run)
-    issued = await shim.ahandoff(
+    # A hand-off to a later step completes the delegator's step in the same request,
+    # also when that step does not wait for it (a later branch): the delegator is done
+    # with it all the same. Work sent back (loop_to) reopens the delegator's step instead.
+    done = step in workflow.descendants(from_step) and from_step not in shim.completed_steps(run)
+    return await shim.ahandoff(
         from_agent,
         to_agent,
         step,
@@ -80,13 +85,8 @@ async def adelegate(
         from_step=from_step,
         from_checksum=from_checksum,
         to_checksum=to_checksum,
+        complete=done,
     )
-    # A hand-off to a step that does not wait for the delegator's (a sibling, a later
-    # branch) leaves that step open at the IdP: the delegator is done with it all the same.
-    # Work sent back (loop_to) reopens the delegator's step instead.
-    if step in workflow.descendants(from_step) and from_step not in shim.completed_steps(run):
-        await shim.acomplete(from_agent, from_step, run=run, checksum=from_checksum)
-    return issued
 
 
 def _has_step_after(run: Run, from_step: str, agent: str) -> bool:

@@ -25,7 +25,7 @@ from autogen_agentchat.teams import BaseGroupChat, Swarm
 
 from ajwt_autogen import _internals
 from ajwt_autogen.agent import _secure, binding_of
-from ajwt_autogen.binding import AgentBinding
+from ajwt_autogen.binding import AgentBinding, register_agents
 from ajwt_core.checksum import PromptSpec
 from ajwt_core.shim import Run, Shim
 
@@ -100,7 +100,7 @@ def secure_team(
             prompt=prompt,
             prompt_values=values,
             deep=deep,
-            register=register,
+            register=False,  # all members below, in one request
             turn_delegation=delegate_turns,
             humans=frozenset(human_targets),
             team=group,
@@ -108,6 +108,8 @@ def secure_team(
         binding = binding_of(agent)
         assert binding is not None
         group.agents[agent.name] = binding
+    if register:
+        register_agents(list(group.agents.values()))
     return team
 
 

@@ -137,6 +137,8 @@ class Reason(StrEnum):
     # local (shim) conditions
     NO_AGENT_CONTEXT = "no_agent_context"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    # the resource server's revocation feed is not up to date: a ServerError (503)
+    REVOCATION_FEED_STALE = "revocation_feed_stale"
     # the shim could not reach the IdP (no connection, or no answer): a ServerError
     IDP_UNREACHABLE = "idp_unreachable"
     NOT_FOUND = "not_found"

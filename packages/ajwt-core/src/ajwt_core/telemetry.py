@@ -87,12 +87,24 @@ class _NoSpan:
 NO_SPAN: Final = _NoSpan()
 
 
+_PROVIDER_SEEN = False
+
+
 def enabled() -> bool:
-    """Whether spans are recorded: the API is installed and a tracer provider is set."""
+    """Whether spans are recorded: the API is installed and a tracer provider is set.
+
+    Once a provider was seen the answer stays yes without asking again (OpenTelemetry
+    sets the global provider once; a span of a provider reset since records nothing)."""
+    global _PROVIDER_SEEN
+    if _PROVIDER_SEEN:
+        return True
     if trace is None:
         return False
     provider = trace.get_tracer_provider()
-    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return False
+    _PROVIDER_SEEN = True
+    return True
 
 
 def _attributes(

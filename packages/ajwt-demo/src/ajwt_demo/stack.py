@@ -22,7 +22,13 @@ import httpx
 
 from ajwt_core.idp import IdPSettings, create_app
 from ajwt_core.idp.admin import AdminClient
-from ajwt_core.rs import IdPRevocationChecker, JWKSCache, Verifier
+from ajwt_core.rs import (
+    IdPFeedSource,
+    IdPRevocationChecker,
+    JWKSCache,
+    RevocationFeed,
+    Verifier,
+)
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Run, Shim
 from ajwt_core.workflow import reference_workflow
@@ -68,11 +74,17 @@ def start_stack(
     *,
     db_url: str | None = None,
     strict: bool = False,
+    revocation_feed: bool = False,
     token_lifetime: int | None = None,
 ) -> Stack:
     """Start the IdP and the reference API. ``strict``: the API also requires the shim
     checksums the IdP publishes (``/.well-known/ajwt-shims``) on every route.
-    ``token_lifetime``: the IdP's intent-token lifetime in seconds (default: its own)."""
+
+    The API asks the IdP's run-status endpoint on every request, so a test sees a
+    revocation at once; ``revocation_feed``: it follows the IdP's revocation feed as a
+    deployed resource server does (no IdP call per request; a revocation takes effect
+    within about 0.1 s here). ``token_lifetime``: the IdP's intent-token lifetime in
+    seconds (default: its own)."""
     idp_server = BackgroundServer()
     settings = IdPSettings(
         issuer=idp_server.url,
@@ -95,7 +107,11 @@ def start_stack(
         issuer=idp_server.url,
         audience=rs_server.url,
         keys=JWKSCache(idp_server.url + "/.well-known/jwks.json", min_refresh=1.0),
-        revocation=IdPRevocationChecker(idp_server.url, ttl=0.0),
+        revocation=(
+            RevocationFeed(IdPFeedSource(idp_server.url, interval=0.1))
+            if revocation_feed
+            else IdPRevocationChecker(idp_server.url, ttl=0.0)
+        ),
         accepted_shims=accepted,
     )
     api = create_api(verifier, routes=strict_routes() if strict else None)

@@ -651,6 +651,16 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         client = await _client_or_admin(request)
         return await idp.revoke(body.kind, body.id, client)
 
+    @app.get("/revocations")
+    async def revocation_feed(
+        since: Annotated[int | None, Query(ge=0, le=2**53)] = None,
+    ) -> JSONResponse:
+        """The revocation feed resource servers follow (``IdPFeedSource``): every live
+        revocation, or, with ``since``, those since that ``version``. Unauthenticated, as
+        run status is: a revoked id grants nothing."""
+        feed = await idp.revocation_feed(since)
+        return JSONResponse(feed, headers={"Cache-Control": "no-store"})
+
     @app.post("/revoke")
     async def revoke(request: Request) -> JSONResponse:
         """RFC 7009 token revocation: ``token`` (and an ignored ``token_type_hint``),

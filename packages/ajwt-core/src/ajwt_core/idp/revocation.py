@@ -31,7 +31,7 @@ from ajwt_core.idp.outages import backend_of
 from ajwt_core.ledger import (
     EntryKind,
 )
-from ajwt_core.rs.stores import Revoked
+from ajwt_core.rs.stores import REVOCATION_TTL, Revoked
 from ajwt_core.tokens import decode_intent_token
 
 _revocations = cast(Table, RevocationRow.__table__)
@@ -58,6 +58,12 @@ _MARK_PUBLISHED = (
     .where(_revocations.c.kind == bindparam("k"), _revocations.c.ident == bindparam("i"))
     .values(published_at=bindparam("at"))
 )
+
+
+#: Seconds of overlap between two reads of the revocation feed: a revocation is stamped
+#: with the IdP's clock before its transaction commits, so one that commits late (or on
+#: another IdP worker whose clock runs behind) still falls inside the next read.
+FEED_MARGIN = 10
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,26 @@ class Revocations(IdPBase):
                 await record_revocation(session, kind, ident, now)
                 return {"revoked": True}
         raise InvalidRequest(Reason.MALFORMED_REQUEST, f"cannot revoke a {kind!r}")
+
+    async def revocation_feed(self, since: int | None) -> dict[str, Any]:
+        """The versioned revocation list resource servers follow (DESIGN §12).
+
+        Without ``since``: every revocation whose tokens may still be live (revoked in
+        the last ``REVOCATION_TTL`` seconds), ``full: true``. With ``since`` (the
+        ``version`` of an earlier answer): those revoked since then, less
+        :data:`FEED_MARGIN` seconds, so a revocation may come more than once but never
+        falls between two reads. ``version`` is the IdP's clock at the read. One
+        indexed query on ``revocations.revoked_at``.
+        """
+        now = self.now()
+        horizon = now - REVOCATION_TTL
+        cutoff = horizon if since is None else max(horizon, min(since, now) - FEED_MARGIN)
+        rows = await self._revocations(_REVOCATIONS_SINCE, cutoff)
+        return {
+            "version": now,
+            "full": since is None,
+            "revoked": [{"kind": r.kind, "id": r.ident, "revoked_at": r.revoked_at} for r in rows],
+        }
 
     async def announce_revocations(self, *, force: bool = False) -> None:
         """One pass of the revocation announcer (DESIGN §12); the IdP runs it on start

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, select
 
 from ajwt_core.dpop import VerifiedProof
 from ajwt_core.errors import (
@@ -20,6 +22,7 @@ from ajwt_core.idp.db import (
     AgentRow,
     ClientRow,
     RunRow,
+    execute_core,
 )
 from ajwt_core.idp.models import (
     RunStart,
@@ -43,6 +46,31 @@ from ajwt_core.tokens import (
     decode_id_token,
     decode_subject_token,
     encode_user_token,
+)
+from ajwt_core.workflow import Workflow
+
+_runs, _clients, _agents = (cast(Table, row.__table__) for row in (RunRow, ClientRow, AgentRow))
+#: The run, its client and an agent registration of it, in one statement.
+_STATUS = (
+    select(
+        _runs.c.run_id,
+        _runs.c.intent_id,
+        _runs.c.state,
+        _runs.c.client_id,
+        _runs.c.workflow_id,
+        _runs.c.workflow_version,
+        _runs.c.head_hash,
+        _clients.c.client_id.label("client_found"),
+        _clients.c.revoked_at.label("client_revoked_at"),
+        _agents.c.client_id.label("agent_client"),
+        _agents.c.revoked_at.label("agent_revoked_at"),
+    )
+    .select_from(
+        _runs.outerjoin(_clients, _clients.c.client_id == _runs.c.client_id).outerjoin(
+            _agents, _agents.c.registration_id == bindparam("registration")
+        )
+    )
+    .where(_runs.c.run_id == bindparam("run"))
 )
 
 # Refusals of a subject token before its key is found: it may be the upstream's.
@@ -291,33 +319,44 @@ class Runs(IdPBase):
         return {"run_id": run_id, "step": step, "approved_by": approved_by}
 
     async def status(self, run_id: str, registration_id: str | None) -> RunStatus:
-        """What a resource server needs to honour revocation (DESIGN §6.9, §7.6)."""
+        """What a resource server needs to honour revocation (DESIGN §6.9, §7.6): the run,
+        its client and the agent registration in one Core query, then the ledger's
+        state events."""
+        workflow: Workflow | None = None
         async with self.db.read() as session:
-            run = await session.get(RunRow, run_id)
-            if run is None:
-                raise NotFound(Reason.RUN_NOT_FOUND, "no such run")
-            client = await session.get(ClientRow, run.client_id)
-            registration_active: bool | None = None
-            if registration_id is not None:
-                agent = await session.get(AgentRow, registration_id)
-                registration_active = bool(
-                    agent and agent.revoked_at is None and agent.client_id == run.client_id
+            row = (
+                await execute_core(
+                    session, _STATUS, {"run": run_id, "registration": registration_id or ""}
                 )
-            workflow = await self.workflow(run.workflow_id, run.workflow_version)
-            state = await self._state(session, run_id, workflow)
-            head = run.head_hash
-        client_active = client is not None and client.revoked_at is None
+            ).one_or_none()
+            if row is None:
+                raise NotFound(Reason.RUN_NOT_FOUND, "no such run")
+            if (row.workflow_id, row.workflow_version) in self._workflows:
+                workflow = self._workflows[(row.workflow_id, row.workflow_version)]
+                state = await self._state(session, run_id, workflow)
+        if workflow is None:  # not in memory yet: read it, then the ledger
+            workflow = await self.workflow(row.workflow_id, row.workflow_version)
+            async with self.db.read() as session:
+                state = await self._state(session, run_id, workflow)
+        registration_active: bool | None = None
+        if registration_id is not None:
+            registration_active = bool(
+                row.agent_client is not None
+                and row.agent_revoked_at is None
+                and row.agent_client == row.client_id
+            )
+        client_active = row.client_found is not None and row.client_revoked_at is None
         return RunStatus(
-            run_id=run.run_id,
-            intent_id=run.intent_id,
-            state=run.state,
-            active=run.state == "open" and client_active,
+            run_id=row.run_id,
+            intent_id=row.intent_id,
+            state=row.state,
+            active=row.state == "open" and client_active,
             registration_active=registration_active,
             client_active=client_active,
             completed_steps=sorted(state.completed),
             due_steps=state.due(),
             finished=state.finished,
-            ledger_head=head,
+            ledger_head=row.head_hash,
         )
 
     async def ledger(self, run_id: str, client: ClientRow | None) -> list[LedgerEntry]:

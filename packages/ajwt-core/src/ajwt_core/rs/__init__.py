@@ -10,6 +10,12 @@ from ajwt_core.rs.middleware import AJWTMiddleware, Route
 from ajwt_core.rs.names import IntrospectionNames, NameMap, NameResolver
 from ajwt_core.rs.nonce import NonceManager
 from ajwt_core.rs.policy import RoutePolicy
+from ajwt_core.rs.revocation_feed import (
+    IdPFeedSource,
+    RedisFeedSource,
+    RevocationFeed,
+    StaticSource,
+)
 from ajwt_core.rs.stores import (
     IdPRevocationChecker,
     MemoryReplayStore,
@@ -20,6 +26,7 @@ from ajwt_core.rs.verifier import VerifiedRequest, Verifier
 
 __all__ = [
     "AJWTMiddleware",
+    "IdPFeedSource",
     "IdPRevocationChecker",
     "IntrospectionNames",
     "JWKSCache",
@@ -27,10 +34,13 @@ __all__ = [
     "NameMap",
     "NameResolver",
     "NonceManager",
+    "RedisFeedSource",
     "RedisReplayStore",
     "RedisRevocationChecker",
+    "RevocationFeed",
     "Route",
     "RoutePolicy",
+    "StaticSource",
     "VerifiedRequest",
     "Verifier",
 ]

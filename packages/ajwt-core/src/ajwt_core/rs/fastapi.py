@@ -99,7 +99,7 @@ def require_intent(
                 "app is built"
             )
         verified: VerifiedRequest | None = request.scope.get("ajwt")
-        if verified is None or verified.claims is None:
+        if verified is None or verified.facts is None:
             verified = await verifier.verify(
                 method=request.method,
                 url=origins.request_url(request.scope),
@@ -109,7 +109,7 @@ def require_intent(
             )
         else:
             policy.check(
-                verified.claims, request.headers.get("x-shim-checksum"), verifier.accepted_shims
+                verified.facts, request.headers.get("x-shim-checksum"), verifier.accepted_shims
             )
         assert verified.claims is not None
         return verified.claims

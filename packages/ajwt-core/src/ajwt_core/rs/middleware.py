@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ajwt_core.errors import AJWTError, InvalidRequest, Reason, UseDPoPNonce
+from ajwt_core.integrity import HEADER as SHIM_HEADER
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
 from ajwt_core.rs.verifier import Verifier, log_refusal, www_authenticate
@@ -69,6 +70,8 @@ async def send_refusal(send: Send, exc: AJWTError, nonce: str | None = None) -> 
     ]
     if status in (401, 403):
         headers.append((b"www-authenticate", www_authenticate(exc).encode("latin-1", "replace")))
+    if status == 503:  # a store or the revocation feed is down: worth a retry soon
+        headers.append((b"retry-after", b"1"))
     if nonce:
         headers.append((b"dpop-nonce", nonce.encode("ascii")))
     body = json.dumps(exc.to_oauth()).encode()
@@ -134,16 +137,16 @@ class AJWTMiddleware:
         nonce = self.verifier.nonces.issue() if self.verifier.nonces else None
         try:
             url = self.origins.request_url(scope)  # the Host check comes first
-            if sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_header_bytes:
+            size, declared, headers = _scan_headers(scope["headers"])
+            if size > self.max_header_bytes:
                 raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request headers are too large")
-            body, disconnected = await self._read_body(scope, receive)
+            body, disconnected = await self._read_body(declared, receive)
         except AJWTError as exc:
             # Refused before the verifier saw it (which logs its own refusals).
             log_refusal(exc, None, scope["method"], scope.get("path", ""))
             await send_refusal(send, exc, nonce)
             return
         try:
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
             verified = await self.verifier.verify(
                 method=scope["method"], url=url, headers=headers, body=body, policy=policy
             )
@@ -160,9 +163,8 @@ class AJWTMiddleware:
         scope["ajwt"] = verified
         await self.app(scope, _replay(body, receive, disconnected), send)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
+    async def _read_body(self, declared: bytes | None, receive: Receive) -> tuple[bytes, bool]:
         """The whole body (bounded), and whether the client disconnected meanwhile."""
-        declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request body is too large")
         chunks: list[bytes] = []
@@ -178,6 +180,28 @@ class AJWTMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), False
+
+
+#: The headers the verifier reads; the others are neither decoded nor passed on.
+_VERIFIED_HEADERS = frozenset({b"authorization", b"dpop", SHIM_HEADER.lower().encode()})
+
+
+def _scan_headers(
+    raw: Iterable[tuple[bytes, bytes]],
+) -> tuple[int, bytes | None, list[tuple[str, str]]]:
+    """In one pass: the headers' total size, the (last) ``Content-Length``, and the
+    headers the verifier reads, decoded."""
+    size = 0
+    declared: bytes | None = None
+    wanted: list[tuple[str, str]] = []
+    for name, value in raw:
+        size += len(name) + len(value)
+        lowered = name.lower()
+        if lowered in _VERIFIED_HEADERS:
+            wanted.append((lowered.decode("latin-1"), value.decode("latin-1")))
+        elif lowered == b"content-length":
+            declared = value
+    return size, declared, wanted
 
 
 def _replay(body: bytes, receive: Receive, disconnected: bool) -> Receive:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ajwt_core.dpop import BodyBinding
 from ajwt_core.errors import InsufficientScope, Reason
+from ajwt_core.rs.token_cache import TokenFacts
 from ajwt_core.tokens import IntentTokenClaims, format_scope
 
 
@@ -93,51 +94,49 @@ class RoutePolicy:
 
     def check(
         self,
-        claims: IntentTokenClaims,
+        claims: IntentTokenClaims | TokenFacts,
         shim_checksum: str | None = None,
         accepted_shims: Collection[str] = (),
     ) -> None:
         """Refuse with ``insufficient_scope`` (403) and the reason of the first failed rule."""
-        missing = self.scopes - claims.scopes
+        facts = claims if isinstance(claims, TokenFacts) else TokenFacts.of(claims)
+        missing = self.scopes - facts.scopes
         if missing:
             raise InsufficientScope(
                 Reason.SCOPE_EXCEEDED, f"this route needs scope {format_scope(missing)}"
             )
-        intent = claims.intent
-        if self.workflows is not None and intent.workflow_id not in self.workflows:
+        if self.workflows is not None and facts.workflow_id not in self.workflows:
             raise InsufficientScope(Reason.WORKFLOW_NOT_ALLOWED, "workflow not allowed here")
-        if self.steps is not None and intent.step not in self.steps:
+        if self.steps is not None and facts.step not in self.steps:
             raise InsufficientScope(
-                Reason.STEP_NOT_ALLOWED, f"step {intent.step!r} not allowed here"
+                Reason.STEP_NOT_ALLOWED, f"step {facts.step!r} not allowed here"
             )
-        if self.tools is not None and intent.tool not in self.tools:
+        if self.tools is not None and facts.tool not in self.tools:
             raise InsufficientScope(
-                Reason.TOOL_NOT_ALLOWED, f"tool {intent.tool!r} not allowed here"
+                Reason.TOOL_NOT_ALLOWED, f"tool {facts.tool!r} not allowed here"
             )
-        if self.agents is not None and claims.agent.id not in self.agents:
-            raise InsufficientScope(
-                Reason.AGENT_NOT_ALLOWED, f"agent {claims.agent.id!r} not allowed here"
-            )
-        if self.agent_checksums is not None and claims.agent.checksum not in self.agent_checksums:
+        agent = facts.agent_id
+        if self.agents is not None and agent not in self.agents:
+            raise InsufficientScope(Reason.AGENT_NOT_ALLOWED, f"agent {agent!r} not allowed here")
+        if self.agent_checksums is not None and facts.agent_checksum not in self.agent_checksums:
             raise InsufficientScope(
                 Reason.AGENT_CHECKSUM_NOT_ALLOWED,
-                f"agent {claims.agent.id!r} with checksum {claims.agent.checksum} is not one "
+                f"agent {agent!r} with checksum {facts.agent_checksum} is not one "
                 "this route accepts",
             )
         if self.agent_versions is not None and (
-            (claims.agent.id, claims.agent.version) not in self.agent_versions
+            (agent, facts.agent_version) not in self.agent_versions
         ):
             raise InsufficientScope(
                 Reason.AGENT_VERSION_NOT_ALLOWED,
-                f"agent {claims.agent.id!r} version {claims.agent.version} is not one this "
-                "route accepts",
+                f"agent {agent!r} version {facts.agent_version} is not one this route accepts",
             )
         if self.max_delegation_depth is not None and (
-            claims.delegation_depth > self.max_delegation_depth
+            facts.delegation_depth > self.max_delegation_depth
         ):
             raise InsufficientScope(
                 Reason.DELEGATION_TOO_DEEP,
-                f"delegation depth {claims.delegation_depth} exceeds {self.max_delegation_depth}",
+                f"delegation depth {facts.delegation_depth} exceeds {self.max_delegation_depth}",
             )
         if self.require_shim_checksum:
             value = (shim_checksum or "").removeprefix("sha256=")

@@ -19,6 +19,7 @@ carries a marker key that an empty Redis lacks:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -32,6 +33,7 @@ from ajwt_core._http import AsyncClients
 from ajwt_core.dpop import DEFAULT_FUTURE_LEEWAY
 from ajwt_core.errors import InvalidDPoPProof, InvalidToken, Reason, ServerError
 from ajwt_core.replay import InMemoryReplayCache
+from ajwt_core.rs.token_cache import TokenFacts
 from ajwt_core.tokens import IntentTokenClaims
 
 REDIS_PREFIX = "ajwt:"
@@ -125,9 +127,17 @@ class RedisReplayStore:
 
 
 class RevocationChecker(Protocol):
-    async def check(self, claims: IntentTokenClaims) -> None:
+    async def check(self, claims: IntentTokenClaims | TokenFacts) -> None:
         """Raise :class:`InvalidToken` if the run, intent, agent or client is revoked."""
         ...
+
+
+def revocation_ids(claims: IntentTokenClaims | TokenFacts) -> tuple[str, str, str, str]:
+    """The token's run, intent, client and agent registration ids."""
+    if isinstance(claims, TokenFacts):
+        return claims.run_id, claims.intent_id, claims.client_id, claims.registration_id
+    intent = claims.intent
+    return intent.run_id, intent.id, claims.client_id, claims.agent.registration_id
 
 
 def _raise_for(status: dict[str, Any]) -> None:
@@ -147,7 +157,9 @@ class IdPRevocationChecker:
 
     A closed (completed) run stays usable until its tokens expire; a revoked one does
     not. If the IdP cannot be reached and no fresh answer is cached, the request is
-    refused with 503 (fail closed).
+    refused with 503 (fail closed). Requests that need the same answer at the same time
+    share one fetch (single flight). :class:`~ajwt_core.rs.RevocationFeed` needs no
+    request to the IdP at all; this checker is for IdPs without the feed.
     """
 
     def __init__(
@@ -165,13 +177,15 @@ class IdPRevocationChecker:
         self._cache: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
         self._max = max_entries
         self._clock = clock
+        self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
 
-    async def check(self, claims: IntentTokenClaims) -> None:
-        key = (claims.intent.run_id, claims.agent.registration_id)
+    async def check(self, claims: IntentTokenClaims | TokenFacts) -> None:
+        run_id, _, _, registration_id = revocation_ids(claims)
+        key = (run_id, registration_id)
         cached = self._cache.get(key)
         now = self._clock()
         if cached is None or cached[0] <= now:
-            status = await self._fetch(*key)
+            status = await self._single_flight(key)
             self._cache[key] = (now + self._ttl, status)
             self._cache.move_to_end(key)
             while len(self._cache) > self._max:
@@ -179,6 +193,21 @@ class IdPRevocationChecker:
         else:
             status = cached[1]
         _raise_for(status)
+
+    async def _single_flight(self, key: tuple[str, str]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        pending = self._inflight.get(key)
+        if pending is None or pending.get_loop() is not loop:
+            pending = loop.create_task(self._fetch(*key))
+            self._inflight[key] = pending
+
+            def forget(done: asyncio.Future[dict[str, Any]]) -> None:
+                if self._inflight.get(key) is done:
+                    del self._inflight[key]
+
+            pending.add_done_callback(forget)
+        # shield: one waiter cancelled (its client went away) does not cancel the others'
+        return await asyncio.shield(pending)
 
     async def _fetch(self, run_id: str, registration_id: str) -> dict[str, Any]:
         try:
@@ -223,13 +252,14 @@ class RedisRevocationChecker:
     def from_url(cls, url: str, **options: Any) -> RedisRevocationChecker:
         return cls(_redis_from_url(url), **options)
 
-    async def check(self, claims: IntentTokenClaims) -> None:
+    async def check(self, claims: IntentTokenClaims | TokenFacts) -> None:
         prefix = f"{self._prefix}revoked:"
+        run_id, intent_id, client_id, registration_id = revocation_ids(claims)
         keys = {
-            Reason.RUN_REVOKED: f"{prefix}run:{claims.intent.run_id}",
-            Reason.INTENT_REVOKED: f"{prefix}intent:{claims.intent.id}",
-            Reason.AGENT_REVOKED: f"{prefix}agent:{claims.agent.registration_id}",
-            Reason.CLIENT_REVOKED: f"{prefix}client:{claims.client_id}",
+            Reason.RUN_REVOKED: f"{prefix}run:{run_id}",
+            Reason.INTENT_REVOKED: f"{prefix}intent:{intent_id}",
+            Reason.AGENT_REVOKED: f"{prefix}agent:{registration_id}",
+            Reason.CLIENT_REVOKED: f"{prefix}client:{client_id}",
         }
         try:
             ready, *found = await self._redis.mget([self._ready_key, *keys.values()])
@@ -279,6 +309,7 @@ class RedisRevocationPublisher:
         self.ttl = ttl
         self._prefix = prefix
         self._ready_key = f"{prefix}revocations:ready"
+        self.channel = f"{prefix}revocations"
         self._clock = clock
 
     @classmethod
@@ -291,8 +322,13 @@ class RedisRevocationPublisher:
         return f"{self._prefix}revoked:{kind}:{ident}"
 
     async def publish(self, kind: str, ident: str) -> None:
-        """Announce one revocation (raises whatever Redis raises when it cannot)."""
-        await self._redis.set(self._key(kind, ident), b"1", ex=self.ttl)
+        """Announce one revocation: its key, and a message on ``<prefix>revocations``
+        for the resource servers that follow the channel (``RedisFeedSource``). Raises
+        whatever Redis raises when it cannot."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._key(kind, ident), b"1", ex=self.ttl)
+            pipe.publish(self.channel, f"{kind}:{ident}")
+            await pipe.execute()
 
     async def is_ready(self) -> bool:
         """Whether the marker is there (Redis still holds what was published)."""

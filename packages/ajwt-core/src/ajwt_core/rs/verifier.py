@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from ajwt_core import telemetry
-from ajwt_core.dpop import DEFAULT_FUTURE_LEEWAY, DEFAULT_MAX_AGE, VerifiedProof, verify_proof
+from ajwt_core.dpop import (
+    DEFAULT_FUTURE_LEEWAY,
+    DEFAULT_MAX_AGE,
+    VerifiedProof,
+    access_token_hash,
+    verify_proof,
+)
 from ajwt_core.errors import AJWTError, InvalidDPoPProof, InvalidToken, Reason
 from ajwt_core.integrity import HEADER as SHIM_HEADER
 from ajwt_core.keys import KeyResolver
@@ -23,25 +27,62 @@ from ajwt_core.rs.jwks import JWKSCache
 from ajwt_core.rs.names import NameResolver
 from ajwt_core.rs.nonce import NonceManager
 from ajwt_core.rs.policy import RoutePolicy
+from ajwt_core.rs.revocation_feed import DEFAULT_INTERVAL, DEFAULT_MAX_STALENESS
 from ajwt_core.rs.stores import AsyncReplayStore, MemoryReplayStore, RevocationChecker
-from ajwt_core.tokens import DEFAULT_LEEWAY, IntentTokenClaims, decode_intent_token
+from ajwt_core.rs.token_cache import TokenCache, TokenFacts
+from ajwt_core.tokens import (
+    DEFAULT_LEEWAY,
+    IntentTokenClaims,
+    decode_intent_token,
+    read_verified_intent_token,
+)
 
 audit = logging.getLogger("ajwt_core.rs.audit")
 
 BearerVerifier = Callable[[str], Awaitable[dict[str, Any]]]
 
 
-@dataclass(frozen=True)
 class VerifiedRequest:
-    """What the handler receives: the verified claims and the proof (or a legacy bearer)."""
+    """What the handler receives: the verified claims and the proof (or a legacy bearer).
 
-    claims: IntentTokenClaims | None
-    proof: VerifiedProof | None
-    bearer_claims: dict[str, Any] | None = None
+    ``claims`` of a token the verifier remembered are parsed from the request's token
+    when first read (the cache keeps only :class:`TokenFacts`); ``facts`` are there
+    always."""
+
+    __slots__ = ("_claims", "_token", "bearer_claims", "facts", "proof")
+
+    def __init__(
+        self,
+        claims: IntentTokenClaims | None,
+        proof: VerifiedProof | None,
+        bearer_claims: dict[str, Any] | None = None,
+        *,
+        facts: TokenFacts | None = None,
+        token: str | None = None,
+    ) -> None:
+        self._claims = claims
+        self._token = token
+        self.proof = proof
+        self.bearer_claims = bearer_claims
+        self.facts = facts if facts is not None or claims is None else TokenFacts.of(claims)
+
+    @property
+    def claims(self) -> IntentTokenClaims | None:
+        if self._claims is None and self._token is not None:
+            self._claims = _claims_of(self._token, self.facts)
+        return self._claims
 
     @property
     def chain(self) -> list[str]:
-        return self.claims.chain if self.claims else []
+        claims = self.claims
+        return claims.chain if claims else []
+
+
+def _claims_of(token: str, facts: TokenFacts | None) -> IntentTokenClaims:
+    """The full claims of a token verified earlier (its facts are cached)."""
+    if facts is not None and facts.revealed is not None:
+        return facts.revealed
+    return read_verified_intent_token(token)
 
 
 _SHIM = SHIM_HEADER.lower()
@@ -70,9 +111,10 @@ class Verifier:
 
     ``keys`` is a fixed :class:`~ajwt_core.keys.KeyResolver` or a :class:`JWKSCache` (refreshed
     on an unknown ``kid``). ``token_cache_size`` > 0 remembers verified intent tokens by
-    their exact text until they expire, so a token is signature-checked once; the proof
-    is always verified. ``names`` reveals the opaque names of privacy-mode tokens
-    (:mod:`ajwt_core.rs.names`) before the route policy sees them; once per token.
+    their SHA-256 (``ath``) until they expire, so a token is signature-checked once
+    (:mod:`ajwt_core.rs.token_cache`); the proof is always verified. ``names`` reveals
+    the opaque names of privacy-mode tokens (:mod:`ajwt_core.rs.names`) before the route
+    policy sees them; once per token.
     """
 
     def __init__(
@@ -103,8 +145,7 @@ class Verifier:
         self.names = names
         self._leeway = leeway
         self._proof_max_age = proof_max_age
-        self._cache_size = token_cache_size
-        self._cache: OrderedDict[str, IntentTokenClaims] = OrderedDict()
+        self._cache = TokenCache(token_cache_size)
         self._clock = clock
 
     @classmethod
@@ -115,36 +156,41 @@ class Verifier:
         audience: str,
         redis_url: str | None = None,
         redis_prefix: str = "ajwt:",
+        revocation_max_staleness: float = DEFAULT_MAX_STALENESS,
+        revocation_interval: float = DEFAULT_INTERVAL,
         **options: Any,
     ) -> Verifier:
         """A verifier of the tokens the IdP at ``idp_url`` issues for ``audience``: its
-        signing keys from its JWKS (cached, refreshed on an unknown ``kid``), revocation
-        from its run-status endpoint, and a replay cache in memory (one process). With
-        ``redis_url`` (several workers), the replay cache and the revocations the IdP
-        publishes are in Redis, with the status endpoint as the fallback. Nothing is
-        fetched until the first request. ``options`` go to :class:`Verifier`.
+        signing keys from its JWKS (cached, refreshed on an unknown ``kid``), revocations
+        from the feed the IdP serves (``GET /revocations``, polled every
+        ``revocation_interval`` seconds), and a replay cache in memory (one process).
+        With ``redis_url`` (several workers), the replay cache is in Redis and the
+        revocations come from what the IdP publishes there (pub/sub). Either way a
+        request is refused with 503 once the feed has not been updated for
+        ``revocation_max_staleness`` seconds. Nothing is fetched until the first
+        request. ``options`` go to :class:`Verifier`.
 
         >>> verifier = Verifier.for_idp("http://127.0.0.1:8000", audience="http://127.0.0.1:8001")
         >>> verifier.issuer, verifier.audience
         ('http://127.0.0.1:8000', 'http://127.0.0.1:8001')
         """
-        from ajwt_core.rs.stores import (
-            IdPRevocationChecker,
-            RedisReplayStore,
-            RedisRevocationChecker,
+        from ajwt_core.rs.revocation_feed import (
+            FeedSource,
+            IdPFeedSource,
+            RedisFeedSource,
+            RevocationFeed,
         )
+        from ajwt_core.rs.stores import RedisReplayStore
 
         issuer = idp_url.rstrip("/")
-        status = IdPRevocationChecker(issuer)
-        defaults: dict[str, Any] = {
-            "keys": JWKSCache(issuer + "/.well-known/jwks.json"),
-            "revocation": status,
-        }
+        source: FeedSource = IdPFeedSource(issuer, interval=revocation_interval)
+        defaults: dict[str, Any] = {"keys": JWKSCache(issuer + "/.well-known/jwks.json")}
         if redis_url:
             defaults["replay"] = RedisReplayStore.from_url(redis_url, prefix=redis_prefix)
-            defaults["revocation"] = RedisRevocationChecker.from_url(
-                redis_url, prefix=redis_prefix, fallback=status
+            source = RedisFeedSource.from_url(
+                redis_url, prefix=redis_prefix, interval=revocation_interval
             )
+        defaults["revocation"] = RevocationFeed(source, max_staleness=revocation_max_staleness)
         return cls(issuer=issuer, audience=audience, **(defaults | options))
 
     # ----------------------------------------------------------------- tokens
@@ -152,12 +198,13 @@ class Verifier:
     def _resolver(self) -> KeyResolver:
         return self._keys.keys if isinstance(self._keys, JWKSCache) else self._keys
 
-    async def _decode(self, token: str, now: float) -> IntentTokenClaims:
-        cached = self._cache.get(token)
+    async def _decode(
+        self, token: str, ath: str, now: float
+    ) -> tuple[TokenFacts, IntentTokenClaims | None]:
+        """The token's facts, and its claims if it was verified now (not cached)."""
+        cached = self._cache.get(ath, now - self._leeway)
         if cached is not None:
-            if cached.exp > now - self._leeway:
-                return cached
-            del self._cache[token]
+            return cached, None
         if isinstance(self._keys, JWKSCache):
             await self._keys.ensure_fresh()
         try:
@@ -169,11 +216,9 @@ class Verifier:
             if not await self._keys.refresh():
                 raise
             claims = self._decode_with(token, now)
-        if self._cache_size:
-            self._cache[token] = claims
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return claims
+        facts = TokenFacts.of(claims)
+        self._cache.put(ath, facts)
+        return facts, claims
 
     def _decode_with(self, token: str, now: float) -> IntentTokenClaims:
         return decode_intent_token(
@@ -201,20 +246,41 @@ class Verifier:
         Each outcome is logged on ``ajwt_core.rs.audit`` with its fields in the message
         (acceptances at INFO, refusals at WARNING, nonce challenges at INFO) and, with
         OpenTelemetry, recorded as an ``ajwt.verify`` span."""
-        seen: list[IntentTokenClaims] = []
-        with telemetry.span(telemetry.VERIFY) as span:
-            try:
-                verified = await self._verify(method, url, headers, body, policy, seen)
-            except AJWTError as exc:
-                claims = seen[0] if seen else None
-                _describe(span, claims)
-                if audit.isEnabledFor(logging.INFO):
-                    log_refusal(exc, claims, method, url)
-                raise
-            _describe(span, verified.claims)
-            if audit.isEnabledFor(logging.INFO) and verified.claims is not None:
-                self._audit(verified.claims, method, url)
-            return verified
+        if telemetry.enabled():
+            with telemetry.span(telemetry.VERIFY) as span:
+                return await self._verify_and_log(method, url, headers, body, policy, span)
+        # No tracer: no span to open (a context manager per request is measurable glue).
+        return await self._verify_and_log(method, url, headers, body, policy, None)
+
+    async def _verify_and_log(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        policy: RoutePolicy,
+        span: telemetry.SpanLike | None,
+    ) -> VerifiedRequest:
+        seen: list[tuple[TokenFacts, IntentTokenClaims | None, str]] = []
+        try:
+            verified = await self._verify(method, url, headers, body, policy, seen)
+        except AJWTError as exc:
+            decoded = None
+            if seen:
+                facts, claims, token = seen[0]
+                decoded = VerifiedRequest(claims, None, facts=facts, token=token)
+            if span is not None:
+                _describe(span, decoded.facts if decoded else None)
+            if audit.isEnabledFor(logging.INFO):
+                log_refusal(exc, decoded.claims if decoded else None, method, url)
+            raise
+        if span is not None:
+            _describe(span, verified.facts)
+        if verified.facts is not None and audit.isEnabledFor(logging.INFO):
+            claims = verified.claims
+            assert claims is not None
+            self._audit(claims, method, url)
+        return verified
 
     async def _verify(
         self,
@@ -223,7 +289,7 @@ class Verifier:
         headers: Iterable[tuple[str, str]],
         body: bytes,
         policy: RoutePolicy,
-        seen: list[IntentTokenClaims],
+        seen: list[tuple[TokenFacts, IntentTokenClaims | None, str]],
     ) -> VerifiedRequest:
         found = _wanted_headers(headers)
         now = self._clock()
@@ -243,9 +309,13 @@ class Verifier:
         if proofs != 1 or proof is None:
             raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
         # 2.–3. token header, signature, iss, aud, times, lifetime.
-        claims = await self._decode(token, now)
-        seen.append(claims)  # for the refusal's log line, from here on
-        if claims.intent.tool is None:
+        # The cache key is the token's SHA-256; a non-ASCII token has none (it is refused
+        # as malformed by the decode).
+        ath = access_token_hash(token) if token.isascii() else ""
+        facts, claims = await self._decode(token, ath, now)
+        # for the refusal's log line, from here on
+        seen.append((facts, claims, token))
+        if facts.tool is None:
             # A step token (DESIGN §6.3) proves a step to the IdP only; its audience is
             # the IdP, so this also stops one if an RS shares the IdP's identifier.
             raise InvalidToken(
@@ -260,7 +330,7 @@ class Verifier:
             token=token,
             body=body,
             body_binding=policy.body_binding,
-            expected_jkt=claims.cnf.jkt,
+            expected_jkt=facts.jkt,
             nonce=self.nonces.is_valid if self.nonces else None,
             now=now,
             max_age=self._proof_max_age,
@@ -271,20 +341,21 @@ class Verifier:
             f"{verified.jkt}:{verified.jti}", ttl, issued_at=verified.iat
         ):
             raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
-        if claims.intent.opaque_names and self.names is not None:
+        if facts.opaque_names and facts.revealed is None and self.names is not None:
             # Privacy mode: names for the policy, asked for only once the proof shows
             # the caller holds the token's key; remembered with the token.
-            claims = await self.names.reveal(token, claims)
-            if token in self._cache:
-                self._cache[token] = claims
+            opaque = claims or read_verified_intent_token(token)
+            claims = await self.names.reveal(token, opaque)
+            facts = TokenFacts.of(opaque, revealed=claims)
+            self._cache.replace(ath, facts)
         # 6. revocation of run / intent / agent / client.
         if self.revocation is not None:
-            await self.revocation.check(claims)
+            await self.revocation.check(facts)
         # 7. route policy.
         _, shim = _single(found, _SHIM)
-        policy.check(claims, shim, self.accepted_shims)
+        policy.check(facts, shim, self.accepted_shims)
         # 8. the handler gets the verified claims (verify() writes the audit event).
-        return VerifiedRequest(claims=claims, proof=verified)
+        return VerifiedRequest(claims, verified, facts=facts, token=token)
 
     @staticmethod
     def _audit(claims: IntentTokenClaims, method: str, url: str) -> None:
@@ -333,14 +404,13 @@ def log_refusal(exc: AJWTError, claims: IntentTokenClaims | None, method: str, u
     )
 
 
-def _describe(span: telemetry.SpanLike, claims: IntentTokenClaims | None) -> None:
-    if claims is not None and span.is_recording():
-        span.set_attribute(telemetry.AGENT, claims.agent.id)
-        span.set_attribute(telemetry.RUN, claims.intent.run_id)
-        if claims.intent.step is not None:
-            span.set_attribute(telemetry.STEP, claims.intent.step)
-        if claims.intent.tool is not None:
-            span.set_attribute(telemetry.TOOL, claims.intent.tool)
+def _describe(span: telemetry.SpanLike, facts: TokenFacts | None) -> None:
+    if facts is not None and span.is_recording():
+        span.set_attribute(telemetry.AGENT, facts.agent_id)
+        span.set_attribute(telemetry.RUN, facts.run_id)
+        span.set_attribute(telemetry.STEP, facts.step)
+        if facts.tool is not None:
+            span.set_attribute(telemetry.TOOL, facts.tool)
 
 
 def www_authenticate(exc: AJWTError, algs: str = "ES256 EdDSA") -> str:

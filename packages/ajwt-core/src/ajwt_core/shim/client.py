@@ -33,7 +33,7 @@ from urllib.parse import quote
 import httpx
 
 from ajwt_core import telemetry
-from ajwt_core._http import AsyncClients
+from ajwt_core._http import AsyncClients, shared_ssl_context
 from ajwt_core.checksum import AgentManifest
 from ajwt_core.dpop import create_proof
 from ajwt_core.errors import (
@@ -99,6 +99,9 @@ _TRACE = "ajwt.trace"
 #: The failures after which the request certainly never reached the IdP (no connection
 #: was made, or none was free): the only ones worth sending again (DESIGN §12).
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: A registration held by the shim is registered again when it expires within this many
+#: seconds (``ensure_registered``).
+_REGISTRATION_MARGIN = 60
 #: Tool spans still open (prepared, not finished) per shim, the oldest ended first.
 _OPEN_TOOL_SPANS_MAX = 4096
 
@@ -300,8 +303,14 @@ class Shim:
             tuple[str, str, str | None, str | None], list[telemetry.SpanLike]
         ] = OrderedDict()
         self._sync_client: httpx.Client | None = None
+        # One client per event loop (a client cannot move between loops); all of them
+        # share one TLS context, so a new loop's client costs ~1 ms, not ~45 ms.
         self._async_clients = AsyncClients(
-            lambda: httpx.AsyncClient(timeout=self._timeout, transport=self._async_transport)
+            lambda: httpx.AsyncClient(
+                timeout=self._timeout,
+                transport=self._async_transport,
+                verify=shared_ssl_context(),
+            )
         )
 
     @classmethod
@@ -325,7 +334,9 @@ class Shim:
 
     def _send_sync(self, operation: Operation[T]) -> T:
         if self._sync_client is None:
-            self._sync_client = httpx.Client(timeout=self._timeout, transport=self._transport)
+            self._sync_client = httpx.Client(
+                timeout=self._timeout, transport=self._transport, verify=shared_ssl_context()
+            )
         client = self._sync_client
         try:
             request = next(operation)
@@ -528,6 +539,40 @@ class Shim:
 
     async def aregister_many(self, sources: Iterable[ManifestSource]) -> list[RegisteredAgent]:
         return await self._send_async(self._op_register(list(sources)))
+
+    def _op_ensure_registered(
+        self, sources: list[ManifestSource]
+    ) -> Operation[list[RegisteredAgent]]:
+        held: list[RegisteredAgent | None] = []
+        missing: list[ManifestSource] = []
+        horizon = self._clock() + _REGISTRATION_MARGIN
+        for source in sources:
+            manifest = _manifest_of(source)
+            with self._lock:
+                found = self._agents.get(manifest.agent_id, {}).get(manifest.checksum())
+            if found is not None and found.expires_at > horizon:
+                found.source = source  # the object the framework runs now is checked
+                held.append(found)
+            else:
+                held.append(None)
+                missing.append(source)
+        fresh = iter((yield from self._op_register(missing)) if missing else [])
+        return [agent if agent is not None else next(fresh) for agent in held]
+
+    def ensure_registered(self, sources: Iterable[ManifestSource]) -> list[RegisteredAgent]:
+        """Register, in one request, the agents this shim does not already hold with the
+        same checksum (and a registration not about to expire); no request when it holds
+        them all. Held ones keep their registration and take ``source`` as their live
+        manifest: what an app that builds its agents afresh for every run calls each run.
+
+        >>> shim = Shim("http://127.0.0.1:9", "app", client_secret="s")
+        >>> shim.ensure_registered([])
+        []
+        """
+        return self._send_sync(self._op_ensure_registered(list(sources)))
+
+    async def aensure_registered(self, sources: Iterable[ManifestSource]) -> list[RegisteredAgent]:
+        return await self._send_async(self._op_ensure_registered(list(sources)))
 
     def agent(self, agent_id: str, checksum: str | None = None) -> RegisteredAgent:
         """The registration of ``agent_id`` (the one with ``checksum`` when this shim holds
@@ -1242,6 +1287,7 @@ class Shim:
         from_step: str | None,
         from_checksum: str | None = None,
         to_checksum: str | None = None,
+        complete: bool = False,
     ) -> Operation[IssuedToken]:
         step_from = from_step or self._delegator_step(from_agent, run, from_checksum)
         the_step = to_step or step_from  # no step: a consultation inside the delegator's step
@@ -1251,6 +1297,13 @@ class Shim:
             self._checked_agent(from_agent, from_checksum)
             with self._lock:
                 decision = state.check_delegation(from_agent, step_from, to_agent, the_step)
+                if complete and decision.kind != "handoff":
+                    raise InvalidGrant(
+                        Reason.INVALID_DELEGATION,
+                        f"only a hand-off to a later step completes step {step_from!r}",
+                    )
+                if complete and step_from not in decision.complete_first:
+                    state.check_completion(from_agent, step_from)
             kind = decision.kind
         else:
             kind = "consult" if the_step == step_from else "handoff"
@@ -1299,6 +1352,7 @@ class Shim:
                 iat=now,
                 exp=now + 60,
                 jti=secrets.token_urlsafe(16),
+                complete=complete,
             ),
             delegator.key,
         )
@@ -1331,7 +1385,15 @@ class Shim:
             AgentContext(to_agent, run, the_step, the_tool),
             {"from_agent": from_agent, "from_step": step_from, "scope": issued.scope},
         )
-        return self._remember(issued)
+        self._remember(issued)
+        if complete:
+            with self._lock:
+                done = step_from in state.completed
+            if not done:
+                # An IdP that predates the ``complete`` claim ignored it: the step is
+                # completed on its own, as before (never left open silently).
+                yield from self._op_complete(from_agent, step_from, run, from_checksum)
+        return issued
 
     def handoff(
         self,
@@ -1346,6 +1408,7 @@ class Shim:
         from_step: str | None = None,
         from_checksum: str | None = None,
         to_checksum: str | None = None,
+        complete: bool = False,
     ) -> IssuedToken:
         """Hand ``to_step`` from ``from_agent`` to ``to_agent`` (DESIGN §5.2, §6.3).
 
@@ -1357,7 +1420,9 @@ class Shim:
         ``from_step`` defaults to the step the delegator acts in; ``to_step`` may be a
         later step, or an earlier one the workflow lets ``from_step`` send work back to.
         ``from_checksum`` / ``to_checksum`` pick registrations when several versions of
-        an agent id are registered.
+        an agent id are registered. ``complete=True`` also completes ``from_step`` (as
+        :meth:`complete` would, with its checks) in the same request: the IdP records both
+        or neither (DESIGN §6.7), one round trip instead of two.
         """
         operation = self._op_handoff(
             from_agent,
@@ -1370,6 +1435,7 @@ class Shim:
             from_step,
             from_checksum,
             to_checksum,
+            complete,
         )
         return self._send_sync(operation)
 
@@ -1386,6 +1452,7 @@ class Shim:
         from_step: str | None = None,
         from_checksum: str | None = None,
         to_checksum: str | None = None,
+        complete: bool = False,
     ) -> IssuedToken:
         operation = self._op_handoff(
             from_agent,
@@ -1398,6 +1465,7 @@ class Shim:
             from_step,
             from_checksum,
             to_checksum,
+            complete,
         )
         return await self._send_async(operation)
 

@@ -135,8 +135,22 @@ class TokenExchangeGrant(AgentChecksumGrant):
         )
         narrow_scope(assertion.scope, allowed)
         by = parent.agent.id
+        if assertion.complete and decision.kind != "handoff":
+            raise InvalidGrant(
+                Reason.INVALID_DELEGATION,
+                f"a {'consultation' if decision.kind == 'consult' else 'hand-off back'} does "
+                f"not complete step {assertion.from_step!r}: only a hand-off to a later step "
+                "can complete the step it is made from",
+            )
         for done in decision.complete_first:
             data: dict[str, Any] = {"step": done, "agent": by, "implicit": True}
+            await self._record(session, run, state, events, EntryKind.STEP_COMPLETED, data)
+        # The delegator's step completed in the same request (DESIGN §6.7), with the
+        # checks of the completion endpoint: the delegator's key signed the assertion for
+        # its token in that step, and the step's agent, path and dependencies are checked.
+        # One transaction with the delegation and the delegate's token: both or neither.
+        if assertion.complete and state.check_completion(by, assertion.from_step):
+            data = {"step": assertion.from_step, "agent": by, "jti": parent.jti}
             await self._record(session, run, state, events, EntryKind.STEP_COMPLETED, data)
         if decision.reopen:
             data = {

@@ -9,6 +9,10 @@ swarm secured with A-JWT, or with plain OAuth as the baseline.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import httpx
 
@@ -36,34 +40,48 @@ from ajwt_demo.scenarios.autogen.swarm import (
 )
 from ajwt_demo.scenarios.autogen.tools import PatcherApi, ToolError
 
+T = TypeVar("T")
+
 
 class AutoGenScenario:
     """The patcher swarm, secured with A-JWT or as a plain-OAuth baseline.
 
-    Both methods are synchronous: each runs the swarm in its own event loop
-    (``asyncio.run``), so they must not be called from inside a running loop.
+    Both methods are synchronous: each runs the swarm on this scenario's event loop for
+    the calling thread (an ``asyncio.Runner``, kept across runs), so they must not be
+    called from inside a running loop. Keeping the loop keeps the shim's HTTP client
+    for it: a new loop per run (``asyncio.run``) would need a new client every run.
     """
 
     name = "autogen"
 
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        runner: asyncio.Runner | None = getattr(self._local, "runner", None)
+        if runner is None:
+            runner = self._local.runner = asyncio.Runner()
+        # The caller's context variables (a current run, an acting agent), as asyncio.run
+        # would give them.
+        return runner.run(work, context=contextvars.copy_context())
+
     def run_secured(self, shim: Shim, run: Run, rs_url: str) -> str:
-        """Build fresh agents, secure them with ``shim`` (registering them unless the
-        shim already holds them with the same checksum) and run the swarm for ``run``;
-        the patcher's last step is completed when its script is done."""
-
-        async def go() -> str:
-            try:
-                return final_answer(await run_patcher(shim, run, rs_url, task=TASK))
-            finally:
-                # The shim's HTTP client for this event loop dies with the loop; the
-                # shim stays usable (its clients are reopened on demand).
-                await shim.aclose()
-
-        return asyncio.run(go())
+        """Build fresh agents, secure them with ``shim`` (registering in one request those
+        the shim does not already hold with the same checksum) and run the swarm for
+        ``run``; the patcher's last step is completed when its script is done."""
+        return final_answer(self._run(run_patcher(shim, run, rs_url, task=TASK)))
 
     def run_baseline(self, rs_url: str, auth: httpx.Auth) -> str:
         """The same agents and tools, nothing secured: every call uses ``auth``."""
-        return final_answer(asyncio.run(run_plain(rs_url, auth, task=TASK)))
+        return final_answer(self._run(run_plain(rs_url, auth, task=TASK)))
+
+    def close(self) -> None:
+        """Close the calling thread's event loop (the clients on it are left to the
+        process's end)."""
+        runner: asyncio.Runner | None = getattr(self._local, "runner", None)
+        if runner is not None:
+            self._local.runner = None
+            runner.close()
 
 
 scenario = AutoGenScenario()

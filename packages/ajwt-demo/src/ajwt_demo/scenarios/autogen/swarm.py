@@ -26,7 +26,7 @@ from autogen_agentchat.messages import TextMessage
 from autogen_agentchat.teams import Swarm
 from autogen_core.tools import BaseTool
 
-from ajwt_autogen import secure_agent
+from ajwt_autogen import binding_of, register_agents, secure_agent
 from ajwt_core.checksum import PromptSpec
 from ajwt_core.shim import Run, Shim
 from ajwt_demo.agents import AGENT_TOOLS, MODEL_CONFIG, PROMPTS
@@ -170,8 +170,13 @@ def build_patcher_swarm(
             tool_names=(agent_tools or {}).get(name),
         )
         if shim is not None:
-            agent = secure_agent(agent, shim, run=run, prompt=prompt, prompt_values=values)
+            agent = secure_agent(
+                agent, shim, run=run, prompt=prompt, prompt_values=values, register=False
+            )
         agents[name] = agent
+    if shim is not None:
+        # The four in one request (none when the shim holds them from an earlier run).
+        register_agents([binding for a in agents.values() if (binding := binding_of(a))])
     termination = TextMentionTermination("TERMINATE") | MaxMessageTermination(max_messages)
     swarm = Swarm(list(agents.values()), termination_condition=termination)
     return PatcherTeam(swarm, agents, models, api, the_handoffs)

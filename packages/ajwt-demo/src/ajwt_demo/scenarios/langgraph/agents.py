@@ -183,5 +183,6 @@ def patcher_agents(
 
 
 def register_agents(shim: Shim, agents: Mapping[str, AgentSpec]) -> None:
-    """Register the live agents (one batch): the shim re-extracts them before each mint."""
-    shim.register_many([spec.manifest for spec in agents.values()])
+    """Register the live agents (one batch, of those the shim does not already hold with
+    the same checksum): the shim re-extracts them before each mint."""
+    shim.ensure_registered([spec.manifest for spec in agents.values()])

@@ -1,0 +1,121 @@
+"""What a resource server remembers of an intent token it verified (DESIGN §12).
+
+A verified token is remembered under its ``ath`` (base64url SHA-256 of the token, which
+the proof check computes anyway) as :class:`TokenFacts`: the few claims the checks read
+(expiry, key binding, the route policy's fields, the revocation ids), not the parsed
+claims nor the token's text. The full claims are parsed again from the request's own
+token only if the handler (or an audit line) reads them: the token's hash matched, so
+this is the exact text that was verified.
+
+>>> from ajwt_core.rs.token_cache import TokenCache
+>>> cache = TokenCache(2)
+>>> len(cache)
+0
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ajwt_core.tokens import IntentTokenClaims, parse_scope
+
+_intern = sys.intern
+
+
+@lru_cache(maxsize=1024)
+def _scopes(scope: str) -> frozenset[str]:
+    """Scope strings repeat across tokens: one frozenset for each."""
+    return parse_scope(scope)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenFacts:
+    """The claims of a verified intent token that the resource server's checks read.
+
+    Identifiers are interned: the tokens of one run, agent or client share them.
+    ``revealed`` is set only for a privacy-mode token, once its names were revealed:
+    the handler then gets those claims rather than the token's opaque ones.
+    """
+
+    exp: int
+    jkt: str
+    tool: str | None
+    step: str
+    workflow_id: str
+    agent_id: str
+    agent_checksum: str
+    agent_version: int
+    delegation_depth: int
+    scopes: frozenset[str]
+    run_id: str
+    intent_id: str
+    client_id: str
+    registration_id: str
+    opaque_names: bool
+    revealed: IntentTokenClaims | None = None
+
+    @classmethod
+    def of(
+        cls, claims: IntentTokenClaims, *, revealed: IntentTokenClaims | None = None
+    ) -> TokenFacts:
+        named = revealed or claims
+        intent, agent = named.intent, named.agent
+        return cls(
+            exp=claims.exp,
+            jkt=_intern(claims.cnf.jkt),
+            tool=None if intent.tool is None else _intern(intent.tool),
+            step=_intern(intent.step),
+            workflow_id=_intern(intent.workflow_id),
+            agent_id=_intern(agent.id),
+            agent_checksum=_intern(agent.checksum),
+            agent_version=agent.version,
+            delegation_depth=named.delegation_depth,
+            scopes=_scopes(claims.scope),
+            run_id=_intern(claims.intent.run_id),
+            intent_id=_intern(claims.intent.id),
+            client_id=_intern(claims.client_id),
+            registration_id=_intern(claims.agent.registration_id),
+            opaque_names=bool(claims.intent.opaque_names),
+            revealed=revealed,
+        )
+
+
+class TokenCache:
+    """Verified tokens by ``ath``, at most ``max_entries`` (the oldest go first)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, TokenFacts] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, ath: str) -> bool:
+        return ath in self._entries
+
+    def get(self, ath: str, now: float) -> TokenFacts | None:
+        """The facts of an unexpired token (``now`` already less the leeway)."""
+        facts = self._entries.get(ath)
+        if facts is not None and facts.exp <= now:
+            del self._entries[ath]
+            return None
+        return facts
+
+    def put(self, ath: str, facts: TokenFacts) -> None:
+        if not self.max_entries:
+            return
+        entries = self._entries
+        entries[ath] = facts
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)
+
+    def replace(self, ath: str, facts: TokenFacts) -> None:
+        """Update an entry still cached (privacy mode: with the revealed names)."""
+        if ath in self._entries:
+            self._entries[ath] = facts
+
+    def clear(self) -> None:
+        self._entries.clear()
