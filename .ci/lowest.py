@@ -31,30 +31,50 @@ from dev import _uv  # noqa: E402 - dev.py finds or bootstraps uv
 
 CORE_EXTRAS = "packages/ajwt-core[idp,rs,redis,postgres,cli]"
 # package -> (what to install, modules to import, smoke tests). The tests use the demo's
-# embedded stack and reference scenarios (ajwt-demo), a test dependency installed too.
+# embedded stack and reference scenarios (ajwt-demo), a test dependency installed too, with
+# what it depends on (ajwt-langchain: --no-sources sees no workspace).
+DEMO = ["packages/ajwt-langchain", "packages/ajwt-demo"]
 JOBS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "ajwt-core": (
-        [CORE_EXTRAS, "packages/ajwt-demo"],
+        [CORE_EXTRAS, *DEMO],
         ["ajwt_core", "ajwt_core.idp.app", "ajwt_core.rs.fastapi", "ajwt_core.cli"],
         ["tests/core", "tests/rs", "tests/idp", "tests/cli", "tests/e2e"],
     ),
     "ajwt-langchain": (
-        ["packages/ajwt-core[idp]", "packages/ajwt-langchain", "packages/ajwt-demo"],
+        ["packages/ajwt-core[idp]", *DEMO],
         ["ajwt_langchain"],
         ["packages/ajwt-langchain/tests"],
     ),
     "ajwt-autogen": (
-        ["packages/ajwt-core[idp]", "packages/ajwt-autogen", "packages/ajwt-demo"],
+        ["packages/ajwt-core[idp]", "packages/ajwt-autogen", *DEMO],
         ["ajwt_autogen"],
         ["packages/ajwt-autogen/tests"],
     ),
     "ajwt-crewai": (
-        ["packages/ajwt-core[idp]", "packages/ajwt-crewai", "packages/ajwt-demo"],
+        ["packages/ajwt-core[idp]", "packages/ajwt-crewai", *DEMO],
         ["ajwt_crewai"],
         ["packages/ajwt-crewai/tests"],
     ),
 }
-TEST_TOOLS = ("pytest", "pytest-asyncio", "pytest-timeout", "hypothesis")
+# The dev group's test libraries the smoke tests import (sybil: the root conftest.py),
+# at their locked versions; not the packages' own dependencies, which stay at their floors.
+TEST_TOOLS = (
+    "pytest",
+    "pytest-asyncio",
+    "pytest-timeout",
+    "hypothesis",
+    "sybil",
+    "jsonschema",
+    "opentelemetry-sdk",
+    "authlib",
+    "joserfc",
+    "flask",
+    "werkzeug",
+)
+# Per package: test libraries only its tests import.
+JOB_TEST_TOOLS: dict[str, tuple[str, ...]] = {
+    "ajwt-autogen": ("mcp",),  # the AutoGen tests check that an McpWorkbench is refused
+}
 
 
 def locked_versions(names: tuple[str, ...]) -> list[str]:
@@ -85,10 +105,11 @@ def check(package: str, uv: str, scratch: Path) -> bool:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     quiet = {"cwd": scratch, "env": env}
     lowest = ["--resolution", "lowest-direct", "--no-sources", *(str(ROOT / p) for p in install)]
+    # One resolution: test tools installed afterwards would upgrade the floors under test.
+    tools = locked_versions(TEST_TOOLS + JOB_TEST_TOOLS.get(package, ()))
     commands = [
         [uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
-        [uv, "pip", "install", "--quiet", "--python", python, *lowest],
-        [uv, "pip", "install", "--quiet", "--python", python, *locked_versions(TEST_TOOLS)],
+        [uv, "pip", "install", "--quiet", "--python", python, *lowest, *tools],
     ]
     if not all(step(command, **quiet) for command in commands):
         print(f"lowest: {package}: the install failed", flush=True)
