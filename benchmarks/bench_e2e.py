@@ -613,7 +613,7 @@ def _idp_lines(rows: list[E2ERow]) -> list[str]:
     for r in shown:
         total = sum(ms for _, ms in r.idp_operations.values())
         parts = ", ".join(
-            f"{op} {n:g} × {ms / n:.1f} = {ms:.1f}" for op, (n, ms) in r.idp_operations.items()
+            f"{op} {n:.3g} × {ms / n:.1f} = {ms:.1f}" for op, (n, ms) in r.idp_operations.items()
         )
         lines.append(f"| {r.framework} | {total:.1f} | {parts} |")
     return lines
