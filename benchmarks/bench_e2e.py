@@ -71,6 +71,7 @@ import httpx
 from ajwt_core.errors import AJWTError
 from ajwt_core.idp.admin import AdminClient
 from ajwt_core.keys import SigningKey
+from ajwt_core.rs.revocation_feed import DEFAULT_INTERVAL
 from ajwt_core.shim import Shim, ShimEvent
 from ajwt_core.workflow import reference_workflow
 from ajwt_demo.baseline import ClientCredentialsAuth
@@ -293,8 +294,12 @@ class Deployment:
 def in_process() -> Iterator[Deployment]:
     """Every server in a thread of this process (``start_stack``, ``start_baseline``)."""
     with tempfile.TemporaryDirectory(prefix="ajwt-e2e-") as tmp:
-        # The API follows the IdP's revocation feed, as ajwt_demo.asgi does.
-        stack = start_stack(Path(tmp) / "idp.db", revocation_feed=True)
+        # The API follows the IdP's revocation feed at the deployed default interval,
+        # as ajwt_demo.asgi does (the tests' 0.1 s polls would take the IdP's time,
+        # and the GIL, from the run: about 15 ms per LangGraph run).
+        stack = start_stack(
+            Path(tmp) / "idp.db", revocation_feed=True, feed_interval=DEFAULT_INTERVAL
+        )
         try:
             baseline = start_baseline()
             try:
