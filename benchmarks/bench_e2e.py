@@ -37,6 +37,13 @@ API calls per run and the A-JWT overhead per API call ((A-JWT − plain) ÷ call
 what the shim did per run (mints, hand-offs, completions, from its events, and its
 round trips to the IdP). Each run is
 checked: every API call accepted, both sides making the same number of calls.
+
+Where the A-JWT side's time goes on the IdP: for each framework and deployment, the
+IdP's own request durations by operation (``mint``, ``exchange``, ``complete``,
+``start_run``…, from the ``ajwt_idp_request_duration_seconds`` histogram its
+``/metrics`` serves: handling time inside the IdP, without the network hop) over the
+timed runs, as requests and milliseconds per run. The resource server's revocation-feed
+polls show up there too (``other``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import secrets
 import statistics
 import sys
@@ -63,6 +71,7 @@ import httpx
 from ajwt_core.errors import AJWTError
 from ajwt_core.idp.admin import AdminClient
 from ajwt_core.keys import SigningKey
+from ajwt_core.rs.revocation_feed import DEFAULT_INTERVAL
 from ajwt_core.shim import Shim, ShimEvent
 from ajwt_core.workflow import reference_workflow
 from ajwt_demo.baseline import ClientCredentialsAuth
@@ -238,6 +247,9 @@ class E2ERow:
     completions: float = 0.0
     #: The shim's round trips to the IdP per run (median), ``start_run`` included.
     idp_requests: float = 0.0
+    #: The IdP's handling time per A-JWT run by operation: ``{operation: [requests per
+    #: run, milliseconds per run]}`` (from its ``/metrics``, over the timed runs).
+    idp_operations: dict[str, list[float]] = field(default_factory=dict)
     target: float | None = None
     problems: list[str] = field(default_factory=list)
     skipped: str | None = None
@@ -282,8 +294,12 @@ class Deployment:
 def in_process() -> Iterator[Deployment]:
     """Every server in a thread of this process (``start_stack``, ``start_baseline``)."""
     with tempfile.TemporaryDirectory(prefix="ajwt-e2e-") as tmp:
-        # The API follows the IdP's revocation feed, as ajwt_demo.asgi does.
-        stack = start_stack(Path(tmp) / "idp.db", revocation_feed=True)
+        # The API follows the IdP's revocation feed at the deployed default interval,
+        # as ajwt_demo.asgi does (the tests' 0.1 s polls would take the IdP's time,
+        # and the GIL, from the run: about 15 ms per LangGraph run).
+        stack = start_stack(
+            Path(tmp) / "idp.db", revocation_feed=True, feed_interval=DEFAULT_INTERVAL
+        )
         try:
             baseline = start_baseline()
             try:
@@ -371,6 +387,43 @@ DEPLOYMENTS: dict[str, Callable[[], contextlib.AbstractContextManager[Deployment
 }
 
 
+# ------------------------------------------------------------ the IdP's time
+
+_DURATION = re.compile(
+    r'^ajwt_idp_request_duration_seconds_(sum|count)\{(?:[^}]*,)?operation="([^"]+)"[^}]*\} (\S+)$'
+)
+
+
+def idp_durations(idp_url: str) -> dict[str, tuple[float, float]]:
+    """The IdP's cumulative request durations by operation: ``{operation: (requests,
+    seconds)}``, all outcomes summed (read from its Prometheus ``/metrics``)."""
+    return parse_durations(httpx.get(idp_url + "/metrics", timeout=10).text)
+
+
+def parse_durations(text: str) -> dict[str, tuple[float, float]]:
+    """:func:`idp_durations` from the text of a ``/metrics`` answer."""
+    totals: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
+    for line in text.splitlines():
+        found = _DURATION.match(line)
+        if found:
+            kind, operation, value = found.groups()
+            totals[operation][kind == "sum"] += float(value)
+    return {operation: (count, seconds) for operation, (count, seconds) in totals.items()}
+
+
+def per_run(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], runs: int
+) -> dict[str, list[float]]:
+    """What the IdP handled between two snapshots, per run: ``{operation: [requests,
+    milliseconds]}``, operations it did not see left out."""
+    spent = {}
+    for operation, (count, seconds) in after.items():
+        count0, seconds0 = before.get(operation, (0.0, 0.0))
+        if count > count0:
+            spent[operation] = [(count - count0) / runs, (seconds - seconds0) * 1e3 / runs]
+    return dict(sorted(spent.items(), key=lambda item: -item[1][1]))
+
+
 # ------------------------------------------------------------------ the runs
 
 
@@ -420,9 +473,9 @@ def _failure(answer: str, error: str | None) -> str | None:
 
 def compare_runs(
     scenario: Scenario, deployment: Deployment, *, runs: int, warmup: int
-) -> tuple[list[Sample], list[Sample]]:
+) -> tuple[list[Sample], list[Sample], dict[str, list[float]]]:
     """``warmup`` + ``runs`` runs of each side, alternating in ABBA order; the samples
-    of the timed runs (A-JWT, plain)."""
+    of the timed runs (A-JWT, plain), and the IdP's time per timed run by operation."""
     shim = deployment.shim()
     user_token = deployment.admin.user_token(USER)
     tally = Tally()
@@ -437,13 +490,17 @@ def compare_runs(
         plain.append(_plain_run(scenario, deployment, auth, tally))
 
     order = (secured_once, plain_once)
+    before: dict[str, tuple[float, float]] = {}
     try:
         for index in range(warmup + runs):
+            if index == warmup:
+                before = idp_durations(deployment.idp_url)
             for one in order if index % 2 == 0 else order[::-1]:
                 one()
+        spent = per_run(before, idp_durations(deployment.idp_url), runs)
     finally:
         shim.close()
-    return secured[warmup:], plain[warmup:]
+    return secured[warmup:], plain[warmup:], spent
 
 
 def summarise(framework: str, mode: str, secured: list[Sample], plain: list[Sample]) -> E2ERow:
@@ -485,8 +542,10 @@ def run_framework(framework: str, deployment: Deployment, *, runs: int, warmup: 
         scenario = load_scenario(framework)
     except AJWTError as exc:  # the adapter package is not installed
         return E2ERow(framework, deployment.mode, skipped=exc.description)
-    secured, plain = compare_runs(scenario, deployment, runs=runs, warmup=warmup)
-    return summarise(framework, deployment.mode, secured, plain)
+    secured, plain, spent = compare_runs(scenario, deployment, runs=runs, warmup=warmup)
+    row = summarise(framework, deployment.mode, secured, plain)
+    row.idp_operations = spent
+    return row
 
 
 def run(frameworks: list[str], modes: list[str], *, runs: int, warmup: int) -> list[E2ERow]:
@@ -535,11 +594,34 @@ def render(report: Report) -> str:
                 f"| {r.mints:g} / {r.handoffs:g} / {r.completions:g} | {r.idp_requests:g} "
                 f"| {target} | {met} |"
             )
+        lines += _idp_lines(rows)
         problems = [f"- {r.framework}: {p}" for r in rows for p in r.problems]
         if problems:
             lines += ["", "Problems (a row with a problem does not meet its target):", *problems]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+def _idp_lines(rows: list[E2ERow]) -> list[str]:
+    """Where the A-JWT run's IdP time goes: requests × mean = ms per run, by operation."""
+    shown = [r for r in rows if r.idp_operations]
+    if not shown:
+        return []
+    lines = [
+        "",
+        "IdP handling time per A-JWT run, by operation (its /metrics; requests × mean "
+        "= total, ms):",
+        "",
+        "| framework | IdP total | by operation |",
+        "|---|---:|---|",
+    ]
+    for r in shown:
+        total = sum(ms for _, ms in r.idp_operations.values())
+        parts = ", ".join(
+            f"{op} {n:.3g} × {ms / n:.1f} = {ms:.1f}" for op, (n, ms) in r.idp_operations.items()
+        )
+        lines.append(f"| {r.framework} | {total:.1f} | {parts} |")
+    return lines
 
 
 def _spread(s: Spread) -> str:

@@ -99,6 +99,31 @@ def test_a_failing_run_is_reported_not_raised() -> None:
     assert row.meets_target is False
 
 
+METRICS = """\
+# TYPE ajwt_idp_request_duration_seconds histogram
+ajwt_idp_request_duration_seconds_bucket{le="0.005",operation="mint",outcome="ok"} 3.0
+ajwt_idp_request_duration_seconds_count{operation="mint",outcome="ok"} 4.0
+ajwt_idp_request_duration_seconds_sum{operation="mint",outcome="ok"} 0.02
+ajwt_idp_request_duration_seconds_count{operation="mint",outcome="refused"} 1.0
+ajwt_idp_request_duration_seconds_sum{operation="mint",outcome="refused"} 0.004
+ajwt_idp_request_duration_seconds_count{operation="complete",outcome="ok"} 2.0
+ajwt_idp_request_duration_seconds_sum{operation="complete",outcome="ok"} 0.006
+ajwt_idp_tokens_issued_total{grant="mint"} 4.0
+"""
+
+
+def test_the_idp_time_per_run_is_read_from_its_metrics() -> None:
+    before = bench_e2e.parse_durations(METRICS)
+    assert before["mint"] == pytest.approx((5.0, 0.024))
+    assert before["complete"] == pytest.approx((2.0, 0.006))
+    after = {**before, "mint": (9.0, 0.044), "start_run": (2.0, 0.01)}
+    spent = bench_e2e.per_run(before, after, runs=2)
+    # Most time first; an operation the runs did not use is left out.
+    assert list(spent) == ["mint", "start_run"]
+    assert spent["mint"] == pytest.approx([2.0, 10.0])
+    assert spent["start_run"] == pytest.approx([1.0, 5.0])
+
+
 def test_in_process_rows_carry_no_target() -> None:
     row = bench_e2e.summarise("crewai", "in-process", _samples(0.1, 10), _samples(0.1, 10))
     assert row.target is None
@@ -115,6 +140,10 @@ def _check(row: E2ERow) -> None:
     assert row.plain is not None
     assert row.secured is not None
     assert row.overhead_per_call_ms is not None
+    # The IdP's side of the A-JWT run: start_run and a token request at least.
+    assert row.idp_operations["start_run"][0] == 1
+    assert {"mint", "exchange"} & set(row.idp_operations)
+    assert all(n > 0 and ms > 0 for n, ms in row.idp_operations.values())
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +168,8 @@ def test_separate_processes_run_and_render() -> None:
     text = bench_e2e.render(report)
     assert "### End to end, processes" in text
     assert "| langgraph |" in text
+    assert "IdP handling time per A-JWT run" in text
+    assert "start_run 1 × " in text
     document = json.loads(bench_e2e.report_json(report))
     assert document["rows"][0]["target"] == 1.25
     assert isinstance(document["rows"][0]["meets_target"], bool)

@@ -75,6 +75,7 @@ def start_stack(
     db_url: str | None = None,
     strict: bool = False,
     revocation_feed: bool = False,
+    feed_interval: float = 0.1,
     token_lifetime: int | None = None,
 ) -> Stack:
     """Start the IdP and the reference API. ``strict``: the API also requires the shim
@@ -83,7 +84,8 @@ def start_stack(
     The API asks the IdP's run-status endpoint on every request, so a test sees a
     revocation at once; ``revocation_feed``: it follows the IdP's revocation feed as a
     deployed resource server does (no IdP call per request; a revocation takes effect
-    within about 0.1 s here). ``token_lifetime``: the IdP's intent-token lifetime in
+    within ``feed_interval`` seconds, 0.1 by default here, 0.5 for a deployed resource
+    server). ``token_lifetime``: the IdP's intent-token lifetime in
     seconds (default: its own)."""
     idp_server = BackgroundServer()
     settings = IdPSettings(
@@ -108,7 +110,7 @@ def start_stack(
         audience=rs_server.url,
         keys=JWKSCache(idp_server.url + "/.well-known/jwks.json", min_refresh=1.0),
         revocation=(
-            RevocationFeed(IdPFeedSource(idp_server.url, interval=0.1))
+            RevocationFeed(IdPFeedSource(idp_server.url, interval=feed_interval))
             if revocation_feed
             else IdPRevocationChecker(idp_server.url, ttl=0.0)
         ),
