@@ -219,6 +219,40 @@ def test_an_api_refusal_the_tool_returns_as_text_does_not_complete_the_step(
     assert {c[0] for c in calls(stack, run)} == {"supervisor", "planner"}
 
 
+def test_plain_tools_using_shim_auth_complete_their_steps(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    # No tool is wrapped: every agent's tools call the API with shim.auth() only.
+    crew, _ = build_crew(None, stack.rs_url, auth=shim.auth())
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    # Each step completed once the API accepted its calls: the delegated ones when the
+    # coworker's work returned, the last one at the end of the task.
+    assert completed(stack, run) == ["triage", "plan", "classify", "patch"]
+    assert ("planner", "plan", "read_file", ("supervisor", "planner")) in calls(stack, run)
+    assert (
+        "patcher",
+        "patch",
+        "create_pull_request",
+        ("supervisor", "patcher"),
+    ) in calls(stack, run)
+
+
+def test_a_plain_tool_whose_request_the_api_refused_does_not_complete_its_step(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    crew, agents = build_crew(None, stack.rs_url, auth=shim.auth())
+    # The planner's plain tool is accepted once, then refused (a pull request).
+    agents["planner"].tools = [swallowing_tools(shim, stack)["read_file"]]
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert [(r.agent, r.tool, r.reason) for r in binding.refusals][:1] == [
+        ("planner", "read_file", Reason.SCOPE_EXCEEDED)
+    ]
+    assert completed(stack, run) == ["triage"]
+
+
 def test_strict_mode_aborts_the_kickoff_with_the_refusal(
     stack: Stack, shim: Shim, run: Run
 ) -> None:
