@@ -183,6 +183,19 @@ def test_a_tool_added_while_the_agent_runs_does_not_complete_its_step(
     assert completed(stack, run) == []
 
 
+def test_without_a_mapping_an_agent_id_is_its_role_joined_by_dashes(
+    stack: Stack, shim: Shim
+) -> None:
+    crew, _ = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim)
+    assert binding.agent_ids == {
+        "Security supervisor": "security-supervisor",
+        "Dependency planner": "dependency-planner",
+        "Advisory classifier": "advisory-classifier",
+        "Patch author": "patch-author",
+    }
+
+
 # --------------------------------------------- 4. refusals the tool swallowed
 
 
