@@ -522,7 +522,7 @@ def test_asking_a_coworker_is_a_consultation_inside_the_askers_step(
 def test_asking_a_coworker_the_step_does_not_list_is_refused(stack: Stack, shim: Shim) -> None:
     turns = dict(TURNS)
     turns["Security supervisor"] = [[("list_repos", {})], ask("Advisory classifier"), "ok"]
-    crew, _ = build_crew(shim, stack.rs_url, turns=turns)
+    crew, agents = build_crew(shim, stack.rs_url, turns=turns)
     binding = secure_crew(crew, shim, AGENT_IDS)
     run = start(stack, shim, CONSULTING)
     kickoff(shim, run, crew)
@@ -530,6 +530,45 @@ def test_asking_a_coworker_the_step_does_not_list_is_refused(stack: Stack, shim:
         ("ask_question_to_coworker", Reason.CONSULTATION_NOT_ALLOWED)
     ]
     assert [c[0] for c in calls(stack, run)] == ["supervisor"]
+    told = scripted_llm_of(agents["supervisor"]).tool_results("Security supervisor")[1]
+    assert told.startswith("Consultation refused:") and "consultation_not_allowed" in told
+
+
+def test_a_delegation_outside_any_run_is_listed_with_the_other_refusals(
+    stack: Stack, shim: Shim
+) -> None:
+    crew, agents = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    crew.kickoff(inputs=INPUTS)  # no shim.run(run)
+    delegations = [r for r in binding.refusals if r.tool == "delegate_work_to_coworker"]
+    assert delegations and {(r.agent, r.reason) for r in delegations} == {
+        ("supervisor", Reason.NO_AGENT_CONTEXT)
+    }
+    assert "a delegation outside any run" in delegations[0].error.description
+    told = scripted_llm_of(agents["supervisor"]).tool_results("Security supervisor")[1]
+    assert told.startswith("Delegation refused: a delegation outside any run")
+
+
+def test_an_agent_unknown_to_ajwt_delegating_to_a_known_one_is_listed(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    crew, agents = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    rogue = Agent(
+        role="Rogue",
+        goal="Get files read.",
+        backstory="",
+        allow_delegation=True,
+        llm=scripted_llm({"Rogue": [delegate("Dependency planner"), "ok"]}),
+    )
+    # An unsecured crew whose agent delegates to an A-JWT agent.
+    task = Task(description="Read the manifests.", expected_output="-", agent=rogue)
+    kickoff(shim, run, Crew(agents=[rogue, agents["planner"]], tasks=[task]))
+    assert [(r.agent, r.tool, r.reason) for r in binding.refusals] == [
+        ("Rogue", "delegate_work_to_coworker", Reason.NO_AGENT_CONTEXT)
+    ]
+    assert "an agent unknown to A-JWT cannot delegate" in binding.refusals[0].error.description
+    assert calls(stack, run) == []
 
 
 # ------------------------------------------------------ 8. copies of a crew
