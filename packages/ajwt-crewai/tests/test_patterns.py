@@ -279,6 +279,24 @@ def test_strict_mode_aborts_the_kickoff_with_the_refusal(
     assert "plan" not in completed(stack, run)
 
 
+def test_strict_mode_aborts_on_the_delegators_own_refused_delegation(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    turns = dict(TURNS)
+    turns["Security supervisor"] = [[("list_repos", {})], delegate("Patch author"), "ok"]
+    crew, _ = build_crew(shim, stack.rs_url, turns=turns)
+    binding = secure_crew(crew, shim, AGENT_IDS, strict=True)
+    with pytest.raises(AJWTRefusal) as aborted:
+        kickoff(shim, run, crew)
+    assert (aborted.value.agent, aborted.value.tool, aborted.value.error.reason) == (
+        "supervisor",
+        "delegate_work_to_coworker",
+        Reason.DELEGATE_MISMATCH,
+    )
+    assert [r.reason for r in binding.refusals] == [Reason.DELEGATE_MISMATCH]
+    assert [c[0] for c in calls(stack, run)] == ["supervisor"]
+
+
 def test_strict_mode_passes_a_crew_that_is_not_refused(stack: Stack, shim: Shim, run: Run) -> None:
     crew, _ = build_crew(shim, stack.rs_url)
     binding = secure_crew(crew, shim, AGENT_IDS, strict=True)
