@@ -279,6 +279,18 @@ def test_strict_mode_aborts_the_kickoff_with_the_refusal(
     assert "plan" not in completed(stack, run)
 
 
+def test_a_non_strict_kickoff_may_claim_success_after_a_refusal(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    # The script plays on: its answer says nothing of the refusal; the refusals do.
+    turns = dict(TURNS)
+    turns["Security supervisor"] = [[("list_repos", {})], delegate("Patch author"), "Patched."]
+    crew, _ = build_crew(shim, stack.rs_url, turns=turns)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    assert kickoff(shim, run, crew).raw == "Patched."
+    assert [r.reason for r in binding.refusals] == [Reason.DELEGATE_MISMATCH]
+
+
 def test_strict_mode_aborts_on_the_delegators_own_refused_delegation(
     stack: Stack, shim: Shim, run: Run
 ) -> None:
