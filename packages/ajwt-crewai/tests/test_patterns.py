@@ -26,6 +26,7 @@ from ajwt_demo.scenarios.crewai import (
     INPUTS,
     TURNS,
     build_crew,
+    plain_tools,
     reference_agents,
     reference_tools,
     scripted_llm,
@@ -250,6 +251,33 @@ def test_plain_tools_using_shim_auth_complete_their_steps(
         "create_pull_request",
         ("supervisor", "patcher"),
     ) in calls(stack, run)
+
+
+def test_a_plain_tool_completes_its_task_agents_step_at_the_end_of_the_task(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    plain = plain_tools(stack.rs_url, shim.auth())["list_repos"]
+    crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"], [plain])
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    assert calls(stack, run) == [("supervisor", "triage", "list_repos", ("supervisor",))]
+    assert completed(stack, run) == ["triage"]
+
+
+def test_a_plain_tool_that_made_no_accepted_request_does_not_complete_its_step(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    @tool("list_repos")
+    def list_repos() -> str:
+        """List the organisation's repositories with their dependencies."""
+        return "no API call made"
+
+    crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"], [list_repos])
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    assert completed(stack, run) == []
 
 
 def test_a_plain_tool_whose_request_the_api_refused_does_not_complete_its_step(
