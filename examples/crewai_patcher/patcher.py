@@ -24,6 +24,14 @@ def draft_crew() -> Crew:
     return crew
 
 
+def draft_app() -> tuple[Crew, dict[str, str]]:
+    """The crew with its CrewAI role → workflow agent id mapping, the pair
+    ``secure_crew(crew, shim, AGENT_IDS)`` takes: ``ajwt workflow export`` and ``ajwt
+    agents manifest`` on ``examples.crewai_patcher.patcher:draft_app()`` use the app's
+    agent ids."""
+    return draft_crew(), dict(AGENT_IDS)
+
+
 @dataclass
 class PatcherReport:
     """What one run of the crew did, as the resource server and the IdP saw it."""

@@ -29,7 +29,7 @@ from fastapi import FastAPI, Security  # noqa: E402
 
 from ajwt_core.idp import IdPSettings, create_app  # noqa: E402
 from ajwt_core.idp.admin import AdminClient  # noqa: E402
-from ajwt_core.rs import JWKSCache, Verifier  # noqa: E402
+from ajwt_core.rs import Verifier  # noqa: E402
 from ajwt_core.rs.fastapi import install, require_intent  # noqa: E402
 from ajwt_core.server import BackgroundServer  # noqa: E402
 from ajwt_core.shim import Shim  # noqa: E402
@@ -156,8 +156,8 @@ def start_services() -> Services:
     admin.register_workflow(WORKFLOW)
     app = FastAPI()
     api = BackgroundServer()
-    keys = JWKSCache(idp.url + "/.well-known/jwks.json")
-    install(app, Verifier(issuer=idp.url, audience=api.url, keys=keys))
+    # Keys from the IdP's JWKS, revocations from its feed, a replay cache.
+    install(app, Verifier.for_idp(idp.url, audience=api.url))
     services = Services(idp=idp, api=api, admin=admin, workdir=workdir)
     billing = Annotated[IntentTokenClaims, Security(require_intent(scopes=["billing"]))]
     tickets = Annotated[IntentTokenClaims, Security(require_intent(scopes=["tickets"]))]
@@ -249,6 +249,12 @@ def draft_crew() -> Crew:
     """The crew with unsecured stand-in tools: what ``ajwt workflow export`` reads."""
     shim = Shim("http://127.0.0.1:9", "draft", client_secret="unused")
     return build_crew(support_tools(shim, "http://127.0.0.1:9"), BEFORE_PAUSE)
+
+
+def draft_app() -> tuple[Crew, dict[str, str]]:
+    """The crew and its role → agent id mapping (what ``secure_crew`` is given): the CLI
+    drafts and prints manifests with the app's agent ids."""
+    return draft_crew(), dict(AGENT_IDS)
 
 
 def support_flow(shim: Shim, services: Services, user_token: str) -> type[Flow[Any]]:

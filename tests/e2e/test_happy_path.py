@@ -205,10 +205,16 @@ def test_prepare_mints_before_the_tool_runs_and_reports_events(stack: Stack) -> 
     assert [e.kind for e in events] == [
         "token_minted",
         "tool_started",
+        "api_accepted",
         "tool_finished",
         "tool_failed",
     ]
     assert events[-1].detail == {"error": "boom"}
+    # The API's 2xx answer, with the step the token was minted for (the acting context
+    # named none): what an adapter counts as work done in the step.
+    accepted = events[2]
+    assert (accepted.agent, accepted.step, accepted.tool) == ("supervisor", "triage", "list_repos")
+    assert accepted.detail == {"status": 200}
 
 
 def test_cached_token_is_not_reused_by_an_agent_changed_since(stack: Stack) -> None:

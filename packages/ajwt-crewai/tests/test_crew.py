@@ -437,8 +437,9 @@ def test_async_secured_tool_runs_as_the_acting_agent(stack: Stack, shim: Shim, r
             return await list_repos.arun()
 
     assert "supervisor" in asyncio.run(call())
-    assert events[-2:] == [
+    assert events[-3:] == [
         "tool_started:supervisor:list_repos",
+        "api_accepted:supervisor:list_repos",
         "tool_finished:supervisor:list_repos",
     ]
     assert calls(stack, run) == [("supervisor", "triage", "list_repos", ("supervisor",))]

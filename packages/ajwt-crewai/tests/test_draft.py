@@ -3,6 +3,7 @@ a reviewed draft registered and run by the same crew."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -10,6 +11,7 @@ from crewai import Crew, Process, Task
 from typer.testing import CliRunner
 
 from ajwt_core.adapters import adapter_for, agent_manifests
+from ajwt_core.checksum import compute_checksum
 from ajwt_core.cli import app
 from ajwt_core.shim import Shim
 from ajwt_core.workflow import Workflow
@@ -26,7 +28,7 @@ from ajwt_demo.scenarios.crewai import (
     scripted_llm,
 )
 from ajwt_demo.stack import Stack
-from examples.crewai_patcher.patcher import draft_crew
+from examples.crewai_patcher.patcher import draft_app, draft_crew
 
 
 def test_a_sequential_crew_whose_supervisor_delegates_drafts_a_chain(stack: Stack) -> None:
@@ -80,6 +82,41 @@ def test_ajwt_workflow_export_writes_the_draft_as_yaml(tmp_path: Path) -> None:
     drafted = Workflow.from_mapping(draft_workflow(draft_crew(), workflow_id="patch"))
     assert exported.canonical() == drafted.canonical()
     assert exported.steps["patch-author"].after == ["advisory-classifier"]
+
+
+def test_the_cli_takes_the_role_to_id_mapping_of_secure_crew(tmp_path: Path) -> None:
+    # A factory returning (crew, {role: agent id}): the ids secure_crew is given.
+    ref = "examples.crewai_patcher.patcher:draft_app()"
+    out = tmp_path / "patch.yaml"
+    runner = CliRunner()
+    result = runner.invoke(app, ["workflow", "export", ref, "--id", "patch", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    exported = Workflow.from_yaml(out.read_text())
+    assert list(exported.steps) == ["supervisor", "planner", "classifier", "patcher"]
+    assert exported.steps["patcher"].agent == "patcher"
+    manifests = tmp_path / "manifests.json"
+    result = runner.invoke(app, ["agents", "manifest", ref, "--out", str(manifests)])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(manifests.read_text())["manifests"]
+    # The checksums CI would pin are the ones the mapped app registers.
+    assert {m["agent_id"]: compute_checksum(m) for m in printed} == {
+        agent_id: reference_manifest(agent_id).checksum() for agent_id in AGENT_IDS.values()
+    }
+    # Without the mapping, the default ids: nothing matches the mapped app.
+    result = runner.invoke(
+        app, ["agents", "manifest", "examples.crewai_patcher.patcher:draft_crew()"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "security-supervisor sha256:" in result.stderr
+
+
+def test_a_pair_whose_mapping_is_not_role_to_id_is_not_an_app() -> None:
+    crew, ids = draft_app()
+    assert adapter_for((crew, ids)).name == "crewai"
+    for not_an_app in [(crew, {"Security supervisor": 1}), ("crew", ids), (crew, ids, 1)]:
+        assert not CrewAIAdapter().recognises(not_an_app)
+    result = CliRunner().invoke(app, ["agents", "manifest", "ajwt_core.workflow:Workflow"])
+    assert result.exit_code != 0 and "no installed adapter recognises" in result.output
 
 
 def test_a_reviewed_draft_is_registered_and_run_by_the_same_crew(shim: Shim, stack: Stack) -> None:

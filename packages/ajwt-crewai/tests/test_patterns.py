@@ -26,6 +26,7 @@ from ajwt_demo.scenarios.crewai import (
     INPUTS,
     TURNS,
     build_crew,
+    plain_tools,
     reference_agents,
     reference_tools,
     scripted_llm,
@@ -183,6 +184,19 @@ def test_a_tool_added_while_the_agent_runs_does_not_complete_its_step(
     assert completed(stack, run) == []
 
 
+def test_without_a_mapping_an_agent_id_is_its_role_joined_by_dashes(
+    stack: Stack, shim: Shim
+) -> None:
+    crew, _ = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim)
+    assert binding.agent_ids == {
+        "Security supervisor": "security-supervisor",
+        "Dependency planner": "dependency-planner",
+        "Advisory classifier": "advisory-classifier",
+        "Patch author": "patch-author",
+    }
+
+
 # --------------------------------------------- 4. refusals the tool swallowed
 
 
@@ -219,6 +233,67 @@ def test_an_api_refusal_the_tool_returns_as_text_does_not_complete_the_step(
     assert {c[0] for c in calls(stack, run)} == {"supervisor", "planner"}
 
 
+def test_plain_tools_using_shim_auth_complete_their_steps(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    # No tool is wrapped: every agent's tools call the API with shim.auth() only.
+    crew, _ = build_crew(None, stack.rs_url, auth=shim.auth())
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    # Each step completed once the API accepted its calls: the delegated ones when the
+    # coworker's work returned, the last one at the end of the task.
+    assert completed(stack, run) == ["triage", "plan", "classify", "patch"]
+    assert ("planner", "plan", "read_file", ("supervisor", "planner")) in calls(stack, run)
+    assert (
+        "patcher",
+        "patch",
+        "create_pull_request",
+        ("supervisor", "patcher"),
+    ) in calls(stack, run)
+
+
+def test_a_plain_tool_completes_its_task_agents_step_at_the_end_of_the_task(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    plain = plain_tools(stack.rs_url, shim.auth())["list_repos"]
+    crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"], [plain])
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    assert calls(stack, run) == [("supervisor", "triage", "list_repos", ("supervisor",))]
+    assert completed(stack, run) == ["triage"]
+
+
+def test_a_plain_tool_that_made_no_accepted_request_does_not_complete_its_step(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    @tool("list_repos")
+    def list_repos() -> str:
+        """List the organisation's repositories with their dependencies."""
+        return "no API call made"
+
+    crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"], [list_repos])
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    assert completed(stack, run) == []
+
+
+def test_a_plain_tool_whose_request_the_api_refused_does_not_complete_its_step(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    crew, agents = build_crew(None, stack.rs_url, auth=shim.auth())
+    # The planner's plain tool is accepted once, then refused (a pull request).
+    agents["planner"].tools = [swallowing_tools(shim, stack)["read_file"]]
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert [(r.agent, r.tool, r.reason) for r in binding.refusals][:1] == [
+        ("planner", "read_file", Reason.SCOPE_EXCEEDED)
+    ]
+    assert completed(stack, run) == ["triage"]
+
+
 def test_strict_mode_aborts_the_kickoff_with_the_refusal(
     stack: Stack, shim: Shim, run: Run
 ) -> None:
@@ -230,6 +305,36 @@ def test_strict_mode_aborts_the_kickoff_with_the_refusal(
     assert aborted.value.error.reason == Reason.SCOPE_EXCEEDED
     assert aborted.value.agent == "planner" and aborted.value.tool == "read_file"
     assert "plan" not in completed(stack, run)
+
+
+def test_a_non_strict_kickoff_may_claim_success_after_a_refusal(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    # The script plays on: its answer says nothing of the refusal; the refusals do.
+    turns = dict(TURNS)
+    turns["Security supervisor"] = [[("list_repos", {})], delegate("Patch author"), "Patched."]
+    crew, _ = build_crew(shim, stack.rs_url, turns=turns)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    assert kickoff(shim, run, crew).raw == "Patched."
+    assert [r.reason for r in binding.refusals] == [Reason.DELEGATE_MISMATCH]
+
+
+def test_strict_mode_aborts_on_the_delegators_own_refused_delegation(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    turns = dict(TURNS)
+    turns["Security supervisor"] = [[("list_repos", {})], delegate("Patch author"), "ok"]
+    crew, _ = build_crew(shim, stack.rs_url, turns=turns)
+    binding = secure_crew(crew, shim, AGENT_IDS, strict=True)
+    with pytest.raises(AJWTRefusal) as aborted:
+        kickoff(shim, run, crew)
+    assert (aborted.value.agent, aborted.value.tool, aborted.value.error.reason) == (
+        "supervisor",
+        "delegate_work_to_coworker",
+        Reason.DELEGATE_MISMATCH,
+    )
+    assert [r.reason for r in binding.refusals] == [Reason.DELEGATE_MISMATCH]
+    assert [c[0] for c in calls(stack, run)] == ["supervisor"]
 
 
 def test_strict_mode_passes_a_crew_that_is_not_refused(stack: Stack, shim: Shim, run: Run) -> None:
@@ -475,7 +580,7 @@ def test_asking_a_coworker_is_a_consultation_inside_the_askers_step(
 def test_asking_a_coworker_the_step_does_not_list_is_refused(stack: Stack, shim: Shim) -> None:
     turns = dict(TURNS)
     turns["Security supervisor"] = [[("list_repos", {})], ask("Advisory classifier"), "ok"]
-    crew, _ = build_crew(shim, stack.rs_url, turns=turns)
+    crew, agents = build_crew(shim, stack.rs_url, turns=turns)
     binding = secure_crew(crew, shim, AGENT_IDS)
     run = start(stack, shim, CONSULTING)
     kickoff(shim, run, crew)
@@ -483,6 +588,45 @@ def test_asking_a_coworker_the_step_does_not_list_is_refused(stack: Stack, shim:
         ("ask_question_to_coworker", Reason.CONSULTATION_NOT_ALLOWED)
     ]
     assert [c[0] for c in calls(stack, run)] == ["supervisor"]
+    told = scripted_llm_of(agents["supervisor"]).tool_results("Security supervisor")[1]
+    assert told.startswith("Consultation refused:") and "consultation_not_allowed" in told
+
+
+def test_a_delegation_outside_any_run_is_listed_with_the_other_refusals(
+    stack: Stack, shim: Shim
+) -> None:
+    crew, agents = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    crew.kickoff(inputs=INPUTS)  # no shim.run(run)
+    delegations = [r for r in binding.refusals if r.tool == "delegate_work_to_coworker"]
+    assert delegations and {(r.agent, r.reason) for r in delegations} == {
+        ("supervisor", Reason.NO_AGENT_CONTEXT)
+    }
+    assert "a delegation outside any run" in delegations[0].error.description
+    told = scripted_llm_of(agents["supervisor"]).tool_results("Security supervisor")[1]
+    assert told.startswith("Delegation refused: a delegation outside any run")
+
+
+def test_an_agent_unknown_to_ajwt_delegating_to_a_known_one_is_listed(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    crew, agents = build_crew(shim, stack.rs_url)
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    rogue = Agent(
+        role="Rogue",
+        goal="Get files read.",
+        backstory="",
+        allow_delegation=True,
+        llm=scripted_llm({"Rogue": [delegate("Dependency planner"), "ok"]}),
+    )
+    # An unsecured crew whose agent delegates to an A-JWT agent.
+    task = Task(description="Read the manifests.", expected_output="-", agent=rogue)
+    kickoff(shim, run, Crew(agents=[rogue, agents["planner"]], tasks=[task]))
+    assert [(r.agent, r.tool, r.reason) for r in binding.refusals] == [
+        ("Rogue", "delegate_work_to_coworker", Reason.NO_AGENT_CONTEXT)
+    ]
+    assert "an agent unknown to A-JWT cannot delegate" in binding.refusals[0].error.description
+    assert calls(stack, run) == []
 
 
 # ------------------------------------------------------ 8. copies of a crew

@@ -31,3 +31,22 @@ def test_its_workflow_and_manifests_come_from_the_crew() -> None:
     manifests = CliRunner().invoke(app, ["agents", "manifest", ref])
     assert manifests.exit_code == 0, manifests.output
     assert "crew-manager" in manifests.stdout and "get_invoice" in manifests.stdout
+
+
+def test_with_its_mapping_the_cli_uses_the_apps_agent_ids() -> None:
+    ref = "examples.crewai_support.app:draft_app()"
+    drafted = CliRunner().invoke(app, ["workflow", "export", ref, "--id", "support"])
+    assert drafted.exit_code == 0, drafted.output
+    steps = Workflow.from_yaml(drafted.stdout).steps
+    assert [(name, step.agent) for name, step in steps.items()] == [
+        ("route", "manager"),
+        ("billing", "billing"),
+        ("closer", "closer"),
+    ]
+    manifests = CliRunner().invoke(app, ["agents", "manifest", ref])
+    assert manifests.exit_code == 0, manifests.output
+    assert {line.split()[0] for line in manifests.stderr.splitlines()} == {
+        "manager",
+        "billing",
+        "closer",
+    }

@@ -59,7 +59,12 @@ def test_sync_tool_call_carries_agent_step_and_tool(
         assert shim.current() is None
     assert caller(output) == SUPERVISOR
     assert tracker_for(shim).open_calls() == 0
-    assert [e.kind for e in events] == ["token_minted", "tool_started", "tool_finished"]
+    assert [e.kind for e in events] == [
+        "token_minted",
+        "tool_started",
+        "api_accepted",
+        "tool_finished",
+    ]
 
 
 @pytest.mark.parametrize("handler_class", [AJWTCallbackHandler, AsyncAJWTCallbackHandler])

@@ -74,7 +74,12 @@ def test_tool_node_call_runs_as_the_agent_at_its_step(
         "list_repos",
         ["supervisor"],
     )
-    assert [e.kind for e in events] == ["token_minted", "tool_started", "tool_finished"]
+    assert [e.kind for e in events] == [
+        "token_minted",
+        "tool_started",
+        "api_accepted",
+        "tool_finished",
+    ]
     assert shim.current() is None
 
 

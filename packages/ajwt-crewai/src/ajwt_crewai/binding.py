@@ -106,6 +106,15 @@ class _StepProgress:
     succeeded: int = 0
     failed: int = 0
     refused: int = 0
+    #: Requests the API accepted (2xx) in the step, through ``shim.auth()``: the work of
+    #: a tool the adapter does not wrap (a secured tool's calls count in ``succeeded``).
+    accepted: int = 0
+
+    @property
+    def did_work(self) -> bool:
+        """A secured tool call succeeded, or (no secured call failed) the API accepted a
+        request of the step."""
+        return bool(self.succeeded or (self.accepted and not self.failed))
 
 
 class CrewAIBinding:
@@ -333,7 +342,15 @@ class CrewAIBinding:
     def on_event(self, event: ShimEvent) -> None:
         """The shim's observer: a request refused by the IdP or by the API, made by any
         tool (secured or not), is a refusal of the call in progress, and its step is not
-        completed."""
+        completed; a request the API accepted counts as work done in its step, so that
+        the step of a plain tool using ``shim.auth()`` completes like a secured tool's."""
+        if event.kind == "api_accepted":
+            step = self._event_step(event)
+            if step is not None:
+                progress = self._step_of(event.run_id, step, event.agent)
+                with self._lock:
+                    progress.accepted += 1
+            return
         if event.kind not in ("api_refused", "request_refused"):
             return
         detail = event.detail
@@ -347,10 +364,24 @@ class CrewAIBinding:
         if event.kind == "api_refused":
             error = type(error)(error.reason, f"the API refused the request: {error.description}")
         self.record_refusal(event.agent, event.tool or "?", error)
-        if event.step is not None:
-            progress = self._step_of(event.run_id, event.step, event.agent)
+        step = self._event_step(event)
+        if step is not None:
+            progress = self._step_of(event.run_id, step, event.agent)
             with self._lock:
                 progress.refused += 1
+
+    def _event_step(self, event: ShimEvent) -> str | None:
+        """The step of a shim event: as the shim resolved it, else (a request refused
+        before a token named its step) the step the agent's tool belongs to now."""
+        if event.step is not None:
+            return event.step
+        run = current_run()
+        if run is None or run.run_id != event.run_id:
+            return None
+        try:
+            return self.shim.resolve_step(AgentContext(event.agent, run, tool=event.tool))
+        except AJWTError:
+            return None
 
     def _begin(
         self, tool: str, step: str | None, audience: str | None
@@ -518,7 +549,7 @@ class CrewAIBinding:
             return [
                 step
                 for (step, who), p in steps.items()
-                if who == agent and p.succeeded and step not in refused and step not in completed
+                if who == agent and p.did_work and step not in refused and step not in completed
             ]
 
     def _complete(self, agent: str, step: str, run: Run, obj: BaseAgent | None) -> None:

@@ -146,26 +146,31 @@ def _binding_of(agent: BaseAgent | None) -> CrewAIBinding | None:
 
 
 def _hand_off(context: ToolCallHookContext) -> tuple[CrewAIBinding | None, Handoff | None]:
+    """Sign the delegation or consultation of this call; a refusal raises, and is listed
+    in the binding's ``refusals`` (the delegator's, else the coworker's)."""
     name = _coworker_name(context.tool_input)
     coworker = _find_coworker(context, name)
     delegator = _crewai_agent(context.agent)
     binding = _binding_of(delegator)
     if binding is None:
-        if coworker is not None and _binding_of(coworker) is not None:
-            raise AgentContextError(
-                Reason.NO_AGENT_CONTEXT,
-                f"an agent unknown to A-JWT cannot delegate to the A-JWT agent {name!r}",
-            )
-        return None, None  # neither side is an A-JWT agent: not ours to check
-    if coworker is None:
-        raise AgentContextError(Reason.NO_AGENT_CONTEXT, f"no coworker has the role {name!r}")
-    run = current_run()
-    if run is None:
-        raise AgentContextError(
-            Reason.NO_AGENT_CONTEXT, "a delegation outside any run: use shim.run(run)"
+        theirs = _binding_of(coworker)
+        if theirs is None:
+            return None, None  # neither side is an A-JWT agent: not ours to check
+        error = AgentContextError(
+            Reason.NO_AGENT_CONTEXT,
+            f"an agent unknown to A-JWT cannot delegate to the A-JWT agent {name!r}",
         )
+        theirs.record_refusal(delegator.role if delegator else "?", context.tool_name, error)
+        raise error
     assert delegator is not None
     try:
+        if coworker is None:
+            raise AgentContextError(Reason.NO_AGENT_CONTEXT, f"no coworker has the role {name!r}")
+        run = current_run()
+        if run is None:
+            raise AgentContextError(
+                Reason.NO_AGENT_CONTEXT, "a delegation outside any run: use shim.run(run)"
+            )
         if context.tool_name == CONSULT_TOOL:
             return binding, binding.consult(delegator, coworker, run)
         return binding, binding.delegate(delegator, coworker, run)
@@ -216,7 +221,8 @@ def after_tool_call(context: ToolCallHookContext) -> str | None:
         return None
     _abort_if_strict(call)
     if call.refusal is not None:
-        return f"Delegation refused: {_explain(call.refusal)}"
+        what = "Consultation" if call.tool_name == CONSULT_TOOL else "Delegation"
+        return f"{what} refused: {_explain(call.refusal)}"
     if call.handoff is not None and call.binding is not None:
         try:
             call.binding.finish_delegation(call.handoff)

@@ -5,6 +5,11 @@ agent with several tasks), a list of turns: a turn is a list of tool calls (Crew
 executes them through its real agent loop, hooks and tools) or a final answer. The turn
 played is the number of tool-call rounds already in the conversation, so a script needs
 no state and the same crew always runs the same way.
+
+The script plays whatever the tools answered: after a refusal it still gives its final
+answer ("Paid."), so a kickoff's result text may claim a success A-JWT refused. Judge a
+scripted run by ``binding.refusals`` (or ``secure_crew(..., strict=True)``, which aborts
+the kickoff), not by its result text.
 """
 
 from __future__ import annotations

@@ -74,8 +74,8 @@ def manifest(
         str,
         typer.Argument(
             metavar="MODULE:OBJECT",
-            help="The app: a compiled LangGraph graph, an AutoGen team, a CrewAI crew... "
-            "('module:factory()' calls a factory).",
+            help="The app: a compiled LangGraph graph, an AutoGen team, a CrewAI crew "
+            "or a (crew, {role: agent id}) pair... ('module:factory()' calls a factory).",
         ),
     ],
     out: Annotated[

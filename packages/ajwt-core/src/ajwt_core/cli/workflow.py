@@ -173,8 +173,8 @@ def export(
         str,
         typer.Argument(
             metavar="MODULE:OBJECT",
-            help="The app: a compiled LangGraph graph, an AutoGen team, a CrewAI crew... "
-            "('module:factory()' calls a factory).",
+            help="The app: a compiled LangGraph graph, an AutoGen team, a CrewAI crew "
+            "or a (crew, {role: agent id}) pair... ('module:factory()' calls a factory).",
         ),
     ],
     workflow_id: Annotated[str, typer.Option("--id", help="The workflow id.")] = "draft",

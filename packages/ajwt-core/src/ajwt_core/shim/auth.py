@@ -69,6 +69,8 @@ class AgentAuth(httpx.Auth):
         challenge = response.headers.get("WWW-Authenticate", "")
         if response.status_code in (401, 403) and "error=" in challenge:
             self._shim.api_refused(binding.context, response.status_code, challenge)
+        elif response.is_success:
+            self._shim.api_accepted(binding.context, response.status_code)
 
     def _sign(self, request: httpx.Request, url: str, binding: Binding, nonce: str | None) -> None:
         request.headers["Authorization"] = f"DPoP {binding.token}"

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import quote
 
@@ -1201,7 +1201,10 @@ class Shim:
             self._emit("request_refused", context, {**detail, "description": refusal.description})
             raise
         key = self.agent(context.agent, context.checksum).key
-        return Binding(token=issued.token, key=key, context=context)
+        # The context as resolved for the token (its step), for the observers of the
+        # request's answer (``api_accepted`` / ``api_refused``).
+        bound = replace(context, step=issued.step, tool=issued.tool or context.tool)
+        return Binding(token=issued.token, key=key, context=bound)
 
     def bind(self, request: httpx.Request) -> Binding:
         return self._send_sync(self._op_bind(request))
@@ -1222,6 +1225,12 @@ class Shim:
             "description": params.get("error_description", ""),
         }
         self._emit("api_refused", context, detail)
+
+    def api_accepted(self, context: AgentContext, status: int) -> None:
+        """The resource server answered a request made with ``context``'s token with a
+        success (2xx): tell the observers (event ``api_accepted``, detail ``status``), so
+        that an adapter can count a step's work done by a tool it does not wrap."""
+        self._emit("api_accepted", context, {"status": status})
 
     def auth(self) -> httpx.Auth:
         """The ``httpx.Auth`` for agent tool calls (sync and async clients alike)."""
