@@ -70,6 +70,7 @@ TEST_TOOLS = (
     "joserfc",
     "flask",
     "werkzeug",
+    "django",
 )
 # Per package: test libraries only its tests import.
 JOB_TEST_TOOLS: dict[str, tuple[str, ...]] = {
