@@ -32,7 +32,7 @@ from fastapi import FastAPI, Security
 from ajwt_autogen import secure_team
 from ajwt_core.idp import IdPSettings, create_app
 from ajwt_core.idp.admin import AdminClient
-from ajwt_core.rs import JWKSCache, Verifier
+from ajwt_core.rs import Verifier
 from ajwt_core.rs.fastapi import install, require_intent
 from ajwt_core.server import BackgroundServer
 from ajwt_core.shim import Shim
@@ -172,10 +172,7 @@ def start_services(db_path: Path, *, token_lifetime: int | None = None) -> Servi
     admin.register_workflow(WORKFLOW)
     api_server = BackgroundServer()
     calls: list[Call] = []
-    keys = JWKSCache(idp.url + "/.well-known/jwks.json")
-    api_server.start(
-        create_api(Verifier(issuer=idp.url, audience=api_server.url, keys=keys), calls)
-    )
+    api_server.start(create_api(Verifier.for_idp(idp.url, audience=api_server.url), calls))
     return Services(idp.url, api_server.url, admin, calls, [idp, api_server])
 
 
