@@ -81,8 +81,14 @@ JOB_TEST_TOOLS: dict[str, tuple[str, ...]] = {
 def locked_versions(names: tuple[str, ...]) -> list[str]:
     with (ROOT / "uv.lock").open("rb") as handle:
         lock = tomllib.load(handle)
-    versions = {p["name"]: p["version"] for p in lock["package"] if "version" in p}
-    return [f"{name}=={versions[name]}" for name in names]
+    versions: dict[str, list[tuple[tuple[int, ...], str]]] = {}
+    for package in lock["package"]:
+        if "version" in package:
+            number = tuple(int(part) for part in re.findall(r"\d+", package["version"])[:3])
+            versions.setdefault(package["name"], []).append((number, package["version"]))
+    # A name locked twice is split by Python version (django 6 needs 3.12): the older
+    # one is the one for the oldest Python we support, which this job runs on.
+    return [f"{name}=={min(versions[name])[1]}" for name in names]
 
 
 def declared_names(package: str) -> set[str]:

@@ -77,7 +77,9 @@ async def test_a_graph_flow_delegates_along_its_edges(services: Services) -> Non
 
     desk = await run_team(services, graph)
     assert desk.refusals() == [] and desk.tool_errors() == []
-    assert desk.seen() == EXPECTED
+    # The order of one reply's parallel tool calls is AutoGen's (0.7.0 runs them
+    # concurrently); each call's agent, step, tool and chain is what is checked.
+    assert sorted(desk.seen()) == sorted(EXPECTED)
     assert desk.completed() == ["route", "refund"]
 
 
@@ -87,6 +89,6 @@ async def test_a_round_robin_refuses_the_turn_that_leaves_the_workflow(services:
         return RoundRobinGroupChat(agents, termination_condition=stop, max_turns=4)
 
     desk = await run_team(services, round_robin)
-    assert desk.seen() == EXPECTED
+    assert sorted(desk.seen()) == sorted(EXPECTED)  # parallel calls: in either order
     # The fourth turn goes back to triage: 'close' may not hand work back to 'route'.
     assert desk.refusals() == [("triage", Reason.DELEGATION_NOT_ALONG_WORKFLOW.value)]
