@@ -34,7 +34,14 @@ import httpx
 
 from ajwt_core._http import AsyncClients
 from ajwt_core.errors import InvalidToken, Reason, ServerError
-from ajwt_core.rs.stores import REDIS_PREFIX, REVOCATION_TTL, _redis_from_url, revocation_ids
+from ajwt_core.rs.stores import (
+    REDIS_PREFIX,
+    REVOCATION_TTL,
+    _redis_from_url,
+    ready_key,
+    revocation_channel,
+    revocation_ids,
+)
 from ajwt_core.rs.token_cache import TokenFacts
 from ajwt_core.tokens import IntentTokenClaims
 
@@ -276,8 +283,8 @@ class RedisFeedSource:
     ) -> None:
         self._redis = redis
         self._prefix = prefix
-        self.channel = f"{prefix}revocations"
-        self._ready_key = f"{prefix}revocations:ready"
+        self.channel = revocation_channel(prefix)
+        self._ready_key = ready_key(prefix)
         self.interval = interval
 
     @classmethod

@@ -41,6 +41,16 @@ REDIS_PREFIX = "ajwt:"
 REVOCATION_TTL = 3600
 
 
+def ready_key(prefix: str) -> str:
+    """The marker the IdP sets once every live revocation is published under ``prefix``."""
+    return f"{prefix}revocations:ready"
+
+
+def revocation_channel(prefix: str) -> str:
+    """The pub/sub channel the IdP announces each revocation on."""
+    return f"{prefix}revocations"
+
+
 def _redis_from_url(url: str) -> Any:
     with needs_extra("redis", "the Redis store"):
         import redis.asyncio
@@ -245,7 +255,7 @@ class RedisRevocationChecker:
     ) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._ready_key = f"{prefix}revocations:ready"
+        self._ready_key = ready_key(prefix)
         self.fallback = fallback
 
     @classmethod
@@ -308,8 +318,8 @@ class RedisRevocationPublisher:
         self._redis = redis
         self.ttl = ttl
         self._prefix = prefix
-        self._ready_key = f"{prefix}revocations:ready"
-        self.channel = f"{prefix}revocations"
+        self._ready_key = ready_key(prefix)
+        self.channel = revocation_channel(prefix)
         self._clock = clock
 
     @classmethod

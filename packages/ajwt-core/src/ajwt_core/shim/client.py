@@ -1173,6 +1173,8 @@ class Shim:
     def _emit(
         self, kind: str, context: AgentContext, detail: Mapping[str, Any] | None = None
     ) -> None:
+        if not self._subscribers:
+            return  # the auth flow emits per request: nothing to build for nobody
         event = ShimEvent(
             kind=kind,
             agent=context.agent,
