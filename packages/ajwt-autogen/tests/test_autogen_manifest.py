@@ -25,7 +25,13 @@ from autogen_core.models import SystemMessage
 from autogen_core.tools import BaseTool, FunctionTool
 from pydantic import BaseModel, Field, SecretStr
 
-from ajwt_autogen import AgentBinding, manifest_from_autogen, model_client_config, tool_spec
+from ajwt_autogen import (
+    AgentBinding,
+    _internals,
+    manifest_from_autogen,
+    model_client_config,
+    tool_spec,
+)
 from ajwt_autogen.agent import secure_agent
 from ajwt_core.checksum import AgentManifest, PromptSpec, tool_source_digest
 from ajwt_core.shim import Shim
@@ -260,3 +266,88 @@ def test_initial_messages_of_the_model_context_are_part_of_the_identity() -> Non
     assert told.checksum() != plain.checksum()
     buffered = agent(BufferedChatCompletionContext(buffer_size=2))
     assert buffered.config["model_context"]["config"]["buffer_size"] == 2
+
+
+# ------------------------------------------------- the remembered tool schemas
+
+
+def _agent_with(tool: BaseTool[Any, Any], offline_shim: Shim, *, secured: bool) -> AssistantAgent:
+    agent = AssistantAgent("planner", model(), tools=[tool], system_message="Plan.")
+    return secure_agent(agent, offline_shim, register=False) if secured else agent
+
+
+@pytest.mark.parametrize("secured", [False, True])
+def test_a_tool_changed_in_place_changes_the_manifest(offline_shim: Shim, secured: bool) -> None:
+    # The schema is remembered per tool: a description, name or argument type set on
+    # the live tool object after a manifest was read must show in the next one (T4).
+    def read_file(repo: str, path: str) -> str:
+        return ""
+
+    class Wider(BaseModel):
+        repo: str
+        path: str
+        ref: str
+
+    tool = FunctionTool(read_file, description="Read one file.")
+    agent = _agent_with(tool, offline_shim, secured=secured)
+    first = manifest_from_autogen(agent)
+    assert manifest_from_autogen(agent) == first
+
+    tool._description = "Read one file, then delete the repository."
+    described = manifest_from_autogen(agent)
+    assert described.tools[0].description == "Read one file, then delete the repository."
+    assert described.checksum() != first.checksum()
+
+    tool._args_type = Wider
+    widened = manifest_from_autogen(agent)
+    assert set(widened.tools[0].parameters["properties"]) == {"repo", "path", "ref"}
+
+    tool._name = "read_any_file"
+    assert manifest_from_autogen(agent).tools[0].name == "read_any_file"
+
+
+def test_a_tool_schema_is_built_once_while_the_tool_is_unchanged(
+    offline_shim: Shim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_file(repo: str, path: str) -> str:
+        return ""
+
+    tool = FunctionTool(read_file, description="Read one file.")
+    agent = _agent_with(tool, offline_shim, secured=True)
+    built: list[str] = []
+    original = BaseTool.schema.fget
+    assert original is not None
+
+    def counting(self: BaseTool[Any, Any]) -> Any:
+        built.append(self.name)
+        return original(self)
+
+    monkeypatch.setattr(BaseTool, "schema", property(counting))
+    checksums = {manifest_from_autogen(agent).checksum() for _ in range(5)}
+    assert len(checksums) == 1
+    assert built == ["read_file"]
+
+
+def test_what_the_model_client_does_to_an_offered_schema_stays_out_of_the_manifest(
+    offline_shim: Shim,
+) -> None:
+    def read_file(repo: str, path: str) -> str:
+        return ""
+
+    agent = _agent_with(
+        FunctionTool(read_file, description="Read one file."), offline_shim, secured=True
+    )
+    before = manifest_from_autogen(agent)
+    secured_tool = next(iter(_internals_tools(agent)))
+    offered = secured_tool.schema
+    offered["description"] = "rewritten by a client"
+    offered.get("parameters", {}).get("properties", {}).clear()
+    assert manifest_from_autogen(agent) == before
+    assert secured_tool.schema["description"] == "Read one file."
+
+
+def _internals_tools(agent: AssistantAgent) -> list[BaseTool[Any, Any]]:
+    [bench] = _internals.workbenches(agent)
+    static = _internals.static_tools(bench)
+    assert static is not None
+    return static[0]

@@ -10,7 +10,10 @@ nowhere else.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,14 +87,84 @@ def is_mcp(bench: Workbench) -> bool:
     return any(kind.__module__.startswith("autogen_ext.tools.mcp") for kind in type(bench).__mro__)
 
 
+#: A class attribute of the adapter's tool wrappers (``AJWTTool``, the handoff tool):
+#: their schema is their ``inner`` tool's.
+SCHEMA_OF_INNER = "_ajwt_schema_of_inner"
+
+# What each tool's schema was computed from, and the schema (see tool_schema).
+_schemas: weakref.WeakKeyDictionary[BaseTool[Any, Any], tuple[tuple[Any, ...], ToolSchema]] = (
+    weakref.WeakKeyDictionary()
+)
+_schemas_lock = threading.Lock()
+
+
+def tool_schema(tool: BaseTool[Any, Any]) -> ToolSchema:
+    """``tool.schema``, computed again only when what ``BaseTool.schema`` builds it from
+    changed: the tool's name, description, argument type or strictness.
+
+    ``BaseTool.schema`` asks pydantic for the argument type's JSON schema on every read
+    (about 0.15 ms a tool), and the shim re-reads the live agent's manifest before every
+    mint, hand-off, completion and tool call. A tool class with a ``schema`` of its own
+    is asked every time; a wrapper of the adapter's own (``SCHEMA_OF_INNER``) is
+    described by the tool it wraps. The answer is shared: callers must not change it
+    (what the model is offered is a copy, :func:`offered_schema`).
+    """
+    while getattr(type(tool), SCHEMA_OF_INNER, False):
+        tool = tool.inner  # type: ignore[attr-defined]
+    if type(tool).schema is not BaseTool.schema:
+        return tool.schema
+    made_from = (tool._name, tool._description, tool._args_type, tool._strict)
+    with _schemas_lock:
+        held = _schemas.get(tool)
+    if held is not None and held[0] == made_from:
+        return held[1]
+    schema = tool.schema
+    with _schemas_lock:
+        _schemas[tool] = (made_from, schema)
+    return schema
+
+
+def offered_schema(tool: BaseTool[Any, Any]) -> ToolSchema:
+    """What a wrapper of the adapter's own offers the model: a copy of
+    :func:`tool_schema`, so that nothing the model client does to it reaches the
+    manifest."""
+    return copy.deepcopy(tool_schema(tool))
+
+
+def _static_schemas(bench: StaticWorkbench) -> list[ToolSchema]:
+    # StaticWorkbench.list_tools (autogen-core 0.7), each tool's schema from tool_schema.
+    schemas: list[ToolSchema] = []
+    for tool in bench._tools:
+        original = tool_schema(tool)
+        override = bench._tool_overrides.get(tool.name)
+        if override is None:
+            schemas.append(original)
+            continue
+        schema: ToolSchema = {
+            "name": override.name if override.name is not None else original["name"],
+            "description": override.description
+            if override.description is not None
+            else original.get("description", ""),
+        }
+        if "parameters" in original:
+            schema["parameters"] = original["parameters"]
+        if "strict" in original:
+            schema["strict"] = original["strict"]
+        schemas.append(schema)
+    return schemas
+
+
 def listed_tools(bench: Workbench) -> list[ToolSchema]:
     """``await bench.list_tools()`` for a workbench that answers without waiting.
 
     A static workbench lists its tools without any I/O, so its coroutine finishes on the
     first step; a manifest must be computable synchronously (the shim recomputes it
     before every mint). A workbench that needs I/O to list its tools (an MCP server)
-    cannot be described that way.
+    cannot be described that way. A ``StaticWorkbench`` that keeps AutoGen's
+    ``list_tools`` is listed as it would list itself, with :func:`tool_schema`.
     """
+    if type(bench).list_tools is StaticWorkbench.list_tools:
+        return _static_schemas(bench)  # type: ignore[arg-type]
     coroutine = bench.list_tools()
     try:
         coroutine.send(None)

@@ -29,7 +29,7 @@ It maps the agent's events onto the shim:
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import Handoff, Response
@@ -395,6 +395,9 @@ async def _handover(
 class _AJWTHandoffTool(BaseTool[BaseModel, BaseModel]):
     """A hand-off tool whose run signs the delegation to its target."""
 
+    # Its schema is its inner tool's (_internals.SCHEMA_OF_INNER).
+    _ajwt_schema_of_inner: ClassVar[bool] = True
+
     def __init__(self, tool: BaseTool[Any, Any], handoff: Handoff, guard: _TurnGuard) -> None:
         super().__init__(tool.args_type(), tool.return_type(), tool.name, tool.description)
         self.inner = tool
@@ -403,7 +406,7 @@ class _AJWTHandoffTool(BaseTool[BaseModel, BaseModel]):
 
     @property
     def schema(self) -> ToolSchema:
-        return self.inner.schema
+        return _internals.offered_schema(self.inner)
 
     def return_value_as_string(self, value: Any) -> str:
         return self.inner.return_value_as_string(value)

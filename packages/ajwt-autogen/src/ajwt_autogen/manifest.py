@@ -48,7 +48,9 @@ True
 
 from __future__ import annotations
 
+import collections
 import copy
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -201,11 +203,34 @@ def _offered_tools(
             found = by_name.get(schema["name"])
             offered.append((schema, [found] if found is not None else []))
     for tool in _internals.handoff_tools(agent):
-        offered.append((tool.schema, [tool]))
+        offered.append((_internals.tool_schema(tool), [tool]))
     return offered
 
 
+# ToolSpecs of the schemas _internals.tool_schema keeps, by the schema object (held,
+# so its id is not reused): validating a spec costs as much as the rest of a manifest.
+_specs: collections.OrderedDict[int, tuple[ToolSchema, ToolSpec]] = collections.OrderedDict()
+_specs_lock = threading.Lock()
+_SPECS_KEPT = 1024
+
+
 def _tool_spec_of(schema: ToolSchema, objects: list[BaseTool[Any, Any]], deep: bool) -> ToolSpec:
+    if not deep:
+        with _specs_lock:
+            held = _specs.get(id(schema))
+        if held is not None and held[0] is schema:
+            return held[1]
+        spec = _make_tool_spec(schema, objects, deep)
+        with _specs_lock:
+            _specs[id(schema)] = (schema, spec)
+            _specs.move_to_end(id(schema))
+            if len(_specs) > _SPECS_KEPT:
+                _specs.popitem(last=False)
+        return spec
+    return _make_tool_spec(schema, objects, deep)
+
+
+def _make_tool_spec(schema: ToolSchema, objects: list[BaseTool[Any, Any]], deep: bool) -> ToolSpec:
     source = None
     if deep:
         if not objects:

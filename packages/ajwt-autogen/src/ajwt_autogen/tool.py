@@ -30,7 +30,7 @@ import contextvars
 import functools
 import inspect
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_core import CancellationToken, ComponentModel
@@ -117,6 +117,9 @@ class AJWTTool(BaseTool[BaseModel, BaseModel]):
     (:func:`~ajwt_autogen.secure_agent` does this for every tool of an agent.)
     """
 
+    # Its schema is its inner tool's (_internals.SCHEMA_OF_INNER).
+    _ajwt_schema_of_inner: ClassVar[bool] = True
+
     def __init__(
         self,
         tool: BaseTool[Any, Any],
@@ -149,7 +152,7 @@ class AJWTTool(BaseTool[BaseModel, BaseModel]):
 
     @property
     def schema(self) -> ToolSchema:
-        return self.inner.schema
+        return _internals.offered_schema(self.inner)
 
     def state_type(self) -> type[BaseModel] | None:
         return self.inner.state_type()
