@@ -9,7 +9,8 @@ the three CrewAI events onto the shim:
   agent (``shim.acting``), report ``tool_finished``;
 - a delegation (:meth:`CrewAIBinding.delegate`, CrewAI's "Delegate work to coworker"):
   the coworker takes over the next step of the workflow; the delegator's ready steps
-  are completed and ``shim.handoff`` signs the delegation;
+  are completed, the one it hands from by the hand-off itself, and ``shim.handoff``
+  signs the delegation;
 - a question (:meth:`CrewAIBinding.consult`, "Ask question to coworker"): a
   consultation inside the asking agent's step (``shim.consult``); the run does not move;
 - the end of work (:meth:`CrewAIBinding.finish_delegation`,
@@ -620,8 +621,11 @@ class CrewAIBinding:
         from_step = own[-1]
         if self.shim.local_checks:
             workflow.check_delegation_edge(from_step, to_step, to_id)
+        # The step handed from, when it is one the delegator hands on, is completed by
+        # the hand-off itself (one request, DESIGN §6.7); any earlier ones first.
+        rides = bool(handing_on) and handing_on[-1] == from_step
         with self._explaining({from_id: delegator, to_id: coworker}):
-            for step in handing_on:
+            for step in handing_on[:-1] if rides else handing_on:
                 self.shim.complete(from_id, step, run=run, audience=self.audience)
             self.shim.handoff(
                 from_id,
@@ -630,6 +634,7 @@ class CrewAIBinding:
                 run=run,
                 from_step=from_step,
                 audience=self.audience,
+                complete=rides,
             )
         self._enter(run, to_step, to_id)
         return Handoff(from_id, to_id, from_step, to_step, run, coworker)
