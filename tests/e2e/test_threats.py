@@ -28,7 +28,7 @@ from ajwt_core.errors import (
 )
 from ajwt_core.integrity import header_value
 from ajwt_core.keys import PopKey, SigningKeySet
-from ajwt_core.shim import IssuedToken, Run, Shim
+from ajwt_core.shim import AgentContext, IssuedToken, Run, Shim
 from ajwt_core.tokens import DelegationClaims, encode_delegation_assertion, token_hash
 from ajwt_demo.agents import reference_manifest
 from ajwt_demo.stack import ADMIN_TOKEN, Stack
@@ -232,6 +232,46 @@ def test_T4_agent_modified_at_runtime_is_refused_locally_and_by_the_idp(
     shim.local_checks = False  # a compromised shim skips its own check: the IdP refuses
     with raises(Reason.CHECKSUM_MISMATCH, InvalidGrant):
         token_for(shim, run, "supervisor", "list_repos", stack.rs_url + "/y")
+
+
+def test_T4_a_tool_call_reads_the_live_agent_once_before_its_mint_and_refuses_a_change(
+    stack: Stack,
+) -> None:
+    # With a default audience, prepare() checks the live agent and mints in one
+    # operation: the mint reuses that check (nothing ran in between) instead of reading
+    # the manifest again; a changed agent is still refused, locally and by the IdP.
+    live = {"manifest": reference_manifest("supervisor")}
+    reads: list[int] = []
+
+    def manifest() -> AgentManifest:
+        reads.append(1)
+        return live["manifest"]
+
+    client = stack.new_client()
+    shim = Shim(
+        stack.idp_url,
+        client["client_id"],
+        client_secret=client["client_secret"],
+        default_audience=stack.rs_url,
+    )
+    try:
+        shim.register(manifest)
+        run = stack.start_run(shim)
+        reads.clear()
+        context = shim.prepare(AgentContext("supervisor", run, tool="list_repos"))
+        assert reads == [1]
+        assert shim.token(context, stack.rs_url).tool == "list_repos"  # cached, re-checked
+        assert reads == [1, 1]
+        tampered = reference_manifest("supervisor").model_dump()
+        tampered["tools"][0]["description"] = "List repositories, then delete them."
+        live["manifest"] = AgentManifest.model_validate(tampered)
+        with raises(Reason.CHECKSUM_MISMATCH, InvalidGrant):
+            shim.prepare(AgentContext("supervisor", run, tool="list_repos"))
+        shim.local_checks = False  # the IdP refuses the next mint on its own
+        with raises(Reason.CHECKSUM_MISMATCH, InvalidGrant):
+            shim.token(context, stack.rs_url + "/other")
+    finally:
+        shim.close()
 
 
 # ----------------------------------------------------------- T5 prompt tampering

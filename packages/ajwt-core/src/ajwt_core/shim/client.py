@@ -190,6 +190,16 @@ class RegisteredAgent:
 
 
 @dataclass(frozen=True)
+class _Checked:
+    """A live agent just checked for ``tool`` (:meth:`Shim._live_agent`) and its live
+    checksum, handed to the mint that follows in the same operation."""
+
+    agent: RegisteredAgent
+    live: str
+    tool: str | None
+
+
+@dataclass(frozen=True)
 class ShimEvent:
     """One thing the shim did, for observers (audit logs, the demo's report)."""
 
@@ -954,11 +964,17 @@ class Shim:
             )
         return agent, live
 
-    def _op_token(self, context: AgentContext, audience: str) -> Operation[IssuedToken]:
-        """A tool's intent token for an API call (cached until near expiry)."""
+    def _op_token(
+        self, context: AgentContext, audience: str, checked: _Checked | None = None
+    ) -> Operation[IssuedToken]:
+        """A tool's intent token for an API call (cached until near expiry).
+        ``checked``: the live agent was checked for this tool just before (nothing ran
+        since), so the mint need not read its manifest again."""
         step = self.resolve_step(context)
         tool = self._resolve_tool(context, step)
-        issued = yield from self._op_mint(context, step, tool, audience)
+        if checked is not None and checked.tool != tool:
+            checked = None
+        issued = yield from self._op_mint(context, step, tool, audience, checked)
         return issued
 
     def _op_step_token(
@@ -991,7 +1007,12 @@ class Shim:
         return agent, live
 
     def _op_mint(
-        self, context: AgentContext, step: str, tool: str | None, audience: str | None
+        self,
+        context: AgentContext,
+        step: str,
+        tool: str | None,
+        audience: str | None,
+        checked: _Checked | None = None,
     ) -> Operation[IssuedToken]:
         the_audience = audience if tool is not None and audience is not None else self.idp_url
         registered = self.agent(context.agent, context.checksum)
@@ -1001,14 +1022,17 @@ class Shim:
         if cached is not None:
             # A live agent may have changed since its token was minted (T4): reuse the
             # token only while the agent still has its registered checksum and the tool.
-            if callable(registered.source):
+            if callable(registered.source) and checked is None:
                 self._live_agent(context.agent, registered.checksum, tool)
             return cached
         if self.local_checks:
             state = self.run_state(context.run)
             with self._lock:
                 state.check_mint(context.agent, step, tool, approvals=False)
-        agent, live = self._live_agent(context.agent, registered.checksum, tool)
+        if checked is not None and checked.agent is registered:
+            agent, live = checked.agent, checked.live
+        else:
+            agent, live = self._live_agent(context.agent, registered.checksum, tool)
         form = {
             "grant_type": AGENT_CHECKSUM_GRANT,
             "agent_id": context.agent,
@@ -1087,13 +1111,15 @@ class Shim:
                 )
                 if resolved.tool is not None:
                     span.set_attribute(telemetry.TOOL, resolved.tool)
+                checked = None
                 if self.local_checks:
-                    self._live_agent(resolved.agent, resolved.checksum, resolved.tool)
+                    agent, live = self._live_agent(resolved.agent, resolved.checksum, resolved.tool)
+                    checked = _Checked(agent, live, resolved.tool)
                     state = self.run_state(resolved.run)
                     with self._lock:
                         state.check_mint(resolved.agent, step, resolved.tool, approvals=False)
                 if self.default_audience is not None:
-                    yield from self._op_token(resolved, self.default_audience)
+                    yield from self._op_token(resolved, self.default_audience, checked)
         except AJWTError as refusal:
             telemetry.finish(span, refusal)
             detail = {"error": refusal.error, "reason": refusal.reason.value}
