@@ -96,11 +96,13 @@ _schemas: weakref.WeakKeyDictionary[BaseTool[Any, Any], tuple[tuple[Any, ...], T
     weakref.WeakKeyDictionary()
 )
 _schemas_lock = threading.Lock()
+_CORE = "__pydantic_core_schema__"
 
 
 def tool_schema(tool: BaseTool[Any, Any]) -> ToolSchema:
     """``tool.schema``, computed again only when what ``BaseTool.schema`` builds it from
-    changed: the tool's name, description, argument type or strictness.
+    changed: the tool's name, description, argument type (or that type, rebuilt) or
+    strictness.
 
     ``BaseTool.schema`` asks pydantic for the argument type's JSON schema on every read
     (about 0.15 ms a tool), and the shim re-reads the live agent's manifest before every
@@ -113,7 +115,9 @@ def tool_schema(tool: BaseTool[Any, Any]) -> ToolSchema:
         tool = tool.inner  # type: ignore[attr-defined]
     if type(tool).schema is not BaseTool.schema:
         return tool.schema
-    made_from = (tool._name, tool._description, tool._args_type, tool._strict)
+    args = tool._args_type
+    # The class's core schema too: pydantic replaces it when the class is rebuilt.
+    made_from = (tool._name, tool._description, args, args.__dict__.get(_CORE), tool._strict)
     with _schemas_lock:
         held = _schemas.get(tool)
     if held is not None and held[0] == made_from:
