@@ -86,6 +86,20 @@ def manifest_of(source: Any) -> AgentManifest:
     return AgentManifest.model_validate(source)
 
 
+def _same_tool(manifest: AgentManifest, tool: BaseTool) -> bool:
+    from ajwt_langchain.manifest import tool_spec
+
+    entry = next((t for t in manifest.tools if t.name == tool.name), None)
+    if entry is None:
+        return False
+    live = tool_spec(tool, deep=entry.source is not None)
+    return (live.description, live.parameters, live.source) == (
+        entry.description,
+        entry.parameters,
+        entry.source,
+    )
+
+
 class ToolGate:
     """The checks before a tool call, shared by the handler, ToolNode wrapper, middleware."""
 
@@ -156,7 +170,13 @@ class ToolGate:
 
         if is_handoff_tool(tool):
             return
-        manifest = manifest_of(self.shim.agent(agent).source)
+        registered = self.shim.agent(agent)
+        # The tool as the agent was last seen registered: the shim reads the live agent
+        # right after (prepare), so a match here is a match with the live agent too.
+        known = registered.verified_manifest()
+        if known is not None and _same_tool(known, tool):
+            return
+        manifest = manifest_of(registered.source)
         entry = next((t for t in manifest.tools if t.name == tool.name), None)
         if entry is None:
             names = ", ".join(sorted(t.name for t in manifest.tools)) or "none"

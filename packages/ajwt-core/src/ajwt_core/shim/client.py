@@ -167,6 +167,7 @@ class RegisteredAgent:
     _last_manifest: str = field(default="", repr=False, compare=False)
     _last_checksum: str = field(default="", repr=False, compare=False)
     _last_tools: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    _last_read: AgentManifest | None = field(default=None, repr=False, compare=False)
 
     def live_checksum(self) -> str:
         """Recompute the checksum from the live agent (DESIGN §3: before every mint).
@@ -180,7 +181,16 @@ class RegisteredAgent:
             self._last_checksum = manifest.checksum()
             self._last_tools = frozenset(tool.name for tool in manifest.tools)
             self._last_manifest = text
+        self._last_read = manifest
         return self._last_checksum
+
+    def verified_manifest(self) -> AgentManifest | None:
+        """The live manifest as last read, if it had the registered checksum (else
+        ``None``): what an adapter may compare a running tool with before the shim
+        reads the live agent again."""
+        if self._last_read is None or self._last_checksum != self.checksum:
+            return None
+        return self._last_read
 
     def live_tools(self) -> frozenset[str]:
         """The tool names of the live agent's manifest (as of its last checksum)."""
