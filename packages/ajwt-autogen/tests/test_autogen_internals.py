@@ -6,13 +6,19 @@ one file to adapt.
 
 from __future__ import annotations
 
+import asyncio
 import doctest
 
 import pytest
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.teams import DiGraphBuilder, GraphFlow, Swarm
 from autogen_core.model_context import BufferedChatCompletionContext
-from autogen_core.tools import FunctionTool, StaticStreamWorkbench
+from autogen_core.tools import (
+    FunctionTool,
+    StaticStreamWorkbench,
+    StaticWorkbench,
+    ToolOverride,
+)
 
 import ajwt_autogen.adapter
 import ajwt_autogen.draft
@@ -71,6 +77,20 @@ def test_function_tool_internals() -> None:
     assert _internals.sync_function(FunctionTool(read_file, description="")) is read_file
     assert _internals.sync_function(FunctionTool(list_repos, description="")) is None
     assert _internals.tool_function(FunctionTool(list_repos, description="")) is list_repos
+
+
+def test_static_workbench_listing_is_autogens() -> None:
+    # The adapter lists a StaticWorkbench itself (each tool's schema remembered): what
+    # it lists must be what AutoGen's own list_tools gives, overrides included.
+    tools = [
+        FunctionTool(read_file, description="Read one file."),
+        FunctionTool(list_repos, description="List the repositories.", strict=True),
+    ]
+    overrides = {"read_file": ToolOverride(name="fetch_file", description="Fetch one file.")}
+    bench = StaticWorkbench(tools, tool_overrides=overrides)
+    assert _internals.listed_tools(bench) == asyncio.run(bench.list_tools())
+    plain = StaticWorkbench(tools)
+    assert _internals.listed_tools(plain) == asyncio.run(plain.list_tools())
 
 
 @pytest.mark.parametrize(

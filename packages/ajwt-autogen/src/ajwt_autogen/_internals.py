@@ -118,8 +118,11 @@ def tool_schema(tool: BaseTool[Any, Any]) -> ToolSchema:
     args = tool._args_type
     # The class's core schema too: pydantic replaces it when the class is rebuilt.
     made_from = (tool._name, tool._description, args, args.__dict__.get(_CORE), tool._strict)
-    with _schemas_lock:
-        held = _schemas.get(tool)
+    try:
+        with _schemas_lock:
+            held = _schemas.get(tool)
+    except TypeError:  # a tool class that cannot be a weak key: asked every time
+        return tool.schema
     if held is not None and held[0] == made_from:
         return held[1]
     schema = tool.schema
