@@ -43,7 +43,12 @@ IdP's own request durations by operation (``mint``, ``exchange``, ``complete``,
 ``start_run``…, from the ``ajwt_idp_request_duration_seconds`` histogram its
 ``/metrics`` serves: handling time inside the IdP, without the network hop) over the
 timed runs, as requests and milliseconds per run. The resource server's revocation-feed
-polls show up there too (``other``).
+polls show up there too (``other``). And, with the servers in their own processes, the
+split of the extra wall time: the client process's extra CPU time per run
+(``time.process_time``, every thread: the adapter, the shim, the extra HTTP requests),
+the IdP's handling, and the rest (the resource server's extra work, network hops,
+waiting for a CPU on a shared machine). The parts add up only roughly: a run's calls are
+mostly sequential, but a thread pool's tool calls may overlap one another's waits.
 """
 
 from __future__ import annotations
@@ -225,6 +230,8 @@ class Sample:
     error: str | None = None
     #: Round trips to the IdP (A-JWT only).
     idp_requests: int = 0
+    #: CPU time of this (the client's) process during the run, every thread.
+    cpu: float = 0.0
 
 
 @dataclass
@@ -247,6 +254,10 @@ class E2ERow:
     completions: float = 0.0
     #: The shim's round trips to the IdP per run (median), ``start_run`` included.
     idp_requests: float = 0.0
+    #: The client process's CPU time per run (median, ms), each side: with the servers
+    #: in other processes, the client's own work (the framework's, and A-JWT's).
+    secured_cpu_ms: float = 0.0
+    plain_cpu_ms: float = 0.0
     #: The IdP's handling time per A-JWT run by operation: ``{operation: [requests per
     #: run, milliseconds per run]}`` (from its ``/metrics``, over the timed runs).
     idp_operations: dict[str, list[float]] = field(default_factory=dict)
@@ -430,7 +441,7 @@ def per_run(
 def _secured_run(
     scenario: Scenario, deployment: Deployment, shim: CountingShim, user_token: str
 ) -> Sample:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     started, error = start, None
     try:
         run = shim.start_run(user_token, "vuln-patch", intent="patch the CVEs")
@@ -438,7 +449,7 @@ def _secured_run(
         answer = scenario.run_secured(shim, run, deployment.rs_url)
     except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
         answer, error = "", repr(exc)[:300]
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     requests, refused = shim.tally.take()
     idp_requests, _ = shim.idp.take()
     events = shim.take_events()
@@ -450,20 +461,23 @@ def _secured_run(
         events,
         _failure(answer, error),
         idp_requests,
+        cpu,
     )
 
 
 def _plain_run(
     scenario: Scenario, deployment: Deployment, auth: CountingAuth, tally: Tally
 ) -> Sample:
-    start, error = time.perf_counter(), None
+    start, cpu, error = time.perf_counter(), time.process_time(), None
     try:
         answer = scenario.run_baseline(deployment.plain_api_url, auth)
     except Exception as exc:  # noqa: BLE001 - reported in the row, never hidden
         answer, error = "", repr(exc)[:300]
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     requests, refused = tally.take()
-    return Sample(seconds, requests=requests, refused=refused, error=_failure(answer, error))
+    return Sample(
+        seconds, requests=requests, refused=refused, error=_failure(answer, error), cpu=cpu
+    )
 
 
 def _failure(answer: str, error: str | None) -> str | None:
@@ -522,6 +536,8 @@ def summarise(framework: str, mode: str, secured: list[Sample], plain: list[Samp
     ):
         setattr(row, attribute, statistics.median(s.events.get(kind, 0) for s in secured))
     row.idp_requests = statistics.median(s.idp_requests for s in secured)
+    row.secured_cpu_ms = statistics.median(s.cpu for s in secured) * 1e3
+    row.plain_cpu_ms = statistics.median(p.cpu for p in plain) * 1e3
     for side, samples in (("A-JWT", secured), ("plain", plain)):
         refused = sum(s.refused for s in samples)
         if refused:
@@ -595,11 +611,40 @@ def render(report: Report) -> str:
                 f"| {target} | {met} |"
             )
         lines += _idp_lines(rows)
+        lines += _split_lines(rows)
         problems = [f"- {r.framework}: {p}" for r in rows for p in r.problems]
         if problems:
             lines += ["", "Problems (a row with a problem does not meet its target):", *problems]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+def _split_lines(rows: list[E2ERow]) -> list[str]:
+    """Where the A-JWT run's extra time goes, with the servers in other processes: the
+    client's extra CPU, the IdP's handling, and the rest (the resource server's extra
+    work, the network hops, scheduling on a shared machine)."""
+    shown = [r for r in rows if r.mode == "processes" and r.secured and r.plain]
+    if not shown:
+        return []
+    lines = [
+        "",
+        "Where the A-JWT run's extra time goes (ms per run: wall-time difference = the "
+        "client process's extra CPU + the IdP's handling + the rest):",
+        "",
+        "| framework | extra wall time | client CPU, A-JWT / plain | extra client CPU "
+        "| IdP handling | rest |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in shown:
+        assert r.secured is not None and r.plain is not None
+        extra = r.secured.median - r.plain.median
+        cpu = r.secured_cpu_ms - r.plain_cpu_ms
+        idp = sum(ms for _, ms in r.idp_operations.values())
+        lines.append(
+            f"| {r.framework} | {extra:.1f} | {r.secured_cpu_ms:.1f} / {r.plain_cpu_ms:.1f} "
+            f"| {cpu:.1f} | {idp:.1f} | {extra - cpu - idp:.1f} |"
+        )
+    return lines
 
 
 def _idp_lines(rows: list[E2ERow]) -> list[str]:
