@@ -28,9 +28,12 @@ registration (threats T4/T5).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import re
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,14 +199,31 @@ def _without_titles(schema: Any) -> Any:
     return cleaned
 
 
+# Each argument class's parameters, with the core schema they were built from: pydantic
+# builds a JSON schema anew on every call (about 0.3 ms), and the shim reads the live
+# agent's manifest before every mint, hand-off, completion and tool call. A class
+# rebuilt in place (``model_rebuild``) gets a new core schema, and new parameters.
+_schemas: weakref.WeakKeyDictionary[type[BaseModel], tuple[object, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_schemas_lock = threading.Lock()
+
+
 def _parameters(args_schema: type[BaseModel] | None) -> dict[str, Any]:
     if args_schema is None:
         return {"type": "object", "properties": {}, "required": []}
-    schema: dict[str, Any] = _without_titles(args_schema.model_json_schema())
-    schema.setdefault("type", "object")
-    schema.setdefault("properties", {})
-    schema.setdefault("required", [])
-    return schema
+    core = args_schema.__dict__.get("__pydantic_core_schema__")
+    with _schemas_lock:
+        held = _schemas.get(args_schema)
+    if held is None or held[0] is not core:
+        schema: dict[str, Any] = _without_titles(args_schema.model_json_schema())
+        schema.setdefault("type", "object")
+        schema.setdefault("properties", {})
+        schema.setdefault("required", [])
+        held = (core, schema)
+        with _schemas_lock:
+            _schemas[args_schema] = held
+    return copy.deepcopy(held[1])
 
 
 def tool_spec(tool: BaseTool) -> ToolSpec:
