@@ -165,3 +165,23 @@ def test_export_names_the_installed_adapters_when_none_recognises_the_app(
     assert "(adapters: toy)" in err
     code, _, err = run("workflow", "export", "no_such_module:app")
     assert code == 1 and "cannot import 'no_such_module'" in err
+
+
+def test_an_app_module_that_raises_on_import_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A newcomer's app.py read its user's token at import time (as a script does): the
+    # CLI imports it to draft a workflow, and says what failed in one line.
+    (tmp_path / "setup_at_import.py").write_text(
+        "import os\nTOKEN = os.environ['AJWT_USER_TOKEN_NOT_SET']\n"
+        "def team():\n    raise RuntimeError('no IdP here')\n"
+    )
+    (tmp_path / "lazy_app.py").write_text("def team():\n    raise RuntimeError('no IdP here')\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("workflow", "export", "setup_at_import:team()")
+    assert code == 1 and "Traceback" not in err + out
+    assert "importing 'setup_at_import' ran its top-level code, which raised KeyError" in err
+    assert "'setup_at_import:factory()'" in err
+    code, out, err = run("workflow", "export", "lazy_app:team()")
+    assert code == 1 and "Traceback" not in err + out
+    assert "'lazy_app:team()' raised RuntimeError: no IdP here" in err

@@ -15,7 +15,7 @@ import pytest
 from ajwt_core.errors import AJWTError, InvalidGrant, Reason
 from ajwt_core.keys import PopKey
 from ajwt_core.ledger import load_json
-from ajwt_core.shim import Run, Shim
+from ajwt_core.shim import Run, Shim, ShimEvent
 from ajwt_core.tokens import DelegationClaims
 from ajwt_core.workflow import reference_workflow
 from ajwt_demo.agents import reference_manifests
@@ -140,14 +140,30 @@ def test_refused_delegate_leaves_the_delegators_step_open(
     # Atomic: the delegate's token is refused (its registration revoked), so the
     # completion that came with the hand-off is not recorded either.
     run = _to_plan(stack, shim, branchy)
+    refusals: list[ShimEvent] = []
+    shim.subscribe(lambda event: refusals.append(event) if "refused" in event.kind else None)
     shim.revoke("agent", shim.agent("patcher").registration_id)
     with pytest.raises(InvalidGrant) as info:
         shim.handoff("planner", "patcher", "patch", run=run, audience=stack.rs_url, complete=True)
     assert info.value.reason == Reason.AGENT_REVOKED
     assert "plan" not in _completed(stack, shim, run)
     assert "plan" not in shim.completed_steps(run)
+    # The observers were told, whatever the caller does with the exception.
+    [told] = refusals
+    assert (told.kind, told.agent, told.step, told.run_id) == (
+        "handoff_refused",
+        "patcher",
+        "patch",
+        run.run_id,
+    )
+    assert told.detail["from_agent"] == "planner"
+    assert (told.detail["error"], told.detail["reason"]) == ("invalid_grant", "agent_revoked")
     # The step is still the planner's to complete on its own.
     assert shim.complete("planner", "plan", run=run)["step"] == "plan"
+    with pytest.raises(AJWTError) as again:
+        shim.complete("patcher", "patch", run=run)
+    assert refusals[-1].kind == "completion_refused"
+    assert refusals[-1].detail["reason"] == again.value.reason.value
 
 
 def _unchecked(stack: Stack, shim: Shim) -> Shim:

@@ -28,7 +28,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from ajwt_core.checksum import AgentManifest
-from ajwt_core.errors import InvalidRequest, Reason
+from ajwt_core.errors import AJWTError, InvalidRequest, Reason
 from ajwt_core.workflow import Workflow
 
 ENTRY_POINT_GROUP = "ajwt_core.adapters"
@@ -142,10 +142,29 @@ def load_object(reference: str) -> object:
         raise InvalidRequest(
             Reason.MALFORMED_REQUEST, f"cannot import {module_name!r}: {exc}"
         ) from None
+    except AJWTError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the app's own code, told in one line
+        raise InvalidRequest(
+            Reason.MALFORMED_REQUEST,
+            f"importing {module_name!r} ran its top-level code, which raised "
+            f"{type(exc).__name__}: {exc} (build the app in a factory, "
+            f"'{module_name}:factory()', to keep setup out of the import)",
+        ) from None
     for part in attribute.split("."):
         if not hasattr(value, part):
             raise InvalidRequest(
                 Reason.MALFORMED_REQUEST, f"{module_name!r} has no attribute {attribute!r}"
             )
         value = getattr(value, part)
-    return value() if call else value
+    if not call:
+        return value
+    try:
+        return value()
+    except AJWTError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the app's own code, told in one line
+        raise InvalidRequest(
+            Reason.MALFORMED_REQUEST,
+            f"{reference!r} raised {type(exc).__name__}: {exc}",
+        ) from None

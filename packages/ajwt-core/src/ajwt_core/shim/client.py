@@ -1203,7 +1203,16 @@ class Shim:
             return span
 
     def subscribe(self, callback: Callable[[ShimEvent], None]) -> None:
-        """Observe what the shim does (tool calls, mints, hand-offs, completions)."""
+        """Observe what the shim does: ``callback(event)`` for each :class:`ShimEvent`.
+
+        Kinds: ``tool_started``, ``tool_finished``, ``tool_failed``, ``token_minted``,
+        ``handoff``, ``consultation``, ``step_completed``, ``api_accepted``; and every
+        refusal, whatever the caller does with its exception (an agent framework often
+        turns it into a message for the model): ``tool_refused`` (before a tool runs),
+        ``request_refused`` (no token for an HTTP request), ``api_refused`` (the
+        resource server's 401/403), ``handoff_refused``, ``consultation_refused``,
+        ``completion_refused``; their ``detail`` has ``error``, ``reason`` and
+        ``description``."""
         self._subscribers.append(callback)
 
     def _emit(
@@ -1221,6 +1230,19 @@ class Shim:
         )
         for callback in list(self._subscribers):
             callback(event)
+
+    def _reported(
+        self, kind: str, context: AgentContext, detail: Mapping[str, Any], operation: Operation[T]
+    ) -> Operation[T]:
+        """``operation``, its refusal told to the observers (event ``kind``, with ``error``,
+        ``reason`` and ``description``) before it is raised."""
+        try:
+            result = yield from operation
+        except AJWTError as refusal:
+            told = {"error": refusal.error, "reason": refusal.reason.value}
+            self._emit(kind, context, {**detail, **told, "description": refusal.description})
+            raise
+        return result
 
     def _op_bind(self, request: httpx.Request) -> Operation[Binding]:
         context = self.current()
@@ -1471,11 +1493,12 @@ class Shim:
         :meth:`complete` would, with its checks) in the same request: the IdP records both
         or neither (DESIGN §6.7), one round trip instead of two.
         """
+        the_run = self._run_or_current(run)
         operation = self._op_handoff(
             from_agent,
             to_agent,
             to_step,
-            self._run_or_current(run),
+            the_run,
             tool,
             scope,
             audience,
@@ -1484,7 +1507,9 @@ class Shim:
             to_checksum,
             complete,
         )
-        return self._send_sync(operation)
+        told = AgentContext(to_agent, the_run, to_step)
+        detail = {"from_agent": from_agent, "from_step": from_step}
+        return self._send_sync(self._reported("handoff_refused", told, detail, operation))
 
     async def ahandoff(
         self,
@@ -1501,11 +1526,12 @@ class Shim:
         to_checksum: str | None = None,
         complete: bool = False,
     ) -> IssuedToken:
+        the_run = self._run_or_current(run)
         operation = self._op_handoff(
             from_agent,
             to_agent,
             to_step,
-            self._run_or_current(run),
+            the_run,
             tool,
             scope,
             audience,
@@ -1514,7 +1540,9 @@ class Shim:
             to_checksum,
             complete,
         )
-        return await self._send_async(operation)
+        told = AgentContext(to_agent, the_run, to_step)
+        detail = {"from_agent": from_agent, "from_step": from_step}
+        return await self._send_async(self._reported("handoff_refused", told, detail, operation))
 
     def consult(
         self,
@@ -1537,11 +1565,12 @@ class Shim:
         complete the step or hand on, and the run's position does not move. Returns the
         consulted agent's first token (a step token unless ``tool`` is given).
         """
+        the_run = self._run_or_current(run)
         operation = self._op_handoff(
             from_agent,
             to_agent,
             None,
-            self._run_or_current(run),
+            the_run,
             tool,
             scope,
             audience,
@@ -1549,7 +1578,9 @@ class Shim:
             from_checksum,
             to_checksum,
         )
-        return self._send_sync(operation)
+        told = AgentContext(to_agent, the_run, None)
+        detail = {"from_agent": from_agent, "from_step": from_step}
+        return self._send_sync(self._reported("consultation_refused", told, detail, operation))
 
     async def aconsult(
         self,
@@ -1564,11 +1595,12 @@ class Shim:
         from_checksum: str | None = None,
         to_checksum: str | None = None,
     ) -> IssuedToken:
+        the_run = self._run_or_current(run)
         operation = self._op_handoff(
             from_agent,
             to_agent,
             None,
-            self._run_or_current(run),
+            the_run,
             tool,
             scope,
             audience,
@@ -1576,7 +1608,10 @@ class Shim:
             from_checksum,
             to_checksum,
         )
-        return await self._send_async(operation)
+        told = AgentContext(to_agent, the_run, None)
+        detail = {"from_agent": from_agent, "from_step": from_step}
+        reported = self._reported("consultation_refused", told, detail, operation)
+        return await self._send_async(reported)
 
     def _run_or_current(self, run: Run | None) -> Run:
         the_run = run or current_run()
@@ -1636,7 +1671,7 @@ class Shim:
         agent's key and its token in the step, or a step token (DESIGN §6.7).
         ``audience`` is accepted for compatibility and not needed."""
         del audience
-        return self._send_sync(self._op_complete(agent, step, self._run_or_current(run), checksum))
+        return self._send_sync(self._op_reported_complete(agent, step, run, checksum))
 
     async def acomplete(
         self,
@@ -1648,9 +1683,15 @@ class Shim:
         checksum: str | None = None,
     ) -> dict[str, Any]:
         del audience
-        return await self._send_async(
-            self._op_complete(agent, step, self._run_or_current(run), checksum)
-        )
+        return await self._send_async(self._op_reported_complete(agent, step, run, checksum))
+
+    def _op_reported_complete(
+        self, agent: str, step: str | None, run: Run | None, checksum: str | None
+    ) -> Operation[dict[str, Any]]:
+        the_run = self._run_or_current(run)
+        operation = self._op_complete(agent, step, the_run, checksum)
+        told = AgentContext(agent, the_run, step)
+        return self._reported("completion_refused", told, {}, operation)
 
     # --------------------------------------------------------------- revocation
 
