@@ -582,7 +582,12 @@ def render(report: Report) -> str:
     parts = [
         machine_line(report.machine),
         f"Each row: {c['runs']} timed runs of each side after {c['warmup']} warm-up, "
-        "alternating (ABBA). Times in ms: median (p25–p75). A-JWT includes start_run.",
+        "alternating (ABBA). Times in ms: median (p25–p75). A-JWT includes start_run."
+        + (
+            " Every HTTP client of the apps on one TLS context (--one-tls-context)."
+            if c.get("one_tls_context")
+            else ""
+        ),
     ]
     for mode in MODES:
         rows = [r for r in report.rows if r.mode == mode]
@@ -679,6 +684,31 @@ def report_json(report: Report) -> str:
     return json.dumps(document, indent=2, sort_keys=True)
 
 
+@contextlib.contextmanager
+def one_tls_context() -> Iterator[None]:
+    """Every ``httpx`` client of this process built on one TLS context (the first one
+    built for the same arguments) instead of loading the CA bundle for each (about
+    20 ms). The reference apps' tools build a client per run (LangGraph one, AutoGen
+    two) or per tool call (CrewAI), on both sides alike: this shows the ratios without
+    that shared cost in the denominator."""
+    import httpx._transports.default as transports
+
+    made: dict[tuple[Any, ...], Any] = {}
+    original = getattr(transports, "create_ssl_context")  # noqa: B009 - not re-exported
+
+    def cached(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        key = (id(verify) if not isinstance(verify, bool | str) else verify, cert, trust_env)
+        if key not in made:
+            made[key] = original(verify=verify, cert=cert, trust_env=trust_env)
+        return made[key]
+
+    setattr(transports, "create_ssl_context", cached)  # noqa: B010 - not re-exported
+    try:
+        yield
+    finally:
+        setattr(transports, "create_ssl_context", original)  # noqa: B010
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 runs each, for a smoke run")
@@ -692,6 +722,11 @@ def main(argv: list[str] | None = None) -> int:
         "--modes", default=",".join(MODES), help="comma-separated, of: " + ", ".join(MODES)
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--one-tls-context",
+        action="store_true",
+        help="build every HTTP client of the apps on one TLS context (see one_tls_context)",
+    )
     args = parser.parse_args(argv)
     frameworks = [f for f in args.frameworks.split(",") if f]
     modes = [m for m in args.modes.split(",") if m]
@@ -701,9 +736,11 @@ def main(argv: list[str] | None = None) -> int:
     counts = dict(QUICK if args.quick else DEFAULT)
     if args.runs:
         counts["runs"] = args.runs
+    counts["one_tls_context"] = int(args.one_tls_context)
     report = Report(machine=machine(), counts=counts)
     started = time.perf_counter()
-    report.rows = run(frameworks, modes, runs=counts["runs"], warmup=counts["warmup"])
+    with one_tls_context() if args.one_tls_context else contextlib.nullcontext():
+        report.rows = run(frameworks, modes, runs=counts["runs"], warmup=counts["warmup"])
     report.machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     report.machine["seconds"] = round(time.perf_counter() - started, 1)
     print(render(report))

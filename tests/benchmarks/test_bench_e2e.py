@@ -170,6 +170,9 @@ def test_separate_processes_run_and_render() -> None:
     assert "| langgraph |" in text
     assert "IdP handling time per A-JWT run" in text
     assert "start_run 1 × " in text
+    # The split of the extra time: client CPU on both sides, the IdP's share, the rest.
+    assert "Where the A-JWT run's extra time goes" in text
+    assert rows[0].secured_cpu_ms > 0 and rows[0].plain_cpu_ms > 0
     document = json.loads(bench_e2e.report_json(report))
     assert document["rows"][0]["target"] == 1.25
     assert isinstance(document["rows"][0]["meets_target"], bool)
@@ -178,3 +181,18 @@ def test_separate_processes_run_and_render() -> None:
 def test_main_refuses_an_unknown_framework() -> None:
     with pytest.raises(SystemExit):
         bench_e2e.main(["--frameworks", "smolagents"])
+
+
+def test_one_tls_context_builds_each_clients_context_once() -> None:
+    with bench_e2e.one_tls_context():
+        first, second = httpx.Client(), httpx.Client()
+        contexts = {
+            id(client._transport._pool._ssl_context)  # type: ignore[attr-defined]
+            for client in (first, second)
+        }
+        first.close()
+        second.close()
+    assert len(contexts) == 1
+    after = httpx.Client()
+    assert id(after._transport._pool._ssl_context) not in contexts  # type: ignore[attr-defined]
+    after.close()
