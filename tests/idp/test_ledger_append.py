@@ -158,3 +158,83 @@ def test_run_state_keeps_ledger_order_for_delegations(tmp_path: Path) -> None:
         await idp.db.dispose()
 
     asyncio.run(scenario())
+
+
+def test_appends_of_one_transaction_are_written_together_at_commit(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+        async with idp.db.transaction() as session:
+            run = await idp.db.lock_run(session, run_id)
+            for step in ("a", "b", "c"):
+                await idp._append(session, run, EntryKind.STEP_COMPLETED, {"step": step}, 1)
+        entries = await idp.ledger(run_id, None)
+        assert [e.data.get("step") for e in entries] == [None, "a", "b", "c"]
+        verify_or_raise(entries)
+        report = await idp.verify_ledger(run_id, None)
+        assert report.ok and report.head == entries[-1].entry_hash
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_appends_on_a_stale_head_are_refused_all_together(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+        async with idp.db.read() as session:
+            stale = await session.get(RunRow, run_id)
+        assert stale is not None
+        async with idp.db.transaction() as session:
+            run = await idp.db.lock_run(session, run_id)
+            await idp._append(session, run, EntryKind.STEP_COMPLETED, {"step": "a"}, 1)
+
+        async def two_appends_on_the_stale_head() -> None:
+            async with idp.db.transaction() as session:
+                for step in ("b", "c"):
+                    await idp._append(session, stale, EntryKind.STEP_COMPLETED, {"step": step}, 2)
+
+        with pytest.raises(LedgerError) as caught:
+            await two_appends_on_the_stale_head()
+        assert caught.value.reason is Reason.LEDGER_BROKEN
+        entries = await idp.ledger(run_id, None)
+        assert [e.data.get("step") for e in entries] == [None, "a"]
+        verify_or_raise(entries)
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_transaction_writes_none_of_its_appends(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+
+        async def append_then_fail() -> None:
+            async with idp.db.transaction() as session:
+                run = await idp.db.lock_run(session, run_id)
+                await idp._append(session, run, EntryKind.STEP_COMPLETED, {"step": "a"}, 1)
+                raise RuntimeError("refused after the append")
+
+        with pytest.raises(RuntimeError, match="refused after the append"):
+            await append_then_fail()
+        entries = await idp.ledger(run_id, None)
+        assert [e.kind for e in entries] == [EntryKind.RUN_STARTED]
+        assert (await idp.verify_ledger(run_id, None)).ok
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_an_append_in_a_read_only_session_is_an_error_not_lost(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+
+        async def append_in_a_read() -> None:
+            async with idp.db.read() as session:
+                run = await idp.db.lock_run(session, run_id)
+                await idp._append(session, run, EntryKind.STEP_COMPLETED, {"step": "a"}, 1)
+
+        with pytest.raises(RuntimeError, match="read-only"):
+            await append_in_a_read()
+        assert len(await idp.ledger(run_id, None)) == 1
+        await idp.db.dispose()
+
+    asyncio.run(scenario())

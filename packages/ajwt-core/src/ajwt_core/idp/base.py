@@ -9,6 +9,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -30,6 +31,7 @@ from ajwt_core.idp.db import (
     RunRow,
     SecretRow,
     WorkflowRow,
+    before_commit,
     execute_core,
 )
 from ajwt_core.idp.settings import IdPSettings
@@ -83,6 +85,19 @@ _MOVE_HEAD = (
         _runs.c.head_hash == bindparam("old_hash"),
     )
     .values(head_seq=bindparam("new_seq"), head_hash=bindparam("new_hash"))
+)
+
+
+_workflows = cast(Table, WorkflowRow.__table__)
+_LATEST_WORKFLOW = (
+    select(_workflows.c.version)
+    .where(_workflows.c.workflow_id == bindparam("workflow_id"))
+    .order_by(_workflows.c.version.desc())
+    .limit(1)
+)
+_WORKFLOW = select(_workflows.c.definition).where(
+    _workflows.c.workflow_id == bindparam("workflow_id"),
+    _workflows.c.version == bindparam("version"),
 )
 
 
@@ -141,20 +156,21 @@ class IdPBase:
 
     async def workflow(self, workflow_id: str, version: int | None = None) -> Workflow:
         """A registered workflow version (the latest without ``version``); immutable,
-        so a version once read is served from memory."""
-        if version is not None and (workflow_id, version) in self._workflows:
-            return self._workflows[(workflow_id, version)]
-        async with self.db.read() as session:
-            stmt = select(WorkflowRow).where(WorkflowRow.workflow_id == workflow_id)
-            if version is not None:
-                stmt = stmt.where(WorkflowRow.version == version)
-            row = (
-                await session.execute(stmt.order_by(WorkflowRow.version.desc()).limit(1))
-            ).scalar_one_or_none()
-        if row is None:
-            raise NotFound(Reason.NOT_FOUND, f"no workflow {workflow_id!r} (version {version})")
-        key = (row.workflow_id, row.version)
+        so a version once read is served from memory (the latest is looked up by its
+        version number alone: another worker may have registered a newer one)."""
+        missing = NotFound(Reason.NOT_FOUND, f"no workflow {workflow_id!r} (version {version})")
+        if version is None:
+            latest = await self.db.fetch_one(_LATEST_WORKFLOW, {"workflow_id": workflow_id})
+            if latest is None:
+                raise missing
+            version = int(latest.version)
+        key = (workflow_id, version)
         if key not in self._workflows:
+            row = await self.db.fetch_one(
+                _WORKFLOW, {"workflow_id": workflow_id, "version": version}
+            )
+            if row is None:
+                raise missing
             self._workflows[key] = Workflow.from_mapping(row.definition)
         return self._workflows[key]
 
@@ -288,41 +304,74 @@ class IdPBase:
     async def _append(
         self, session: DbSession, run: RunRow, kind: EntryKind, data: dict[str, Any], at: int
     ) -> LedgerEntry:
-        """Append to the run's ledger; ``run`` must be locked (or flushed new) in this session.
+        """Append to the run's ledger; ``run`` must be locked (or inserted new) in this
+        transaction.
 
-        Two Core statements, not the ORM unit of work (which cost most of a mint's commit):
-        an UPDATE of the run's head that only matches the head this entry was chained
-        onto, so an append that raced another one is refused instead of forking the
-        chain, then the entry's INSERT.
+        The entry is chained now and written just before the transaction commits
+        (``db.before_commit``), together with the others of the same run: one UPDATE of
+        the run's head that only matches the head the first of them was chained onto, so
+        appends that raced others are refused instead of forking the chain, then one
+        INSERT of the entries. Core statements, not the ORM unit of work (which cost most
+        of a mint's commit); two statements however many entries a request appends.
         """
         entry = chain_after(run.head_seq, run.head_hash, run.run_id, kind, at, data)
+        pending: dict[str, _Appends] = session.info.setdefault(_APPENDS, {})
+        appends = pending.get(run.run_id)
+        if appends is None:
+            appends = pending[run.run_id] = _Appends(run.run_id, run.head_seq, run.head_hash)
+            if len(pending) == 1:
+                before_commit(session, _write_appends)
+        appends.entries.append(entry)
+        # The run object follows its head; it is detached or committed: no write of its own.
+        set_committed_value(run, "head_seq", entry.seq)
+        set_committed_value(run, "head_hash", entry.entry_hash)
+        return entry
+
+
+_APPENDS: Final = "ajwt_ledger_appends"
+
+
+@dataclass
+class _Appends:
+    """The entries a transaction appends to one run's ledger, and the head they follow."""
+
+    run_id: str
+    old_seq: int
+    old_hash: str
+    entries: list[LedgerEntry] = field(default_factory=list)
+
+
+async def _write_appends(session: DbSession) -> None:
+    for appends in session.info.pop(_APPENDS, {}).values():
+        last = appends.entries[-1]
         moved = await execute_core(
             session,
             _MOVE_HEAD,
             {
-                "run": run.run_id,
-                "old_seq": run.head_seq,
-                "old_hash": run.head_hash,
-                "new_seq": entry.seq,
-                "new_hash": entry.entry_hash,
+                "run": appends.run_id,
+                "old_seq": appends.old_seq,
+                "old_hash": appends.old_hash,
+                "new_seq": last.seq,
+                "new_hash": last.entry_hash,
             },
         )
         if moved.rowcount != 1:
             raise LedgerError(Reason.LEDGER_BROKEN, "the run's ledger head moved during the append")
-        await execute_core(
-            session,
-            _INSERT_ENTRY,
-            {
-                "run_id": entry.run_id,
-                "seq": entry.seq,
-                "kind": entry.kind.value,
-                "at": entry.at,
-                "data": entry.data,
-                "prev_hash": entry.prev_hash,
-                "entry_hash": entry.entry_hash,
-            },
-        )
-        # The row now holds the new head; record it on the object without making it dirty.
-        set_committed_value(run, "head_seq", entry.seq)
-        set_committed_value(run, "head_hash", entry.entry_hash)
-        return entry
+        await insert_entries(session, appends.entries)
+
+
+async def insert_entries(session: DbSession, entries: list[LedgerEntry]) -> None:
+    """INSERT ledger entries (one statement); the caller moves the run's head."""
+    rows = [
+        {
+            "run_id": entry.run_id,
+            "seq": entry.seq,
+            "kind": entry.kind.value,
+            "at": entry.at,
+            "data": entry.data,
+            "prev_hash": entry.prev_hash,
+            "entry_hash": entry.entry_hash,
+        }
+        for entry in entries
+    ]
+    await execute_core(session, _INSERT_ENTRY, rows if len(rows) > 1 else rows[0])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, Final, Protocol, TypeVar, cast
 
 from sqlalchemy import (
@@ -242,6 +242,33 @@ class DbSession(Protocol):
 
     async def connection(self) -> Any: ...
 
+    @property
+    def info(self) -> dict[Any, Any]: ...
+
+
+#: ``session.info`` key: work to run in the transaction after its body, before COMMIT
+#: (``async (session) -> None`` callables, in order): the run ledger's buffered appends.
+BEFORE_COMMIT: Final = "ajwt_before_commit"
+
+
+def before_commit(session: DbSession, work: Callable[[DbSession], Awaitable[None]]) -> None:
+    """Run ``work(session)`` once the transaction's body has succeeded, just before it
+    commits (in the transaction: a failure rolls everything back)."""
+    session.info.setdefault(BEFORE_COMMIT, []).append(work)
+
+
+async def _finish(session: DbSession) -> None:
+    # Work may register more work (it does not today); run until none is left.
+    while pending := session.info.pop(BEFORE_COMMIT, None):
+        for work in pending:
+            await work(session)
+
+
+def _nothing_pending(info: dict[Any, Any]) -> None:
+    # A read commits nothing: work left for its commit (a ledger append) would be lost.
+    if info.get(BEFORE_COMMIT):
+        raise RuntimeError("a write (a ledger append) in a read-only session")
+
 
 class _InlineSession:
     """The async face of a sync SQLAlchemy session whose calls run inline (SQLite)."""
@@ -264,9 +291,16 @@ class _InlineSession:
     async def connection(self) -> Any:
         return self._session.connection()
 
+    @property
+    def info(self) -> dict[Any, Any]:
+        return self._session.info
 
-async def execute_core(session: DbSession, statement: Any, params: dict[str, Any]) -> Any:
-    """Run a Core statement on the session's connection, in its transaction.
+
+async def execute_core(
+    session: DbSession, statement: Any, params: dict[str, Any] | list[dict[str, Any]]
+) -> Any:
+    """Run a Core statement on the session's connection, in its transaction (``params``
+    a list: once per item, as one executemany).
 
     ``Session.execute`` sends even a plain Core select through the ORM's execution
     machinery; the mint's five statements skip it (measured: ~30 µs each).
@@ -349,10 +383,13 @@ class Database:
                     begun = sync.get_transaction()
                     assert begun is not None
                     with sync, begun:
-                        yield _InlineSession(sync)
+                        inline = _InlineSession(sync)
+                        yield inline
+                        await _finish(inline)
             else:
                 async with self._sessions() as session, session.begin():
                     yield cast(DbSession, session)
+                    await _finish(cast(DbSession, session))
         except Exception as exc:
             if not self._outage(exc):
                 raise
@@ -365,9 +402,11 @@ class Database:
             if self._sync_engine is not None:
                 with Session(self._sync_engine, expire_on_commit=False) as sync:
                     yield _InlineSession(sync)
+                    _nothing_pending(sync.info)
             else:
                 async with self._sessions() as session:
                     yield cast(DbSession, session)
+                    _nothing_pending(session.info)
         except Exception as exc:
             if not self._outage(exc):
                 raise
