@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ajwt_core.errors import LedgerError, Reason
-from ajwt_core.idp.base import _STATE_EVENTS
+from ajwt_core.idp.base import _RUN_WITH_STATE_EVENTS, _STATE_EVENTS
 from ajwt_core.idp.db import ClientRow, Database, RunRow
 from ajwt_core.idp.service import IdP
 from ajwt_core.idp.settings import IdPSettings
@@ -108,6 +108,24 @@ def test_the_mint_facts_read_uses_the_kind_index(tmp_path: Path) -> None:
         engine = idp.db._sync_engine
         assert engine is not None
         sql = _STATE_EVENTS.params(run_id="run-1").compile(
+            dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+        )
+        with engine.connect() as connection:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+        await idp.db.dispose()
+        return [str(row[-1]) for row in plan]
+
+    plan = asyncio.run(scenario())
+    assert any("ix_ledger_entries_run_id_kind" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step or "SCAN" in step for step in plan), plan
+
+
+def test_the_open_run_read_uses_the_primary_key_and_the_kind_index(tmp_path: Path) -> None:
+    async def scenario() -> list[str]:
+        idp, _ = await _idp_with_run(tmp_path)
+        engine = idp.db._sync_engine
+        assert engine is not None
+        sql = _RUN_WITH_STATE_EVENTS.params(run_id="run-1").compile(
             dialect=engine.dialect, compile_kwargs={"literal_binds": True}
         )
         with engine.connect() as connection:

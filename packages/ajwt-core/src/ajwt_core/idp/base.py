@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -107,6 +107,28 @@ _WORKFLOW = select(_workflows.c.definition).where(
 _STATE_EVENTS = select(LedgerRow.seq, LedgerRow.kind, LedgerRow.data).where(
     LedgerRow.run_id == bindparam("run_id"), LedgerRow.kind.in_(sorted(STATE_EVENTS))
 )
+
+
+_ledger = cast(Table, LedgerRow.__table__)
+_RUN_COLUMNS = tuple(column.key for column in _runs.columns)
+# The run and its state events in one read: a row per event (run columns repeated), or
+# one row with NULL event columns. PostgreSQL locks the run's row only.
+_RUN_WITH_STATE_EVENTS = (
+    select(
+        _runs,
+        _ledger.c.seq.label("event_seq"),
+        _ledger.c.kind.label("event_kind"),
+        _ledger.c.data.label("event_data"),
+    )
+    .select_from(
+        _runs.outerjoin(
+            _ledger,
+            and_(_ledger.c.run_id == _runs.c.run_id, _ledger.c.kind.in_(sorted(STATE_EVENTS))),
+        )
+    )
+    .where(_runs.c.run_id == bindparam("run_id"))
+)
+_RUN_WITH_STATE_EVENTS_FOR_UPDATE = _RUN_WITH_STATE_EVENTS.with_for_update(of=_runs)
 
 
 def _entry(row: LedgerRow) -> LedgerEntry:
@@ -237,11 +259,15 @@ class IdPBase:
             raise InvalidToken(Reason.RUN_NOT_FOUND, "the token's run is unknown")
         return reveal_names(claims, await self.opaque_names(await self.workflow(*key)))
 
-    async def _open_run(self, session: DbSession, client: ClientRow, run_id: str) -> RunRow:
-        try:
-            run = await self.db.lock_run(session, run_id)
-        except NotFound:
-            run = None
+    async def _open_run(
+        self, session: DbSession, client: ClientRow, run_id: str
+    ) -> tuple[RunRow, RunState]:
+        """The client's open run, locked (appends to its ledger are serialised), and where
+        it stands in its workflow (DESIGN §6.3): one statement, the run joined to the
+        entries its position is computed from."""
+        stmt = _RUN_WITH_STATE_EVENTS if self.db.is_sqlite else _RUN_WITH_STATE_EVENTS_FOR_UPDATE
+        rows = (await execute_core(session, stmt, {"run_id": run_id})).all()
+        run = None if not rows else RunRow(**{key: rows[0]._mapping[key] for key in _RUN_COLUMNS})
         if run is None or run.client_id != client.client_id:
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
         if run.state == "revoked":
@@ -250,7 +276,14 @@ class IdPBase:
             raise InvalidGrant(Reason.INTENT_REVOKED, "the run's intent has been revoked")
         if run.state != "open":
             raise InvalidGrant(Reason.RUN_CLOSED, "the run is closed")
-        return run
+        workflow = await self.workflow(run.workflow_id, run.workflow_version)
+        # No ORDER BY (see _STATE_EVENTS): the few entries sort here, by seq.
+        events = sorted(
+            (row.event_seq, row.event_kind, row.event_data)
+            for row in rows
+            if row.event_seq is not None
+        )
+        return run, RunState.replay(workflow, ((kind, data) for _, kind, data in events))
 
     async def _state(self, session: DbSession, run_id: str, workflow: Workflow) -> RunState:
         """Where the run stands in its workflow (DESIGN §6.3), from its ledger."""

@@ -289,9 +289,7 @@ class Runs(IdPBase):
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
         events: list[dict[str, Any]] = []
         async with self.db.transaction() as session:
-            run = await self._open_run(session, client, run_id)
-            workflow = await self.workflow(run.workflow_id, run.workflow_version)
-            state = await self._state(session, run.run_id, workflow)
+            run, state = await self._open_run(session, client, run_id)
             # The step's agent only (a consulted agent answers, it does not complete), on
             # the run's path, with its predecessors completed (DESIGN §6.3).
             if not state.check_completion(claims.agent.id, step):
