@@ -1,10 +1,12 @@
 """The IdP's ledger append: Core statements guarded by the run's head, and the facts read.
 
-``IdP._append`` moves the run's head with an UPDATE that only matches the head the new
-entry was chained onto. These tests show an append on a stale head refused (it would
-fork the chain) while an append on the current head goes through, and that the mint's
-read of completions, approvals and delegations uses the ``(run_id, kind)`` index rather
-than walking the whole ledger.
+``IdP._append`` chains an entry at once and writes a transaction's entries just before
+it commits: an UPDATE of the run's head that only matches the head the first of them was
+chained onto, then one INSERT. These tests show appends on a stale head refused (they
+would fork the chain) while appends on the current head go through, several at a time;
+a failed transaction writes none, and an append in a read-only session is an error; and
+that the reads of completions, approvals and delegations use the ``(run_id, kind)``
+index rather than walking the whole ledger.
 """
 
 from __future__ import annotations
