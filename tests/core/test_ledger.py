@@ -22,6 +22,7 @@ from ajwt_core.ledger import (
     EntryKind,
     Ledger,
     LedgerEntry,
+    chain_after,
     chain_entry,
     completed_steps,
     entry_hash,
@@ -666,3 +667,20 @@ def test_verify_json_takes_anchors() -> None:
     text = export_json(ledger.entries[:3])
     assert verify_json(text).ok
     assert verify_json(text, anchors=[checkpoint_of(ledger)]).first_bad_seq == 3
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"step": "triage", "chain": ["a", "b"], "exp": 2**53 - 1, "n": -3},
+        {"f": 1.5, "big": 1e21, "neg0": -0.0, "none": None, "yes": True},
+        {"é": "\u2028", "\ud7ff": 1, "\ue000": 2, "nested": {"emoji": "\U0001f600", "q": '"\\'}},
+    ],
+)
+def test_chain_after_hashes_the_jcs_of_the_entry_body(data: dict[str, Any]) -> None:
+    # chain_after splices the data's JCS into the body's; it must hash what entry_hash does.
+    for kind in EntryKind:
+        for seq, at in ((-1, 0), (6, 1_700_000_000), (2**31, 2**40)):
+            entry = chain_after(seq, GENESIS_HASH, 'run-"é\\', kind, at, data)
+            assert entry.entry_hash == entry_hash(entry.prev_hash, entry.body())

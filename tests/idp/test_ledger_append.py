@@ -1,10 +1,12 @@
 """The IdP's ledger append: Core statements guarded by the run's head, and the facts read.
 
-``IdP._append`` moves the run's head with an UPDATE that only matches the head the new
-entry was chained onto. These tests show an append on a stale head refused (it would
-fork the chain) while an append on the current head goes through, and that the mint's
-read of completions, approvals and delegations uses the ``(run_id, kind)`` index rather
-than walking the whole ledger.
+``IdP._append`` chains an entry at once and writes a transaction's entries just before
+it commits: an UPDATE of the run's head that only matches the head the first of them was
+chained onto, then one INSERT. These tests show appends on a stale head refused (they
+would fork the chain) while appends on the current head go through, several at a time;
+a failed transaction writes none, and an append in a read-only session is an error; and
+that the reads of completions, approvals and delegations use the ``(run_id, kind)``
+index rather than walking the whole ledger.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ajwt_core.errors import LedgerError, Reason
-from ajwt_core.idp.base import _STATE_EVENTS
+from ajwt_core.idp.base import _RUN_WITH_STATE_EVENTS, _STATE_EVENTS
 from ajwt_core.idp.db import ClientRow, Database, RunRow
 from ajwt_core.idp.service import IdP
 from ajwt_core.idp.settings import IdPSettings
@@ -120,6 +122,24 @@ def test_the_mint_facts_read_uses_the_kind_index(tmp_path: Path) -> None:
     assert not any("TEMP B-TREE" in step or "SCAN" in step for step in plan), plan
 
 
+def test_the_open_run_read_uses_the_primary_key_and_the_kind_index(tmp_path: Path) -> None:
+    async def scenario() -> list[str]:
+        idp, _ = await _idp_with_run(tmp_path)
+        engine = idp.db._sync_engine
+        assert engine is not None
+        sql = _RUN_WITH_STATE_EVENTS.params(run_id="run-1").compile(
+            dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+        )
+        with engine.connect() as connection:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+        await idp.db.dispose()
+        return [str(row[-1]) for row in plan]
+
+    plan = asyncio.run(scenario())
+    assert any("ix_ledger_entries_run_id_kind" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step or "SCAN" in step for step in plan), plan
+
+
 def test_run_state_keeps_ledger_order_for_delegations(tmp_path: Path) -> None:
     async def scenario() -> None:
         idp, run_id = await _idp_with_run(tmp_path)
@@ -155,6 +175,86 @@ def test_run_state_keeps_ledger_order_for_delegations(tmp_path: Path) -> None:
             state = await idp._state(session, run_id, workflow)
         delegated = state.delegation_to("b", "s")
         assert delegated is not None and delegated.scope == "repo:write"  # the latest one
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_appends_of_one_transaction_are_written_together_at_commit(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+        async with idp.db.transaction() as session:
+            run = await idp.db.lock_run(session, run_id)
+            for step in ("a", "b", "c"):
+                await idp._append(session, run, EntryKind.STEP_COMPLETED, {"step": step}, 1)
+        entries = await idp.ledger(run_id, None)
+        assert [e.data.get("step") for e in entries] == [None, "a", "b", "c"]
+        verify_or_raise(entries)
+        report = await idp.verify_ledger(run_id, None)
+        assert report.ok and report.head == entries[-1].entry_hash
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_appends_on_a_stale_head_are_refused_all_together(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+        async with idp.db.read() as session:
+            stale = await session.get(RunRow, run_id)
+        assert stale is not None
+        async with idp.db.transaction() as session:
+            run = await idp.db.lock_run(session, run_id)
+            await idp._append(session, run, EntryKind.STEP_COMPLETED, {"step": "a"}, 1)
+
+        async def two_appends_on_the_stale_head() -> None:
+            async with idp.db.transaction() as session:
+                for step in ("b", "c"):
+                    await idp._append(session, stale, EntryKind.STEP_COMPLETED, {"step": step}, 2)
+
+        with pytest.raises(LedgerError) as caught:
+            await two_appends_on_the_stale_head()
+        assert caught.value.reason is Reason.LEDGER_BROKEN
+        entries = await idp.ledger(run_id, None)
+        assert [e.data.get("step") for e in entries] == [None, "a"]
+        verify_or_raise(entries)
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_transaction_writes_none_of_its_appends(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+
+        async def append_then_fail() -> None:
+            async with idp.db.transaction() as session:
+                run = await idp.db.lock_run(session, run_id)
+                await idp._append(session, run, EntryKind.STEP_COMPLETED, {"step": "a"}, 1)
+                raise RuntimeError("refused after the append")
+
+        with pytest.raises(RuntimeError, match="refused after the append"):
+            await append_then_fail()
+        entries = await idp.ledger(run_id, None)
+        assert [e.kind for e in entries] == [EntryKind.RUN_STARTED]
+        assert (await idp.verify_ledger(run_id, None)).ok
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_an_append_in_a_read_only_session_is_an_error_not_lost(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+
+        async def append_in_a_read() -> None:
+            async with idp.db.read() as session:
+                run = await idp.db.lock_run(session, run_id)
+                await idp._append(session, run, EntryKind.STEP_COMPLETED, {"step": "a"}, 1)
+
+        with pytest.raises(RuntimeError, match="read-only"):
+            await append_in_a_read()
+        assert len(await idp.ledger(run_id, None)) == 1
         await idp.db.dispose()
 
     asyncio.run(scenario())

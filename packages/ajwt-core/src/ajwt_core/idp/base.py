@@ -9,9 +9,10 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -30,6 +31,7 @@ from ajwt_core.idp.db import (
     RunRow,
     SecretRow,
     WorkflowRow,
+    before_commit,
     execute_core,
 )
 from ajwt_core.idp.settings import IdPSettings
@@ -86,12 +88,47 @@ _MOVE_HEAD = (
 )
 
 
+_workflows = cast(Table, WorkflowRow.__table__)
+_LATEST_WORKFLOW = (
+    select(_workflows.c.version)
+    .where(_workflows.c.workflow_id == bindparam("workflow_id"))
+    .order_by(_workflows.c.version.desc())
+    .limit(1)
+)
+_WORKFLOW = select(_workflows.c.definition).where(
+    _workflows.c.workflow_id == bindparam("workflow_id"),
+    _workflows.c.version == bindparam("version"),
+)
+
+
 # The entries a run's position is computed from (DESIGN §6.3). No ORDER BY: sorting by
 # seq in SQL makes the planner walk the primary key, i.e. the run's whole ledger, instead
 # of the (run_id, kind) index; the few rows sort in Python.
 _STATE_EVENTS = select(LedgerRow.seq, LedgerRow.kind, LedgerRow.data).where(
     LedgerRow.run_id == bindparam("run_id"), LedgerRow.kind.in_(sorted(STATE_EVENTS))
 )
+
+
+_ledger = cast(Table, LedgerRow.__table__)
+_RUN_COLUMNS = tuple(column.key for column in _runs.columns)
+# The run and its state events in one read: a row per event (run columns repeated), or
+# one row with NULL event columns. PostgreSQL locks the run's row only.
+_RUN_WITH_STATE_EVENTS = (
+    select(
+        _runs,
+        _ledger.c.seq.label("event_seq"),
+        _ledger.c.kind.label("event_kind"),
+        _ledger.c.data.label("event_data"),
+    )
+    .select_from(
+        _runs.outerjoin(
+            _ledger,
+            and_(_ledger.c.run_id == _runs.c.run_id, _ledger.c.kind.in_(sorted(STATE_EVENTS))),
+        )
+    )
+    .where(_runs.c.run_id == bindparam("run_id"))
+)
+_RUN_WITH_STATE_EVENTS_FOR_UPDATE = _RUN_WITH_STATE_EVENTS.with_for_update(of=_runs)
 
 
 def _entry(row: LedgerRow) -> LedgerEntry:
@@ -141,20 +178,21 @@ class IdPBase:
 
     async def workflow(self, workflow_id: str, version: int | None = None) -> Workflow:
         """A registered workflow version (the latest without ``version``); immutable,
-        so a version once read is served from memory."""
-        if version is not None and (workflow_id, version) in self._workflows:
-            return self._workflows[(workflow_id, version)]
-        async with self.db.read() as session:
-            stmt = select(WorkflowRow).where(WorkflowRow.workflow_id == workflow_id)
-            if version is not None:
-                stmt = stmt.where(WorkflowRow.version == version)
-            row = (
-                await session.execute(stmt.order_by(WorkflowRow.version.desc()).limit(1))
-            ).scalar_one_or_none()
-        if row is None:
-            raise NotFound(Reason.NOT_FOUND, f"no workflow {workflow_id!r} (version {version})")
-        key = (row.workflow_id, row.version)
+        so a version once read is served from memory (the latest is looked up by its
+        version number alone: another worker may have registered a newer one)."""
+        missing = NotFound(Reason.NOT_FOUND, f"no workflow {workflow_id!r} (version {version})")
+        if version is None:
+            latest = await self.db.fetch_one(_LATEST_WORKFLOW, {"workflow_id": workflow_id})
+            if latest is None:
+                raise missing
+            version = int(latest.version)
+        key = (workflow_id, version)
         if key not in self._workflows:
+            row = await self.db.fetch_one(
+                _WORKFLOW, {"workflow_id": workflow_id, "version": version}
+            )
+            if row is None:
+                raise missing
             self._workflows[key] = Workflow.from_mapping(row.definition)
         return self._workflows[key]
 
@@ -221,11 +259,15 @@ class IdPBase:
             raise InvalidToken(Reason.RUN_NOT_FOUND, "the token's run is unknown")
         return reveal_names(claims, await self.opaque_names(await self.workflow(*key)))
 
-    async def _open_run(self, session: DbSession, client: ClientRow, run_id: str) -> RunRow:
-        try:
-            run = await self.db.lock_run(session, run_id)
-        except NotFound:
-            run = None
+    async def _open_run(
+        self, session: DbSession, client: ClientRow, run_id: str
+    ) -> tuple[RunRow, RunState]:
+        """The client's open run, locked (appends to its ledger are serialised), and where
+        it stands in its workflow (DESIGN §6.3): one statement, the run joined to the
+        entries its position is computed from."""
+        stmt = _RUN_WITH_STATE_EVENTS if self.db.is_sqlite else _RUN_WITH_STATE_EVENTS_FOR_UPDATE
+        rows = (await execute_core(session, stmt, {"run_id": run_id})).all()
+        run = None if not rows else RunRow(**{key: rows[0]._mapping[key] for key in _RUN_COLUMNS})
         if run is None or run.client_id != client.client_id:
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
         if run.state == "revoked":
@@ -234,7 +276,14 @@ class IdPBase:
             raise InvalidGrant(Reason.INTENT_REVOKED, "the run's intent has been revoked")
         if run.state != "open":
             raise InvalidGrant(Reason.RUN_CLOSED, "the run is closed")
-        return run
+        workflow = await self.workflow(run.workflow_id, run.workflow_version)
+        # No ORDER BY (see _STATE_EVENTS): the few entries sort here, by seq.
+        events = sorted(
+            (row.event_seq, row.event_kind, row.event_data)
+            for row in rows
+            if row.event_seq is not None
+        )
+        return run, RunState.replay(workflow, ((kind, data) for _, kind, data in events))
 
     async def _state(self, session: DbSession, run_id: str, workflow: Workflow) -> RunState:
         """Where the run stands in its workflow (DESIGN §6.3), from its ledger."""
@@ -288,41 +337,74 @@ class IdPBase:
     async def _append(
         self, session: DbSession, run: RunRow, kind: EntryKind, data: dict[str, Any], at: int
     ) -> LedgerEntry:
-        """Append to the run's ledger; ``run`` must be locked (or flushed new) in this session.
+        """Append to the run's ledger; ``run`` must be locked (or inserted new) in this
+        transaction.
 
-        Two Core statements, not the ORM unit of work (which cost most of a mint's commit):
-        an UPDATE of the run's head that only matches the head this entry was chained
-        onto, so an append that raced another one is refused instead of forking the
-        chain, then the entry's INSERT.
+        The entry is chained now and written just before the transaction commits
+        (``db.before_commit``), together with the others of the same run: one UPDATE of
+        the run's head that only matches the head the first of them was chained onto, so
+        appends that raced others are refused instead of forking the chain, then one
+        INSERT of the entries. Core statements, not the ORM unit of work (which cost most
+        of a mint's commit); two statements however many entries a request appends.
         """
         entry = chain_after(run.head_seq, run.head_hash, run.run_id, kind, at, data)
+        pending: dict[str, _Appends] = session.info.setdefault(_APPENDS, {})
+        appends = pending.get(run.run_id)
+        if appends is None:
+            appends = pending[run.run_id] = _Appends(run.run_id, run.head_seq, run.head_hash)
+            if len(pending) == 1:
+                before_commit(session, _write_appends)
+        appends.entries.append(entry)
+        # The run object follows its head; it is detached or committed: no write of its own.
+        set_committed_value(run, "head_seq", entry.seq)
+        set_committed_value(run, "head_hash", entry.entry_hash)
+        return entry
+
+
+_APPENDS: Final = "ajwt_ledger_appends"
+
+
+@dataclass
+class _Appends:
+    """The entries a transaction appends to one run's ledger, and the head they follow."""
+
+    run_id: str
+    old_seq: int
+    old_hash: str
+    entries: list[LedgerEntry] = field(default_factory=list)
+
+
+async def _write_appends(session: DbSession) -> None:
+    for appends in session.info.pop(_APPENDS, {}).values():
+        last = appends.entries[-1]
         moved = await execute_core(
             session,
             _MOVE_HEAD,
             {
-                "run": run.run_id,
-                "old_seq": run.head_seq,
-                "old_hash": run.head_hash,
-                "new_seq": entry.seq,
-                "new_hash": entry.entry_hash,
+                "run": appends.run_id,
+                "old_seq": appends.old_seq,
+                "old_hash": appends.old_hash,
+                "new_seq": last.seq,
+                "new_hash": last.entry_hash,
             },
         )
         if moved.rowcount != 1:
             raise LedgerError(Reason.LEDGER_BROKEN, "the run's ledger head moved during the append")
-        await execute_core(
-            session,
-            _INSERT_ENTRY,
-            {
-                "run_id": entry.run_id,
-                "seq": entry.seq,
-                "kind": entry.kind.value,
-                "at": entry.at,
-                "data": entry.data,
-                "prev_hash": entry.prev_hash,
-                "entry_hash": entry.entry_hash,
-            },
-        )
-        # The row now holds the new head; record it on the object without making it dirty.
-        set_committed_value(run, "head_seq", entry.seq)
-        set_committed_value(run, "head_hash", entry.entry_hash)
-        return entry
+        await insert_entries(session, appends.entries)
+
+
+async def insert_entries(session: DbSession, entries: list[LedgerEntry]) -> None:
+    """INSERT ledger entries (one statement); the caller moves the run's head."""
+    rows = [
+        {
+            "run_id": entry.run_id,
+            "seq": entry.seq,
+            "kind": entry.kind.value,
+            "at": entry.at,
+            "data": entry.data,
+            "prev_hash": entry.prev_hash,
+            "entry_hash": entry.entry_hash,
+        }
+        for entry in entries
+    ]
+    await execute_core(session, _INSERT_ENTRY, rows if len(rows) > 1 else rows[0])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, Final, Protocol, TypeVar, cast
 
 from sqlalchemy import (
@@ -242,12 +242,52 @@ class DbSession(Protocol):
 
     async def connection(self) -> Any: ...
 
+    @property
+    def info(self) -> dict[Any, Any]: ...
+
+
+#: ``session.info`` key: work to run in the transaction after its body, before COMMIT
+#: (``async (session) -> None`` callables, in order): the run ledger's buffered appends.
+BEFORE_COMMIT: Final = "ajwt_before_commit"
+
+
+def before_commit(session: DbSession, work: Callable[[DbSession], Awaitable[None]]) -> None:
+    """Run ``work(session)`` once the transaction's body has succeeded, just before it
+    commits (in the transaction: a failure rolls everything back)."""
+    session.info.setdefault(BEFORE_COMMIT, []).append(work)
+
+
+async def _finish(session: DbSession) -> None:
+    # Work may register more work (it does not today); run until none is left.
+    while pending := session.info.pop(BEFORE_COMMIT, None):
+        for work in pending:
+            await work(session)
+
+
+def _nothing_pending(info: dict[Any, Any]) -> None:
+    # A read commits nothing: work left for its commit (a ledger append) would be lost.
+    if info.get(BEFORE_COMMIT):
+        raise RuntimeError("a write (a ledger append) in a read-only session")
+
 
 class _InlineSession:
-    """The async face of a sync SQLAlchemy session whose calls run inline (SQLite)."""
+    """The async face of sync SQLAlchemy calls that run inline (SQLite): Core statements
+    on ``bind`` (a write transaction's connection, or the engine for a read), ORM calls
+    on a session over it, made when first needed (most requests need none: a session
+    and its unit of work cost more than the statements)."""
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    def __init__(self, bind: Connection | Engine) -> None:
+        self._bind = bind
+        self._orm: Session | None = None
+        self.info: dict[Any, Any] = {}
+
+    @property
+    def _session(self) -> Session:
+        if self._orm is None:
+            # On a connection in a transaction the session joins it: the connection's
+            # transaction commits (or rolls back) everything, the session never does.
+            self._orm = Session(self._bind, expire_on_commit=False)
+        return self._orm
 
     def add(self, instance: object) -> None:
         self._session.add(instance)
@@ -259,14 +299,27 @@ class _InlineSession:
         return self._session.get(entity, ident)
 
     async def flush(self) -> None:
-        self._session.flush()
+        self.flush_now()
+
+    def flush_now(self) -> None:
+        if self._orm is not None:
+            self._orm.flush()
 
     async def connection(self) -> Any:
+        if isinstance(self._bind, Connection):
+            return self._bind
         return self._session.connection()
 
+    def close(self) -> None:
+        if self._orm is not None:
+            self._orm.close()
 
-async def execute_core(session: DbSession, statement: Any, params: dict[str, Any]) -> Any:
-    """Run a Core statement on the session's connection, in its transaction.
+
+async def execute_core(
+    session: DbSession, statement: Any, params: dict[str, Any] | list[dict[str, Any]]
+) -> Any:
+    """Run a Core statement on the session's connection, in its transaction (``params``
+    a list: once per item, as one executemany).
 
     ``Session.execute`` sends even a plain Core select through the ORM's execution
     machinery; the mint's five statements skip it (measured: ~30 µs each).
@@ -345,14 +398,23 @@ class Database:
             if self._write_engine is not None:
                 assert self._write_lock is not None
                 async with self._write_lock:
-                    sync = await self._sqlite_begin_write(self._write_session, SQLITE_LOCK_WAIT)
-                    begun = sync.get_transaction()
+                    connection = await self._sqlite_begin_write(
+                        self._write_engine.connect, SQLITE_LOCK_WAIT
+                    )
+                    begun = connection.get_transaction()
                     assert begun is not None
-                    with sync, begun:
-                        yield _InlineSession(sync)
+                    with connection, begun:
+                        inline = _InlineSession(connection)
+                        try:
+                            yield inline
+                            await _finish(inline)
+                            inline.flush_now()  # what the ORM holds, before the COMMIT
+                        finally:
+                            inline.close()
             else:
                 async with self._sessions() as session, session.begin():
                     yield cast(DbSession, session)
+                    await _finish(cast(DbSession, session))
         except Exception as exc:
             if not self._outage(exc):
                 raise
@@ -363,11 +425,16 @@ class Database:
     async def read(self) -> AsyncIterator[DbSession]:
         try:
             if self._sync_engine is not None:
-                with Session(self._sync_engine, expire_on_commit=False) as sync:
-                    yield _InlineSession(sync)
+                inline = _InlineSession(self._sync_engine)
+                try:
+                    yield inline
+                    _nothing_pending(inline.info)
+                finally:
+                    inline.close()
             else:
                 async with self._sessions() as session:
                     yield cast(DbSession, session)
+                    _nothing_pending(session.info)
         except Exception as exc:
             if not self._outage(exc):
                 raise
@@ -402,13 +469,7 @@ class Database:
         self.outages.down("database", exc)
         return True
 
-    def _write_session(self) -> Session:
-        assert self._write_engine is not None
-        session = Session(self._write_engine, expire_on_commit=False)
-        session.begin()
-        return session
-
-    async def _sqlite_begin_write(self, open_: Callable[[], _Opened], wait: float) -> _Opened:
+    async def _sqlite_begin_write(self, open_: Callable[[], Connection], wait: float) -> Connection:
         """``open_()`` and begin its transaction (``BEGIN IMMEDIATE``), retrying with
         asyncio sleeps while another process holds the write lock, for at most ``wait``
         seconds (once only while the database is already known to be down)."""
@@ -418,7 +479,7 @@ class Database:
         while True:
             opened = open_()
             try:
-                opened.connection() if isinstance(opened, Session) else opened.begin()
+                opened.begin()
                 return opened
             except OperationalError as exc:
                 opened.close()
@@ -441,7 +502,6 @@ class Database:
         return detached(RunRow, row)
 
 
-_Opened = TypeVar("_Opened", Session, Connection)
 _SQLITE_WRITE = "ajwt_sqlite_write"
 
 

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, insert, select
 
 from ajwt_core.dpop import VerifiedProof
 from ajwt_core.errors import (
@@ -17,7 +17,7 @@ from ajwt_core.errors import (
     NotFound,
     Reason,
 )
-from ajwt_core.idp.base import IdPBase
+from ajwt_core.idp.base import IdPBase, insert_entries
 from ajwt_core.idp.db import (
     AgentRow,
     ClientRow,
@@ -37,6 +37,7 @@ from ajwt_core.ledger import (
     EntryKind,
     LedgerEntry,
     LedgerReport,
+    chain_after,
     verify_chain,
 )
 from ajwt_core.tokens import (
@@ -72,6 +73,9 @@ _STATUS = (
     )
     .where(_runs.c.run_id == bindparam("run"))
 )
+
+_INSERT_RUN = insert(_runs)
+
 
 # Refusals of a subject token before its key is found: it may be the upstream's.
 _NOT_SIGNED_HERE = frozenset(
@@ -220,42 +224,51 @@ class Runs(IdPBase):
         subject = user.subject
         workflow = await self.workflow(body.workflow_id, body.workflow_version)
         now = self.now()
-        run = RunRow(
-            run_id="run-" + secrets.token_hex(12),
-            intent_id="intent-" + secrets.token_hex(12),
-            client_id=client.client_id,
-            workflow_id=workflow.id,
-            workflow_version=workflow.version,
-            subject=subject,
-            subject_issuer=user.issuer,
-            intent=body.intent,
-            state="open",
-            created_at=now,
-            head_seq=-1,
-            head_hash=GENESIS_HASH,
+        run_id = "run-" + secrets.token_hex(12)
+        intent_id = "intent-" + secrets.token_hex(12)
+        entry = chain_after(
+            -1,
+            GENESIS_HASH,
+            run_id,
+            EntryKind.RUN_STARTED,
+            now,
+            {
+                "intent_id": intent_id,
+                "client_id": client.client_id,
+                "initiated_by": subject,
+                "initiated_by_issuer": user.issuer,
+                "workflow_id": workflow.id,
+                "workflow_version": workflow.version,
+                "workflow_hash": workflow.workflow_hash,
+                "intent": body.intent,
+            },
         )
+        # A new run: its row (with the head already at its first entry) and that entry,
+        # two INSERTs in one transaction; no other request knows the run yet.
         async with self.db.transaction() as session:
-            session.add(run)
-            await session.flush()
-            entry = await self._append(
+            await execute_core(
                 session,
-                run,
-                EntryKind.RUN_STARTED,
+                _INSERT_RUN,
                 {
-                    "intent_id": run.intent_id,
+                    "run_id": run_id,
+                    "intent_id": intent_id,
                     "client_id": client.client_id,
-                    "initiated_by": subject,
-                    "initiated_by_issuer": user.issuer,
                     "workflow_id": workflow.id,
                     "workflow_version": workflow.version,
-                    "workflow_hash": workflow.workflow_hash,
+                    "subject": subject,
+                    "subject_issuer": user.issuer,
                     "intent": body.intent,
+                    "state": "open",
+                    "created_at": now,
+                    "closed_at": None,
+                    "head_seq": entry.seq,
+                    "head_hash": entry.entry_hash,
                 },
-                now,
             )
+            await insert_entries(session, [entry])
         return RunStarted(
-            run_id=run.run_id,
-            intent_id=run.intent_id,
+            run_id=run_id,
+            intent_id=intent_id,
             initiated_by=subject,
             workflow=workflow.canonical(),
             workflow_hash=workflow.workflow_hash,
@@ -276,9 +289,7 @@ class Runs(IdPBase):
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
         events: list[dict[str, Any]] = []
         async with self.db.transaction() as session:
-            run = await self._open_run(session, client, run_id)
-            workflow = await self.workflow(run.workflow_id, run.workflow_version)
-            state = await self._state(session, run.run_id, workflow)
+            run, state = await self._open_run(session, client, run_id)
             # The step's agent only (a consulted agent answers, it does not complete), on
             # the run's path, with its predecessors completed (DESIGN §6.3).
             if not state.check_completion(claims.agent.id, step):

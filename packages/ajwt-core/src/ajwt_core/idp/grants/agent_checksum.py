@@ -162,9 +162,8 @@ class AgentChecksumGrant(IdPBase):
             # 2.–4. agent registered and unexpired, checksum, PoP key.
             agent = await self._registration(session, client, p, proof, now)
             # 5. run open, not revoked.
-            run = await self._open_run(session, client, p.run_id)
-            workflow = await self.workflow(run.workflow_id, run.workflow_version)
-            state = await self._state(session, run.run_id, workflow)
+            run, state = await self._open_run(session, client, p.run_id)
+            workflow = state.workflow
             # A hand-off (token exchange) is checked and recorded first: it fixes the
             # delegate's step, chain and scope bound (DESIGN §5.2).
             step_asked = p.step

@@ -5,8 +5,9 @@ token and its signed delegation assertion, exchanged for the delegate's token.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ajwt_core.dpop import VerifiedProof
@@ -22,6 +23,8 @@ from ajwt_core.idp.db import (
     DbSession,
     DelegationRow,
     RunRow,
+    detached,
+    execute_core,
 )
 from ajwt_core.idp.grants import INTENT_TOKEN_TYPE_URI
 from ajwt_core.idp.grants.agent_checksum import AgentChecksumGrant, MintParams
@@ -39,6 +42,18 @@ from ajwt_core.tokens import (
     token_hash,
 )
 from ajwt_core.workflow import RunState
+
+_agents = cast(Table, AgentRow.__table__)
+#: What the hand-off reads of the delegator's registration.
+_DELEGATOR = select(
+    _agents.c.registration_id,
+    _agents.c.client_id,
+    _agents.c.jwk,
+    _agents.c.alg,
+    _agents.c.jkt,
+    _agents.c.revoked_at,
+).where(_agents.c.registration_id == bindparam("registration_id"))
+_INSERT_DELEGATION = insert(cast(Table, DelegationRow.__table__))
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,12 @@ class TokenExchangeGrant(AgentChecksumGrant):
         """Check the delegation assertion against its parent token and the workflow, and
         record it (with what it moves: the delegator's step completed, or steps reopened
         when work is sent back)."""
-        delegator = await session.get(AgentRow, parent.agent.registration_id)
+        found = (
+            await execute_core(
+                session, _DELEGATOR, {"registration_id": parent.agent.registration_id}
+            )
+        ).first()
+        delegator = None if found is None else detached(AgentRow, found)
         if delegator is None or delegator.jkt != parent.cnf.jkt:
             raise InvalidGrant(
                 Reason.PARENT_TOKEN_MISMATCH, "the delegator's registration does not match"
@@ -180,17 +200,18 @@ class TokenExchangeGrant(AgentChecksumGrant):
                 "parent": assertion.parent,
             },
         )
-        session.add(
-            DelegationRow(
-                jti=f"{delegator.jkt}:{assertion.jti}",
-                run_id=run.run_id,
-                assertion_hash=assertion_hash,
-                seq=entry.seq,
-                created_at=self.now(),
-            )
-        )
         try:
-            await session.flush()
+            await execute_core(
+                session,
+                _INSERT_DELEGATION,
+                {
+                    "jti": f"{delegator.jkt}:{assertion.jti}",
+                    "run_id": run.run_id,
+                    "assertion_hash": assertion_hash,
+                    "seq": entry.seq,
+                    "created_at": self.now(),
+                },
+            )
         except IntegrityError:
             raise InvalidGrant(
                 Reason.REPLAYED, "the delegation assertion has been used before"
