@@ -30,15 +30,22 @@ import hashlib
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Final
 
 from ajwt_core import _jws
 from ajwt_core.errors import InvalidDPoPProof, InvalidRequest, Reason, UseDPoPNonce
-from ajwt_core.keys import ALLOWED_ALGORITHMS, PopKey, b64url, load_public_jwk
+from ajwt_core.keys import (
+    ALLOWED_ALGORITHMS,
+    PopKey,
+    VerificationKey,
+    b64url,
+    load_public_jwk,
+)
 from ajwt_core.replay import ReplayCache
 from ajwt_core.uri import normalise_http_url
 
@@ -126,6 +133,9 @@ def create_proof(
     return key.sign(claims, {"typ": DPOP_TYPE, "jwk": key.public_jwk})
 
 
+_EMPTY_BODY_HASH: Final = body_hash(b"")
+
+
 def _check_body_hash(bh: object, body: bytes, binding: BodyBinding) -> None:
     if bh is None:
         if binding is BodyBinding.REQUIRED or (binding is BodyBinding.IF_BODY and body):
@@ -133,7 +143,7 @@ def _check_body_hash(bh: object, body: bytes, binding: BodyBinding) -> None:
                 Reason.BODY_HASH_MISSING, "the proof must carry 'bh', the hash of the body"
             )
         return
-    if bh != body_hash(body):
+    if bh != (body_hash(body) if body else _EMPTY_BODY_HASH):
         raise InvalidDPoPProof(
             Reason.BODY_HASH_MISMATCH, "the proof is not bound to this request body"
         )
@@ -154,6 +164,37 @@ class VerifiedProof:
     htu: str
     nonce: str | None
     jwk: dict[str, Any]
+
+
+_PROOF: Final = "DPoP proof"
+
+
+@lru_cache(maxsize=4096)
+def _proof_key(
+    segment: str, algorithms: tuple[str, ...]
+) -> tuple[Mapping[str, Any], VerificationKey]:
+    """The checked header's ``jwk`` and its key, for a proof's header ``segment``.
+
+    An agent signs every proof with one key, so its proofs share this segment: the
+    header and the key are checked once per segment and algorithm list, like a peer
+    remembering a known key (the signature is verified on every proof). A refusal
+    raises, so it is never cached."""
+    header = _jws.check_header(
+        segment,
+        typ=(DPOP_TYPE,),
+        algorithms=algorithms,
+        error=InvalidDPoPProof,
+        what=_PROOF,
+        forbidden=_PROOF_FORBIDDEN_HEADERS,
+    )
+    jwk = header.get("jwk")
+    if not isinstance(jwk, dict):
+        raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof header has no 'jwk'")
+    try:
+        key = load_public_jwk(jwk, header["alg"], algorithms)
+    except InvalidRequest as exc:
+        raise InvalidDPoPProof(exc.reason, f"the proof key is not acceptable: {exc}") from None
+    return MappingProxyType(jwk), key
 
 
 def verify_proof(
@@ -181,25 +222,11 @@ def verify_proof(
     must be that key (``cnf.jkt``); ``replay_cache`` given → ``(jkt, jti)`` must be new.
     Failures are :class:`InvalidDPoPProof` (or :class:`UseDPoPNonce`) with a reason.
     """
-    what = "DPoP proof"
-    header = _jws.read_header(
-        proof,
-        typ=DPOP_TYPE,
-        algorithms=tuple(algorithms),
-        max_bytes=MAX_PROOF_BYTES,
-        error=InvalidDPoPProof,
-        what=what,
-        forbidden=_PROOF_FORBIDDEN_HEADERS,
-    )
+    algorithms = algorithms if isinstance(algorithms, tuple) else tuple(algorithms)
+    _jws.check_compact(proof, max_bytes=MAX_PROOF_BYTES, error=InvalidDPoPProof, what=_PROOF)
     assert isinstance(proof, str)
-    jwk = header.get("jwk")
-    if not isinstance(jwk, dict):
-        raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof header has no 'jwk'")
-    try:
-        key = load_public_jwk(jwk, header["alg"], algorithms)
-    except InvalidRequest as exc:
-        raise InvalidDPoPProof(exc.reason, f"the proof key is not acceptable: {exc}") from None
-    claims = _jws.verify_signature(proof, key, header["alg"], error=InvalidDPoPProof, what=what)
+    jwk, key = _proof_key(proof.partition(".")[0], algorithms)
+    claims = _jws.verify_signature(proof, key, key.alg, error=InvalidDPoPProof, what=_PROOF)
 
     jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
     if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
@@ -207,11 +234,7 @@ def verify_proof(
     if not isinstance(htm, str) or not isinstance(htu, str):
         raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof has no 'htm' or 'htu'")
     # A NumericDate may be non-integer (RFC 7519 §2); JSON's NaN and Infinity are not dates.
-    if (
-        isinstance(iat, bool)
-        or not isinstance(iat, int | float)
-        or (isinstance(iat, float) and not math.isfinite(iat))
-    ):
+    if type(iat) is not int and not (type(iat) is float and math.isfinite(iat)):
         raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof 'iat' is missing or invalid")
     if htm != method:
         raise InvalidDPoPProof(Reason.METHOD_MISMATCH, "the proof is for another HTTP method")
@@ -257,5 +280,5 @@ def verify_proof(
         htm=htm,
         htu=proof_htu,
         nonce=proof_nonce if isinstance(proof_nonce, str) else None,
-        jwk={k: v for k, v in jwk.items() if isinstance(k, str)},
+        jwk=dict(jwk),
     )
