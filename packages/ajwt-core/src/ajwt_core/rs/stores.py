@@ -82,6 +82,11 @@ class MemoryReplayStore:
     async def first_use(self, key: str, ttl: float, *, issued_at: float) -> bool:
         return self._cache.first_use(key, ttl)
 
+    def first_use_now(self, key: str, ttl: float) -> bool:
+        """:meth:`first_use` without a coroutine: the answer never waits for I/O here, so
+        the verifier asks it directly (a store with this method must answer the same)."""
+        return self._cache.first_use(key, ttl)
+
 
 class RedisReplayStore:
     """``SET <prefix>replay:<jkt>:<jti> 1 NX EX <ttl>``: atomic across workers.

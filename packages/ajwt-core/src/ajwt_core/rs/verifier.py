@@ -151,6 +151,19 @@ class Verifier:
         self._cache = TokenCache(token_cache_size)
         self._clock = clock
 
+    @property
+    def replay(self) -> AsyncReplayStore:
+        """The replay store (DESIGN §7 step 5)."""
+        return self._replay
+
+    @replay.setter
+    def replay(self, store: AsyncReplayStore) -> None:
+        self._replay = store
+        # An in-process store answers at once: asked without a coroutine.
+        self._first_use_now: Callable[[str, float], bool] | None = (
+            store.first_use_now if isinstance(store, MemoryReplayStore) else None
+        )
+
     @classmethod
     def for_idp(
         cls,
@@ -343,8 +356,12 @@ class Verifier:
             max_age=self._proof_max_age,
         )
         # 5. replay: each (jkt, jti) once within the window.
-        if not await self.replay.first_use(
-            f"{verified.jkt}:{verified.jti}", self._replay_ttl, issued_at=verified.iat
+        replay_key = f"{verified.jkt}:{verified.jti}"
+        first_use_now = self._first_use_now
+        if not (
+            first_use_now(replay_key, self._replay_ttl)
+            if first_use_now is not None
+            else await self._replay.first_use(replay_key, self._replay_ttl, issued_at=verified.iat)
         ):
             raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
         if facts.opaque_names and facts.revealed is None and self.names is not None:
