@@ -43,7 +43,7 @@ from ajwt_core.keys import (
     PopKey,
     VerificationKey,
     b64url,
-    load_public_jwk,
+    read_public_jwk,
 )
 from ajwt_core.replay import ReplayCache
 from ajwt_core.uri import normalise_http_url
@@ -192,7 +192,7 @@ def _proof_key(
     if not isinstance(jwk, dict):
         raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof header has no 'jwk'")
     try:
-        key = load_public_jwk(jwk, header["alg"], algorithms)
+        key = read_public_jwk(jwk, header["alg"], algorithms)
     except InvalidRequest as exc:
         raise InvalidDPoPProof(exc.reason, f"the proof key is not acceptable: {exc}") from None
     return MappingProxyType(jwk), key
