@@ -239,14 +239,19 @@ def verify_proof(
         raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "the proof 'iat' is missing or invalid")
     if htm != method:
         raise InvalidDPoPProof(Reason.METHOD_MISMATCH, "the proof is for another HTTP method")
-    try:
-        proof_htu = normalise_htu(htu)
-    except InvalidRequest:
-        raise InvalidDPoPProof(
-            Reason.MALFORMED_PROOF, "the proof 'htu' is not an absolute http(s) URI"
-        ) from None
-    if proof_htu != normalise_htu(url):
-        raise InvalidDPoPProof(Reason.URL_MISMATCH, "the proof is for another URL")
+    request_htu = normalise_htu(url)
+    # A client signs the normal form (create_proof does): equal text needs no second
+    # normalisation (the form is a fixed point of normalise_htu).
+    if htu != request_htu:
+        try:
+            proof_htu = normalise_htu(htu)
+        except InvalidRequest:
+            raise InvalidDPoPProof(
+                Reason.MALFORMED_PROOF, "the proof 'htu' is not an absolute http(s) URI"
+            ) from None
+        if proof_htu != request_htu:
+            raise InvalidDPoPProof(Reason.URL_MISMATCH, "the proof is for another URL")
+    proof_htu = request_htu
     current = time.time() if now is None else now
     if iat < current - max_age:
         raise InvalidDPoPProof(Reason.PROOF_EXPIRED, "the proof is too old")

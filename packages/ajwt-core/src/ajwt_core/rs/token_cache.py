@@ -20,7 +20,7 @@ from collections import OrderedDict
 from functools import lru_cache
 from typing import NamedTuple
 
-from ajwt_core.tokens import IntentTokenClaims, parse_scope
+from ajwt_core.tokens import ActorClaim, IntentTokenClaims, parse_scope
 
 _intern = sys.intern
 
@@ -29,6 +29,16 @@ _intern = sys.intern
 def _scopes(scope: str) -> frozenset[str]:
     """Scope strings repeat across tokens: one frozenset for each."""
     return parse_scope(scope)
+
+
+def _depth(act: ActorClaim) -> int:
+    """Delegation hops of an ``act`` chain (``IntentTokenClaims.delegation_depth``,
+    without building the list of agent ids)."""
+    depth = 0
+    while act.act is not None:
+        act = act.act
+        depth += 1
+    return depth
 
 
 class TokenFacts(NamedTuple):
@@ -76,7 +86,7 @@ class TokenFacts(NamedTuple):
             _intern(agent.id),
             _intern(agent.checksum),
             agent.version,
-            named.delegation_depth,
+            _depth(named.act),
             _scopes(claims.scope),
             _intern(claims.intent.run_id),
             _intern(claims.intent.id),
