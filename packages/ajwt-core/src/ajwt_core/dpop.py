@@ -224,7 +224,13 @@ def verify_proof(
     Failures are :class:`InvalidDPoPProof` (or :class:`UseDPoPNonce`) with a reason.
     """
     algorithms = algorithms if isinstance(algorithms, tuple) else tuple(algorithms)
-    _jws.check_compact(proof, max_bytes=MAX_PROOF_BYTES, error=InvalidDPoPProof, what=_PROOF)
+    if (
+        not isinstance(proof, str)
+        or len(proof) > MAX_PROOF_BYTES
+        or not proof.isascii()
+        or proof.count(".") != 2
+    ):  # refused, with the reason of the first rule it breaks
+        _jws.check_compact(proof, max_bytes=MAX_PROOF_BYTES, error=InvalidDPoPProof, what=_PROOF)
     assert isinstance(proof, str)
     jwk, key = _proof_key(proof.partition(".")[0], algorithms)
     claims = _jws.verify_signature(proof, key, key.alg, error=InvalidDPoPProof, what=_PROOF)
