@@ -61,3 +61,21 @@ async def test_a_store_set_after_construction_is_the_one_asked(
     await _verify(verifier, headers)  # a new in-process store: asked, not the old one
     with pytest.raises(InvalidDPoPProof):
         await _verify(verifier, headers)
+
+
+async def test_a_subclass_that_overrides_first_use_is_asked_through_it(
+    verifier: Verifier, caller: Caller
+) -> None:
+    class Counting(MemoryReplayStore):
+        calls = 0
+
+        async def first_use(self, key: str, ttl: float, *, issued_at: float) -> bool:
+            Counting.calls += 1
+            return await super().first_use(key, ttl, issued_at=issued_at)
+
+    verifier.replay = Counting()
+    headers = caller.headers("GET", URL)
+    await _verify(verifier, headers)
+    with pytest.raises(InvalidDPoPProof):
+        await _verify(verifier, headers)
+    assert Counting.calls == 2

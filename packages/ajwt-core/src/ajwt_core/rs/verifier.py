@@ -159,10 +159,14 @@ class Verifier:
     @replay.setter
     def replay(self, store: AsyncReplayStore) -> None:
         self._replay = store
-        # An in-process store answers at once: asked without a coroutine.
-        self._first_use_now: Callable[[str, float], bool] | None = (
-            store.first_use_now if isinstance(store, MemoryReplayStore) else None
-        )
+        # An in-process store answers at once: asked without a coroutine (unless a
+        # subclass overrides first_use, which is then what must answer).
+        self._first_use_now: Callable[[str, float], bool] | None = None
+        if (
+            isinstance(store, MemoryReplayStore)
+            and type(store).first_use is MemoryReplayStore.first_use
+        ):
+            self._first_use_now = store.first_use_now
 
     @classmethod
     def for_idp(
