@@ -9,7 +9,8 @@
   (RFC 9449 §4.3 and §7.1, RFC 9068 claims): decode and validate the access token
   (signature, ``iss``, ``aud``, ``exp``), read the proof's header, load its ``jwk``,
   verify the proof's signature, then ``htm``, ``htu``, ``iat``, ``ath``, the key's
-  RFC 7638 thumbprint against ``cnf.jkt``, ``jti`` replay and the route's scope.
+  RFC 7638 thumbprint against ``cnf.jkt``, ``jti`` replay (in A-JWT's own in-process
+  replay store: expiring, bounded, atomic) and the route's scope.
   ``fair=False`` runs it on stock pyjwt, ``fair=True`` with the segment fix. It
   remembers what A-JWT's verifier remembers and nothing more: the parsed proof header
   with its key and thumbprint (by the header's exact segment), ``ath`` by token, the
@@ -33,6 +34,7 @@ import jwt
 
 from ajwt_core._jws import _PyJWS
 from ajwt_core.keys import b64url
+from ajwt_core.replay import InMemoryReplayCache
 
 # RFC 7638 §3.2: the required members of each key type, the only ones hashed.
 _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
@@ -91,7 +93,11 @@ class DPoPPeer:
         self._algorithms = list(algorithms)
         self._max_age = max_age
         self._leeway = leeway
-        self._seen: set[tuple[str, str]] = set()
+        # RFC 9449 §11.1: a proof's jti is remembered while the proof is acceptable, in
+        # bounded memory, first use decided atomically: the very store A-JWT's verifier
+        # uses in one process (a set never forgets and its check-then-add is not atomic).
+        self._seen = InMemoryReplayCache()
+        self._replay_ttl = max_age + leeway
         self._proof_keys: dict[str, tuple[str, Any, str]] = {}
         self._aths: dict[str, str] = {}
         self._htus: dict[str, str] = {}
@@ -157,9 +163,8 @@ class DPoPPeer:
         if (claims.get("cnf") or {}).get("jkt") != jkt:
             raise PeerRefused("the proof key is not the token's key")
         jti = payload.get("jti")
-        if not isinstance(jti, str) or (jkt, jti) in self._seen:
+        if not isinstance(jti, str) or not self._seen.first_use(f"{jkt}:{jti}", self._replay_ttl):
             raise PeerRefused("the proof has been used before")
-        self._seen.add((jkt, jti))
         if scope not in str(claims.get("scope", "")).split():
             raise PeerRefused("insufficient scope")
         return claims

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ajwt_core import _jws
 from ajwt_core.dpop import (
     BodyBinding,
     access_token_hash,
@@ -268,6 +269,61 @@ def test_rejects_jwk_that_did_not_sign(agent_key: PopKey) -> None:
         attacker, make(agent_key), header={"typ": "dpop+jwt", "jwk": agent_key.public_jwk}
     )
     refused(Reason.BAD_SIGNATURE, proof, agent_key)
+
+
+def test_a_known_proof_header_does_not_vouch_for_another_signer(agent_key: PopKey) -> None:
+    # The header and its key are remembered by the header's segment; the signature is
+    # still checked on every proof, so the agent's exact header signed by another key
+    # is refused after the agent's own proofs were accepted.
+    assert verify_proof(make(agent_key), **good_request(agent_key))
+    attacker = PopKey.generate()
+    proof = resign(
+        attacker, make(agent_key), header={"typ": "dpop+jwt", "jwk": agent_key.public_jwk}
+    )
+    assert proof.partition(".")[0] == make(agent_key).partition(".")[0]
+    refused(Reason.BAD_SIGNATURE, proof, agent_key)
+
+
+def test_a_known_proof_header_is_checked_again_under_other_algorithms(agent_key: PopKey) -> None:
+    assert verify_proof(make(agent_key), **good_request(agent_key))  # ES256 accepted
+    refused(Reason.ALG_NOT_ALLOWED, make(agent_key), agent_key, algorithms=["EdDSA"])
+
+
+def test_a_header_accepted_for_one_kind_of_token_is_refused_for_another(
+    agent_key: PopKey,
+) -> None:
+    # The same header segment read as an access token (accepted, remembered) and then
+    # as a proof or with other algorithms: each reading checks its own rules.
+    token = agent_key.sign({"sub": "x"}, {"typ": "at+jwt", "jwk": agent_key.public_jwk})
+    header = _jws.read_header(
+        token,
+        typ="at+jwt",
+        algorithms=("ES256",),
+        max_bytes=8192,
+        error=InvalidDPoPProof,
+        what="token",
+        forbidden=frozenset(),
+    )
+    assert header["typ"] == "at+jwt"
+    for rules, reason in (
+        (
+            {"typ": "dpop+jwt", "algorithms": ("ES256",), "forbidden": frozenset()},
+            Reason.WRONG_TYPE,
+        ),
+        (
+            {"typ": "at+jwt", "algorithms": ("EdDSA",), "forbidden": frozenset()},
+            Reason.ALG_NOT_ALLOWED,
+        ),
+        (
+            {"typ": "at+jwt", "algorithms": ("ES256",), "forbidden": {"jwk"}},
+            Reason.FORBIDDEN_HEADER,
+        ),
+    ):
+        with pytest.raises(InvalidDPoPProof) as info:
+            _jws.read_header(token, max_bytes=8192, error=InvalidDPoPProof, what="x", **rules)
+        assert info.value.reason == reason
+    proof = resign(agent_key, token, header={"typ": "at+jwt", "jwk": agent_key.public_jwk})
+    refused(Reason.WRONG_TYPE, proof, agent_key)
 
 
 def test_rejects_jwk_of_wrong_type_for_alg(agent_key: PopKey) -> None:

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import pickle
 from typing import Any
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ajwt_core.canonical import jcs
 from ajwt_core.errors import InvalidRequest, Reason
 from ajwt_core.keys import (
+    _THUMBPRINT_MEMBERS,
     KeyResolver,
     PopKey,
     SigningKey,
     SigningKeySet,
+    b64url,
     derive_pop_key,
     jwk_thumbprint,
     key_epoch,
@@ -55,6 +61,42 @@ def test_thumbprint_ignores_optional_members_and_order() -> None:
     jwk = key.public_jwk
     reordered = dict(reversed(list(jwk.items()))) | {"kid": "x", "use": "sig", "alg": "ES256"}
     assert jwk_thumbprint(reordered) == jwk_thumbprint(jwk) == key.thumbprint
+
+
+def test_thumbprint_members_are_listed_in_jcs_order() -> None:
+    # The direct spelling of the JCS text relies on the table's order.
+    for members in _THUMBPRINT_MEMBERS.values():
+        assert list(members) == sorted(members)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), min_size=1)
+        | st.text(min_size=1, max_size=12),
+        min_size=3,
+        max_size=3,
+    )
+)
+def test_thumbprint_is_the_hash_of_the_jcs_text_whatever_the_characters(
+    values: list[str],
+) -> None:
+    jwk = dict(zip(("crv", "x", "y"), values, strict=True)) | {"kty": "EC"}
+    required = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
+    expected = b64url(hashlib.sha256(jcs(required)).digest()) if _jcs_ok(required) else None
+    if expected is None:
+        with pytest.raises(InvalidRequest):
+            jwk_thumbprint(jwk)
+    else:
+        assert jwk_thumbprint(jwk) == expected
+
+
+def _jcs_ok(value: dict[str, str]) -> bool:
+    try:
+        jcs(value)
+    except InvalidRequest:
+        return False
+    return True
 
 
 @pytest.mark.parametrize(

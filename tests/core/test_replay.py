@@ -55,3 +55,20 @@ def test_concurrent_first_use_admits_exactly_one() -> None:
 
 def test_implements_protocol() -> None:
     assert isinstance(InMemoryReplayCache(), ReplayCache)
+
+
+def test_an_expired_entry_is_evicted_or_reused_but_a_live_one_never_forgotten() -> None:
+    cache = InMemoryReplayCache()
+    assert cache.first_use("a", ttl=10, now=0)  # until 10
+    assert cache.first_use("b", ttl=10, now=5)  # until 15
+    assert not cache.first_use("a", ttl=10, now=9.9)
+    assert cache.first_use("a", ttl=10, now=10)  # expired: a first use again, until 20
+    assert not cache.first_use("b", ttl=10, now=14)  # live behind the evicted front
+    assert not cache.first_use("a", ttl=10, now=14.5)
+    assert cache.first_use("c", ttl=10, now=16)  # "b" (15) expired and is evicted
+    assert len(cache) == 2
+    assert not cache.first_use("a", ttl=10, now=19)
+    assert not cache.first_use("c", ttl=10, now=25)
+    assert cache.first_use("b", ttl=10, now=26)
+    assert cache.first_use("d", ttl=10, now=40)  # every earlier entry expired
+    assert len(cache) == 1

@@ -75,16 +75,60 @@ def _media_type(value: object) -> str | None:
     return lowered.removeprefix("application/")
 
 
-@lru_cache(maxsize=4096)
 def _parse_header(segment: str) -> Mapping[str, Any] | None:
-    # Every token an IdP key signs, and every proof one agent key signs, shares its
-    # header segment; pyjwt's strict base64url check costs more than the signature, so the
-    # parsed header is cached by its exact segment (read-only: callers never mutate it).
     try:
         header = _JWS.get_unverified_header(segment + "..")
     except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
         return None
     return MappingProxyType(header) if isinstance(header, dict) else None
+
+
+def check_compact(token: object, *, max_bytes: int, error: ErrorClass, what: str) -> str:
+    """``token`` as a compact JWS of at most ``max_bytes`` ASCII characters, or refused."""
+    if not isinstance(token, str) or not token:
+        raise error(Reason.MALFORMED_TOKEN, f"the {what} is missing or not a string")
+    if len(token) > max_bytes:
+        raise error(Reason.TOKEN_TOO_LARGE, f"the {what} is larger than {max_bytes} bytes")
+    if not token.isascii() or token.count(".") != 2:
+        raise error(Reason.MALFORMED_TOKEN, f"the {what} is not a compact JWS")
+    return token
+
+
+def check_header(
+    segment: str,
+    *,
+    typ: tuple[str | None, ...],
+    algorithms: Collection[str],
+    error: ErrorClass,
+    what: str,
+    forbidden: Collection[str],
+) -> Mapping[str, Any]:
+    """Parse the protected header ``segment`` and check ``typ``, ``alg`` and forbidden
+    parameters (read-only: callers never mutate it). Not cached: see :func:`read_header`."""
+    header = _parse_header(segment)
+    if header is None:
+        raise error(Reason.MALFORMED_TOKEN, f"the {what} header cannot be decoded")
+    declared = header.get("typ")
+    media = _media_type(declared)
+    if media not in typ or (media is None and declared is not None):  # typ: 5 is no "none"
+        named = [t for t in typ if t is not None]
+        expected = f"typ {named[0]!r}" if named else ""
+        if None in typ:
+            expected = f"no typ or {expected}" if named else "no typ"
+        raise error(Reason.WRONG_TYPE, f"the {what} must have {expected}")
+    if header.get("alg") not in algorithms:
+        raise error(Reason.ALG_NOT_ALLOWED, f"the {what} algorithm is not allowed")
+    found = sorted(set(header).intersection(forbidden))
+    if found:
+        raise error(Reason.FORBIDDEN_HEADER, f"the {what} header may not carry {found[0]!r}")
+    return header
+
+
+# Every token an IdP key signs, and every proof one agent key signs, shares its header
+# segment; pyjwt's strict base64url check costs more than the signature, so an accepted
+# header is remembered by its exact segment and the rules it passed. A refusal raises,
+# so it is never cached.
+_checked_header = lru_cache(maxsize=4096)(check_header)
 
 
 def read_header(
@@ -102,30 +146,16 @@ def read_header(
     ``typ`` lists the accepted media types (lower case, no ``application/``); ``None``
     among them accepts a header without ``typ`` (an OpenID Connect ID token).
     """
-    if not isinstance(token, str) or not token:
-        raise error(Reason.MALFORMED_TOKEN, f"the {what} is missing or not a string")
-    if len(token) > max_bytes:
-        raise error(Reason.TOKEN_TOO_LARGE, f"the {what} is larger than {max_bytes} bytes")
-    if not token.isascii() or token.count(".") != 2:
-        raise error(Reason.MALFORMED_TOKEN, f"the {what} is not a compact JWS")
-    header = _parse_header(token.partition(".")[0])
-    if header is None:
-        raise error(Reason.MALFORMED_TOKEN, f"the {what} header cannot be decoded")
-    accepted = (typ,) if isinstance(typ, str) else tuple(typ)
-    declared = header.get("typ")
-    media = _media_type(declared)
-    if media not in accepted or (media is None and declared is not None):  # typ: 5 is no "none"
-        named = [t for t in accepted if t is not None]
-        expected = f"typ {named[0]!r}" if named else ""
-        if None in accepted:
-            expected = f"no typ or {expected}" if named else "no typ"
-        raise error(Reason.WRONG_TYPE, f"the {what} must have {expected}")
-    if header.get("alg") not in algorithms:
-        raise error(Reason.ALG_NOT_ALLOWED, f"the {what} algorithm is not allowed")
-    found = sorted(set(header).intersection(forbidden))
-    if found:
-        raise error(Reason.FORBIDDEN_HEADER, f"the {what} header may not carry {found[0]!r}")
-    return header
+    compact = check_compact(token, max_bytes=max_bytes, error=error, what=what)
+    return _checked_header(
+        compact.partition(".")[0],
+        typ=(typ,) if isinstance(typ, str) else tuple(typ),
+        algorithms=algorithms if isinstance(algorithms, tuple) else tuple(algorithms),
+        # A class is hashable; mypy reads ``__hash__`` on it as the instances' method.
+        error=error,  # type: ignore[arg-type]
+        what=what,
+        forbidden=forbidden if isinstance(forbidden, frozenset) else frozenset(forbidden),
+    )
 
 
 def verify_payload(
@@ -178,7 +208,30 @@ def check_times(
         if isinstance(value, bool) or not isinstance(value, int):
             raise error(Reason.INVALID_CLAIM, f"the {what} claim {name!r} is not an integer")
         times[name] = value
-    exp, iat, nbf = times["exp"], times["iat"], times["nbf"]
+    check_time_window(
+        times["exp"],
+        times["iat"],
+        times["nbf"],
+        now=now,
+        leeway=leeway,
+        max_lifetime=max_lifetime,
+        error=error,
+        what=what,
+    )
+
+
+def check_time_window(
+    exp: int,
+    iat: int,
+    nbf: int,
+    *,
+    now: float,
+    leeway: float,
+    max_lifetime: int,
+    error: ErrorClass,
+    what: str,
+) -> None:
+    """:func:`check_times` for claims already known to be integers (a validated model)."""
     if exp <= now - leeway:
         raise error(Reason.TOKEN_EXPIRED, f"the {what} has expired")
     if nbf > now + leeway:

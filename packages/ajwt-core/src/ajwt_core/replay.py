@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -43,29 +44,39 @@ class InMemoryReplayCache:
         self._max = max_entries
         # key -> expiry; insertion order equals expiry order when ttl is constant.
         self._seen: OrderedDict[str, float] = OrderedDict()
+        # The first entry's expiry (or earlier): nothing expires before it.
+        self._front_expiry = math.inf
         self._lock = threading.Lock()
 
     def first_use(self, key: str, ttl: float, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         with self._lock:
-            self._evict_expired(now)
-            expiry = self._seen.get(key)
-            if expiry is not None and expiry > now:
-                return False
-            if len(self._seen) >= self._max:
+            seen = self._seen
+            if now >= self._front_expiry:
+                self._evict_expired(now)
+            expiry = seen.get(key)
+            if expiry is not None:
+                if expiry > now:
+                    return False
+                del seen[key]  # expired: recorded again below, at the end
+            if len(seen) >= self._max:
                 raise ServerError(
                     Reason.SERVICE_UNAVAILABLE, "the replay cache is full; try again shortly"
                 )
-            self._seen[key] = now + ttl
-            self._seen.move_to_end(key)
+            seen[key] = now + ttl
+            if len(seen) == 1:
+                self._front_expiry = now + ttl
             return True
 
     def _evict_expired(self, now: float) -> None:
-        while self._seen:
-            key, expiry = next(iter(self._seen.items()))
+        seen = self._seen
+        while seen:
+            key, expiry = next(iter(seen.items()))
             if expiry > now:
-                break
-            del self._seen[key]
+                self._front_expiry = expiry
+                return
+            del seen[key]
+        self._front_expiry = math.inf
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -25,6 +25,8 @@ is a no-op that costs one ``isinstance`` check.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, Final, Protocol
 
@@ -88,6 +90,13 @@ NO_SPAN: Final = _NoSpan()
 
 
 _PROVIDER_SEEN = False
+# ``get_tracer_provider()`` looks up an environment variable on every call while no
+# provider is set (about 0.8 µs, on every request of a resource server without tracing).
+# The API keeps the provider it was given in ``_TRACER_PROVIDER``; while that is None
+# and no provider is named in the environment, there is none. Should a later API
+# rename it, every call asks ``get_tracer_provider()`` again, as before.
+_ENVIRONMENT_PROVIDER: Final = "OTEL_PYTHON_TRACER_PROVIDER"
+_UNKNOWN: Final = object()
 
 
 def enabled() -> bool:
@@ -100,11 +109,19 @@ def enabled() -> bool:
         return True
     if trace is None:
         return False
+    if getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _provider_in_environment():
+        return False
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return False
     _PROVIDER_SEEN = True
     return True
+
+
+@functools.cache
+def _provider_in_environment() -> bool:
+    # Read once: OpenTelemetry's environment configures a process when it starts.
+    return _ENVIRONMENT_PROVIDER in os.environ
 
 
 def _attributes(

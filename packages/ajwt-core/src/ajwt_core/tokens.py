@@ -360,8 +360,10 @@ def decode_intent_token(
         raise InvalidToken(Reason.WRONG_ISSUER, "the intent token is from another issuer")
     if audience is not None and claims.aud != audience:
         raise InvalidToken(Reason.WRONG_AUDIENCE, "the intent token is for another audience")
-    _jws.check_times(
-        {"exp": claims.exp, "iat": claims.iat, "nbf": claims.nbf},
+    _jws.check_time_window(
+        claims.exp,
+        claims.iat,
+        claims.nbf,
         now=time.time() if now is None else now,
         leeway=leeway,
         max_lifetime=min(max_lifetime, MAX_INTENT_LIFETIME),

@@ -100,8 +100,8 @@ class RoutePolicy:
     ) -> None:
         """Refuse with ``insufficient_scope`` (403) and the reason of the first failed rule."""
         facts = claims if isinstance(claims, TokenFacts) else TokenFacts.of(claims)
-        missing = self.scopes - facts.scopes
-        if missing:
+        if not self.scopes <= facts.scopes:
+            missing = self.scopes - facts.scopes
             raise InsufficientScope(
                 Reason.SCOPE_EXCEEDED, f"this route needs scope {format_scope(missing)}"
             )

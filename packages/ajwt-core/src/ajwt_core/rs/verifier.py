@@ -137,6 +137,7 @@ class Verifier:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self._keys = keys
+        self._jwks = keys if isinstance(keys, JWKSCache) else None
         self.replay = replay or MemoryReplayStore()
         self.revocation = revocation
         self.nonces = nonces
@@ -145,8 +146,27 @@ class Verifier:
         self.names = names
         self._leeway = leeway
         self._proof_max_age = proof_max_age
+        # How long a proof's (jkt, jti) is remembered: as long as the proof is accepted.
+        self._replay_ttl = proof_max_age + DEFAULT_FUTURE_LEEWAY
         self._cache = TokenCache(token_cache_size)
         self._clock = clock
+
+    @property
+    def replay(self) -> AsyncReplayStore:
+        """The replay store (DESIGN §7 step 5)."""
+        return self._replay
+
+    @replay.setter
+    def replay(self, store: AsyncReplayStore) -> None:
+        self._replay = store
+        # An in-process store answers at once: asked without a coroutine (unless a
+        # subclass overrides first_use, which is then what must answer).
+        self._first_use_now: Callable[[str, float], bool] | None = None
+        if (
+            isinstance(store, MemoryReplayStore)
+            and type(store).first_use is MemoryReplayStore.first_use
+        ):
+            self._first_use_now = store.first_use_now
 
     @classmethod
     def for_idp(
@@ -200,20 +220,18 @@ class Verifier:
 
     async def _decode(
         self, token: str, ath: str, now: float
-    ) -> tuple[TokenFacts, IntentTokenClaims | None]:
-        """The token's facts, and its claims if it was verified now (not cached)."""
-        cached = self._cache.get(ath, now - self._leeway)
-        if cached is not None:
-            return cached, None
-        if isinstance(self._keys, JWKSCache):
-            await self._keys.ensure_fresh()
+    ) -> tuple[TokenFacts, IntentTokenClaims]:
+        """Verify a token not in the cache; its facts (now cached) and claims."""
+        jwks = self._jwks
+        if jwks is not None:
+            await jwks.ensure_fresh()
         try:
             claims = self._decode_with(token, now)
         except InvalidToken as exc:
-            if exc.reason != Reason.UNKNOWN_KID or not isinstance(self._keys, JWKSCache):
+            if exc.reason != Reason.UNKNOWN_KID or jwks is None:
                 raise
             # Key rotation: refresh (rate-limited) and try once more.
-            if not await self._keys.refresh():
+            if not await jwks.refresh():
                 raise
             claims = self._decode_with(token, now)
         facts = TokenFacts.of(claims)
@@ -261,6 +279,7 @@ class Verifier:
         policy: RoutePolicy,
         span: telemetry.SpanLike | None,
     ) -> VerifiedRequest:
+        # What is known of the token when a later check refuses: for the log line.
         seen: list[tuple[TokenFacts, IntentTokenClaims | None, str]] = []
         try:
             verified = await self._verify(method, url, headers, body, policy, seen)
@@ -276,7 +295,7 @@ class Verifier:
             raise
         if span is not None:
             _describe(span, verified.facts)
-        if verified.facts is not None and audit.isEnabledFor(logging.INFO):
+        if audit.isEnabledFor(logging.INFO) and verified.facts is not None:
             claims = verified.claims
             assert claims is not None
             self._audit(claims, method, url)
@@ -301,9 +320,10 @@ class Verifier:
             raise InvalidToken(Reason.MALFORMED_REQUEST, "more than one Authorization header")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
-        if scheme.lower() == "bearer":
+        scheme = scheme.lower()
+        if scheme == "bearer":
             return await self._legacy_bearer(token, policy)
-        if scheme.lower() != "dpop" or not token:
+        if scheme != "dpop" or not token:
             raise InvalidToken(Reason.MALFORMED_TOKEN, "use the DPoP authorization scheme")
         proofs, proof = _single(found, "dpop")
         if proofs != 1 or proof is None:
@@ -312,7 +332,10 @@ class Verifier:
         # The cache key is the token's SHA-256; a non-ASCII token has none (it is refused
         # as malformed by the decode).
         ath = access_token_hash(token) if token.isascii() else ""
-        facts, claims = await self._decode(token, ath, now)
+        facts = self._cache.get(ath, now - self._leeway)
+        claims = None
+        if facts is None:
+            facts, claims = await self._decode(token, ath, now)
         # for the refusal's log line, from here on
         seen.append((facts, claims, token))
         if facts.tool is None:
@@ -323,6 +346,7 @@ class Verifier:
                 "a step token (no tool) is for the IdP only; call the API with a tool's token",
             )
         # 4. proof bound to this request, this token and the token's key.
+        nonces = self.nonces
         verified = verify_proof(
             proof,
             method=method,
@@ -331,14 +355,17 @@ class Verifier:
             body=body,
             body_binding=policy.body_binding,
             expected_jkt=facts.jkt,
-            nonce=self.nonces.is_valid if self.nonces else None,
+            nonce=nonces.is_valid if nonces is not None else None,
             now=now,
             max_age=self._proof_max_age,
         )
         # 5. replay: each (jkt, jti) once within the window.
-        ttl = self._proof_max_age + DEFAULT_FUTURE_LEEWAY
-        if not await self.replay.first_use(
-            f"{verified.jkt}:{verified.jti}", ttl, issued_at=verified.iat
+        replay_key = f"{verified.jkt}:{verified.jti}"
+        first_use_now = self._first_use_now
+        if not (
+            first_use_now(replay_key, self._replay_ttl)
+            if first_use_now is not None
+            else await self._replay.first_use(replay_key, self._replay_ttl, issued_at=verified.iat)
         ):
             raise InvalidDPoPProof(Reason.REPLAYED, "the proof has been used before")
         if facts.opaque_names and facts.revealed is None and self.names is not None:
@@ -351,8 +378,8 @@ class Verifier:
         # 6. revocation of run / intent / agent / client.
         if self.revocation is not None:
             await self.revocation.check(facts)
-        # 7. route policy.
-        _, shim = _single(found, _SHIM)
+        # 7. route policy (the shim's checksum header is read only if the route asks).
+        shim = _single(found, _SHIM)[1] if policy.require_shim_checksum else None
         policy.check(facts, shim, self.accepted_shims)
         # 8. the handler gets the verified claims (verify() writes the audit event).
         return VerifiedRequest(claims, verified, facts=facts, token=token)
