@@ -21,6 +21,11 @@ The adapter only *extracts*; :mod:`ajwt_core.checksum` decides what is hashed. T
 
 from __future__ import annotations
 
+import collections
+import functools
+import json
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,6 +44,7 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.tools import BaseTool, StructuredTool
 from langchain_core.tools import tool as as_tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel
 
 from ajwt_core.checksum import (
     AgentManifest,
@@ -230,6 +236,47 @@ def tool_spec(tool: ToolLike, *, deep: bool = False) -> ToolSpec:
     {'properties': {'package': {'type': 'string'}}, 'required': ['package'], 'type': 'object'}
     """
     the_tool = _as_tool(tool)
+    if deep:
+        return _tool_spec(the_tool, deep=True)
+    made_from = _made_from(the_tool)
+    with _specs_lock:
+        held = _specs.get(id(the_tool))
+    if held is not None and held[0]() is the_tool and held[1] == made_from:
+        return held[2]
+    spec = _tool_spec(the_tool, deep=False)
+    with _specs_lock:
+        _specs[id(the_tool)] = (weakref.ref(the_tool), made_from, spec)
+        _specs.move_to_end(id(the_tool))
+        while len(_specs) > _SPECS_KEPT:
+            _specs.popitem(last=False)
+    return spec
+
+
+# Each tool's spec, with what it was built from (see _made_from), by the tool's id (a
+# LangChain tool is a pydantic model: not hashable; the weak reference tells a new
+# tool at a reused id). The JSON schema and the spec's validation cost more than the
+# rest of a manifest, which the shim reads before every mint, hand-off, completion and
+# tool call.
+_specs: collections.OrderedDict[
+    int, tuple[weakref.ReferenceType[BaseTool], tuple[Any, ...], ToolSpec]
+] = collections.OrderedDict()
+_specs_lock = threading.Lock()
+_SPECS_KEPT = 4096
+
+
+def _made_from(tool: BaseTool) -> tuple[Any, ...]:
+    """What ``convert_to_openai_tool`` builds a tool's schema from: its class, name,
+    description and argument schema (a class with its core schema, which pydantic
+    replaces when the class is rebuilt; a JSON-schema dict by its content)."""
+    args = tool.args_schema
+    if isinstance(args, dict):
+        shape: Any = json.dumps(args, sort_keys=True, default=repr)
+    else:
+        shape = (args, getattr(args, "__dict__", {}).get("__pydantic_core_schema__"))
+    return (type(tool), tool.name, tool.description, shape)
+
+
+def _tool_spec(the_tool: BaseTool, *, deep: bool) -> ToolSpec:
     function = convert_to_openai_tool(the_tool)["function"]
     parameters = dict(function.get("parameters") or {"type": "object", "properties": {}})
     if parameters.get("type") == "object":
@@ -268,6 +315,27 @@ def _unbind(model: Any) -> tuple[Any, dict[str, Any]]:
     return model, bound
 
 
+@functools.lru_cache(maxsize=4096)
+def _class_has(cls: type, name: str) -> bool:
+    return hasattr(cls, name)
+
+
+def _setting(model: Any, name: str) -> Any:
+    """``getattr(model, name, None)``, without pydantic's slow path for a name the model
+    does not have (raising and catching ``AttributeError``, about 2 µs each: a manifest
+    asks for some thirty names): a pydantic model's value is a field in its ``__dict__``,
+    a class attribute (a property), or an extra field."""
+    if not isinstance(model, BaseModel):
+        return getattr(model, name, None)
+    values = model.__dict__
+    if name in values:
+        return values[name]
+    if _class_has(type(model), name):
+        return getattr(model, name, None)
+    extra = model.__pydantic_extra__
+    return extra.get(name) if extra else None
+
+
 def model_config(model: Any, *, include_class: bool = False) -> dict[str, Any]:
     """The model configuration of a manifest: name and generation parameters, no secrets.
 
@@ -282,16 +350,16 @@ def model_config(model: Any, *, include_class: bool = False) -> dict[str, Any]:
     inner, bound = _unbind(model)
     config: dict[str, Any] = {}
     for field in MODEL_NAME_FIELDS:
-        name = getattr(inner, field, None)
+        name = _setting(inner, field)
         if isinstance(name, str) and name:
             config["model"] = name
             break
     settings: dict[str, Any] = {}
-    extra = getattr(inner, "model_kwargs", None)
+    extra = _setting(inner, "model_kwargs")
     if isinstance(extra, Mapping):
         settings.update(extra)
     for field in MODEL_PARAMETERS:
-        value = getattr(inner, field, None)
+        value = _setting(inner, field)
         if value is not None:
             settings[field] = value
     settings.update({k: v for k, v in bound.items() if k in MODEL_PARAMETERS or k == "model"})

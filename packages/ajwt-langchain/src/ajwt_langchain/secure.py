@@ -257,8 +257,9 @@ def secure_graph(
 
     ``manifests`` describes agents the adapter cannot read from the app (an agent id →
     a manifest or a callable returning the live one), and replaces what it reads for
-    the agents it names. ``register=False`` leaves registration to you; every agent
-    must then be registered before the run. ``audience`` and ``on_refusal`` are
+    the agents it names. ``register=False`` leaves registration to you: every agent of
+    the app must already be registered with the shim (``shim.register(...)``), else
+    ``secure_graph`` refuses the app. ``audience`` and ``on_refusal`` are
     :class:`~ajwt_langchain.AJWTToolWrapper`'s.
 
     >>> from ajwt_core.shim import Shim
@@ -266,9 +267,12 @@ def secure_graph(
     >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
     >>> shim = Shim("http://127.0.0.1:9", "app", client_secret="s")
     >>> app = create_agent(FakeListChatModel(responses=[]), [], name="helper")
-    >>> secured = secure_graph(shim, app, register=False)
-    >>> type(secured).__name__
-    'CompiledStateGraph'
+    >>> secure_graph(shim, app, register=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ajwt_core.errors.InvalidRequest: agents 'helper' of this app are not registered ...
+
+    With ``register=True`` (the default) it registers them with the IdP first.
     """
     if isinstance(app, StateGraph):
         raise InvalidRequest(
