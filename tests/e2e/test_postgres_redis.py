@@ -73,7 +73,13 @@ def test_workflow_runs_on_postgresql(pg_stack: Stack) -> None:
 
 
 @pytest.mark.postgres
-def test_concurrent_mints_keep_one_ledger_chain_on_postgresql(pg_stack: Stack) -> None:
+@pytest.mark.parametrize("attempt", range(4))  # a race: each attempt is a new chance to lose it
+def test_concurrent_mints_keep_one_ledger_chain_on_postgresql(
+    pg_stack: Stack, attempt: int
+) -> None:
+    # Each transaction reads the run's state after it holds the run's lock: read with the
+    # lock in one statement, the state would come from a snapshot older than the
+    # transaction it waited for, and the step would be entered twice.
     shim = pg_stack.shim()
     run = pg_stack.start_run(shim)
 

@@ -112,7 +112,7 @@ _STATE_EVENTS = select(LedgerRow.seq, LedgerRow.kind, LedgerRow.data).where(
 _ledger = cast(Table, LedgerRow.__table__)
 _RUN_COLUMNS = tuple(column.key for column in _runs.columns)
 # The run and its state events in one read: a row per event (run columns repeated), or
-# one row with NULL event columns. PostgreSQL locks the run's row only.
+# one row with NULL event columns. SQLite only (see IdPBase._open_run).
 _RUN_WITH_STATE_EVENTS = (
     select(
         _runs,
@@ -128,7 +128,6 @@ _RUN_WITH_STATE_EVENTS = (
     )
     .where(_runs.c.run_id == bindparam("run_id"))
 )
-_RUN_WITH_STATE_EVENTS_FOR_UPDATE = _RUN_WITH_STATE_EVENTS.with_for_update(of=_runs)
 
 
 def _entry(row: LedgerRow) -> LedgerEntry:
@@ -263,19 +262,30 @@ class IdPBase:
         self, session: DbSession, client: ClientRow, run_id: str
     ) -> tuple[RunRow, RunState]:
         """The client's open run, locked (appends to its ledger are serialised), and where
-        it stands in its workflow (DESIGN §6.3): one statement, the run joined to the
-        entries its position is computed from."""
-        stmt = _RUN_WITH_STATE_EVENTS if self.db.is_sqlite else _RUN_WITH_STATE_EVENTS_FOR_UPDATE
-        rows = (await execute_core(session, stmt, {"run_id": run_id})).all()
+        it stands in its workflow (DESIGN §6.3).
+
+        On SQLite one statement, the run joined to the entries its position is computed
+        from: the transaction holds the database's write lock from its start, so nothing
+        commits between the lock and the read. On PostgreSQL the run row is locked first
+        and its entries read by a later statement: a ``SELECT … FOR UPDATE`` that waited
+        for a concurrent transaction returns the run's new row but the joined entries of
+        its own, older snapshot, and the state would miss what that transaction recorded
+        (a step entered twice, a visit limit passed twice)."""
+        if not self.db.is_sqlite:
+            try:
+                locked = await self.db.lock_run(session, run_id)
+            except NotFound:
+                locked = None
+            if locked is None or locked.client_id != client.client_id:
+                raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
+            self._check_open(locked)
+            workflow = await self.workflow(locked.workflow_id, locked.workflow_version)
+            return locked, await self._state(session, run_id, workflow)
+        rows = (await execute_core(session, _RUN_WITH_STATE_EVENTS, {"run_id": run_id})).all()
         run = None if not rows else RunRow(**{key: rows[0]._mapping[key] for key in _RUN_COLUMNS})
         if run is None or run.client_id != client.client_id:
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
-        if run.state == "revoked":
-            raise InvalidGrant(Reason.RUN_REVOKED, "the run has been revoked")
-        if run.state == "intent_revoked":
-            raise InvalidGrant(Reason.INTENT_REVOKED, "the run's intent has been revoked")
-        if run.state != "open":
-            raise InvalidGrant(Reason.RUN_CLOSED, "the run is closed")
+        self._check_open(run)
         workflow = await self.workflow(run.workflow_id, run.workflow_version)
         # No ORDER BY (see _STATE_EVENTS): the few entries sort here, by seq.
         events = sorted(
@@ -284,6 +294,15 @@ class IdPBase:
             if row.event_seq is not None
         )
         return run, RunState.replay(workflow, ((kind, data) for _, kind, data in events))
+
+    @staticmethod
+    def _check_open(run: RunRow) -> None:
+        if run.state == "revoked":
+            raise InvalidGrant(Reason.RUN_REVOKED, "the run has been revoked")
+        if run.state == "intent_revoked":
+            raise InvalidGrant(Reason.INTENT_REVOKED, "the run's intent has been revoked")
+        if run.state != "open":
+            raise InvalidGrant(Reason.RUN_CLOSED, "the run is closed")
 
     async def _state(self, session: DbSession, run_id: str, workflow: Workflow) -> RunState:
         """Where the run stands in its workflow (DESIGN §6.3), from its ledger."""
