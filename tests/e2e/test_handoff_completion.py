@@ -4,7 +4,6 @@ with its reason, and the IdP records both or neither."""
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +18,7 @@ from ajwt_core.shim import Run, Shim, ShimEvent
 from ajwt_core.tokens import DelegationClaims
 from ajwt_core.workflow import reference_workflow
 from ajwt_demo.agents import reference_manifests
-from ajwt_demo.stack import Stack
+from ajwt_demo.stack import CountingShim, Stack
 
 #: The planner's ``plan`` leads to ``patch`` through ``review``, but ``patch`` waits for
 #: ``classify`` or ``review`` only: handing ``patch`` on from ``plan`` does not complete
@@ -52,24 +51,9 @@ def branchy(stack: Stack) -> str:
     return BRANCHY
 
 
-class CountingShim(Shim):
-    """Counts the requests it sends to the IdP, by path."""
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.sent: collections.Counter[str] = collections.Counter()
-
-    def _roundtrip_sync(self, client: httpx.Client, request: httpx.Request) -> httpx.Response:
-        self.sent[request.url.path.rsplit("/", 1)[-1]] += 1
-        return super()._roundtrip_sync(client, request)
-
-
 @pytest.fixture
 def shim(stack: Stack) -> Iterator[CountingShim]:
-    client = stack.new_client()
-    the_shim = CountingShim(
-        stack.idp_url, client["client_id"], client_secret=client["client_secret"]
-    )
+    the_shim = stack.new_shim()
     the_shim.register_many(reference_manifests())
     yield the_shim
     the_shim.close()

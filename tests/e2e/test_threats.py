@@ -247,13 +247,7 @@ def test_T4_a_tool_call_reads_the_live_agent_once_before_its_mint_and_refuses_a_
         reads.append(1)
         return live["manifest"]
 
-    client = stack.new_client()
-    shim = Shim(
-        stack.idp_url,
-        client["client_id"],
-        client_secret=client["client_secret"],
-        default_audience=stack.rs_url,
-    )
+    shim = stack.new_shim(default_audience=stack.rs_url)
     try:
         shim.register(manifest)
         run = stack.start_run(shim)

@@ -4,12 +4,9 @@ a bearer-token API (client-credentials token, one identity for the whole app).""
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import httpx
 import pytest
 
 from ajwt_core.server import BackgroundServer
@@ -136,35 +133,11 @@ def test_baseline_runs_the_same_calls_with_the_apps_identity_only(
     assert [p["opened_by"] for p in baseline.api.state.pulls] == [None] * 3
 
 
-class CountingShim(Shim):
-    """Counts its requests to the IdP (sync and async), by the last segment of the path."""
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.sent: collections.Counter[str] = collections.Counter()
-
-    def _roundtrip_sync(self, client: httpx.Client, request: httpx.Request) -> httpx.Response:
-        self.sent[request.url.path.rsplit("/", 1)[-1]] += 1
-        return super()._roundtrip_sync(client, request)
-
-    async def _roundtrip_async(
-        self, client: httpx.AsyncClient, request: httpx.Request
-    ) -> httpx.Response:
-        self.sent[request.url.path.rsplit("/", 1)[-1]] += 1
-        return await super()._roundtrip_async(client, request)
-
-
 def test_runs_keep_one_client_and_make_one_round_trip_per_hand_off(stack: Stack) -> None:
     # Issue 17: the agents registered in one request, and not again on the next run;
     # each hand-off (delegation and the delegator's completion) one request; the shim's
     # HTTP client built once for all runs.
-    client = stack.new_client()
-    shim = CountingShim(
-        stack.idp_url,
-        client["client_id"],
-        client_secret=client["client_secret"],
-        default_audience=stack.rs_url,
-    )
+    shim = stack.new_shim(default_audience=stack.rs_url)
     try:
         clients = []
         for user in ("user:alice", "user:bob"):

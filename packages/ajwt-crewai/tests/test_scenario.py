@@ -4,12 +4,9 @@ a bearer-token API (client-credentials token, one identity for the whole app).""
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import httpx
 import pytest
 
 from ajwt_core.errors import Reason
@@ -101,28 +98,10 @@ def test_secured_run_makes_every_call_as_its_agent_along_the_chain(
     assert shim.completed_steps(run) == {"triage", "plan", "classify", "patch"}
 
 
-class CountingShim(Shim):
-    """Counts its requests to the IdP by the last segment of the path."""
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.sent: collections.Counter[str] = collections.Counter()
-
-    def _roundtrip_sync(self, client: httpx.Client, request: httpx.Request) -> httpx.Response:
-        self.sent[request.url.path.rsplit("/", 1)[-1]] += 1
-        return super()._roundtrip_sync(client, request)
-
-
 def test_a_delegation_completes_the_delegators_step_in_the_same_request(stack: Stack) -> None:
     # Issue 17: the supervisor's triage is completed by its first delegation, not by a
     # request of its own; the workers complete their steps when their work returns.
-    client = stack.new_client()
-    shim = CountingShim(
-        stack.idp_url,
-        client["client_id"],
-        client_secret=client["client_secret"],
-        default_audience=stack.rs_url,
-    )
+    shim = stack.new_shim(default_audience=stack.rs_url)
     try:
         scenario.run_secured(shim, stack.start_run(shim), stack.rs_url)  # registers
         run = stack.start_run(shim, "user:bob")

@@ -13,6 +13,7 @@ fresh clients with the four reference agents registered.
 
 from __future__ import annotations
 
+import collections
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,25 @@ ADMIN_TOKEN = "admin-" + secrets.token_hex(16)
 REFERENCE_SCOPES = ["repo:read", "repo:write", "advisories:read"]
 
 
+class CountingShim(Shim):
+    """A shim that counts its requests to the IdP, sync and async, by the last segment of
+    the path (``token``, ``complete``, ``batch``, ``runs``…): ``sent``."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.sent: collections.Counter[str] = collections.Counter()
+
+    def _roundtrip_sync(self, client: httpx.Client, request: httpx.Request) -> httpx.Response:
+        self.sent[request.url.path.rsplit("/", 1)[-1]] += 1
+        return super()._roundtrip_sync(client, request)
+
+    async def _roundtrip_async(
+        self, client: httpx.AsyncClient, request: httpx.Request
+    ) -> httpx.Response:
+        self.sent[request.url.path.rsplit("/", 1)[-1]] += 1
+        return await super()._roundtrip_async(client, request)
+
+
 @dataclass
 class Stack:
     idp_url: str
@@ -51,6 +71,14 @@ class Stack:
     def new_client(self, scopes: list[str] | None = None, **kw: Any) -> dict[str, Any]:
         return self.admin.register_client(
             "app-" + secrets.token_hex(6), scopes=scopes or REFERENCE_SCOPES, **kw
+        )
+
+    def new_shim(self, scopes: list[str] | None = None, **kw: Any) -> CountingShim:
+        """A shim for a fresh client, no agent registered (the app registers its own),
+        counting its requests to the IdP."""
+        client = self.new_client(scopes)
+        return CountingShim(
+            self.idp_url, client["client_id"], client_secret=client["client_secret"], **kw
         )
 
     def shim(self, scopes: list[str] | None = None, **kw: Any) -> Shim:
