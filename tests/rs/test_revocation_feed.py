@@ -176,7 +176,10 @@ async def test_redis_feed_follows_what_the_idp_publishes(
 
     from tests.services import REDIS_URL
 
-    idp_side = Redis.from_url(REDIS_URL)
+    # Clients with socket timeouts, as the library's own (RedisFeedSource.from_url): a
+    # stalled command fails and is retried instead of waiting forever (once, in CI, this
+    # test hung until pytest's timeout with bare clients).
+    idp_side = Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     publisher = RedisRevocationPublisher(idp_side, prefix=prefix)
 
     async def active() -> list[Revoked]:
@@ -185,7 +188,7 @@ async def test_redis_feed_follows_what_the_idp_publishes(
     # Before the IdP has published its list (no ready marker) the feed is stale: 503.
     workers = [
         RevocationFeed(
-            RedisFeedSource(Redis.from_url(REDIS_URL), prefix=prefix, interval=0.1),
+            RedisFeedSource.from_url(REDIS_URL, prefix=prefix, interval=0.1),
             max_staleness=1.0,
             first_wait=0.2,
         )
