@@ -584,7 +584,8 @@ class Tracker:
             open_step = self._node_done(run, agent, step)
             if open_step is None:
                 return False
-            self.shim.complete(agent, open_step, run=run)
+            # Sent with the run's next token request, or when its shim.run block ends.
+            self.shim.complete(agent, open_step, run=run, defer=True)
             return True
 
     async def afinish(self, run: Run, agent: str, step: str | None) -> bool:
@@ -593,7 +594,7 @@ class Tracker:
             open_step = self._node_done(run, agent, step)
             if open_step is None:
                 return False
-            await self.shim.acomplete(agent, open_step, run=run)
+            await self.shim.acomplete(agent, open_step, run=run, defer=True)
             return True
 
     def _open_step(self, run: Run, agent: str) -> str | None:

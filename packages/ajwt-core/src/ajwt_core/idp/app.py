@@ -57,6 +57,7 @@ from ajwt_core.idp.keystore import ReloadingKeys
 from ajwt_core.idp.metrics import IdPMetrics
 from ajwt_core.idp.models import (
     IDENTIFIER_PATTERN,
+    MAX_CARRIED_COMPLETIONS,
     MAX_IDENTIFIER_LENGTH,
     AgentBatch,
     AgentPins,
@@ -64,6 +65,7 @@ from ajwt_core.idp.models import (
     AgentRegistered,
     AgentRegistration,
     Approval,
+    CarriedCompletions,
     ChecksumDecision,
     ClientCreated,
     ClientRegistration,
@@ -79,6 +81,7 @@ from ajwt_core.idp.models import (
 )
 from ajwt_core.idp.observer import Observer
 from ajwt_core.idp.outages import RETRY_AFTER_SECONDS, Outages
+from ajwt_core.idp.runs import ProvenCompletion, refused_outcome
 from ajwt_core.idp.service import (
     ClientCredential,
     ExchangeParams,
@@ -682,6 +685,61 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
 
     # -------------------------------------------------------------------- token
 
+    async def carrying(
+        form: dict[str, str],
+        client: ClientRow,
+        run_id: str,
+        grant: Callable[[], Awaitable[TokenResponse]],
+    ) -> TokenResponse:
+        """The grant, after the step completions the request carries (DESIGN §6.7): each
+        checked as the completion endpoint checks it and recorded in a transaction of its
+        own first; their outcomes (and the run events they recorded) join the answer."""
+        if "completions" not in form:
+            return await grant()
+        outcomes, events = await carried_completions(form["completions"], client, run_id)
+        answer = await grant()
+        return answer.model_copy(
+            update={
+                "ajwt_completions": outcomes,
+                "ajwt_run_events": events + answer.ajwt_run_events,
+            }
+        )
+
+    async def carried_completions(
+        text: str, client: ClientRow, run_id: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        try:
+            items = CarriedCompletions.validate_json(text)
+        except ValidationError:
+            raise InvalidRequest(
+                Reason.MALFORMED_REQUEST,
+                "parameter 'completions' must be a JSON array of 1 to "
+                f"{MAX_CARRIED_COMPLETIONS} objects with 'step', 'token' and 'proof'",
+            ) from None
+        outcomes: list[dict[str, Any] | None] = []
+        proven: list[ProvenCompletion] = []
+        for item in items:
+            try:
+                if not item.token.isascii():
+                    raise InvalidToken(
+                        Reason.MALFORMED_TOKEN, "the step's intent token is not a JWS"
+                    )
+                path = f"/runs/{run_id}/steps/{item.step}/complete"
+                verified = await checked_proof(item.proof, path, body=b"", token=item.token)
+                proven.append(
+                    await idp.prove_completion(client, item.token, verified, run_id, item.step)
+                )
+                outcomes.append(None)
+            except ServerError:
+                raise
+            except AJWTError as refusal:
+                outcomes.append(refused_outcome(item.step, refusal))
+        recorded, events = (
+            await idp.record_completions(client, run_id, proven) if proven else ([], [])
+        )
+        answers = iter(recorded)
+        return [outcome or next(answers) for outcome in outcomes], events
+
     @app.post("/token")
     async def token(request: Request) -> TokenResponse:
         body = await request.body()
@@ -692,7 +750,8 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         # A standard RFC 9449 proof has no 'bh'; the shim's has, and it is checked.
         proof = await header_proof(request, "/token", body=body, body_binding=BodyBinding.OPTIONAL)
         if grant == AGENT_CHECKSUM_GRANT:
-            return await idp.mint(client, proof, _mint_params(_form_model(MintRequest, form)))
+            mint = _mint_params(_form_model(MintRequest, form))
+            return await carrying(form, client, mint.run_id, lambda: idp.mint(client, proof, mint))
         if grant == TOKEN_EXCHANGE_GRANT:
             _one_of(form, "subject_token_type", SUBJECT_TOKEN_TYPES, required=True)
             _one_of(form, "actor_token_type", ACTOR_TOKEN_TYPES, required=True)
@@ -704,7 +763,9 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
                 actor_token=exchange.actor_token,
                 requested_token_type=requested or INTENT_TOKEN_TYPE_URI,
             )
-            return await idp.exchange(client, proof, params)
+            return await carrying(
+                form, client, exchange.run_id, lambda: idp.exchange(client, proof, params)
+            )
         if grant == OLD_AGENT_CHECKSUM_GRANT:
             raise UnsupportedGrantType(
                 Reason.UNSUPPORTED_GRANT_TYPE,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from ajwt_core.tokens import CONTROL_CHARACTERS, MAX_TOKEN_BYTES
 from ajwt_core.workflow import MAX_WORKFLOW_VERSION, ToolName
@@ -222,6 +222,34 @@ class TokenResponse(BaseModel):
     #: "data": {...}}`` ledger entries: steps completed by it, entered, reopened, handed
     #: on; the shim keeps its copy of the run's position by them.
     ajwt_run_events: list[dict[str, Any]] = []
+    #: The outcome of each step completion the request carried (its ``completions``
+    #: parameter, DESIGN §6.7), in order: ``{"step", "outcome": "completed" |
+    #: "already_completed" | "refused"}``, a refusal with ``error``, ``reason`` and
+    #: ``error_description``. Empty when it carried none.
+    ajwt_completions: list[dict[str, Any]] = []
+
+
+#: At most this many step completions ride on one token request.
+MAX_CARRIED_COMPLETIONS: Final = 8
+
+
+class CarriedCompletion(BaseModel):
+    """One step completion carried on a token request (its ``completions`` parameter, a
+    JSON array of these, DESIGN §6.7): the step of the request's run, the agent's intent
+    token in that step, and a DPoP proof by the agent's key for ``POST
+    <issuer>/runs/<run>/steps/<step>/complete`` with the token's ``ath`` and the empty
+    body's ``bh``, exactly the proof the completion endpoint takes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    step: Identifier
+    token: CompactToken
+    proof: CompactToken
+
+
+CarriedCompletions: TypeAdapter[list[CarriedCompletion]] = TypeAdapter(
+    Annotated[list[CarriedCompletion], Field(min_length=1, max_length=MAX_CARRIED_COMPLETIONS)]
+)
 
 
 class MintRequest(BaseModel):

@@ -50,6 +50,32 @@ from ajwt_core.tokens import (
 )
 from ajwt_core.workflow import Workflow
 
+
+@dataclass(frozen=True)
+class ProvenCompletion:
+    """A step completion whose token and proof have been checked
+    (:meth:`Runs.prove_completion`); recorded once the run is locked."""
+
+    agent: str
+    step: str
+    jti: str
+
+    def data(self) -> dict[str, Any]:
+        """The ``step_completed`` ledger entry's data."""
+        return {"step": self.step, "agent": self.agent, "jti": self.jti}
+
+
+def refused_outcome(step: str, refusal: AJWTError) -> dict[str, Any]:
+    """A carried completion's refusal, as its outcome in the token response."""
+    return {
+        "step": step,
+        "outcome": "refused",
+        "error": refusal.error,
+        "reason": refusal.reason.value,
+        "error_description": refusal.description,
+    }
+
+
 _runs, _clients, _agents = (cast(Table, row.__table__) for row in (RunRow, ClientRow, AgentRow))
 #: The run, its client and an agent registration of it, in one statement.
 _STATUS = (
@@ -276,10 +302,12 @@ class Runs(IdPBase):
             ledger_checkpoint=self.checkpoint(entry),
         )
 
-    async def complete_step(
+    async def prove_completion(
         self, client: ClientRow, token: str, proof: VerifiedProof, run_id: str, step: str
-    ) -> dict[str, Any]:
-        """Record a step as completed, proven by its agent's key and token (DESIGN §6.7)."""
+    ) -> ProvenCompletion:
+        """The checks of a step completion that need no transaction (DESIGN §6.7): the
+        step's intent token is this IdP's, for ``run_id`` and ``step`` and this client,
+        and ``proof`` (already verified for the completion URL) is by the token's key."""
         claims = await self.decode_own_token(token)
         if proof.jkt != claims.cnf.jkt:
             raise InvalidGrant(Reason.KEY_NOT_BOUND, "the proof is not by the token's agent key")
@@ -287,20 +315,22 @@ class Runs(IdPBase):
             raise InvalidGrant(Reason.INVALID_CLAIM, "the token is for another run or step")
         if claims.client_id != client.client_id:
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
+        return ProvenCompletion(agent=claims.agent.id, step=step, jti=claims.jti)
+
+    async def complete_step(
+        self, client: ClientRow, token: str, proof: VerifiedProof, run_id: str, step: str
+    ) -> dict[str, Any]:
+        """Record a step as completed, proven by its agent's key and token (DESIGN §6.7)."""
+        proven = await self.prove_completion(client, token, proof, run_id, step)
         events: list[dict[str, Any]] = []
         async with self.db.transaction() as session:
             run, state = await self._open_run(session, client, run_id)
             # The step's agent only (a consulted agent answers, it does not complete), on
             # the run's path, with its predecessors completed (DESIGN §6.3).
-            if not state.check_completion(claims.agent.id, step):
+            if not state.check_completion(proven.agent, step):
                 return {"run_id": run_id, "step": step, "already_completed": True}
             entry = await self._record(
-                session,
-                run,
-                state,
-                events,
-                EntryKind.STEP_COMPLETED,
-                {"step": step, "agent": claims.agent.id, "jti": claims.jti},
+                session, run, state, events, EntryKind.STEP_COMPLETED, proven.data()
             )
         return {
             "run_id": run_id,
@@ -310,6 +340,35 @@ class Runs(IdPBase):
             "ajwt_run_events": events,
             "finished": state.finished,
         }
+
+    async def record_completions(
+        self, client: ClientRow, run_id: str, proven: list[ProvenCompletion]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Record completions carried on a token request (DESIGN §6.7), in order, in one
+        transaction of their own before the grant's: each checked as the completion
+        endpoint checks it. Answers one outcome per completion (``completed``,
+        ``already_completed`` or the refusal's error, reason and description) and the
+        run events recorded. A refused completion does not stop the others, and a grant
+        refused afterwards does not undo them (as if each had been sent on its own just
+        before the token request)."""
+        outcomes: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        async with self.db.transaction() as session:
+            run, state = await self._open_run(session, client, run_id)
+            for done in proven:
+                try:
+                    fresh = state.check_completion(done.agent, done.step)
+                except AJWTError as refusal:
+                    outcomes.append(refused_outcome(done.step, refusal))
+                    continue
+                if fresh:
+                    await self._record(
+                        session, run, state, events, EntryKind.STEP_COMPLETED, done.data()
+                    )
+                outcomes.append(
+                    {"step": done.step, "outcome": "completed" if fresh else "already_completed"}
+                )
+        return outcomes, events
 
     async def approve(self, run_id: str, step: str, approved_by: str) -> dict[str, Any]:
         """Grant the approval a step requires; recorded in the run's ledger."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
+import logging
 import os
 import re
 import secrets
@@ -84,6 +86,7 @@ from ajwt_core.tokens import (
 from ajwt_core.workflow import RunState, Workflow
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 Operation: TypeAlias = Generator[httpx.Request, httpx.Response, T]
 ManifestSource: TypeAlias = AgentManifest | Mapping[str, Any] | Callable[[], AgentManifest]
 
@@ -104,6 +107,8 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _REGISTRATION_MARGIN = 60
 #: Tool spans still open (prepared, not finished) per shim, the oldest ended first.
 _OPEN_TOOL_SPANS_MAX = 4096
+#: At most this many deferred completions ride on one token request (the IdP's limit).
+_CARRIED_MAX = 8
 
 
 def _unreachable(request: httpx.Request, exc: Exception, tries: int) -> ServerError:
@@ -207,6 +212,17 @@ class _Checked:
     agent: RegisteredAgent
     live: str
     tool: str | None
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    """A step completion checked and recorded in the shim's copy of the run, sent to the
+    IdP with the run's next token request or by :meth:`Shim.flush`."""
+
+    agent: str
+    step: str
+    run: Run
+    checksum: str
 
 
 @dataclass(frozen=True)
@@ -319,6 +335,10 @@ class Shim:
         self._checkpoints: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._resolvers: list[ContextResolver] = []
         self._lock = threading.Lock()
+        # run id -> completions deferred to the run's next token request (DESIGN §6.7),
+        # and how many ``shim.run(run)`` blocks are open (only they defer: they flush).
+        self._deferred: dict[str, list[_Deferred]] = {}
+        self._running: dict[str, int] = {}
         self._tool_spans: OrderedDict[
             tuple[str, str, str | None, str | None], list[telemetry.SpanLike]
         ] = OrderedDict()
@@ -428,11 +448,16 @@ class Shim:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
+        """Send the completions still deferred (:meth:`flush`; refusals are told to the
+        observers), then close the HTTP clients."""
+        self._flush_quietly()
         if self._sync_client is not None:
             self._sync_client.close()
             self._sync_client = None
 
     async def aclose(self) -> None:
+        with contextlib.suppress(AJWTError):
+            await self.aflush()
         self.close()
         await self._async_clients.aclose()
 
@@ -689,12 +714,35 @@ class Shim:
 
     @contextlib.contextmanager
     def run(self, run: Run) -> Iterator[Run]:
-        """Make ``run`` the current run for the code inside (sync or async)."""
+        """Make ``run`` the current run for the code inside (sync or async).
+
+        Completions deferred inside (``complete(..., defer=True)``, which the LangGraph
+        adapter uses when a node returns) are sent when the block ends, if no token
+        request of the run carried them before: a refusal of one is raised then (told
+        to the observers only, when the block raised already). In async code,
+        ``await shim.aflush(run)`` as the block's last statement sends them without
+        blocking the event loop."""
         token = set_run(run)
+        with self._lock:
+            self._running[run.run_id] = self._running.get(run.run_id, 0) + 1
+        failed = True
         try:
             yield run
+            failed = False
         finally:
+            with self._lock:
+                left = self._running[run.run_id] - 1
+                if left:
+                    self._running[run.run_id] = left
+                else:
+                    del self._running[run.run_id]
             reset_run(token)
+            if left:
+                pass  # the outer block flushes
+            elif failed:
+                self._flush_quietly(run)
+            else:
+                self.flush(run)
 
     def _op_resume(self, run_id: str, checkpoint: str | None) -> Operation[Run]:
         text = yield self._json_request("GET", f"/runs/{run_id}/ledger")
@@ -1023,7 +1071,11 @@ class Shim:
         tool: str | None,
         audience: str | None,
         checked: _Checked | None = None,
+        carry: bool = True,
     ) -> Operation[IssuedToken]:
+        """``carry=False``: no deferred completion rides on this request, and the run's
+        position is not checked locally (a step token for sending a deferred completion:
+        the shim's copy of the run already has the step completed, the IdP not yet)."""
         the_audience = audience if tool is not None and audience is not None else self.idp_url
         registered = self.agent(context.agent, context.checksum)
         cached = self._tokens.get(
@@ -1035,7 +1087,7 @@ class Shim:
             if callable(registered.source) and checked is None:
                 self._live_agent(context.agent, registered.checksum, tool)
             return cached
-        if self.local_checks:
+        if self.local_checks and carry:
             state = self.run_state(context.run)
             with self._lock:
                 state.check_mint(context.agent, step, tool, approvals=False)
@@ -1055,7 +1107,7 @@ class Shim:
             form["resource"] = the_audience
         if context.input_digest:
             form["input_digest"] = context.input_digest
-        result = self._check((yield self._token_request(form, agent.key)))
+        result = yield from self._op_grant(context.run, form, agent.key, carry)
         self._apply(context.run, result, context.agent)
         issued = self._issued(
             result, context.agent, context.run, step, tool, the_audience, agent.checksum
@@ -1444,7 +1496,7 @@ class Shim:
             form["resource"] = token_audience
         if scope is not None:
             form["scope"] = scope
-        result = self._check((yield self._token_request(form, delegate.key)))
+        result = yield from self._op_grant(run, form, delegate.key)
         self._apply(run, result, from_agent)
         issued = self._issued(
             result, to_agent, run, the_step, the_tool, token_audience, delegate.checksum
@@ -1625,24 +1677,42 @@ class Shim:
     # --------------------------------------------------------------- completion
 
     def _op_complete(
-        self, agent: str, step: str | None, run: Run, checksum: str | None
+        self, agent: str, step: str | None, run: Run, checksum: str | None, defer: bool = False
     ) -> Operation[dict[str, Any]]:
         the_step = step or self._delegator_step(agent, run, checksum)
         # Completed by the agent as it is now: a changed agent completes nothing (T4).
         registered, _ = self._checked_agent(agent, checksum)
+        state = self.run_state(run)
+        fresh = True
         if self.local_checks:
-            state = self.run_state(run)
             with self._lock:
-                state.check_completion(agent, the_step)
+                fresh = state.check_completion(agent, the_step)
         # Any live token of the agent in the step proves it; else a step token.
         issued = self._latest_token(agent, run, the_step, registered.checksum)
         if issued is None:
             issued = yield from self._op_step_token(agent, run, the_step, registered.checksum)
-        path = f"/runs/{run.run_id}/steps/{the_step}/complete"
+        with self._lock:
+            defer = defer and fresh and run.run_id in self._running
+            if defer:
+                pending = self._deferred.setdefault(run.run_id, [])
+                if not any(d.agent == agent and d.step == the_step for d in pending):
+                    pending.append(_Deferred(agent, the_step, run, registered.checksum))
+                # The shim's copy moves now (the next hand-off is checked against it);
+                # the step_completed event is told when the IdP has recorded it.
+                state.apply("step_completed", {"step": the_step, "agent": agent})
+        if defer:
+            return {"run_id": run.run_id, "step": the_step, "deferred": True}
+        result = yield from self._op_send_completion(run, the_step, registered, issued)
+        return result
+
+    def _op_send_completion(
+        self, run: Run, step: str, registered: RegisteredAgent, issued: IssuedToken
+    ) -> Operation[dict[str, Any]]:
+        path = f"/runs/{run.run_id}/steps/{step}/complete"
         request = self._json_request("POST", path)
         request.extensions[_TRACE] = (
             telemetry.COMPLETE,
-            {"agent": agent, "run": run.run_id, "step": the_step},
+            {"agent": registered.agent_id, "run": run.run_id, "step": step},
         )
         request.headers["X-AJWT-Token"] = f"DPoP {issued.token}"
         request.headers["DPoP"] = create_proof(
@@ -1655,7 +1725,7 @@ class Shim:
         )
         result: dict[str, Any] = self._check((yield request))
         self._keep_checkpoint(run.run_id, result)
-        self._apply(run, result, agent)
+        self._apply(run, result, registered.agent_id)
         return result
 
     def complete(
@@ -1666,12 +1736,21 @@ class Shim:
         run: Run | None = None,
         audience: str | None = None,
         checksum: str | None = None,
+        defer: bool = False,
     ) -> dict[str, Any]:
         """Report ``step`` (default: the step ``agent`` acts in) done, proven with the
         agent's key and its token in the step, or a step token (DESIGN §6.7).
-        ``audience`` is accepted for compatibility and not needed."""
+        ``audience`` is accepted for compatibility and not needed.
+
+        ``defer=True``, inside ``with shim.run(run):``: checked now and recorded in the
+        shim's copy of the run, sent to the IdP with the run's next token request (no
+        round trip of its own) or when the ``shim.run`` block ends (:meth:`flush`),
+        whichever comes first. Answers ``{"run_id", "step", "deferred": True}``; a
+        refusal by the IdP then is told to the observers (``completion_refused``) and
+        takes the step out of the shim's copy again. Outside a ``shim.run`` block, or
+        for a step already completed, it completes now."""
         del audience
-        return self._send_sync(self._op_reported_complete(agent, step, run, checksum))
+        return self._send_sync(self._op_reported_complete(agent, step, run, checksum, defer))
 
     async def acomplete(
         self,
@@ -1681,17 +1760,152 @@ class Shim:
         run: Run | None = None,
         audience: str | None = None,
         checksum: str | None = None,
+        defer: bool = False,
     ) -> dict[str, Any]:
         del audience
-        return await self._send_async(self._op_reported_complete(agent, step, run, checksum))
+        operation = self._op_reported_complete(agent, step, run, checksum, defer)
+        return await self._send_async(operation)
 
     def _op_reported_complete(
-        self, agent: str, step: str | None, run: Run | None, checksum: str | None
+        self, agent: str, step: str | None, run: Run | None, checksum: str | None, defer: bool
     ) -> Operation[dict[str, Any]]:
         the_run = self._run_or_current(run)
-        operation = self._op_complete(agent, step, the_run, checksum)
+        operation = self._op_complete(agent, step, the_run, checksum, defer)
         told = AgentContext(agent, the_run, step)
         return self._reported("completion_refused", told, {}, operation)
+
+    # ---------------------------------------------------- deferred completions
+
+    def deferred(self, run: Run | None = None) -> list[tuple[str, str]]:
+        """The completions deferred and not yet sent, as ``(agent, step)``, for ``run``
+        (default: every run)."""
+        with self._lock:
+            runs = [self._deferred.get(run.run_id, [])] if run else list(self._deferred.values())
+            return [(d.agent, d.step) for pending in runs for d in pending]
+
+    def _take_deferred(self, run_id: str, most: int) -> list[_Deferred]:
+        with self._lock:
+            pending = self._deferred.pop(run_id, [])
+            if len(pending) > most:
+                self._deferred[run_id] = pending[most:]
+            return pending[:most]
+
+    def _put_back(self, items: list[_Deferred]) -> None:
+        """Deferred completions that were not recorded (no answer, or a refused request
+        that carried them): sent again with the next request or flush, first in line (an
+        IdP that did record them answers ``already_completed``)."""
+        with self._lock:
+            for item in reversed(items):
+                pending = self._deferred.setdefault(item.run.run_id, [])
+                if item not in pending:
+                    pending.insert(0, item)
+
+    def _undo(self, item: _Deferred, refusal: Mapping[str, Any]) -> None:
+        """The IdP refused a deferred completion: the step is open again in the shim's
+        copy of the run, and the observers are told."""
+        state = self.run_state(item.run)
+        with self._lock:
+            state.completed.discard(item.step)
+        self._emit(
+            "completion_refused",
+            AgentContext(item.agent, item.run, item.step),
+            {
+                "error": str(refusal.get("error", "")),
+                "reason": str(refusal.get("reason", "")),
+                "description": str(refusal.get("error_description", "")),
+                "deferred": True,
+            },
+        )
+
+    def _op_proof_token(self, item: _Deferred) -> Operation[IssuedToken]:
+        """The deferred completion's proof token: the agent's live token in the step, or
+        a fresh step token (its earlier ones may have expired while it waited)."""
+        issued = self._latest_token(item.agent, item.run, item.step, item.checksum)
+        if issued is None:
+            context = AgentContext(item.agent, item.run, item.step, checksum=item.checksum)
+            issued = yield from self._op_mint(context, item.step, None, None, carry=False)
+        return issued
+
+    def _op_grant(
+        self, run: Run, form: dict[str, str], key: PopKey, carry: bool = True
+    ) -> Operation[Any]:
+        """A token request, carrying the run's deferred completions (DESIGN §6.7)."""
+        items = self._take_deferred(run.run_id, _CARRIED_MAX) if carry else []
+        carried: list[dict[str, str]] = []
+        try:
+            for item in items:
+                issued = yield from self._op_proof_token(item)
+                registered = self.agent(item.agent, item.checksum)
+                url = f"{self.idp_url}/runs/{run.run_id}/steps/{item.step}/complete"
+                proof = create_proof(
+                    registered.key, "POST", url, token=issued.token, body=b"", now=self._clock()
+                )
+                carried.append({"step": item.step, "token": issued.token, "proof": proof})
+            if carried:
+                form = form | {"completions": json.dumps(carried, separators=(",", ":"))}
+            response = yield self._token_request(form, key)
+        except BaseException:
+            self._put_back(items)
+            raise
+        if not response.is_success:
+            self._put_back(items)
+        result = self._check(response)
+        outcomes = result.get("ajwt_completions") if isinstance(result, dict) else None
+        if items and (not isinstance(outcomes, list) or len(outcomes) != len(items)):
+            # An IdP from before carried completions ignored them: sent on their own.
+            self._put_back(items)
+        elif items:
+            for item, outcome in zip(items, outcomes or [], strict=True):
+                if isinstance(outcome, dict) and outcome.get("outcome") == "refused":
+                    self._undo(item, outcome)
+        return result
+
+    def _op_flush(self, run: Run | None) -> Operation[list[dict[str, Any]]]:
+        results: list[dict[str, Any]] = []
+        with self._lock:
+            run_ids = [run.run_id] if run is not None else list(self._deferred)
+        for run_id in run_ids:
+            while items := self._take_deferred(run_id, 1):
+                item = items[0]
+                try:
+                    issued = yield from self._op_proof_token(item)
+                    registered = self.agent(item.agent, item.checksum)
+                    result = yield from self._op_send_completion(
+                        item.run, item.step, registered, issued
+                    )
+                except AJWTError as refusal:
+                    if isinstance(refusal, ServerError):
+                        self._put_back(items)
+                    else:
+                        self._undo(item, refusal.to_oauth())
+                    raise
+                except BaseException:
+                    self._put_back(items)
+                    raise
+                results.append(result)
+        return results
+
+    def flush(self, run: Run | None = None) -> list[dict[str, Any]]:
+        """Send the completions deferred for ``run`` (default: every run) that no token
+        request has carried yet, one request each; the IdP's answers, in order. A
+        refusal is raised (and told to the observers); an outage leaves the rest
+        deferred. ``shim.run(run)`` calls it when its block ends."""
+        return self._send_sync(self._op_flush(run))
+
+    async def aflush(self, run: Run | None = None) -> list[dict[str, Any]]:
+        return await self._send_async(self._op_flush(run))
+
+    def _flush_quietly(self, run: Run | None = None) -> None:
+        """:meth:`flush`, its refusals only told to the observers (the block it ends
+        already raised, or the shim is closing)."""
+        while self.deferred(run):
+            try:
+                self.flush(run)
+            except ServerError:
+                log.warning("deferred step completions not sent: the IdP is unavailable")
+                return
+            except AJWTError:
+                continue  # told to the observers; the rest are sent
 
     # --------------------------------------------------------------- revocation
 
