@@ -100,15 +100,16 @@ def test_secured_run_makes_every_call_as_its_agent_along_the_chain(
 
 def test_a_delegation_completes_the_delegators_step_in_the_same_request(stack: Stack) -> None:
     # Issue 17: the supervisor's triage is completed by its first delegation, not by a
-    # request of its own; the workers complete their steps when their work returns.
+    # request of its own; the workers' completions of plan and classify ride on the next
+    # delegation, patch's is sent when the run's shim.run block ends.
     shim = stack.new_shim(default_audience=stack.rs_url)
     try:
         scenario.run_secured(shim, stack.start_run(shim), stack.rs_url)  # registers
         run = stack.start_run(shim, "user:bob")
         shim.sent.clear()
         assert scenario.run_secured(shim, run, stack.rs_url) == ANSWER
-        # One mint (the supervisor's), three delegations; plan, classify, patch.
-        assert dict(shim.sent) == {"token": 4, "complete": 3}
+        # One mint (the supervisor's), three delegations; patch's completion.
+        assert dict(shim.sent) == {"token": 4, "complete": 1}
         entries = stack.admin.ledger(run.run_id)["entries"]
         completed = [e["data"]["step"] for e in entries if e["kind"] == "step_completed"]
         assert completed == ["triage", "plan", "classify", "patch"]

@@ -556,7 +556,9 @@ class CrewAIBinding:
     def _complete(self, agent: str, step: str, run: Run, obj: BaseAgent | None) -> None:
         try:
             with self._acting_objects({agent: obj}):
-                self.shim.complete(agent, step, run=run, audience=self.audience)
+                # Sent with the run's next token request (the next delegation), or when
+                # its shim.run block ends (DESIGN §6.7).
+                self.shim.complete(agent, step, run=run, defer=True)
         except AJWTError as error:
             explained = self.explained(error, agent, obj)
             self.record_refusal(agent, f"complete:{step}", explained)
