@@ -577,6 +577,30 @@ def test_refuses_secret_added_to_config_after_validation() -> None:
     assert "hunter2" not in error.description
 
 
+def test_a_tool_spec_built_once_is_not_checked_again_inside_each_manifest() -> None:
+    # Legitimate: a spec reused across manifests (adapters keep them) is taken as built.
+    tool = ToolSpec(name="read_file", parameters={"type": "object"})
+    first = AgentManifest(agent_id="a", prompt=PromptSpec(template="x"), tools=[tool])
+    assert first.tools[0] is tool
+    # Attack: its dict changed in place afterwards to hold what JSON cannot carry (or
+    # nested too deep): no checksum is taken of it, with a typed refusal.
+    tool.parameters["extra"] = {1, 2}
+    later = AgentManifest(agent_id="a", prompt=PromptSpec(template="x"), tools=[tool])
+    refused(Reason.MALFORMED_REQUEST, later.checksum)
+    deep: dict[str, Any] = {}
+    tool.parameters["extra"] = deep
+    for _ in range(5000):
+        deep["d"] = deep = {}
+    assert "nested more than" in refused(Reason.INVALID_MANIFEST, later.checksum).description
+    # A dict given directly is still checked when the manifest is built.
+    refused(
+        Reason.INVALID_MANIFEST,
+        lambda: AgentManifest.model_validate(
+            {"agent_id": "a", "prompt": {"template": "x"}, "tools": [{"name": " x"}]}
+        ),
+    )
+
+
 # ------------------------------------------------------------------------ properties
 
 WORD = st.text(alphabet=string.ascii_letters + string.digits + ".,;:!?'-()\"", min_size=1)

@@ -273,3 +273,25 @@ def test_an_idp_that_ignores_completions_gets_them_on_their_own(
         shim.sent.clear()
     assert dict(shim.sent) == {"complete": 1}
     assert _completed(shim, run) == ["triage", "plan"]
+
+
+def test_closing_the_shim_sends_what_is_left(stack: Stack, shim: CarryingShim) -> None:
+    # A block left by ``close`` inside it (a worker shutting down mid-run): nothing
+    # deferred is lost.
+    run = _planning(stack, shim)
+    with shim.run(run):
+        shim.complete("planner", "plan", defer=True)
+        shim.close()
+        assert shim.deferred() == []
+    assert _completed(shim, run) == ["triage", "plan"]
+
+
+async def test_async_defer_and_flush(stack: Stack, shim: CarryingShim) -> None:
+    run = _planning(stack, shim)
+    with shim.run(run):
+        answer = await shim.acomplete("planner", "plan", defer=True)
+        assert answer["deferred"] is True
+        (sent,) = await shim.aflush(run)
+        assert sent["step"] == "plan"
+        assert shim.deferred() == []
+    assert _completed(shim, run) == ["triage", "plan"]

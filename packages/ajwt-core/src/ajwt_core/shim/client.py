@@ -33,6 +33,7 @@ from typing import Any, TypeAlias, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic_core import PydanticSerializationError
 
 from ajwt_core import telemetry
 from ajwt_core._http import AsyncClients, shared_ssl_context
@@ -181,7 +182,15 @@ class RegisteredAgent:
         extracted manifest's JSON is unchanged (a few µs instead of ~100 µs of JCS).
         """
         manifest = _manifest_of(self.source)
-        text = manifest.model_dump_json()
+        try:
+            text = manifest.model_dump_json()
+        except PydanticSerializationError:
+            # A dict of a tool spec changed in place after it was built: nothing a
+            # checksum can be taken of (the message could quote a value: not kept).
+            raise InvalidRequest(
+                Reason.INVALID_MANIFEST,
+                f"agent {self.agent_id!r}'s manifest holds a value JSON cannot carry",
+            ) from None
         if text != self._last_manifest:
             self._last_checksum = manifest.checksum()
             self._last_tools = frozenset(tool.name for tool in manifest.tools)
@@ -450,14 +459,16 @@ class Shim:
     def close(self) -> None:
         """Send the completions still deferred (:meth:`flush`; refusals are told to the
         observers), then close the HTTP clients."""
-        self._flush_quietly()
+        if self.deferred():
+            self._flush_quietly()
         if self._sync_client is not None:
             self._sync_client.close()
             self._sync_client = None
 
     async def aclose(self) -> None:
-        with contextlib.suppress(AJWTError):
-            await self.aflush()
+        if self.deferred():
+            with contextlib.suppress(AJWTError):
+                await self.aflush()
         self.close()
         await self._async_clients.aclose()
 
@@ -737,8 +748,8 @@ class Shim:
                 else:
                     del self._running[run.run_id]
             reset_run(token)
-            if left:
-                pass  # the outer block flushes
+            if left or not self.deferred(run):
+                pass  # the outer block flushes; nothing to send
             elif failed:
                 self._flush_quietly(run)
             else:
@@ -1687,21 +1698,25 @@ class Shim:
         if self.local_checks:
             with self._lock:
                 fresh = state.check_completion(agent, the_step)
-        # Any live token of the agent in the step proves it; else a step token.
-        issued = self._latest_token(agent, run, the_step, registered.checksum)
-        if issued is None:
-            issued = yield from self._op_step_token(agent, run, the_step, registered.checksum)
         with self._lock:
-            defer = defer and fresh and run.run_id in self._running
+            pending = self._deferred.setdefault(run.run_id, [])
+            waiting = any(d.agent == agent and d.step == the_step for d in pending)
+            defer = defer and (fresh or waiting) and run.run_id in self._running
+            if defer and not waiting:
+                pending.append(_Deferred(agent, the_step, run, registered.checksum))
+            if not pending:
+                del self._deferred[run.run_id]
             if defer:
-                pending = self._deferred.setdefault(run.run_id, [])
-                if not any(d.agent == agent and d.step == the_step for d in pending):
-                    pending.append(_Deferred(agent, the_step, run, registered.checksum))
                 # The shim's copy moves now (the next hand-off is checked against it);
                 # the step_completed event is told when the IdP has recorded it.
                 state.apply("step_completed", {"step": the_step, "agent": agent})
         if defer:
+            # Its proof token is picked when it is sent (_op_proof_token).
             return {"run_id": run.run_id, "step": the_step, "deferred": True}
+        # Any live token of the agent in the step proves it; else a step token.
+        issued = self._latest_token(agent, run, the_step, registered.checksum)
+        if issued is None:
+            issued = yield from self._op_step_token(agent, run, the_step, registered.checksum)
         result = yield from self._op_send_completion(run, the_step, registered, issued)
         return result
 
