@@ -33,6 +33,7 @@ from ajwt_core.idp.db import (
     WorkflowRow,
     before_commit,
     execute_core,
+    transient,
 )
 from ajwt_core.idp.settings import IdPSettings
 from ajwt_core.idp.upstream import UpstreamProvider
@@ -282,7 +283,11 @@ class IdPBase:
             workflow = await self.workflow(locked.workflow_id, locked.workflow_version)
             return locked, await self._state(session, run_id, workflow)
         rows = (await execute_core(session, _RUN_WITH_STATE_EVENTS, {"run_id": run_id})).all()
-        run = None if not rows else RunRow(**{key: rows[0]._mapping[key] for key in _RUN_COLUMNS})
+        run = (
+            None
+            if not rows
+            else transient(RunRow, {key: getattr(rows[0], key) for key in _RUN_COLUMNS})
+        )
         if run is None or run.client_id != client.client_id:
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
         self._check_open(run)
