@@ -107,7 +107,8 @@ class FastStatement:
         self.row = row
         self.processors = processors
         self.many = many
-        self.convert = processors is not None and any(p is not None for p in processors)
+        #: The columns to convert (JSON, booleans), by index: most are taken as read.
+        self.convert = [(i, p) for i, p in enumerate(processors or ()) if p is not None]
 
     def _values(self, params: Mapping[str, Any]) -> list[Any]:
         values = []
@@ -146,18 +147,17 @@ class FastStatement:
             ) from exc
         if self.row is None:
             return FastResult([], rowcount)
-        make, processors = self.row, self.processors
-        if self.convert:
-            assert processors is not None
-            rows = [
-                make(
-                    v if p is None or v is None else p(v)
-                    for p, v in zip(processors, r, strict=True)
-                )
-                for r in raw
-            ]
-        else:
-            rows = [make(r) for r in raw]
+        make, convert = self.row, self.convert
+        if not convert:
+            return FastResult([make(r) for r in raw], rowcount)
+        rows = []
+        for r in raw:
+            values = list(r)
+            for i, process in convert:
+                value = values[i]
+                if value is not None:  # as SQLAlchemy's processors answer None
+                    values[i] = process(value)
+            rows.append(make(values))
         return FastResult(rows, rowcount)
 
 
