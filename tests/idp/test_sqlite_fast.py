@@ -14,19 +14,37 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, insert, select, text, update
+from sqlalchemy import Table, and_, bindparam, insert, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
-from ajwt_core.idp.base import _INSERT_ENTRY, _LATEST_WORKFLOW, _MOVE_HEAD, _RUN_WITH_STATE_EVENTS
+from ajwt_core.idp.base import _INSERT_ENTRY, _LATEST_WORKFLOW, _MOVE_HEAD, _STATE_EVENTS
 from ajwt_core.idp.clients import _CLIENT
-from ajwt_core.idp.db import ClientRow, Database, RunRow, detached, execute_core
+from ajwt_core.idp.db import ClientRow, Database, LedgerRow, RunRow, detached, execute_core
 from ajwt_core.idp.runs import _STATUS
 from ajwt_core.idp.sqlite_fast import FastCache, FastRow
 from ajwt_core.ledger import GENESIS_HASH, EntryKind, chain_after
+from ajwt_core.workflow import STATE_EVENTS
 
 _clients = cast(Table, ClientRow.__table__)
 _runs = cast(Table, RunRow.__table__)
+_ledger = cast(Table, LedgerRow.__table__)
+# Labels, an outer join and an IN of a constant list (expanded once).
+_RUN_WITH_STATE_EVENTS = (
+    select(
+        _runs,
+        _ledger.c.seq.label("event_seq"),
+        _ledger.c.kind.label("event_kind"),
+        _ledger.c.data.label("event_data"),
+    )
+    .select_from(
+        _runs.outerjoin(
+            _ledger,
+            and_(_ledger.c.run_id == _runs.c.run_id, _ledger.c.kind.in_(sorted(STATE_EVENTS))),
+        )
+    )
+    .where(_runs.c.run_id == bindparam("run_id"))
+)
 
 
 async def _database(tmp_path: Path) -> Database:
@@ -99,6 +117,7 @@ def test_rows_are_those_sqlalchemy_reads(tmp_path: Path) -> None:
             (_CLIENT, {"client_id": "app"}),  # JSON and boolean columns
             (_CLIENT, {"client_id": "nobody"}),
             (_RUN_WITH_STATE_EVENTS, {"run_id": "run-1"}),  # labels, a constant IN list
+            (_STATE_EVENTS, {"run_id": "run-1"}),
             (_STATUS, {"run": "run-1", "registration": ""}),  # outer joins, NULLs
             (_LATEST_WORKFLOW, {"workflow_id": "wf"}),  # LIMIT as a parameter
         ):

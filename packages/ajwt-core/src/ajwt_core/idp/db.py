@@ -259,6 +259,21 @@ def before_commit(session: DbSession, work: Callable[[DbSession], Awaitable[None
     session.info.setdefault(BEFORE_COMMIT, []).append(work)
 
 
+#: ``session.info`` key: what to do once the transaction has committed (plain callables,
+#: in order; never run for a transaction that rolled back): the IdP's memory of runs.
+AFTER_COMMIT: Final = "ajwt_after_commit"
+
+
+def after_commit(session: DbSession, work: Callable[[], None]) -> None:
+    """Run ``work()`` once the transaction has committed (not if it rolls back)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(work)
+
+
+def _committed(info: dict[Any, Any]) -> None:
+    for work in info.pop(AFTER_COMMIT, ()):
+        work()
+
+
 async def _finish(session: DbSession) -> None:
     # Work may register more work (it does not today); run until none is left.
     while pending := session.info.pop(BEFORE_COMMIT, None):
@@ -435,10 +450,14 @@ class Database:
                             inline.flush_now()  # what the ORM holds, before the COMMIT
                         finally:
                             inline.close()
+                    # Committed, and still under the write lock: no other write between.
+                    _committed(inline.info)
             else:
-                async with self._sessions() as session, session.begin():
-                    yield cast(DbSession, session)
-                    await _finish(cast(DbSession, session))
+                async with self._sessions() as session:
+                    async with session.begin():
+                        yield cast(DbSession, session)
+                        await _finish(cast(DbSession, session))
+                    _committed(session.info)
         except Exception as exc:
             if not self._outage(exc):
                 raise
