@@ -6,18 +6,20 @@ chained onto, then one INSERT. These tests show appends on a stale head refused 
 would fork the chain) while appends on the current head go through, several at a time;
 a failed transaction writes none, and an append in a read-only session is an error; and
 that the reads of completions, approvals and delegations use the ``(run_id, kind)``
-index rather than walking the whole ledger.
+index rather than walking the whole ledger, and that a run's state is remembered at its
+ledger head (read again when another worker moved it, unchanged by a rollback).
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ajwt_core.errors import LedgerError, Reason
-from ajwt_core.idp.base import _RUN_WITH_STATE_EVENTS, _STATE_EVENTS
+from ajwt_core.idp.base import _STATE_EVENTS
 from ajwt_core.idp.db import ClientRow, Database, RunRow
 from ajwt_core.idp.service import IdP
 from ajwt_core.idp.settings import IdPSettings
@@ -122,22 +124,70 @@ def test_the_mint_facts_read_uses_the_kind_index(tmp_path: Path) -> None:
     assert not any("TEMP B-TREE" in step or "SCAN" in step for step in plan), plan
 
 
-def test_the_open_run_read_uses_the_primary_key_and_the_kind_index(tmp_path: Path) -> None:
-    async def scenario() -> list[str]:
-        idp, _ = await _idp_with_run(tmp_path)
-        engine = idp.db._sync_engine
-        assert engine is not None
-        sql = _RUN_WITH_STATE_EVENTS.params(run_id="run-1").compile(
-            dialect=engine.dialect, compile_kwargs={"literal_binds": True}
-        )
-        with engine.connect() as connection:
-            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
-        await idp.db.dispose()
-        return [str(row[-1]) for row in plan]
+_WORKFLOW = {
+    "id": "wf",
+    "version": 1,
+    "steps": {"a": {"agent": "x"}, "b": {"agent": "x", "after": ["a"]}},
+}
 
-    plan = asyncio.run(scenario())
-    assert any("ix_ledger_entries_run_id_kind" in step for step in plan), plan
-    assert not any("TEMP B-TREE" in step or "SCAN" in step for step in plan), plan
+
+def test_the_state_of_a_run_is_remembered_at_its_head(tmp_path: Path) -> None:
+    """A request whose run's ledger head is the one this process remembers reads no
+    ledger entry; the state is the one the ledger gives. A head moved by another worker
+    (another IdP on the same database) is not the one remembered: the ledger is read. A
+    transaction that rolls back leaves the memory at the committed head."""
+
+    async def scenario() -> None:
+        idp, run_id = await _idp_with_run(tmp_path)
+        other = IdP(idp.settings, idp.db, SigningKeySet.generate())
+        workflow = Workflow.from_mapping(_WORKFLOW)
+        for one in (idp, other):
+            one._workflows[("wf", 1)] = workflow
+        client = ClientRow(client_id="app")
+        reads = 0
+        state_of = idp._state
+
+        async def counted(*args: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await state_of(*args)
+
+        idp._state = counted  # type: ignore[method-assign]
+
+        async def open_run(by: IdP) -> set[str]:
+            async with idp.db.transaction() as session:
+                _, state = await by._open_run(session, client, run_id)
+                return set(state.completed)
+
+        async def complete(by: IdP, step: str) -> None:
+            async with idp.db.transaction() as session:
+                run, state = await by._open_run(session, client, run_id)
+                await by._record(
+                    session, run, state, [], EntryKind.STEP_COMPLETED, {"step": step, "agent": "x"}
+                )
+
+        assert await open_run(idp) == set() and reads == 1  # first contact: the ledger
+        await complete(idp, "a")
+        assert await open_run(idp) == {"a"} and reads == 1  # moved with its own append
+        await complete(other, "b")  # another worker moves the head
+        assert await open_run(idp) == {"a", "b"} and reads == 2
+
+        async def rolled_back() -> None:
+            async with idp.db.transaction() as session:
+                run, _ = await idp._open_run(session, client, run_id)
+                await idp._append(session, run, EntryKind.STEP_REOPENED, {}, 9)
+                raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            await rolled_back()
+        assert await open_run(idp) == {"a", "b"} and reads == 2
+        async with idp.db.read() as session:
+            replayed = await state_of(session, run_id, workflow)
+        assert replayed.completed == {"a", "b"}
+        verify_or_raise(await idp.ledger(run_id, None))
+        await idp.db.dispose()
+
+    asyncio.run(scenario())
 
 
 def test_run_state_keeps_ledger_order_for_delegations(tmp_path: Path) -> None:

@@ -122,3 +122,17 @@ def test_the_app_purges_in_the_background_from_start(harness: IdPHarness) -> Non
         assert _count(other, f"bg-{now}") == 0
     finally:
         other.close()
+
+
+def test_an_agent_runs_routes_are_tried_first_and_the_openapi_order_is_kept(
+    harness: IdPHarness,
+) -> None:
+    """The router tries the routes of an agent run first (they were declared last); the
+    OpenAPI document still lists every path in the order it is declared, and a known
+    path with another method is still 405."""
+    paths = [getattr(route, "path", "") for route in harness.app.router.routes]
+    assert paths[:2] == ["/token", "/runs/{run_id}/steps/{step}/complete"]
+    document = harness.run_call(harness.http.get("/openapi.json")).json()
+    listed = list(document["paths"])
+    assert listed[0] == "/healthz" and listed[-1] == "/token"
+    assert harness.run_call(harness.http.get("/token")).status_code == 405

@@ -8,11 +8,13 @@ import base64
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, Protocol, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -31,6 +33,7 @@ from ajwt_core.idp.db import (
     RunRow,
     SecretRow,
     WorkflowRow,
+    after_commit,
     before_commit,
     execute_core,
 )
@@ -109,25 +112,17 @@ _STATE_EVENTS = select(LedgerRow.seq, LedgerRow.kind, LedgerRow.data).where(
 )
 
 
-_ledger = cast(Table, LedgerRow.__table__)
-_RUN_COLUMNS = tuple(column.key for column in _runs.columns)
-# The run and its state events in one read: a row per event (run columns repeated), or
-# one row with NULL event columns. SQLite only (see IdPBase._open_run).
-_RUN_WITH_STATE_EVENTS = (
-    select(
-        _runs,
-        _ledger.c.seq.label("event_seq"),
-        _ledger.c.kind.label("event_kind"),
-        _ledger.c.data.label("event_data"),
-    )
-    .select_from(
-        _runs.outerjoin(
-            _ledger,
-            and_(_ledger.c.run_id == _runs.c.run_id, _ledger.c.kind.in_(sorted(STATE_EVENTS))),
-        )
-    )
-    .where(_runs.c.run_id == bindparam("run_id"))
-)
+#: Runs whose position this process knows (their ledger head and state), at most.
+MAX_KNOWN_RUNS: Final = 4096
+
+
+@dataclass(frozen=True)
+class _KnownState:
+    """A run's state after every state event up to its ledger head ``(seq, hash)``."""
+
+    head_seq: int
+    head_hash: str
+    state: RunState
 
 
 def _entry(row: LedgerRow) -> LedgerEntry:
@@ -164,6 +159,9 @@ class IdPBase:
         self._workflows: dict[tuple[str, int], Workflow] = {}
         self._names: dict[tuple[str, int], dict[str, str]] = {}
         self._opaque_secret: bytes | None = None
+        #: Where runs stand (DESIGN §6.3), by run id, as of their ledger head: a request
+        #: whose run's head is still there reads no ledger entry (see ``_run_state``).
+        self._known: OrderedDict[str, _KnownState] = OrderedDict()
         #: Where revocations are announced to resource servers (Redis), if anywhere.
         self.revocations: RevocationPublisher | None = None
 
@@ -264,36 +262,71 @@ class IdPBase:
         """The client's open run, locked (appends to its ledger are serialised), and where
         it stands in its workflow (DESIGN §6.3).
 
-        On SQLite one statement, the run joined to the entries its position is computed
-        from: the transaction holds the database's write lock from its start, so nothing
-        commits between the lock and the read. On PostgreSQL the run row is locked first
-        and its entries read by a later statement: a ``SELECT … FOR UPDATE`` that waited
-        for a concurrent transaction returns the run's new row but the joined entries of
-        its own, older snapshot, and the state would miss what that transaction recorded
-        (a step entered twice, a visit limit passed twice)."""
-        if not self.db.is_sqlite:
-            try:
-                locked = await self.db.lock_run(session, run_id)
-            except NotFound:
-                locked = None
-            if locked is None or locked.client_id != client.client_id:
-                raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
-            self._check_open(locked)
-            workflow = await self.workflow(locked.workflow_id, locked.workflow_version)
-            return locked, await self._state(session, run_id, workflow)
-        rows = (await execute_core(session, _RUN_WITH_STATE_EVENTS, {"run_id": run_id})).all()
-        run = None if not rows else RunRow(**{key: rows[0]._mapping[key] for key in _RUN_COLUMNS})
-        if run is None or run.client_id != client.client_id:
+        The run row is read first (on PostgreSQL ``SELECT … FOR UPDATE``; SQLite's write
+        transaction holds the database's write lock from its start), then its state: from
+        this process's memory when the run's ledger head is the one remembered, else from
+        its entries by the next statement (a locking ``SELECT`` joined to the entries
+        would, on PostgreSQL, return the run's new row with the entries of its own older
+        snapshot after waiting for a concurrent transaction: a step entered twice)."""
+        try:
+            locked = await self.db.lock_run(session, run_id)
+        except NotFound:
+            locked = None
+        if locked is None or locked.client_id != client.client_id:
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
-        self._check_open(run)
-        workflow = await self.workflow(run.workflow_id, run.workflow_version)
-        # No ORDER BY (see _STATE_EVENTS): the few entries sort here, by seq.
-        events = sorted(
-            (row.event_seq, row.event_kind, row.event_data)
-            for row in rows
-            if row.event_seq is not None
-        )
-        return run, RunState.replay(workflow, ((kind, data) for _, kind, data in events))
+        self._check_open(locked)
+        workflow = await self.workflow(locked.workflow_id, locked.workflow_version)
+        return locked, await self._run_state(session, locked, workflow)
+
+    async def _run_state(self, session: DbSession, run: RunRow, workflow: Workflow) -> RunState:
+        """Where the locked ``run`` stands: a copy of the state remembered for its ledger
+        head, or the state replayed from its ledger (then remembered).
+
+        What is remembered is exact: a state read with the head in the same locked
+        transaction, or one extended by the entries a transaction appended onto that
+        head, once it committed (``_remember_appends``). The head is the hash of the
+        whole chain, so a head that matches means the same entries; a head moved by
+        another worker does not match, and the ledger is read."""
+        known = self._known.get(run.run_id)
+        if (
+            known is not None
+            and known.head_seq == run.head_seq
+            and known.head_hash == run.head_hash
+            and known.state.workflow.id == workflow.id
+            and known.state.workflow.version == workflow.version
+        ):
+            self._known.move_to_end(run.run_id)
+            return known.state.copy()
+        state = await self._state(session, run.run_id, workflow)
+        self._remember(run.run_id, run.head_seq, run.head_hash, state.copy())
+        return state
+
+    def _remember(self, run_id: str, head_seq: int, head_hash: str, state: RunState) -> None:
+        self._known[run_id] = _KnownState(head_seq, head_hash, state)
+        self._known.move_to_end(run_id)
+        while len(self._known) > MAX_KNOWN_RUNS:
+            self._known.popitem(last=False)
+
+    def _remember_appends(self, appends: _Appends) -> None:
+        """After the commit of ``appends``: the remembered state of their run, if it was
+        the one at the head they were chained onto, moves with them; else it is
+        forgotten (another request moved the head first: the ledger will be read)."""
+        known = self._known.pop(appends.run_id, None)
+        if known is None or (known.head_seq, known.head_hash) != (
+            appends.old_seq,
+            appends.old_hash,
+        ):
+            return
+        state = known.state.copy()
+        try:
+            for entry in appends.entries:
+                if entry.kind.value in STATE_EVENTS:
+                    state.apply(entry.kind.value, entry.data)
+        except Exception:  # committed already: forget it, the ledger decides
+            log.exception("cannot follow run %s's state past its append", appends.run_id)
+            return
+        last = appends.entries[-1]
+        self._remember(appends.run_id, last.seq, last.entry_hash, state)
 
     @staticmethod
     def _check_open(run: RunRow) -> None:
@@ -373,6 +406,7 @@ class IdPBase:
             appends = pending[run.run_id] = _Appends(run.run_id, run.head_seq, run.head_hash)
             if len(pending) == 1:
                 before_commit(session, _write_appends)
+            after_commit(session, partial(self._remember_appends, appends))
         appends.entries.append(entry)
         # The run object follows its head; it is detached or committed: no write of its own.
         set_committed_value(run, "head_seq", entry.seq)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Final, Protocol, TypeVar, cast
 
 from sqlalchemy import (
@@ -41,7 +42,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     async_sessionmaker,
@@ -52,6 +53,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from ajwt_core._extras import needs_extra
 from ajwt_core.errors import AJWTError, NotFound, Reason
 from ajwt_core.idp.outages import Outages, database_outage, unavailable
+from ajwt_core.idp.sqlite_fast import FastCache
 from ajwt_core.tokens import JKT_LENGTH, MAX_CLAIM_LENGTH
 
 #: How long a write waits for SQLite's write lock held by another process (a backup, a
@@ -257,6 +259,21 @@ def before_commit(session: DbSession, work: Callable[[DbSession], Awaitable[None
     session.info.setdefault(BEFORE_COMMIT, []).append(work)
 
 
+#: ``session.info`` key: what to do once the transaction has committed (plain callables,
+#: in order; never run for a transaction that rolled back): the IdP's memory of runs.
+AFTER_COMMIT: Final = "ajwt_after_commit"
+
+
+def after_commit(session: DbSession, work: Callable[[], None]) -> None:
+    """Run ``work()`` once the transaction has committed (not if it rolls back)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(work)
+
+
+def _committed(info: dict[Any, Any]) -> None:
+    for work in info.pop(AFTER_COMMIT, ()):
+        work()
+
+
 async def _finish(session: DbSession) -> None:
     # Work may register more work (it does not today); run until none is left.
     while pending := session.info.pop(BEFORE_COMMIT, None):
@@ -276,9 +293,11 @@ class _InlineSession:
     on a session over it, made when first needed (most requests need none: a session
     and its unit of work cost more than the statements)."""
 
-    def __init__(self, bind: Connection | Engine) -> None:
+    def __init__(self, bind: Connection | Engine, fast: FastCache) -> None:
         self._bind = bind
+        self._fast = fast
         self._orm: Session | None = None
+        self._core: Connection | None = None
         self.info: dict[Any, Any] = {}
 
     @property
@@ -310,9 +329,25 @@ class _InlineSession:
             return self._bind
         return self._session.connection()
 
+    def execute_core(self, statement: Any, params: dict[str, Any] | list[dict[str, Any]]) -> Any:
+        """A Core statement on this session's connection: straight through the driver
+        when :mod:`~ajwt_core.idp.sqlite_fast` can run it, else through SQLAlchemy."""
+        if isinstance(self._bind, Connection):
+            connection = self._bind
+        else:  # a read: a connection of its own (the ORM session, if any, has another)
+            if self._core is None:
+                self._core = self._bind.connect()
+            connection = self._core
+        fast = self._fast.compiled_for(statement, params)
+        if fast is None:
+            return connection.execute(statement, params)
+        return fast.run(connection.connection.driver_connection, params)
+
     def close(self) -> None:
         if self._orm is not None:
             self._orm.close()
+        if self._core is not None:
+            self._core.close()
 
 
 async def execute_core(
@@ -324,9 +359,9 @@ async def execute_core(
     ``Session.execute`` sends even a plain Core select through the ORM's execution
     machinery; the mint's five statements skip it (measured: ~30 µs each).
     """
-    connection = await session.connection()
     if isinstance(session, _InlineSession):
-        return connection.execute(statement, params)
+        return session.execute_core(statement, params)
+    connection = await session.connection()
     return await connection.execute(statement, params)
 
 
@@ -341,13 +376,16 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._sync_engine: Engine | None = None
         self._write_engine: Engine | None = None
+        #: SQLite: Core statements straight through the driver (sqlite_fast).
+        self._fast: FastCache | None = None
         if self.is_sqlite:
             sync_url = url.replace("sqlite+aiosqlite://", "sqlite://", 1)
-            self._sync_engine = create_engine(sync_url)
+            self._sync_engine = _sqlite_engine(sync_url)
             event.listen(self._sync_engine, "connect", _sqlite_pragmas)
             event.listen(self._sync_engine, "begin", _sqlite_begin)
             # The same pool; its transactions take the write lock at BEGIN.
             self._write_engine = self._sync_engine.execution_options(**{_SQLITE_WRITE: True})
+            self._fast = FastCache(self._sync_engine.dialect)
         else:
             # No pre-ping (it cost ~1.5 ms per mint, measured): a connection found dead is
             # invalidated by the failing statement, and recycling bounds its age.
@@ -404,17 +442,22 @@ class Database:
                     begun = connection.get_transaction()
                     assert begun is not None
                     with connection, begun:
-                        inline = _InlineSession(connection)
+                        assert self._fast is not None
+                        inline = _InlineSession(connection, self._fast)
                         try:
                             yield inline
                             await _finish(inline)
                             inline.flush_now()  # what the ORM holds, before the COMMIT
                         finally:
                             inline.close()
+                    # Committed, and still under the write lock: no other write between.
+                    _committed(inline.info)
             else:
-                async with self._sessions() as session, session.begin():
-                    yield cast(DbSession, session)
-                    await _finish(cast(DbSession, session))
+                async with self._sessions() as session:
+                    async with session.begin():
+                        yield cast(DbSession, session)
+                        await _finish(cast(DbSession, session))
+                    _committed(session.info)
         except Exception as exc:
             if not self._outage(exc):
                 raise
@@ -425,7 +468,8 @@ class Database:
     async def read(self) -> AsyncIterator[DbSession]:
         try:
             if self._sync_engine is not None:
-                inline = _InlineSession(self._sync_engine)
+                assert self._fast is not None
+                inline = _InlineSession(self._sync_engine, self._fast)
                 try:
                     yield inline
                     _nothing_pending(inline.info)
@@ -449,8 +493,15 @@ class Database:
         """
         try:
             if self._sync_engine is not None:
-                with self._sync_engine.connect() as connection:
-                    row = connection.execute(statement, params).first()
+                assert self._fast is not None
+                fast = self._fast.compiled_for(statement, params)
+                row: Any
+                if fast is not None:
+                    with self._sync_engine.connect() as connection:
+                        row = fast.run(connection.connection.driver_connection, params).first()
+                else:
+                    with self._sync_engine.connect() as connection:
+                        row = connection.execute(statement, params).first()
             else:
                 assert self._engine is not None
                 async with self._engine.connect() as async_connection:
@@ -505,6 +556,17 @@ class Database:
 _SQLITE_WRITE = "ajwt_sqlite_write"
 
 
+def _sqlite_engine(url: str) -> Engine:
+    """The SQLite engine. A file database's pool hands out the connection used last
+    (LIFO): it is nearly always the same one, whose page cache its own commits leave
+    valid, where a FIFO pool's next connection rereads the pages another one changed
+    (~20 us a read, measured). An in-memory database has a pool of its own (no choice)."""
+    try:
+        return create_engine(url, pool_use_lifo=True)
+    except TypeError:  # SingletonThreadPool (":memory:") takes no pool_use_lifo
+        return create_engine(url)
+
+
 _RUN = select(cast(Table, RunRow.__table__)).where(RunRow.run_id == bindparam("run_id"))
 _RUN_FOR_UPDATE = _RUN.with_for_update()
 
@@ -530,7 +592,13 @@ def _sqlite_begin(connection: Connection) -> None:
     # lock can be waited for (asynchronously) and the work never meets SQLITE_BUSY. A
     # read runs in autocommit, as the driver did before: WAL readers take no lock.
     if connection.get_execution_options().get(_SQLITE_WRITE):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight to the driver (SQLAlchemy's execution path cost more than the BEGIN),
+        # its error wrapped as SQLAlchemy would wrap it ("database is locked": retried).
+        try:
+            driver = cast(sqlite3.Connection, connection.connection.driver_connection)
+            driver.execute("BEGIN IMMEDIATE").close()
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
 
 
 def _sqlite_locked(exc: OperationalError) -> bool:
@@ -543,4 +611,25 @@ def detached(entity: type[T], row: Any) -> T:
     It belongs to no session, so changing it writes nothing; columns the row lacks read
     as ``None``.
     """
-    return entity(**row._mapping)
+    return transient(entity, row._mapping)
+
+
+def transient(entity: type[T], values: Mapping[str, Any]) -> T:
+    """A transient ORM object holding ``values`` (column keys of ``entity``), made
+    without the instrumented constructor: the values go straight into the object's
+    ``__dict__`` (a tenth of the constructor's cost, which records each value as a
+    pending change no one will flush). A key that is not a column is refused, as the
+    constructor refuses it."""
+    manager = entity._sa_class_manager  # type: ignore[attr-defined]
+    columns = _COLUMN_KEYS.get(entity)
+    if columns is None:
+        columns = _COLUMN_KEYS[entity] = frozenset(manager.mapper.column_attrs.keys())
+    unknown = values.keys() - columns
+    if unknown:
+        raise TypeError(f"{sorted(unknown)!r} are not columns of {entity.__name__}")
+    instance: T = manager.new_instance()
+    instance.__dict__.update(values)
+    return instance
+
+
+_COLUMN_KEYS: dict[type, frozenset[str]] = {}
