@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from ajwt_core.errors import InvalidGrant, Reason
+from ajwt_core.errors import AJWTError, InvalidGrant, Reason
 from ajwt_core.ledger import load_json
 from ajwt_core.shim import Run, Shim, ShimEvent
 from ajwt_core.shim.client import AGENT_CHECKSUM_GRANT
@@ -295,3 +295,42 @@ async def test_async_defer_and_flush(stack: Stack, shim: CarryingShim) -> None:
         assert sent["step"] == "plan"
         assert shim.deferred() == []
     assert _completed(shim, run) == ["triage", "plan"]
+
+
+def test_a_refusal_when_the_block_ends_is_raised_there(stack: Stack, shim: CarryingShim) -> None:
+    run = _planning(stack, shim)
+    seen = _events(shim)
+    with pytest.raises(AJWTError) as info, shim.run(run):  # noqa: PT012 - its end raises
+        shim.complete("planner", "plan", defer=True)
+        shim.revoke("run", run.run_id)
+    assert info.value.reason == Reason.RUN_REVOKED
+    refused = [e for e in seen if e.kind == "completion_refused"]
+    assert [(e.step, e.detail["reason"]) for e in refused] == [("plan", Reason.RUN_REVOKED)]
+    assert "plan" not in shim.completed_steps(run)
+    assert shim.deferred() == []
+
+
+def test_a_completion_its_agent_cannot_prove_is_refused_on_its_own(
+    stack: Stack, shim: CarryingShim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The planner changed after it completed (its proof token cannot be minted): its
+    # completion is refused with that reason and is not sent; the supervisor's hand-off
+    # gets the IdP's own answer: ``classify`` waits for ``plan``, which is not complete.
+    run = _planning(stack, shim)
+    seen = _events(shim)
+
+    def changed(item: Any) -> Iterator[Any]:
+        raise InvalidGrant(Reason.CHECKSUM_MISMATCH, "agent 'planner' changed")
+        yield  # a generator
+
+    with shim.run(run):
+        shim.complete("planner", "plan", defer=True)
+        monkeypatch.setattr(shim, "_op_proof_token", changed)
+        with pytest.raises(InvalidGrant) as info:
+            shim.handoff("supervisor", "classifier", "classify", audience=stack.rs_url)
+        assert shim.deferred() == []
+    assert info.value.reason == Reason.DEPENDENCIES_INCOMPLETE
+    refused = [e for e in seen if e.kind == "completion_refused"]
+    assert [(e.step, e.detail["reason"]) for e in refused] == [("plan", Reason.CHECKSUM_MISMATCH)]
+    assert shim.carried == []  # nothing was left to carry
+    assert "plan" not in _completed(shim, run)

@@ -1815,22 +1815,14 @@ class Shim:
                 if item not in pending:
                     pending.insert(0, item)
 
-    def _undo(self, item: _Deferred, refusal: Mapping[str, Any]) -> None:
-        """The IdP refused a deferred completion: the step is open again in the shim's
-        copy of the run, and the observers are told."""
+    def _undo(self, item: _Deferred, error: str, reason: str, description: str) -> None:
+        """A deferred completion was refused: the step is open again in the shim's copy
+        of the run, and the observers are told."""
         state = self.run_state(item.run)
         with self._lock:
             state.completed.discard(item.step)
-        self._emit(
-            "completion_refused",
-            AgentContext(item.agent, item.run, item.step),
-            {
-                "error": str(refusal.get("error", "")),
-                "reason": str(refusal.get("reason", "")),
-                "description": str(refusal.get("error_description", "")),
-                "deferred": True,
-            },
-        )
+        told = {"error": error, "reason": reason, "description": description, "deferred": True}
+        self._emit("completion_refused", AgentContext(item.agent, item.run, item.step), told)
 
     def _op_proof_token(self, item: _Deferred) -> Operation[IssuedToken]:
         """The deferred completion's proof token: the agent's live token in the step, or
@@ -1845,11 +1837,23 @@ class Shim:
         self, run: Run, form: dict[str, str], key: PopKey, carry: bool = True
     ) -> Operation[Any]:
         """A token request, carrying the run's deferred completions (DESIGN §6.7)."""
-        items = self._take_deferred(run.run_id, _CARRIED_MAX) if carry else []
+        left = self._take_deferred(run.run_id, _CARRIED_MAX) if carry else []
+        items: list[_Deferred] = []
         carried: list[dict[str, str]] = []
         try:
-            for item in items:
-                issued = yield from self._op_proof_token(item)
+            while left:
+                item = left[0]
+                try:
+                    issued = yield from self._op_proof_token(item)
+                except ServerError:
+                    raise
+                except AJWTError as refusal:
+                    # Its agent cannot prove it now (changed since, revoked…): that
+                    # completion is refused, not the request of another agent.
+                    left.pop(0)
+                    self._undo(item, refusal.error, refusal.reason.value, refusal.description)
+                    continue
+                items.append(left.pop(0))
                 registered = self.agent(item.agent, item.checksum)
                 url = f"{self.idp_url}/runs/{run.run_id}/steps/{item.step}/complete"
                 proof = create_proof(
@@ -1860,7 +1864,7 @@ class Shim:
                 form = form | {"completions": json.dumps(carried, separators=(",", ":"))}
             response = yield self._token_request(form, key)
         except BaseException:
-            self._put_back(items)
+            self._put_back(items + left)
             raise
         if not response.is_success:
             self._put_back(items)
@@ -1872,7 +1876,10 @@ class Shim:
         elif items:
             for item, outcome in zip(items, outcomes or [], strict=True):
                 if isinstance(outcome, dict) and outcome.get("outcome") == "refused":
-                    self._undo(item, outcome)
+                    error, reason, description = (
+                        str(outcome.get(k, "")) for k in ("error", "reason", "error_description")
+                    )
+                    self._undo(item, error, reason, description)
         return result
 
     def _op_flush(self, run: Run | None) -> Operation[list[dict[str, Any]]]:
@@ -1892,7 +1899,8 @@ class Shim:
                     if isinstance(refusal, ServerError):
                         self._put_back(items)
                     else:
-                        self._undo(item, refusal.to_oauth())
+                        reason = refusal.reason.value
+                        self._undo(item, refusal.error, reason, refusal.description)
                     raise
                 except BaseException:
                     self._put_back(items)
