@@ -18,7 +18,13 @@ from sqlalchemy import Table, and_, bindparam, insert, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
-from ajwt_core.idp.base import _INSERT_ENTRY, _LATEST_WORKFLOW, _MOVE_HEAD, _STATE_EVENTS
+from ajwt_core.idp.base import (
+    _INSERT_ENTRY,
+    _LATEST_WORKFLOW,
+    _MOVE_HEAD,
+    _STATE_EVENTS,
+    insert_entries,
+)
 from ajwt_core.idp.clients import _CLIENT
 from ajwt_core.idp.db import ClientRow, Database, LedgerRow, RunRow, detached, execute_core
 from ajwt_core.idp.runs import _STATUS
@@ -100,19 +106,7 @@ def test_rows_are_those_sqlalchemy_reads(tmp_path: Path) -> None:
         db = await _database(tmp_path)
         entry = chain_after(-1, GENESIS_HASH, "run-1", EntryKind.STEP_ENTERED, 1, {"step": "a"})
         async with db.transaction() as session:
-            await execute_core(
-                session,
-                _INSERT_ENTRY,
-                {
-                    "run_id": "run-1",
-                    "seq": entry.seq,
-                    "kind": entry.kind.value,
-                    "at": entry.at,
-                    "data": entry.data,
-                    "prev_hash": entry.prev_hash,
-                    "entry_hash": entry.entry_hash,
-                },
-            )
+            await insert_entries(session, [entry])  # one row: through the fast path
         for statement, params in (
             (_CLIENT, {"client_id": "app"}),  # JSON and boolean columns
             (_CLIENT, {"client_id": "nobody"}),

@@ -460,16 +460,18 @@ class Shim:
         """Send the completions still deferred (:meth:`flush`; refusals are told to the
         observers), then close the HTTP clients."""
         if self.deferred():
-            self._flush_quietly()
+            self._send_sync(self._op_flush_quietly(None))
+        self._close_sync_client()
+
+    def _close_sync_client(self) -> None:
         if self._sync_client is not None:
             self._sync_client.close()
             self._sync_client = None
 
     async def aclose(self) -> None:
         if self.deferred():
-            with contextlib.suppress(AJWTError):
-                await self.aflush()
-        self.close()
+            await self._send_async(self._op_flush_quietly(None))
+        self._close_sync_client()
         await self._async_clients.aclose()
 
     # ------------------------------------------------------- request helpers
@@ -751,7 +753,7 @@ class Shim:
             if left or not self.deferred(run):
                 pass  # the outer block flushes; nothing to send
             elif failed:
-                self._flush_quietly(run)
+                self._send_sync(self._op_flush_quietly(run))
             else:
                 self.flush(run)
 
@@ -1699,13 +1701,12 @@ class Shim:
             with self._lock:
                 fresh = state.check_completion(agent, the_step)
         with self._lock:
-            pending = self._deferred.setdefault(run.run_id, [])
+            pending = self._deferred.get(run.run_id, [])
             waiting = any(d.agent == agent and d.step == the_step for d in pending)
             defer = defer and (fresh or waiting) and run.run_id in self._running
             if defer and not waiting:
-                pending.append(_Deferred(agent, the_step, run, registered.checksum))
-            if not pending:
-                del self._deferred[run.run_id]
+                item = _Deferred(agent, the_step, run, registered.checksum)
+                self._deferred.setdefault(run.run_id, []).append(item)
             if defer:
                 # The shim's copy moves now (the next hand-off is checked against it);
                 # the step_completed event is told when the IdP has recorded it.
@@ -1845,6 +1846,7 @@ class Shim:
                 item = left[0]
                 try:
                     issued = yield from self._op_proof_token(item)
+                    registered = self.agent(item.agent, item.checksum)
                 except ServerError:
                     raise
                 except AJWTError as refusal:
@@ -1854,7 +1856,6 @@ class Shim:
                     self._undo(item, refusal.error, refusal.reason.value, refusal.description)
                     continue
                 items.append(left.pop(0))
-                registered = self.agent(item.agent, item.checksum)
                 url = f"{self.idp_url}/runs/{run.run_id}/steps/{item.step}/complete"
                 proof = create_proof(
                     registered.key, "POST", url, token=issued.token, body=b"", now=self._clock()
@@ -1918,12 +1919,12 @@ class Shim:
     async def aflush(self, run: Run | None = None) -> list[dict[str, Any]]:
         return await self._send_async(self._op_flush(run))
 
-    def _flush_quietly(self, run: Run | None = None) -> None:
+    def _op_flush_quietly(self, run: Run | None) -> Operation[None]:
         """:meth:`flush`, its refusals only told to the observers (the block it ends
-        already raised, or the shim is closing)."""
+        already raised, or the shim is closing); an outage leaves the rest deferred."""
         while self.deferred(run):
             try:
-                self.flush(run)
+                yield from self._op_flush(run)
             except ServerError:
                 log.warning("deferred step completions not sent: the IdP is unavailable")
                 return
