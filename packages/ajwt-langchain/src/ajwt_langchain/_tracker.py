@@ -494,7 +494,9 @@ class Tracker:
                 run, agent, router=router, router_step=router_step, step=step, explicit=explicit
             )
             if move.complete is not None:
-                self.shim.complete(*move.complete, run=run)
+                # A worker handing back: sent with the run's next token request, or when
+                # its shim.run block ends (DESIGN §6.7).
+                self.shim.complete(*move.complete, run=run, defer=True)
             if move.handoff is not None and move.step is not None:
                 giver, from_step = move.handoff
                 self.shim.handoff(
@@ -524,7 +526,7 @@ class Tracker:
                 run, agent, router=router, router_step=router_step, step=step, explicit=explicit
             )
             if move.complete is not None:
-                await self.shim.acomplete(*move.complete, run=run)
+                await self.shim.acomplete(*move.complete, run=run, defer=True)
             if move.handoff is not None and move.step is not None:
                 giver, from_step = move.handoff
                 await self.shim.ahandoff(
