@@ -514,7 +514,7 @@ def test_retire_key_removes_a_compromised_key_from_the_jwks(tmp_path: Path) -> N
         invoke("idp", "rotate-key", "--key-file", str(path), "--activate-after", "0").exit_code == 0
     )
 
-    result = invoke("idp", "retire-key", old, "--key-file", str(path))
+    result = invoke("idp", "retire-key", "--key-file", str(path), "--", old)
     assert result.exit_code == 0, result.output
     keys = SigningKeySet.from_json(path.read_text())
     assert old not in {k["kid"] for k in keys.jwks()["keys"]}
@@ -529,7 +529,7 @@ def test_retire_key_refuses_the_active_key_without_a_replacement(tmp_path: Path)
     only = load_signing_keys(path).active.kid
     before = path.read_text()
     line = assert_one_error_line(
-        invoke("idp", "retire-key", only, "--key-file", str(path)), "invalid_key"
+        invoke("idp", "retire-key", "--key-file", str(path), "--", only), "invalid_key"
     )
     assert "--replace" in line
     assert path.read_text() == before  # nothing changed
@@ -538,7 +538,7 @@ def test_retire_key_refuses_the_active_key_without_a_replacement(tmp_path: Path)
 def test_retire_key_with_replace_swaps_the_active_key_at_once(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     old = load_signing_keys(path).active.kid
-    result = invoke("idp", "retire-key", old, "--replace", "--key-file", str(path))
+    result = invoke("idp", "retire-key", "--replace", "--key-file", str(path), "--", old)
     assert result.exit_code == 0, result.output
     replacement = result.stdout.strip()
     keys = SigningKeySet.from_json(path.read_text())
