@@ -9,12 +9,16 @@ ready marker is gone), the announcer republishes every recent revocation.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ajwt_core.idp.app import _announce_revocations
 from ajwt_core.idp.db import AgentRow, ClientRow, Database, RevocationRow, RunRow
 from ajwt_core.idp.service import IdP
 from ajwt_core.idp.settings import IdPSettings
@@ -198,6 +202,68 @@ async def test_revoking_again_announces_again(idp: IdP) -> None:
     redis.keys.clear()  # lost without losing the marker (e.g. evicted)
     assert (await idp.revoke("agent", "reg-1", None))["published"] is True
     assert "agent:reg-1" in redis.keys
+
+
+@contextlib.asynccontextmanager
+async def announcer(idp: IdP) -> AsyncIterator[None]:
+    """The IdP's background announcer, passing every 10 ms while the block runs."""
+    task = asyncio.create_task(_announce_revocations(idp, interval=0.01))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def announcer_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, bool]]:
+    """Each line the announcer logged, and whether it carries a traceback."""
+    return [
+        (r.getMessage(), bool(r.exc_info))
+        for r in caplog.records
+        if "announc" in r.getMessage() and r.name == "ajwt_core.idp"
+    ]
+
+
+async def test_the_announcer_says_an_outage_in_one_line_and_its_end_in_another(
+    idp: IdP, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ajwt_core.idp")
+    redis = redis_of(idp)
+    redis.down = True
+    await idp.revoke("run", "run-1", None)
+    caplog.clear()  # the revocation's own "announcing it is pending"
+    async with announcer(idp):
+        await asyncio.sleep(0.1)
+        redis.down = False
+        await asyncio.sleep(0.1)
+    assert "run:run-1" in redis.keys
+    # Redis being down is its state, not a bug: one line without a traceback, not one
+    # per pass, and one when it answers again.
+    assert announcer_lines(caplog) == [
+        (
+            "cannot announce revocations to Redis (ConnectionError: Redis is unreachable); "
+            "retrying",
+            False,
+        ),
+        ("revocations announced to Redis again", False),
+    ]
+
+
+async def test_the_announcer_logs_a_bug_with_its_traceback(
+    idp: IdP, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ajwt_core.idp")
+
+    async def broken(*, force: bool = False) -> None:
+        raise KeyError("kind")
+
+    monkeypatch.setattr(idp, "announce_revocations", broken)
+    async with announcer(idp):
+        await asyncio.sleep(0.1)
+    assert announcer_lines(caplog) == [
+        ("cannot announce revocations to Redis (KeyError: 'kind'); retrying", True)
+    ]
 
 
 def test_migration_0004_copies_the_revocations_made_before_it(tmp_path: Path) -> None:

@@ -151,6 +151,32 @@ async def test_a_stale_feed_answers_503_with_an_oauth_body_at_the_api(
 # ------------------------------------------------------------------------ Redis feed
 
 
+async def test_aclose_stops_a_source_that_swallows_a_cancellation() -> None:
+    # redis-py can (Python 3.11's wait_for, CPython gh-86296): aclose once waited forever.
+    class Stubborn(StaticSource):
+        swallowed = 0
+        closed = False
+
+        async def follow(self, feed: RevocationFeed) -> None:
+            while True:
+                try:
+                    await super().follow(feed)
+                except asyncio.CancelledError:
+                    if self.swallowed:
+                        raise
+                    self.swallowed += 1
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    source = Stubborn()
+    feed = RevocationFeed(source, max_staleness=1.0)
+    await feed.start()
+    assert feed.fresh
+    await asyncio.wait_for(feed.aclose(), 5)
+    assert (source.swallowed, source.closed) == (1, True)
+
+
 @pytest.fixture
 def prefix() -> Iterator[str]:
     from tests.redis_support import shared_redis_prefix

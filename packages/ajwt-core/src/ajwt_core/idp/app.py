@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ajwt_core._tasks import stop
 from ajwt_core.dpop import (
     DEFAULT_FUTURE_LEEWAY,
     DEFAULT_MAX_AGE,
@@ -80,7 +81,7 @@ from ajwt_core.idp.models import (
     UserTokenRequest,
 )
 from ajwt_core.idp.observer import Observer
-from ajwt_core.idp.outages import RETRY_AFTER_SECONDS, Outages
+from ajwt_core.idp.outages import RETRY_AFTER_SECONDS, Outages, backend_of, first_line
 from ajwt_core.idp.runs import ProvenCompletion, refused_outcome
 from ajwt_core.idp.service import (
     ClientCredential,
@@ -236,12 +237,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         )
         housekeeping = asyncio.create_task(_purge_used_assertions(idp))
         yield
-        tasks = [t for t in (announcer, housekeeping) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop(*(t for t in (announcer, housekeeping) if t is not None))
         if redis_probe is not None:
             with contextlib.suppress(Exception):
                 await redis_probe.aclose()
@@ -955,9 +951,17 @@ async def _announce_revocations(idp: IdP, interval: float) -> None:
     while True:
         try:
             await idp.announce_revocations(force=force)
-        except Exception:  # Redis or the database is down: retry on the next pass
+        except Exception as exc:  # Redis or the database is down: retry on the next pass
             if not failing:
-                log.warning("cannot announce revocations to Redis; retrying", exc_info=True)
+                # An outage is the backend's state, said in one line; anything else is a
+                # bug worth its traceback.
+                outage = backend_of(exc)
+                log.warning(
+                    "cannot announce revocations to Redis (%s: %s); retrying",
+                    type(exc).__name__,
+                    first_line(exc),
+                    exc_info=outage is None,
+                )
             failing = True
         else:
             if failing:

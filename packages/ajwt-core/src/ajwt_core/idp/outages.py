@@ -128,7 +128,7 @@ class Outages:
             "%s unavailable (%s: %s); answering 503 until it recovers",
             backend,
             type(cause).__name__,
-            _first_line(cause),
+            first_line(cause),
         )
         return True
 
@@ -144,7 +144,8 @@ class Outages:
         return True
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of what ``exc`` says (the driver's message, not SQLAlchemy's SQL)."""
     # SQLAlchemy appends the statement and its parameters: keep the driver's message only.
     text = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
     return text.splitlines()[0][:200]

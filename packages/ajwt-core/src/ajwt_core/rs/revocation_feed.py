@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import httpx
 
 from ajwt_core._http import AsyncClients
+from ajwt_core._tasks import stop
 from ajwt_core.errors import InvalidToken, Reason, ServerError
 from ajwt_core.rs.stores import (
     REDIS_PREFIX,
@@ -188,10 +189,8 @@ class RevocationFeed:
     async def aclose(self) -> None:
         """Stop following (on this event loop) and close the source's connections."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not None:
+            await stop(task)
         await self.source.aclose()
 
 
