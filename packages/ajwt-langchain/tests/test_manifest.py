@@ -242,6 +242,65 @@ def test_model_settings_from_extra_fields_properties_and_plain_objects() -> None
     assert model_config(Plain()) == {"model": "plain-1", "top_k": 5}
 
 
+def test_tools_built_anew_from_the_same_schema_share_one_spec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Apps build their tools per run (closing over a client): the schema is built once
+    # per (class, name, description, argument schema), not once per tool object.
+    from pydantic import BaseModel
+
+    import ajwt_langchain.manifest as manifest_module
+
+    built: list[str] = []
+    convert = manifest_module.convert_to_openai_tool
+
+    def counting(the_tool: Any) -> Any:
+        built.append(the_tool.name)
+        return convert(the_tool)
+
+    monkeypatch.setattr(manifest_module, "convert_to_openai_tool", counting)
+
+    class Args(BaseModel):
+        repo: str
+
+    class Other(BaseModel):
+        repo: str
+        token: str
+
+    def per_run(args: type[BaseModel], description: str = "Read a repo.") -> Any:
+        def read(**kw: Any) -> str:
+            return str(kw)
+
+        return StructuredTool.from_function(
+            read, name="read_repo", description=description, args_schema=args
+        )
+
+    first = tool_spec(per_run(Args))
+    assert tool_spec(per_run(Args)) is first and built == ["read_repo"]
+    # Any difference in what the schema is built from is a new spec.
+    assert set(tool_spec(per_run(Other)).parameters["properties"]) == {"repo", "token"}
+    assert tool_spec(per_run(Args, "Read, then mail.")).description == "Read, then mail."
+    assert len(built) == 3
+
+    class Dynamic(StructuredTool):
+        # A schema the class makes from each instance is never shared.
+        @property
+        def tool_call_schema(self) -> Any:
+            return {"type": "object", "properties": {self.metadata["arg"]: {}}}
+
+    def dynamic(arg: str) -> Any:
+        return Dynamic(
+            name="read_repo",
+            description="Read a repo.",
+            args_schema=Args,
+            func=lambda **kw: "",
+            metadata={"arg": arg},
+        )
+
+    assert set(tool_spec(dynamic("a")).parameters["properties"]) == {"a"}
+    assert set(tool_spec(dynamic("b")).parameters["properties"]) == {"b"}
+
+
 def test_a_tool_changed_in_place_changes_the_manifest() -> None:
     # Each tool's spec is remembered while its class, name, description and argument
     # schema stay the same: a change to any of them shows in the next manifest (T4).

@@ -26,7 +26,7 @@ import functools
 import json
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -41,7 +41,7 @@ from langchain_core.prompts import (
     SystemMessagePromptTemplate,
 )
 from langchain_core.runnables import Runnable, RunnableBinding
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import BaseTool, StructuredTool, Tool
 from langchain_core.tools import tool as as_tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
@@ -238,42 +238,72 @@ def tool_spec(tool: ToolLike, *, deep: bool = False) -> ToolSpec:
     the_tool = _as_tool(tool)
     if deep:
         return _tool_spec(the_tool, deep=True)
-    made_from = _made_from(the_tool)
+    key, same = _made_from(the_tool)
     with _specs_lock:
-        held = _specs.get(id(the_tool))
-    if held is not None and held[0]() is the_tool and held[1] == made_from:
-        return held[2]
+        held = _specs.get(key)
+        if held is not None and _is_same(held[0], same):
+            _specs.move_to_end(key)
+            return held[1]
     spec = _tool_spec(the_tool, deep=False)
+    kept = tuple(weakref.ref(o) if isinstance(o, BaseTool) else o for o in same)
     with _specs_lock:
-        _specs[id(the_tool)] = (weakref.ref(the_tool), made_from, spec)
-        _specs.move_to_end(id(the_tool))
+        _specs[key] = (kept, spec)
+        _specs.move_to_end(key)
         while len(_specs) > _SPECS_KEPT:
             _specs.popitem(last=False)
     return spec
 
 
-# Each tool's spec, with what it was built from (see _made_from), by the tool's id (a
-# LangChain tool is a pydantic model: not hashable; the weak reference tells a new
-# tool at a reused id). The JSON schema and the spec's validation cost more than the
-# rest of a manifest, which the shim reads before every mint, hand-off, completion and
-# tool call.
-_specs: collections.OrderedDict[
-    int, tuple[weakref.ReferenceType[BaseTool], tuple[Any, ...], ToolSpec]
-] = collections.OrderedDict()
+# Tool specs by what they were built from (see _made_from). The JSON schema and the
+# spec's validation cost more than the rest of a manifest, which the shim reads before
+# every mint, hand-off, completion and tool call; and apps often build their tools anew
+# for each run (closing over a client), from the same argument schema.
+_specs: collections.OrderedDict[Hashable, tuple[tuple[Any, ...], ToolSpec]] = (
+    collections.OrderedDict()
+)
 _specs_lock = threading.Lock()
 _SPECS_KEPT = 4096
 
 
-def _made_from(tool: BaseTool) -> tuple[Any, ...]:
-    """What ``convert_to_openai_tool`` builds a tool's schema from: its class, name,
-    description and argument schema (a class with its core schema, which pydantic
-    replaces when the class is rebuilt; a JSON-schema dict by its content)."""
+def _schema_from_fields(cls: type[BaseTool]) -> bool:
+    """Whether ``convert_to_openai_tool`` builds a tool of class ``cls`` from its class,
+    name, description and argument schema alone: ``tool_call_schema`` and
+    ``get_input_schema`` are LangChain's own (``StructuredTool``, ``@tool``, most
+    subclasses), and it is not a ``Tool``, whose metadata may make it a custom tool."""
+    return (
+        cls.tool_call_schema is BaseTool.tool_call_schema
+        and cls.get_input_schema is BaseTool.get_input_schema
+        and not issubclass(cls, Tool)
+    )
+
+
+def _made_from(tool: BaseTool) -> tuple[Hashable, tuple[Any, ...]]:
+    """What ``convert_to_openai_tool`` builds a tool's schema from, as a key, and the
+    objects a cached spec must have been built from (compared by identity).
+
+    The key is the tool's class, name, description and argument schema (a class with
+    its core schema, which pydantic replaces when the class is rebuilt; a JSON-schema
+    dict by its content). Two tools with the same key get the same schema when
+    :func:`_schema_from_fields` holds for their class; any other tool's spec is its own
+    (its weak reference tells a new tool at a reused id)."""
     args = tool.args_schema
+    same: tuple[Any, ...] = ()
     if isinstance(args, dict):
-        shape: Any = json.dumps(args, sort_keys=True, default=repr)
+        shape: Hashable = json.dumps(args, sort_keys=True, default=repr)
     else:
-        shape = (args, getattr(args, "__dict__", {}).get("__pydantic_core_schema__"))
-    return (type(tool), tool.name, tool.description, shape)
+        core = getattr(args, "__dict__", {}).get("__pydantic_core_schema__")
+        shape, same = (args, id(core)), (core,)
+    key: tuple[Hashable, ...] = (type(tool), tool.name, tool.description, shape)
+    if not _schema_from_fields(type(tool)):
+        key, same = (*key, id(tool)), (*same, tool)
+    return key, same
+
+
+def _is_same(kept: tuple[Any, ...], same: tuple[Any, ...]) -> bool:
+    return len(kept) == len(same) and all(
+        (k() if isinstance(k, weakref.ReferenceType) else k) is s
+        for k, s in zip(kept, same, strict=True)
+    )
 
 
 def _tool_spec(the_tool: BaseTool, *, deep: bool) -> ToolSpec:
