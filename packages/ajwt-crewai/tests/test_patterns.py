@@ -16,7 +16,7 @@ from crewai import Agent, Crew, Process, Task
 from crewai.hooks import clear_all_global_hooks
 from crewai.tools import BaseTool, tool
 
-from ajwt_core.errors import Reason
+from ajwt_core.errors import AJWTError, Reason
 from ajwt_core.shim import Run, Shim
 from ajwt_crewai import AJWTTool, ajwt_tool, secure_crew, secure_tool
 from ajwt_crewai.hooks import AJWTRefusal
@@ -181,6 +181,24 @@ def test_a_tool_added_while_the_agent_runs_does_not_complete_its_step(
         ("complete:triage", Reason.CHECKSUM_MISMATCH)
     ]
     assert "tool(s) read_file were added" in binding.refusals[0].error.description
+    assert completed(stack, run) == []
+
+
+def test_a_deferred_completion_refused_when_it_is_sent_is_a_refusal(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    # The task's completion waits for the run's next token request; the run is revoked
+    # before the block ends, so the IdP refuses it then: a refusal like any other.
+    crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"])
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    with pytest.raises(AJWTError) as info, shim.run(run):  # noqa: PT012 - its end raises
+        crew.kickoff(inputs=INPUTS)
+        assert shim.deferred(run) == [("supervisor", "triage")]
+        shim.revoke("run", run.run_id)
+    assert info.value.reason == Reason.RUN_REVOKED
+    assert [(r.agent, r.tool, r.reason) for r in binding.refusals] == [
+        ("supervisor", "complete:triage", Reason.RUN_REVOKED)
+    ]
     assert completed(stack, run) == []
 
 

@@ -21,7 +21,8 @@ Every refusal lands in :attr:`CrewAIBinding.refusals`: a secured tool refused be
 ran, a request of an unsecured tool the shim could not get a token for (IdP unreachable
 included), the API's own 401/403 (seen by the shim's ``httpx.Auth`` in the
 ``WWW-Authenticate`` challenge, even when the tool returns the text instead of raising),
-a refused delegation, consultation or completion.
+a refused delegation, consultation or completion (one deferred to the run's next token
+request included: refused when it is sent).
 """
 
 from __future__ import annotations
@@ -344,7 +345,9 @@ class CrewAIBinding:
         """The shim's observer: a request refused by the IdP or by the API, made by any
         tool (secured or not), is a refusal of the call in progress, and its step is not
         completed; a request the API accepted counts as work done in its step, so that
-        the step of a plain tool using ``shim.auth()`` completes like a secured tool's."""
+        the step of a plain tool using ``shim.auth()`` completes like a secured tool's;
+        a deferred step completion refused when it was sent is a refusal too
+        (``complete:<step>``)."""
         if event.kind == "api_accepted":
             step = self._event_step(event)
             if step is not None:
@@ -352,9 +355,21 @@ class CrewAIBinding:
                 with self._lock:
                     progress.accepted += 1
             return
+        detail = event.detail
+        if event.kind == "completion_refused" and detail.get("deferred"):
+            # A completion deferred at the end of a task (sent with the next token
+            # request, or when the shim.run block ends) that the IdP or the shim refused
+            # then: the step was not completed after all.
+            body = {
+                "error": detail.get("error"),
+                "error_description": detail.get("description"),
+                "ajwt_reason": detail.get("reason"),
+            }
+            step = f"complete:{event.step}"
+            self.record_refusal(event.agent, step, error_from_oauth(body, 400))
+            return
         if event.kind not in ("api_refused", "request_refused"):
             return
-        detail = event.detail
         body = {
             "error": detail.get("error"),
             "error_description": detail.get("description")
