@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -155,6 +156,44 @@ def test_a_refused_mint_is_logged_with_its_fields_and_no_secret(
         assert client.secret not in text
         assert minted.json()["access_token"] not in text
         assert agent.checksum not in text
+
+
+def test_the_audit_line_takes_the_form_the_token_endpoint_parsed(
+    harness: IdPHarness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The form is parsed once, by the endpoint; the observer parses it itself only when
+    # the endpoint refused the request before parsing it (here: a repeated parameter).
+    parsed: list[bytes] = []
+    parse = ajwt_core.idp.observer._parsed
+
+    def counting(body: bytes) -> dict[str, str]:
+        parsed.append(body)
+        return parse(body)
+
+    monkeypatch.setattr(ajwt_core.idp.observer, "_parsed", counting)
+    client = harness.new_client()
+    agent = harness.register_agent(client, "supervisor")
+    run_id = harness.start_run(client)
+    caplog.set_level(logging.INFO, AUDIT)
+    minted = harness.token_request(client, agent, harness.mint_form(agent, run_id))
+    assert minted.status_code == 200, minted.text
+    assert parsed == []
+    form = harness.mint_form(agent, run_id)
+    body = urlencode(form).encode() + b"&tool=delete_repo"
+    repeated = harness.request(
+        "POST",
+        "/token",
+        headers={**client.basic, "Content-Type": "application/x-www-form-urlencoded"},
+        content=body,
+    )
+    assert_refused(repeated, 400, "malformed_request")
+    assert parsed == [body]
+    issued, refusal = (r.getMessage() for r in caplog.records if r.name == AUDIT)
+    assert issued == f"ajwt mint issued: agent=supervisor run_id={run_id} tool=list_repos"
+    assert refusal == (
+        "ajwt mint refused: reason=malformed_request error=invalid_request status=400 "
+        f"agent=supervisor run_id={run_id}"  # the repeated tool is not one value to show
+    )
 
 
 def test_at_warning_level_refusals_are_logged_and_issued_tokens_are_not(

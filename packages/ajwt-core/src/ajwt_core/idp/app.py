@@ -80,7 +80,7 @@ from ajwt_core.idp.models import (
     TokenResponse,
     UserTokenRequest,
 )
-from ajwt_core.idp.observer import Observer
+from ajwt_core.idp.observer import FORM_SCOPE_KEY, Observer, loggable
 from ajwt_core.idp.outages import RETRY_AFTER_SECONDS, Outages, backend_of, first_line
 from ajwt_core.idp.runs import ProvenCompletion, refused_outcome
 from ajwt_core.idp.service import (
@@ -872,6 +872,8 @@ def _parse_form(request: Request, body: bytes) -> dict[str, str]:
             # RFC 6749 §3.2: request parameters MUST NOT be included more than once.
             raise InvalidRequest(Reason.MALFORMED_REQUEST, f"parameter {name!r} is repeated")
         form[name] = values[0]
+    # For the audit line (idp.observer), which would otherwise parse the body again.
+    request.scope[FORM_SCOPE_KEY] = loggable(form)
     return form
 
 

@@ -42,10 +42,14 @@ _FORM_FIELDS: Final = (
     ("tool", "tool"),
     ("client_id", "client_id"),
 )
+#: Where the token endpoint leaves the loggable fields of the form it parsed
+#: (:func:`loggable`), so that the audit line need not parse the body again.
+FORM_SCOPE_KEY: Final = "ajwt.loggable_form"
 _GRANTS: Final = {
     AGENT_CHECKSUM_GRANT: "mint",
     TOKEN_EXCHANGE_GRANT: "exchange",
 }
+_LOGGABLE: Final = ("grant_type", *(name for name, _ in _FORM_FIELDS))
 _COMPLETE: Final = re.compile(r"^/runs/([^/]+)/steps/([^/]+)/complete$")
 #: The operations whose acceptance is logged, and that get a span.
 _AUDITED: Final = frozenset({"mint", "exchange", "token", "complete"})
@@ -131,7 +135,10 @@ class Observer:
                 await self.app(scope, observed_receive, observed_send)
         finally:
             if form is not None:
-                operation, fields = _token_fields(bytes(form))
+                parsed = scope.get(FORM_SCOPE_KEY)
+                operation, fields = _token_fields(
+                    parsed if isinstance(parsed, dict) else _parsed(bytes(form))
+                )
             reason, code = _reason_of(bytes(error)) if status >= 400 else (None, None)
             self.metrics.observe(operation, status, reason, time.perf_counter() - started)
             _close_span(span, operation, fields, reason, code, status)
@@ -144,15 +151,30 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-def _token_fields(body: bytes) -> tuple[str, dict[str, Any]]:
-    """The grant (``mint``, ``exchange``, else ``token``) and the loggable fields."""
+def loggable(form: dict[str, str]) -> dict[str, str]:
+    """The fields of a token request that its audit line may show: the grant type and
+    identifiers, never credentials or tokens.
+
+    >>> loggable({"grant_type": "g", "agent_id": "planner", "client_secret": "s3cret"})
+    {'grant_type': 'g', 'agent_id': 'planner'}
+    """
+    return {name: form[name] for name in _LOGGABLE if name in form}
+
+
+def _parsed(body: bytes) -> dict[str, str]:
+    """The single-valued fields of a form the application did not parse (it refused the
+    request first); nothing if it cannot be parsed."""
     try:
         parsed = parse_qs(body.decode("utf-8"), max_num_fields=64)
     except (UnicodeDecodeError, ValueError):
-        return "token", {}
-    first = {name: values[0] for name, values in parsed.items() if len(values) == 1}
-    operation = _GRANTS.get(first.get("grant_type", ""), "token")
-    return operation, {key: first.get(name) for name, key in _FORM_FIELDS}
+        return {}
+    return {name: values[0] for name, values in parsed.items() if len(values) == 1}
+
+
+def _token_fields(form: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The grant (``mint``, ``exchange``, else ``token``) and the loggable fields."""
+    operation = _GRANTS.get(form.get("grant_type", ""), "token")
+    return operation, {key: form.get(name) for name, key in _FORM_FIELDS}
 
 
 def _reason_of(body: bytes) -> tuple[str | None, str | None]:
