@@ -218,11 +218,16 @@ def test_dev_prints_the_variables_and_writes_private_files(tmp_path: Path) -> No
     workflow = tmp_path / "wf.yaml"
     workflow.write_text(WORKFLOW_YAML)
     state = tmp_path / "state"
+    audit = logging.getLogger("ajwt_core.idp.audit")
+    handlers = list(audit.handlers)
     result = CliRunner().invoke(
         app,
         ["dev", "--dir", str(state), "--port", "0", "--workflow", str(workflow), "--once"],
     )
     assert result.exit_code == 0, result.output
+    # Its audit lines went to the command's standard error, which CliRunner has closed:
+    # the handler is gone with it (else later lines hit a closed file: "Logging error").
+    assert audit.handlers == handlers
     exported = dict(
         line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines()
     )

@@ -103,6 +103,8 @@ def dev(
         fail(exc.description, exc.reason)
     except (RuntimeError, OSError) as exc:
         fail(f"the development IdP did not start on {host}:{port}: {exc}", IO_ERROR)
+    audit = logging.getLogger("ajwt_core.idp.audit")
+    handler, level = None, audit.level
     try:
         env = idp.environ(files=True)
         if as_json:
@@ -119,13 +121,18 @@ def dev(
             err=True,
         )
         if not quiet:
-            _print_audit_lines()
+            handler = _print_audit_lines()
         if not once:
             threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
         idp.close()
+        if handler is not None:
+            # Bound to this command's standard error, which an embedding caller (a test
+            # runner, CliRunner) may close once the command returns.
+            audit.removeHandler(handler)
+            audit.setLevel(level)
 
 
 def _print_audit_lines(stream: TextIO | None = None) -> logging.Handler:
