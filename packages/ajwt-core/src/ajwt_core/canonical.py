@@ -57,8 +57,9 @@ def _fast_jcs(value: Any) -> bytes | None:
 
     The C encoder, set as :data:`_ENCODER` is, writes what RFC 8785 writes (strings
     escaped alike: the quote, the backslash, the five short escapes and a ``u00xx``
-    escape for any other control character; everything else as UTF-8) for dicts, lists and tuples, strings,
-    ``True``/``False``/``None`` and integers within ±(2**53 − 1), provided that:
+    escape for any other control character; everything else as UTF-8) for dicts, lists
+    and tuples, strings, ``True``/``False``/``None`` and integers within ±(2**53 − 1),
+    provided that:
 
     - every key is an exact ``str`` of the Basic Multilingual Plane: ``json`` sorts keys
       by code point, RFC 8785 by UTF-16 code unit, which differ only above U+FFFF (and
