@@ -360,23 +360,12 @@ class CrewAIBinding:
             # A completion deferred at the end of a task (sent with the next token
             # request, or when the shim.run block ends) that the IdP or the shim refused
             # then: the step was not completed after all.
-            body = {
-                "error": detail.get("error"),
-                "error_description": detail.get("description"),
-                "ajwt_reason": detail.get("reason"),
-            }
             step = f"complete:{event.step}"
-            self.record_refusal(event.agent, step, error_from_oauth(body, 400))
+            self.record_refusal(event.agent, step, _refusal_of(detail, "the IdP refused it"))
             return
         if event.kind not in ("api_refused", "request_refused"):
             return
-        body = {
-            "error": detail.get("error"),
-            "error_description": detail.get("description")
-            or f"the API refused the request (HTTP {detail.get('status')})",
-            "ajwt_reason": detail.get("reason"),
-        }
-        error = error_from_oauth(body, int(detail.get("status") or 400))
+        error = _refusal_of(detail, f"the API refused the request (HTTP {detail.get('status')})")
         if event.kind == "api_refused":
             error = type(error)(error.reason, f"the API refused the request: {error.description}")
         self.record_refusal(event.agent, event.tool or "?", error)
@@ -712,6 +701,17 @@ def binding_for(shim: Shim) -> CrewAIBinding:
             shim.add_context_resolver(binding.resolve)
             shim.subscribe(binding.on_event)
         return binding
+
+
+def _refusal_of(detail: Mapping[str, Any], otherwise: str) -> AJWTError:
+    """The typed error a shim event's ``detail`` tells of (``error``, ``reason``,
+    ``description``, ``status``); ``otherwise`` when it carries no description."""
+    body = {
+        "error": detail.get("error"),
+        "error_description": detail.get("description") or otherwise,
+        "ajwt_reason": detail.get("reason"),
+    }
+    return error_from_oauth(body, int(detail.get("status") or 400))
 
 
 def bindings() -> list[CrewAIBinding]:
