@@ -149,6 +149,13 @@ class ToolGate:
     def run_for(self) -> Run:
         return self.tracker.run_for(self._run)
 
+    def run_or_none(self) -> Run | None:
+        """The run :meth:`run_for` would act in, or None where there is none."""
+        try:
+            return self.run_for()
+        except AgentContextError:
+            return None
+
     def handoff_destination(
         self, tool_name: str, tool_metadata: Mapping[str, Any] | None
     ) -> str | None:

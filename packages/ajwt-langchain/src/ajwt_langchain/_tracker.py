@@ -73,6 +73,9 @@ class _RunRecord:
     last_finished: tuple[str, str | None] | None = None
     step_of: dict[str, str] = field(default_factory=dict)
     running: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: How many times an agent acted in the run, and when each (agent, step) last did.
+    acts: int = 0
+    acted_at: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -423,6 +426,39 @@ class Tracker:
             record.last_acting = (agent, step)
             if step is not None:
                 record.step_of[agent] = step
+                record.acts += 1
+                record.acted_at[(agent, step)] = record.acts
+
+    def acts_mark(self, run: Run) -> int:
+        """A mark of how far ``run`` has gone: :meth:`complete_acted` takes it."""
+        record = self._record(run)
+        with self._lock:
+            return record.acts
+
+    def _acted_open(self, run: Run, since: int) -> list[tuple[str, str]]:
+        record = self._record(run)
+        state = self.shim.run_state(run)
+        with self._lock:
+            acted = sorted(
+                (mark, agent, step)
+                for (agent, step), mark in record.acted_at.items()
+                if mark > since
+            )
+        return [
+            (agent, step)
+            for _, agent, step in acted
+            if step in state.active_steps(agent) and not record.running[(agent, step)]
+        ]
+
+    def complete_acted(self, run: Run, since: int) -> list[tuple[str, str]]:
+        """Complete the open steps agents acted in after the mark ``since`` (an app that
+        returned: its agents are done with them), deferred like a hand-off's. Returns
+        them as ``(agent, step)``."""
+        with self._sync_lock(run):
+            steps = self._acted_open(run, since)
+            for agent, step in steps:
+                self.shim.complete(agent, step, run=run, defer=True)
+            return steps
 
     def step_of(self, run: Run, agent: str) -> str | None:
         """The step ``agent`` acts in now, as far as the run and the adapter know."""

@@ -36,7 +36,8 @@ class _RaisedRefusals(logging.Filter):
         args = record.args if isinstance(record.args, tuple) else ()
         return not (
             record.msg == "Error in %s.%s callback: %s"
-            and args[:1] in (("AJWTCallbackHandler",), ("AsyncAJWTCallbackHandler",))
+            and args[:1]
+            in (("AJWTCallbackHandler",), ("AsyncAJWTCallbackHandler",), ("SecuredAppHandler",))
         )
 
 

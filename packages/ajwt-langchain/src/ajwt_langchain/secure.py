@@ -28,11 +28,16 @@ handler is returned: invoke the returned app.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
+from langgraph.errors import GraphInterrupt
 from langgraph.graph import StateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import ToolCallRequest
@@ -40,9 +45,10 @@ from langgraph.pregel import Pregel
 
 from ajwt_core.checksum import AgentManifest
 from ajwt_core.errors import AJWTError, InvalidGrant, InvalidRequest, Reason
-from ajwt_core.shim import Shim
+from ajwt_core.shim import Run, Shim
 from ajwt_core.shim.client import ManifestSource
 from ajwt_langchain._gate import manifest_of
+from ajwt_langchain._tracker import tracker_for
 from ajwt_langchain.agents import (
     NAMESPACE_SEPARATOR,
     GraphAgent,
@@ -55,10 +61,15 @@ from ajwt_langchain.callbacks import AJWTCallbackHandler
 from ajwt_langchain.nodes import node_agent
 from ajwt_langchain.tools import AJWTToolWrapper, OnRefusal, ToolResult
 
-__all__ = ["LiveAgent", "secure_graph", "secured_agents"]
+__all__ = ["LiveAgent", "SecuredAppHandler", "secure_graph", "secured_agents"]
 
 #: Set on a ToolNode secured by :func:`secure_graph`: the agent id it acts for.
 SECURED_ATTRIBUTE = "__ajwt_secured_for__"
+
+#: Invocations of secured apps followed at once per handler (the oldest forgotten first).
+MAX_OPEN_INVOCATIONS = 1024
+
+logger = logging.getLogger(__name__)
 
 Wrap = Callable[[ToolCallRequest, Callable[[ToolCallRequest], ToolResult]], ToolResult]
 AWrap = Callable[
@@ -243,6 +254,126 @@ def _register(
         shim.register_many(pending)
 
 
+@dataclass
+class _Invocation:
+    """One call of a secured app (a root LangGraph run) inside an A-JWT run."""
+
+    run: Run
+    #: The tracker's mark when it started: the steps acted in after it are its own.
+    mark: int
+    thread_id: str | None
+    paused: bool = False
+
+
+class SecuredAppHandler(AJWTCallbackHandler):
+    """The handler :func:`secure_graph` binds to the app it returns: the tool calls'
+    handler, and, with ``complete_on_return``, the end of each invocation.
+
+    When the app returns normally (``invoke``/``ainvoke`` returned, a stream was read to
+    its end) and is not paused, the open steps its agents acted in during that
+    invocation are completed, deferred like a hand-off's completion (sent with the run's
+    next token request, or when the ``shim.run`` block ends): the graph reached its end,
+    so nothing of it acts in them any more. A pause keeps them open for the resume: an
+    ``interrupt()`` anywhere in the graph, or, for an app with a checkpointer, a thread
+    whose state still has nodes to run (``interrupt_before``/``interrupt_after``). An
+    error leaves them open too, as does an app invoked inside another runnable (the
+    outer app's end is the end)."""
+
+    def __init__(
+        self,
+        shim: Shim,
+        *,
+        audience: str | None,
+        graph: Pregel[Any, Any, Any, Any] | None,
+    ) -> None:
+        super().__init__(shim, audience=audience)
+        self._tracker = tracker_for(shim)
+        # The app's own graph, whose checkpointer says whether a thread is paused (the
+        # copy secure_graph returns holds this handler; the graph itself does not).
+        self._graph = graph
+        self._invocations: OrderedDict[UUID, _Invocation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any],
+        inputs: dict[str, Any],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self._graph is None or parent_run_id is not None:
+            return
+        run = self._gate.run_or_none()
+        if run is None:
+            return  # no A-JWT run: the first tool call says so
+        thread = (metadata or {}).get("thread_id")
+        invocation = _Invocation(
+            run, self._tracker.acts_mark(run), str(thread) if thread is not None else None
+        )
+        with self._lock:
+            self._invocations[run_id] = invocation
+            while len(self._invocations) > MAX_OPEN_INVOCATIONS:
+                self._invocations.popitem(last=False)
+
+    def on_chain_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self._graph is None:
+            return
+        with self._lock:
+            if parent_run_id is None:
+                self._invocations.pop(run_id, None)
+            elif isinstance(error, GraphInterrupt):
+                # A node paused: every invocation of this A-JWT run open now stays open.
+                run = self._gate.run_or_none()
+                for invocation in self._invocations.values():
+                    if run is None or invocation.run.run_id == run.run_id:
+                        invocation.paused = True
+
+    def on_chain_end(
+        self,
+        outputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self._graph is None or parent_run_id is not None:
+            return
+        with self._lock:
+            invocation = self._invocations.pop(run_id, None)
+        if invocation is None or invocation.paused or self._thread_paused(invocation):
+            return
+        self._tracker.complete_acted(invocation.run, invocation.mark)
+
+    def _thread_paused(self, invocation: _Invocation) -> bool:
+        """Whether the app's checkpointer thread stopped before its end (a breakpoint)."""
+        graph = self._graph
+        if graph is None or invocation.thread_id is None:
+            return False
+        if graph.checkpointer is None or isinstance(graph.checkpointer, bool):
+            return False  # no saver of its own: an interrupt is the only pause
+        try:
+            state = graph.get_state({"configurable": {"thread_id": invocation.thread_id}})
+        except Exception as error:  # noqa: BLE001 - unknown: the steps stay open
+            logger.warning(
+                "A-JWT cannot read thread %r of the app to tell whether it paused (%s): "
+                "the steps its agents acted in stay open",
+                invocation.thread_id,
+                error,
+            )
+            return True
+        return bool(state.next)
+
+
 def secure_graph(
     shim: Shim,
     app: Pregel[Any, Any, Any, Any],
@@ -251,6 +382,7 @@ def secure_graph(
     register: bool = True,
     audience: str | None = None,
     on_refusal: OnRefusal = "raise",
+    complete_on_return: bool = True,
 ) -> Pregel[Any, Any, Any, Any]:
     """Secure every agent of a compiled app with A-JWT (see the module docstring);
     invoke the app it returns, inside ``with shim.run(run):``.
@@ -260,7 +392,10 @@ def secure_graph(
     the agents it names. ``register=False`` leaves registration to you: every agent of
     the app must already be registered with the shim (``shim.register(...)``), else
     ``secure_graph`` refuses the app. ``audience`` and ``on_refusal`` are
-    :class:`~ajwt_langchain.AJWTToolWrapper`'s.
+    :class:`~ajwt_langchain.AJWTToolWrapper`'s. When an invocation of the app returns
+    (not paused by an interrupt), the steps its agents acted in are completed
+    (:class:`SecuredAppHandler`); ``complete_on_return=False`` leaves them open, for an
+    app that continues one A-JWT run over several invocations without pausing.
 
     >>> from ajwt_core.shim import Shim
     >>> from langchain.agents import create_agent
@@ -292,9 +427,8 @@ def secure_graph(
         if (tagged := node_agent(getattr(node, "bound", None))) is not None
         and tagged.manifest is not None
     }
-    secured: Pregel[Any, Any, Any, Any] = app.with_config(
-        callbacks=[AJWTCallbackHandler(shim, audience=audience)]
-    )
+    handler = SecuredAppHandler(shim, audience=audience, graph=app if complete_on_return else None)
+    secured: Pregel[Any, Any, Any, Any] = app.with_config(callbacks=[handler])
     if register:
         # The copy returned shares the app's nodes; either may be the one kept alive.
         both = agents + [agent for agent in find_agents(secured) if agent.namespace == ""]

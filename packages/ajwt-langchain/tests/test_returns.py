@@ -1,0 +1,201 @@
+"""When an app secured with ``secure_graph`` returns, the steps its agents acted in are
+completed (the last worker under a supervisor too), so the run finishes at the IdP; a
+paused app (``interrupt()``, a breakpoint) keeps them open for the resume, and so do an
+error and ``complete_on_return=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langgraph_supervisor")
+
+from langchain.agents import create_agent
+from langchain_core.tools import StructuredTool, tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command, interrupt
+from langgraph_apps import USER, Env, api_tool, calls, env_fixture, model
+from langgraph_supervisor import create_supervisor
+
+from ajwt_core.shim import Run, Shim
+from ajwt_langchain import run_config, secure_graph
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # create_supervisor
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    yield from env_fixture(tmp_path_factory.mktemp("returns"))
+
+
+SUPERVISED = {
+    "supervisor": {"agent": "supervisor"},
+    "researcher": {"agent": "researcher", "tools": ["search"], "after": ["supervisor"]},
+    "writer": {"agent": "writer", "tools": ["publish"], "after": ["researcher"]},
+}
+ALL_STEPS = {"supervisor", "researcher", "writer"}
+
+
+def supervised(shim: Shim, env: Env, publish: Any = None, **compiled: Any) -> Any:
+    researcher = create_agent(
+        model(calls(("search", {"item": "refunds"})), "Found it."),
+        [api_tool("search", shim, env.api_url)],
+        system_prompt="You research.",
+        name="researcher",
+    )
+    writer = create_agent(
+        model(calls(("publish", {"item": "answer"})), "Published."),
+        [publish or api_tool("publish", shim, env.api_url)],
+        system_prompt="You write.",
+        name="writer",
+    )
+    return create_supervisor(
+        [researcher, writer],
+        model=model(calls("transfer_to_researcher"), calls("transfer_to_writer"), "All done."),
+        prompt="You route work to your team.",
+    ).compile(**compiled)
+
+
+def finished(env: Env, run: Run) -> bool:
+    view = env.admin.run(run.run_id)
+    assert env.admin.verify_ledger(run.run_id)["ok"]
+    return bool(view["finished"])
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_the_last_worker_is_completed_when_the_app_returns(env: Env, asynchronous: bool) -> None:
+    shim = env.shim()
+    app = secure_graph(shim, supervised(shim, env))
+    run = env.start(shim, env.workflow(SUPERVISED))
+    question = {"messages": [("user", "Answer the refund question.")]}
+    with shim.run(run):
+        if asynchronous:
+
+            async def ask() -> None:
+                await app.ainvoke(question)
+                await shim.aflush(run)
+
+            asyncio.run(ask())
+        else:
+            app.invoke(question)
+        # The app returned: the writer's step is completed, to be sent with the block's end.
+        assert shim.completed_steps(run) == ALL_STEPS
+    assert shim.deferred(run) == []
+    assert finished(env, run)
+    assert [call[2] for call in env.api.of(run)] == ["researcher", "writer"]
+
+
+def test_a_stream_read_to_its_end_completes_like_invoke(env: Env) -> None:
+    shim = env.shim()
+    app = secure_graph(shim, supervised(shim, env))
+    run = env.start(shim, env.workflow(SUPERVISED))
+    with shim.run(run):
+        for _ in app.stream({"messages": [("user", "Go.")]}):
+            pass
+    assert finished(env, run)
+
+
+def test_complete_on_return_false_leaves_the_steps_open(env: Env) -> None:
+    shim = env.shim()
+    app = secure_graph(shim, supervised(shim, env), complete_on_return=False)
+    run = env.start(shim, env.workflow(SUPERVISED))
+    with shim.run(run):
+        app.invoke({"messages": [("user", "Go.")]})
+    assert shim.completed_steps(run) == {"supervisor", "researcher"}
+    assert not finished(env, run)
+
+
+def test_an_app_that_fails_leaves_the_acting_step_open(env: Env) -> None:
+    shim = env.shim()
+
+    def publish(item: str = "") -> str:
+        raise RuntimeError("the publishing service is down")
+
+    broken = StructuredTool.from_function(publish, name="publish", description="Call publish.")
+    app = secure_graph(shim, supervised(shim, env, publish=broken))
+    run = env.start(shim, env.workflow(SUPERVISED))
+    with shim.run(run), pytest.raises(RuntimeError, match="publishing service is down"):
+        app.invoke({"messages": [("user", "Go.")]})
+    assert shim.completed_steps(run) == {"supervisor", "researcher"}
+    assert not finished(env, run)
+
+
+def test_an_interrupt_keeps_the_step_open_until_the_resumed_app_returns(env: Env) -> None:
+    # The writer asks a person before publishing (interrupt() inside its tool).
+    shim = env.shim()
+    http_publish = api_tool("publish", shim, env.api_url)
+
+    @tool("publish", description="Call publish.")
+    def publish(item: str = "") -> str:
+        if interrupt(f"publish {item}?") != "yes":
+            return "not published"
+        return str(http_publish.invoke({"item": item}))
+
+    app = secure_graph(shim, supervised(shim, env, publish=publish, checkpointer=InMemorySaver()))
+    run = env.start(shim, env.workflow(SUPERVISED))
+    config = run_config(run, {"configurable": {"thread_id": f"t-{run.run_id}"}})
+    with shim.run(run):
+        paused = app.invoke({"messages": [("user", "Go.")]}, config)
+    assert "__interrupt__" in paused
+    assert shim.completed_steps(run) == {"supervisor", "researcher"}
+    assert not finished(env, run)
+    with shim.run(run):
+        app.invoke(Command(resume="yes"), config)
+    assert finished(env, run)
+    assert env.api.of(run)[-1] == (USER, "writer", "writer", "publish", ("supervisor", "writer"))
+
+
+def test_a_breakpoint_keeps_the_step_open_until_the_resumed_app_returns(env: Env) -> None:
+    # One agent, two tool calls; the app stops before the second (interrupt_before).
+    shim = env.shim()
+    agent = create_agent(
+        model(
+            calls(("search", {"item": "a"})),
+            calls(("search", {"item": "b"})),
+            "Both found.",
+        ),
+        [api_tool("search", shim, env.api_url)],
+        system_prompt="You research.",
+        name="researcher",
+        checkpointer=InMemorySaver(),
+    )
+    app = secure_graph(shim, agent)
+    run = env.start(shim, env.workflow({"research": {"agent": "researcher", "tools": ["search"]}}))
+    config: Any = {"configurable": {"thread_id": f"t-{run.run_id}"}}
+    with shim.run(run):
+        app.invoke({"messages": [("user", "Find a, then b.")]}, config, interrupt_before=["tools"])
+        paused = app.invoke(None, config, interrupt_before=["tools"])
+    assert paused["messages"][-1].tool_calls  # stopped before the second search
+    assert [call[3] for call in env.api.of(run)] == ["search"]
+    assert shim.completed_steps(run) == set()
+    with shim.run(run):
+        app.invoke(None, config)
+    assert [call[3] for call in env.api.of(run)] == ["search", "search"]
+    assert finished(env, run)
+
+
+def test_an_interrupt_without_a_checkpointer_keeps_the_step_open(env: Env) -> None:
+    # No thread to read: the interrupt itself says the app paused (async run here).
+    shim = env.shim()
+
+    @tool("publish", description="Call publish.")
+    async def publish(item: str = "") -> str:
+        interrupt(f"publish {item}?")
+        return "published"
+
+    app = secure_graph(shim, supervised(shim, env, publish=publish))
+    run = env.start(shim, env.workflow(SUPERVISED))
+
+    async def go() -> dict[str, Any]:
+        paused: dict[str, Any] = await app.ainvoke({"messages": [("user", "Go.")]})
+        await shim.aflush(run)
+        return paused
+
+    with shim.run(run):
+        assert "__interrupt__" in asyncio.run(go())
+    assert shim.completed_steps(run) == {"supervisor", "researcher"}
+    assert not finished(env, run)
