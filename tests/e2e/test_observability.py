@@ -61,6 +61,22 @@ def test_a_tool_call_nests_its_mint_under_the_frameworks_span(
     )
 
 
+def test_a_paused_tool_call_ends_its_span_unfailed_and_marked(
+    stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    shim = stack.shim(default_audience=stack.rs_url)
+    run = stack.start_run(shim)
+    kinds: list[str] = []
+    shim.subscribe(lambda event: kinds.append(event.kind))
+    context = shim.prepare(shim.context("supervisor", tool="list_repos", run=run))
+    shim.tool_paused(context)  # a person is asked; the call runs again on resume
+    (tool_call,) = by_name(spans, "ajwt.tool_call")
+    assert tool_call.end_time is not None
+    assert tool_call.status.status_code != StatusCode.ERROR
+    assert (tool_call.attributes or {})["ajwt.paused"] is True
+    assert kinds[-1] == "tool_paused"
+
+
 def test_a_refused_tool_call_ends_its_span_with_the_reason(
     stack: Stack, spans: InMemorySpanExporter
 ) -> None:

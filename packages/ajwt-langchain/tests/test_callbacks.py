@@ -17,6 +17,8 @@ import httpx
 import pytest
 from langchain.agents import create_agent
 from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.errors import GraphInterrupt
+from langgraph.types import Interrupt
 
 from ajwt_core.errors import InvalidGrant, Reason, UnauthorizedClient
 from ajwt_core.shim import Run, Shim, ShimEvent
@@ -131,6 +133,20 @@ def test_tool_failure_is_reported_and_its_context_forgotten(
         tool.invoke({}, config={"callbacks": [AJWTCallbackHandler(shim, "supervisor")]})
     assert events[-1].kind == "tool_failed"
     assert events[-1].detail == {"error": "the code host is down"}
+    assert tracker_for(shim).open_calls() == 0
+
+
+def test_a_tool_paused_by_an_interrupt_is_reported_as_paused_not_failed(
+    shim: Shim, run: Run, events: list[ShimEvent]
+) -> None:
+    def list_repos() -> str:
+        raise GraphInterrupt((Interrupt("Which organisation?"),))  # what interrupt() raises
+
+    tool = StructuredTool.from_function(list_repos, description="List repositories.")
+    with shim.run(run), pytest.raises(GraphInterrupt):
+        tool.invoke({}, config={"callbacks": [AJWTCallbackHandler(shim, "supervisor")]})
+    assert [e.kind for e in events[-2:]] == ["tool_started", "tool_paused"]
+    assert events[-1].detail == {}
     assert tracker_for(shim).open_calls() == 0
 
 

@@ -21,7 +21,7 @@ from langgraph.types import Command, interrupt
 from langgraph_apps import USER, Env, api_tool, calls, env_fixture, model
 from langgraph_supervisor import create_supervisor
 
-from ajwt_core.shim import Run, Shim
+from ajwt_core.shim import Run, Shim, ShimEvent
 from ajwt_langchain import run_config, secure_graph
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # create_supervisor
@@ -138,6 +138,8 @@ def test_an_interrupt_keeps_the_step_open_until_the_resumed_app_returns(env: Env
     app = secure_graph(shim, supervised(shim, env, publish=publish, checkpointer=InMemorySaver()))
     run = env.start(shim, env.workflow(SUPERVISED))
     config = run_config(run, {"configurable": {"thread_id": f"t-{run.run_id}"}})
+    events: list[ShimEvent] = []
+    shim.subscribe(events.append)
     with shim.run(run):
         paused = app.invoke({"messages": [("user", "Go.")]}, config)
     assert "__interrupt__" in paused
@@ -146,6 +148,13 @@ def test_an_interrupt_keeps_the_step_open_until_the_resumed_app_returns(env: Env
     with shim.run(run):
         app.invoke(Command(resume="yes"), config)
     assert finished(env, run)
+    # The pause is not a failure; the resumed call starts again and finishes.
+    assert [e.kind for e in events if e.tool == "publish" and e.kind.startswith("tool_")] == [
+        "tool_started",
+        "tool_paused",
+        "tool_started",
+        "tool_finished",
+    ]
     assert env.api.of(run)[-1] == (USER, "writer", "writer", "publish", ("supervisor", "writer"))
 
 
@@ -195,7 +204,11 @@ def test_an_interrupt_without_a_checkpointer_keeps_the_step_open(env: Env) -> No
         await shim.aflush(run)
         return paused
 
+    events: list[ShimEvent] = []
+    shim.subscribe(events.append)
     with shim.run(run):
         assert "__interrupt__" in asyncio.run(go())
+    assert "tool_paused" in [e.kind for e in events if e.tool == "publish"]
+    assert "tool_failed" not in [e.kind for e in events]
     assert shim.completed_steps(run) == {"supervisor", "researcher"}
     assert not finished(env, run)

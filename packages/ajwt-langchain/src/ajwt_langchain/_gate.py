@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 
 from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool
+from langgraph.errors import GraphInterrupt
 
 from ajwt_core.checksum import AgentManifest
 from ajwt_core.errors import (
@@ -57,6 +58,15 @@ def securing(tool: str) -> Iterator[None]:
 def secured(tool: str) -> bool:
     """Whether an A-JWT hook already secures the call of ``tool`` running now."""
     return _securing.get() == tool
+
+
+def tool_ended(shim: Shim, context: AgentContext, error: BaseException | str | None) -> None:
+    """Tell the shim how a tool call ended: an ``interrupt()`` inside it is a pause (the
+    call runs again on resume), not a failure."""
+    if isinstance(error, GraphInterrupt):
+        shim.tool_paused(context)
+    else:
+        shim.tool_finished(context, error)
 
 
 def message_agent(state: Any, tool_call_id: str | None) -> str | None:
@@ -316,4 +326,5 @@ __all__ = [
     "message_agent",
     "secured",
     "securing",
+    "tool_ended",
 ]

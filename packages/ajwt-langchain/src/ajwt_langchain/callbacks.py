@@ -24,7 +24,7 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 
 from ajwt_core.shim import Run, Shim
-from ajwt_langchain._gate import AgentChoice, ToolGate, secured
+from ajwt_langchain._gate import AgentChoice, ToolGate, secured, tool_ended
 
 __all__ = ["AJWTCallbackHandler", "AsyncAJWTCallbackHandler"]
 
@@ -111,7 +111,7 @@ class AJWTCallbackHandler(BaseCallbackHandler):
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         context = self._gate.tracker.end_call(run_id)
         if context is not None:
-            self._gate.shim.tool_finished(context, error)
+            tool_ended(self._gate.shim, context, error)
 
 
 class AsyncAJWTCallbackHandler(AsyncCallbackHandler):
@@ -184,4 +184,4 @@ class AsyncAJWTCallbackHandler(AsyncCallbackHandler):
     ) -> None:
         context = self._gate.tracker.end_call(run_id)
         if context is not None:
-            self._gate.shim.tool_finished(context, error)
+            tool_ended(self._gate.shim, context, error)

@@ -20,7 +20,14 @@ from langgraph.types import Command
 
 from ajwt_core.errors import AJWTError
 from ajwt_core.shim import AgentContext, Run, Shim
-from ajwt_langchain._gate import AgentChoice, ToolGate, message_agent, secured, securing
+from ajwt_langchain._gate import (
+    AgentChoice,
+    ToolGate,
+    message_agent,
+    secured,
+    securing,
+    tool_ended,
+)
 
 __all__ = ["AJWTToolWrapper", "OnRefusal", "ToolResult"]
 
@@ -117,7 +124,7 @@ class AJWTToolWrapper:
             try:
                 result = execute(request)
             except BaseException as error:
-                self.gate.shim.tool_finished(context, error)
+                tool_ended(self.gate.shim, context, error)
                 raise
         self.gate.shim.tool_finished(context, _error_of(result))
         return result
@@ -148,7 +155,7 @@ class AJWTToolWrapper:
             try:
                 result = await execute(request)
             except BaseException as error:
-                self.gate.shim.tool_finished(context, error)
+                tool_ended(self.gate.shim, context, error)
                 raise
         self.gate.shim.tool_finished(context, _error_of(result))
         return result

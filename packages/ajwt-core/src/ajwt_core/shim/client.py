@@ -1228,6 +1228,16 @@ class Shim:
         telemetry.finish(self._release_tool_span(context), error)
         self._emit("tool_failed" if error is not None else "tool_finished", context, detail)
 
+    def tool_paused(self, context: AgentContext) -> None:
+        """Record that a tool call paused before its end, for a person to answer (a
+        framework's human-in-the-loop interrupt): not a failure. Its span ends marked
+        ``ajwt.paused``, observers get ``tool_paused``; the resumed call starts again
+        (``prepare``, ``tool_started``)."""
+        span = self._release_tool_span(context)
+        span.set_attribute("ajwt.paused", True)
+        telemetry.finish(span)
+        self._emit("tool_paused", context)
+
     @staticmethod
     def _tool_key(context: AgentContext) -> tuple[str, str, str | None, str | None]:
         return (context.agent, context.run.run_id, context.step, context.tool)
@@ -1270,8 +1280,9 @@ class Shim:
     def subscribe(self, callback: Callable[[ShimEvent], None]) -> None:
         """Observe what the shim does: ``callback(event)`` for each :class:`ShimEvent`.
 
-        Kinds: ``tool_started``, ``tool_finished``, ``tool_failed``, ``token_minted``,
-        ``handoff``, ``consultation``, ``step_completed``, ``api_accepted``; and every
+        Kinds: ``tool_started``, ``tool_finished``, ``tool_failed``, ``tool_paused``,
+        ``token_minted``, ``handoff``, ``consultation``, ``step_completed``,
+        ``api_accepted``; and every
         refusal, whatever the caller does with its exception (an agent framework often
         turns it into a message for the model): ``tool_refused`` (before a tool runs),
         ``request_refused`` (no token for an HTTP request), ``api_refused`` (the
