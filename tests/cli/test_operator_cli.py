@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ajwt_core.cli import app
+from ajwt_core.errors import AJWTError, Reason
 from ajwt_core.idp.dev import DevIdP, start_dev_idp
 from ajwt_core.shim import Shim
 from ajwt_demo.agents import reference_manifest
@@ -185,6 +186,44 @@ def test_user_token_and_runs(idp: DevIdP) -> None:
     open_runs = as_json(ajwt(idp, "runs", "list", "--state", "open", "--json"))
     assert run.run_id not in [r["run_id"] for r in open_runs["items"]]
     missing = ajwt(idp, "runs", "show", "run-nope")
+    assert missing.exit_code == 1 and "(run_not_found)" in missing.stderr
+
+
+def test_runs_ledger_and_approve(idp: DevIdP) -> None:
+    shim = idp.shim()
+    shim.register(reference_manifest("planner"))
+    idp.admin.register_workflow(
+        {
+            "id": "approved-wf",
+            "version": 1,
+            "steps": {"p": {"agent": "planner", "tools": ["read_file"], "approval": True}},
+        }
+    )
+    run = shim.start_run(idp.admin.user_token("user:dan"), "approved-wf", intent="read")
+    # Before the approval: the planner gets no token for its step.
+    context = shim.context("planner", tool="read_file", run=run)
+    with pytest.raises(AJWTError) as refused:
+        shim.token(context, "https://files.example")
+    assert refused.value.reason == Reason.APPROVAL_REQUIRED
+    approved = ajwt(idp, "runs", "approve", run.run_id, "p", "--by", "ops:erin")
+    assert approved.exit_code == 0, approved.stderr
+    assert f"run {run.run_id}: step p approved" in approved.stdout
+    shim.token(context, "https://files.example")  # now it may
+    shown = ajwt(idp, "runs", "ledger", run.run_id)
+    assert shown.exit_code == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].split() == ["SEQ", "AT", "(UTC)", "ENTRY", "AGENT", "STEP", "TOOL", "DETAIL"]
+    kinds = [line.split()[3] for line in lines[1:-1]]
+    assert kinds[0] == "run_started" and "step_approved" in kinds and "token_minted" in kinds
+    assert "approved_by=ops:erin" in shown.stdout
+    assert lines[-1] == f"chain verified: {len(kinds)} entries"
+    exported = as_json(ajwt(idp, "runs", "ledger", run.run_id, "--json"))
+    assert exported["verified"]["ok"] is True
+    assert [e["kind"] for e in exported["entries"]] == kinds
+    # An unknown step or run is a typed refusal in one line, not a traceback.
+    unknown = ajwt(idp, "runs", "approve", run.run_id, "nope", "--by", "ops:erin")
+    assert unknown.exit_code == 1 and unknown.stderr.count("\n") == 1, unknown.stderr
+    missing = ajwt(idp, "runs", "ledger", "run-nope")
     assert missing.exit_code == 1 and "(run_not_found)" in missing.stderr
 
 

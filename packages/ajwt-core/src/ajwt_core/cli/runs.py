@@ -1,8 +1,9 @@
-"""``ajwt runs``: list, inspect and revoke runs."""
+"""``ajwt runs``: list, inspect, approve and revoke runs, and read their ledgers."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import typer
 
@@ -21,8 +22,13 @@ from ajwt_core.cli._admin import (
 from ajwt_core.cli._output import printable
 
 app = typer.Typer(
-    help="List, inspect and revoke runs.", no_args_is_help=True, rich_markup_mode=None
+    help="List, inspect, approve and revoke runs; read their ledgers.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
+
+#: The ledger data shown in their own columns; the rest goes to DETAIL.
+_COLUMNS = ("agent", "step", "tool")
 
 
 @app.command("list")
@@ -75,6 +81,62 @@ def show(
         if k != "intent" or v
     ]
     emit(run, as_json, columns(rows))
+
+
+def _detail(data: dict[str, Any]) -> str:
+    return " ".join(
+        f"{key}={printable(value)}"
+        for key, value in data.items()
+        if key not in _COLUMNS and value not in (None, "", [], {})
+    )
+
+
+@app.command("ledger")
+def ledger(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    idp: IdpOption = DEFAULT_IDP_URL,
+    admin_token_file: AdminTokenFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a run's ledger, entry by entry, and whether its hash chain verifies."""
+    with admin_client(idp, admin_token_file) as admin:
+        exported = admin.ledger(run_id)
+        report = admin.verify_ledger(run_id)
+    entries: list[dict[str, Any]] = exported.get("entries", [])
+    rows = [["SEQ", "AT (UTC)", "ENTRY", "AGENT", "STEP", "TOOL", "DETAIL"]] + [
+        [
+            str(e["seq"]),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"])),
+            printable(e["kind"]),
+            *(printable(e["data"].get(key) or "") for key in _COLUMNS),
+            _detail(e["data"]),
+        ]
+        for e in entries
+    ]
+    verdict = (
+        f"chain verified: {report['entries']} entries"
+        if report.get("ok")
+        else f"chain BROKEN at entry {report.get('first_bad_seq')}: {printable(report)}"
+    )
+    emit({**exported, "verified": report}, as_json, [*columns(rows), verdict])
+    if not report.get("ok"):
+        raise typer.Exit(1)
+
+
+@app.command("approve")
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    step: Annotated[str, typer.Argument(help="The step to approve (its workflow says approval).")],
+    approved_by: Annotated[str, typer.Option("--by", help="Who approves: recorded in the ledger.")],
+    idp: IdpOption = DEFAULT_IDP_URL,
+    admin_token_file: AdminTokenFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a step that needs approval, for the run's current visit: its agent may then
+    get tokens for it."""
+    with admin_client(idp, admin_token_file) as admin:
+        result = admin.approve(run_id, step, approved_by)
+    emit(result, as_json, [f"run {printable(run_id)}: step {printable(step)} approved"])
 
 
 @app.command("revoke")
