@@ -7,6 +7,7 @@ error and ``complete_on_return=False``.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,12 +18,13 @@ pytest.importorskip("langgraph_supervisor")
 from langchain.agents import create_agent
 from langchain_core.tools import StructuredTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, interrupt
 from langgraph_apps import USER, Env, api_tool, calls, env_fixture, model
 from langgraph_supervisor import create_supervisor
 
 from ajwt_core.shim import Run, Shim, ShimEvent
-from ajwt_langchain import run_config, secure_graph
+from ajwt_langchain import resume_thread, run_config, secure_graph
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # create_supervisor
 
@@ -212,3 +214,61 @@ def test_an_interrupt_without_a_checkpointer_keeps_the_step_open(env: Env) -> No
     assert "tool_failed" not in [e.kind for e in events]
     assert shim.completed_steps(run) == {"supervisor", "researcher"}
     assert not finished(env, run)
+
+
+def reviewed(shim: Shim, env: Env, saver: InMemorySaver) -> Any:
+    """A writer agent, then a person reviews (interrupt() in a node of no agent)."""
+    writer = create_agent(
+        model(calls(("publish", {"item": "draft"})), "Published the draft."),
+        [api_tool("publish", shim, env.api_url)],
+        system_prompt="You write.",
+        name="writer",
+    )
+
+    def review(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [("user", str(interrupt("Keep it?")))]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("writer", writer)
+    builder.add_node("review", review)
+    builder.add_edge(START, "writer")
+    builder.add_edge("writer", "review")
+    builder.add_edge("review", END)
+    return secure_graph(shim, builder.compile(checkpointer=saver))
+
+
+@pytest.mark.parametrize("where", ["same-process", "new-process"])
+def test_a_step_acted_in_before_a_pause_is_completed_when_the_resumed_app_returns(
+    env: Env, where: str
+) -> None:
+    registered = env.admin.register_client(f"app-{where}-{uuid.uuid4().hex[:8]}", scopes=["tools"])
+
+    def new_shim() -> Shim:  # a process of that client app
+        return Shim(
+            env.idp_url,
+            registered["client_id"],
+            client_secret=registered["client_secret"],
+            default_audience=env.api_url,
+        )
+
+    shim, saver = new_shim(), InMemorySaver()
+    workflow = env.workflow({"write": {"agent": "writer", "tools": ["publish"]}})
+    run = env.start(shim, workflow)
+    thread: Any = {"configurable": {"thread_id": f"t-{run.run_id}"}}
+    with shim.run(run):
+        paused = reviewed(shim, env, saver).invoke(
+            {"messages": [("user", "Write.")]}, run_config(run, thread)
+        )
+    assert paused["__interrupt__"][0].value == "Keep it?"
+    assert not finished(env, run)
+    if where == "new-process":
+        # Another process of the app (a new shim and tracker), the run read from the thread.
+        client = new_shim()
+        app = reviewed(client, env, saver)
+        resumed = resume_thread(client, app, thread)
+    else:
+        client, app, resumed = shim, reviewed(shim, env, saver), run
+    with client.run(resumed):
+        app.invoke(Command(resume="yes"), run_config(resumed, thread))
+    assert finished(env, run)
+    assert [c[3] for c in env.api.of(run)] == ["publish"]

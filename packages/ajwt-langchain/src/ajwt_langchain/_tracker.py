@@ -73,9 +73,11 @@ class _RunRecord:
     last_finished: tuple[str, str | None] | None = None
     step_of: dict[str, str] = field(default_factory=dict)
     running: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: How many times an agent acted in the run, and when each (agent, step) last did.
+    #: How many times an agent acted in the run, and when each (agent, step) last did;
+    #: ``returned_at``: ``acts`` when an app last returned in it (not paused).
     acts: int = 0
     acted_at: dict[tuple[str, str], int] = field(default_factory=dict)
+    returned_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -411,6 +413,12 @@ class Tracker:
                     record.last_acting = (run.workflow.step(step).agent, step)
         if record.last_acting is not None and record.last_acting[1] is not None:
             record.step_of[record.last_acting[0]] = record.last_acting[1]
+        # The open steps were acted in before (this process resumes the run): an app
+        # that returns now completes them (complete_returned).
+        for step in run.workflow.topological_order():
+            if step in state.entered and step not in state.completed:
+                record.acts += 1
+                record.acted_at[(run.workflow.step(step).agent, step)] = record.acts
         return record
 
     def acting_agent(self, run: Run) -> tuple[str | None, str | None]:
@@ -429,35 +437,35 @@ class Tracker:
                 record.acts += 1
                 record.acted_at[(agent, step)] = record.acts
 
-    def acts_mark(self, run: Run) -> int:
-        """A mark of how far ``run`` has gone: :meth:`complete_acted` takes it."""
-        record = self._record(run)
-        with self._lock:
-            return record.acts
-
-    def _acted_open(self, run: Run, since: int) -> list[tuple[str, str]]:
+    def _acted_open(self, run: Run) -> tuple[list[tuple[str, str]], int]:
         record = self._record(run)
         state = self.shim.run_state(run)
         with self._lock:
             acted = sorted(
                 (mark, agent, step)
                 for (agent, step), mark in record.acted_at.items()
-                if mark > since
+                if mark > record.returned_at
             )
-        return [
+            running = {key for key, count in record.running.items() if count > 0}
+            now = record.acts
+        steps = [
             (agent, step)
             for _, agent, step in acted
-            if step in state.active_steps(agent) and not record.running[(agent, step)]
+            if step in state.active_steps(agent) and (agent, step) not in running
         ]
+        return steps, now
 
-    def complete_acted(self, run: Run, since: int) -> list[tuple[str, str]]:
-        """Complete the open steps agents acted in after the mark ``since`` (an app that
-        returned: its agents are done with them), deferred like a hand-off's. Returns
-        them as ``(agent, step)``."""
+    def complete_returned(self, run: Run) -> list[tuple[str, str]]:
+        """An app returned in ``run`` (not paused): complete the open steps agents acted
+        in since an app last returned in it (before a pause too: the resumed app's
+        return ends them), deferred like a hand-off's. Returns them as ``(agent, step)``."""
         with self._sync_lock(run):
-            steps = self._acted_open(run, since)
+            steps, now = self._acted_open(run)
             for agent, step in steps:
                 self.shim.complete(agent, step, run=run, defer=True)
+            record = self._record(run)
+            with self._lock:
+                record.returned_at = max(record.returned_at, now)
             return steps
 
     def step_of(self, run: Run, agent: str) -> str | None:

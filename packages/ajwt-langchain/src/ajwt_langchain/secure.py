@@ -259,21 +259,21 @@ class _Invocation:
     """One call of a secured app (a root LangGraph run) inside an A-JWT run."""
 
     run: Run
-    #: The tracker's mark when it started: the steps acted in after it are its own.
-    mark: int
     thread_id: str | None
     paused: bool = False
 
 
 class SecuredAppHandler(AJWTCallbackHandler):
     """The handler :func:`secure_graph` binds to the app it returns: the tool calls'
-    handler, and, with ``complete_on_return``, the end of each invocation.
+    handler, and, given the app's ``graph`` (``complete_on_return``), the end of each
+    invocation.
 
     When the app returns normally (``invoke``/``ainvoke`` returned, a stream was read to
-    its end) and is not paused, the open steps its agents acted in during that
-    invocation are completed, deferred like a hand-off's completion (sent with the run's
-    next token request, or when the ``shim.run`` block ends): the graph reached its end,
-    so nothing of it acts in them any more. A pause keeps them open for the resume: an
+    its end) and is not paused, the open steps its agents acted in since an app last
+    returned in the run (or since the run was resumed in this process) are completed,
+    deferred like a hand-off's completion (sent with the run's next token request, or
+    when the ``shim.run`` block ends): the graph reached its end, so nothing of it acts
+    in them any more. A pause keeps them open for the resume: an
     ``interrupt()`` anywhere in the graph, or, for an app with a checkpointer, a thread
     whose state still has nodes to run (``interrupt_before``/``interrupt_after``). An
     error leaves them open too, as does an app invoked inside another runnable (the
@@ -310,9 +310,7 @@ class SecuredAppHandler(AJWTCallbackHandler):
         if run is None:
             return  # no A-JWT run: the first tool call says so
         thread = (metadata or {}).get("thread_id")
-        invocation = _Invocation(
-            run, self._tracker.acts_mark(run), str(thread) if thread is not None else None
-        )
+        invocation = _Invocation(run, str(thread) if thread is not None else None)
         with self._lock:
             self._invocations[run_id] = invocation
             while len(self._invocations) > MAX_OPEN_INVOCATIONS:
@@ -352,7 +350,7 @@ class SecuredAppHandler(AJWTCallbackHandler):
             invocation = self._invocations.pop(run_id, None)
         if invocation is None or invocation.paused or self._thread_paused(invocation):
             return
-        self._tracker.complete_acted(invocation.run, invocation.mark)
+        self._tracker.complete_returned(invocation.run)
 
     def _thread_paused(self, invocation: _Invocation) -> bool:
         """Whether the app's checkpointer thread stopped before its end (a breakpoint)."""
