@@ -33,6 +33,7 @@ def test_the_page_runs_top_to_bottom(tmp_path: Path) -> None:
     assert "dependencies_incomplete" in out and "checksum_mismatch" in out
     assert "reporter router → " in out
     assert "refunder researcher → refunder" in out
-    assert out.count("run finished: True") == 2
+    assert out.count("run finished: True") == 3
+    assert "billing issue_refund triage → billing" in out
     assert "Refund 30 EUR for order 42? due: ['refunder']" in out
     assert "issue_refund run finished: True" in out

@@ -161,7 +161,7 @@ def test_a_wrapper_create_supervisor_drops_is_reported_loudly(env: Env) -> None:
 # ---------------------------------------------------------------------- swarm
 
 
-def swarm_app(shim: Shim, env: Env, alice: list[Any], bob: list[Any]) -> Any:
+def swarm_app(shim: Shim, env: Env, alice: list[Any], bob: list[Any], first: str = "alice") -> Any:
     alice_agent = create_agent(
         model(*alice),
         [api_tool("add", shim, env.api_url), create_handoff_tool(agent_name="bob")],
@@ -174,7 +174,7 @@ def swarm_app(shim: Shim, env: Env, alice: list[Any], bob: list[Any]) -> Any:
         system_prompt="You are Bob, you speak like a pirate.",
         name="bob",
     )
-    return create_swarm([alice_agent, bob_agent], default_active_agent="alice").compile()
+    return create_swarm([alice_agent, bob_agent], default_active_agent=first).compile()
 
 
 SWARM = {
@@ -189,6 +189,25 @@ def test_the_draft_of_a_swarm(env: Env) -> None:
         Workflow.from_mapping(draft).canonical()
         == Workflow.from_mapping({"id": "swarm", "version": 1, "steps": SWARM}).canonical()
     )
+
+
+def test_the_draft_of_a_swarm_starts_at_its_default_agent_and_runs(env: Env) -> None:
+    # Bob first, although Alice comes first in the list and in the alphabet.
+    shim = env.shim()
+    app = swarm_app(
+        shim, env, [calls(("add", {"item": "1+1"})), "Two."], [calls("transfer_to_alice")], "bob"
+    )
+    draft = draft_workflow(app, workflow_id="swarm")
+    assert draft["steps"] == {
+        "bob": {"agent": "bob", "tools": ["speak"], "max_visits": 5},
+        "alice": {"agent": "alice", "tools": ["add"], "after": ["bob"], "loop_to": ["bob"]},
+    }
+    workflow = Workflow.from_mapping({**draft, "id": env.workflow(draft["steps"]).id})
+    run = env.start(shim, workflow)
+    with shim.run(run):
+        secure_graph(shim, app).invoke({"messages": [("user", "Add one and one.")]})
+    assert env.api.of(run) == [(USER, "alice", "alice", "add", ("bob", "alice"))]
+    assert env.admin.run(run.run_id)["finished"]
 
 
 def test_a_swarm_hands_off_both_ways(env: Env) -> None:

@@ -299,10 +299,14 @@ class _Planner:
         if silent:
             who = workflow.step(silent[0]).agent
             text += (
-                f". Agent {who!r} never acted through A-JWT in this run: if it did run, its "
-                "tool calls and hand-offs bypassed the adapter (a ToolNode rebuilt without "
-                "its wrap_tool_call, as create_supervisor does with the ToolNode it is "
-                "given): secure the compiled app with secure_graph(shim, app)"
+                f". Agent {who!r} never acted through A-JWT in this run. If the app ran it "
+                "first, its tool calls and hand-offs bypassed the adapter: secure the "
+                "compiled app with secure_graph(shim, app) (it re-installs the tool "
+                "wrappers create_supervisor drops), and wrap a node function of yours that "
+                "routes or acts for an agent with ajwt_node(shim, node, agent=...). If the "
+                f"app starts with {agent!r}, the workflow's order is not the app's: "
+                f"{', '.join(repr(s) for s in missing)} must not come before {step!r} "
+                "(draft_workflow(app) drafts the order the app's edges give)"
             )
         raise InvalidGrant(Reason.DEPENDENCIES_INCOMPLETE, text)
 

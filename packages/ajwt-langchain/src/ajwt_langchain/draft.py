@@ -16,7 +16,8 @@
   back in its own step, nothing is drafted. An edge back to any other earlier agent
   node (a reviewer sending work back to the writer, a swarm's agents handing to each
   other) is a ``loop_to`` of the sending step, and B may be visited
-  :data:`DRAFT_MAX_VISITS` times.
+  :data:`DRAFT_MAX_VISITS` times. A swarm's steps start at its
+  ``default_active_agent``.
 - **Choices**: a conditional edge (or ``Command`` destinations) from A to several agent
   nodes is a ``one_of`` on A, unless a join waits for two of them (then it fans out)
   or they return to A (then A is a hub calling them in turn).
@@ -28,6 +29,7 @@ is a choice or a fan-out.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -124,6 +126,21 @@ def _reach(
     return list(reached.items())
 
 
+def _default_entry(app: Pregel[Any, Any, Any, Any]) -> str | None:
+    """The node a router on START goes to by default: a langgraph-swarm app's
+    ``default_active_agent``, read by name from its router's closure (as the factories'
+    closures are read; pinned by the tests)."""
+    branches = getattr(getattr(app, "builder", None), "branches", None) or {}
+    for spec in dict(branches.get(START) or {}).values():
+        func = getattr(getattr(spec, "path", None), "func", None)
+        if not inspect.isfunction(func):
+            continue
+        default = inspect.getclosurevars(func).nonlocals.get("default_active_agent")
+        if isinstance(default, str):
+            return default
+    return None
+
+
 def _order(
     start: Iterable[str], graph: dict[str, list[str]]
 ) -> tuple[list[str], set[tuple[str, str]]]:
@@ -186,6 +203,10 @@ def draft_workflow(
         node: _reach(node, successors, nodes) for node in nodes
     }
     entries = [node for node, _ in _reach(START, successors, nodes)]
+    default = _default_entry(app)
+    if default in entries:  # a swarm starts at its default agent, whatever the edges' order
+        entries.remove(default)
+        entries.insert(0, default)
     order, back = _order(entries, {n: [t for t, _ in targets] for n, targets in forward.items()})
     steps: dict[str, dict[str, Any]] = {
         node: {"agent": agent, "tools": tools} for node, (agent, tools) in nodes.items()
