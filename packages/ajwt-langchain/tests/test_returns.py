@@ -101,6 +101,20 @@ def test_a_stream_read_to_its_end_completes_like_invoke(env: Env) -> None:
     assert finished(env, run)
 
 
+def test_a_stream_left_before_its_end_leaves_the_steps_open(env: Env) -> None:
+    shim = env.shim()
+    app = secure_graph(shim, supervised(shim, env))
+    run = env.start(shim, env.workflow(SUPERVISED))
+    with shim.run(run):
+        stream = app.stream({"messages": [("user", "Go.")]}, stream_mode="updates")
+        for update in stream:
+            if "writer" in update:
+                break  # the writer acted; the supervisor's last turn is never read
+        stream.close()
+    assert shim.completed_steps(run) == {"supervisor", "researcher"}
+    assert not finished(env, run)
+
+
 def test_complete_on_return_false_leaves_the_steps_open(env: Env) -> None:
     shim = env.shim()
     app = secure_graph(shim, supervised(shim, env), complete_on_return=False)

@@ -403,7 +403,7 @@ def secure_graph(
     >>> secure_graph(shim, app, register=False)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ajwt_core.errors.InvalidRequest: agents 'helper' of this app are not registered ...
+    ajwt_core.errors.InvalidRequest: agent 'helper' of this app is not registered ...
 
     With ``register=True`` (the default) it registers them with the IdP first.
     """
@@ -434,10 +434,17 @@ def secure_graph(
     owners = _owners(app, agents)
     unknown = sorted({agent for agent in owners.values() if not _registered(shim, agent)})
     if unknown:
+        named = ", ".join(repr(a) for a in unknown)
+        which = (
+            f"agent {named} of this app is"
+            if len(unknown) == 1
+            else f"agents {named} of this app are"
+        )
         raise InvalidRequest(
             Reason.MALFORMED_REQUEST,
-            f"agents {', '.join(repr(a) for a in unknown)} of this app are not registered with "
-            "the shim: register them, or describe them with secure_graph(..., manifests=...)",
+            f"{which} not registered with the shim and cannot be read from the graph (a "
+            "node function): register it (shim.register(manifest)), or describe it with "
+            "ajwt_node(..., manifest=...) or secure_graph(..., manifests=...)",
         )
     for namespace, graph in subgraphs(app):
         for name, tool_node in _tool_nodes_of(graph).items():
