@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,3 +287,50 @@ def test_a_step_acted_in_before_a_pause_is_completed_when_the_resumed_app_return
         app.invoke(Command(resume="yes"), run_config(resumed, thread))
     assert finished(env, run)
     assert [c[3] for c in env.api.of(run)] == ["publish"]
+
+
+def test_astream_events_read_to_its_end_completes_the_steps(env: Env) -> None:
+    shim = env.shim()
+    app = secure_graph(shim, supervised(shim, env))
+    run = env.start(shim, env.workflow(SUPERVISED))
+
+    async def go() -> list[str]:
+        kinds = [e["event"] async for e in app.astream_events({"messages": [("user", "Go.")]})]
+        await shim.aflush(run)
+        return kinds
+
+    with shim.run(run):
+        kinds = asyncio.run(go())
+    assert "on_tool_end" in kinds
+    assert finished(env, run)
+
+
+def test_an_async_saver_tells_a_breakpoint_in_an_async_run(env: Env, tmp_path: Path) -> None:
+    # ainvoke with an async-only checkpointer: the thread is read from the handler too.
+    pytest.importorskip("langgraph.checkpoint.sqlite")  # a dev dependency
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    shim = env.shim()
+    run = env.start(shim, env.workflow({"research": {"agent": "researcher", "tools": ["search"]}}))
+    config: Any = {"configurable": {"thread_id": f"t-{run.run_id}"}}
+
+    async def go() -> None:
+        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "threads.db")) as saver:
+            agent = create_agent(
+                model(calls(("search", {"item": "a"})), calls(("search", {"item": "b"})), "Ok."),
+                [api_tool("search", shim, env.api_url)],
+                system_prompt="You research.",
+                name="researcher",
+                checkpointer=saver,
+            )
+            app = secure_graph(shim, agent)
+            await app.ainvoke({"messages": [("user", "a, b")]}, config, interrupt_before=["tools"])
+            await app.ainvoke(None, config, interrupt_before=["tools"])  # after search a
+            await shim.aflush(run)
+            assert shim.completed_steps(run) == set()
+            await app.ainvoke(None, config)
+            await shim.aflush(run)
+
+    with shim.run(run):
+        asyncio.run(go())
+    assert finished(env, run)
