@@ -251,6 +251,27 @@ def test_an_expired_proof_token_is_replaced_by_a_fresh_step_token(
     assert "plan" in _completed(shim, run)
 
 
+def test_a_routing_step_handed_on_costs_one_step_token_and_the_exchange(
+    stack: Stack, shim: CarryingShim
+) -> None:
+    # A router (no tool, no token in its step yet) finished: its completion is deferred,
+    # then it hands on. Its step token proves both the completion and the hand-off.
+    run = shim.start_run(stack.admin.user_token("user:alice"), "vuln-patch")
+    with shim.run(run):
+        shim.complete("supervisor", "triage", defer=True)
+        shim.sent.clear()
+        shim.handoff("supervisor", "planner", "plan", audience=stack.rs_url)
+        assert dict(shim.sent) == {"token": 2}  # the step token, then the exchange
+        assert shim.deferred() == []
+    assert [item["step"] for item in shim.carried[-1]] == ["triage"]
+    ledger = _ledger(shim, run)
+    minted = [d for kind, d in ledger if kind == "token_minted" and d["agent"] == "supervisor"]
+    assert len(minted) == 1
+    assert _completed(shim, run) == ["triage"]
+    kinds = [kind for kind, _ in ledger]
+    assert kinds.index("step_completed") < kinds.index("delegation")
+
+
 def test_an_idp_that_ignores_completions_gets_them_on_their_own(
     stack: Stack, shim: CarryingShim, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1456,7 +1456,14 @@ class Shim:
         # (a routing step, or no tool called since its tokens expired).
         parent = self._latest_token(from_agent, run, step_from, from_checksum)
         if parent is None:
-            parent = yield from self._op_step_token(from_agent, run, step_from, from_checksum)
+            # A deferred completion of that same step (a router that finished) would need
+            # a proof token of its own first: this step token is minted carrying nothing,
+            # and proves the completion the exchange below carries.
+            if (from_agent, step_from) in self.deferred(run):
+                context = AgentContext(from_agent, run, step_from, checksum=from_checksum)
+                parent = yield from self._op_mint(context, step_from, None, None, carry=False)
+            else:
+                parent = yield from self._op_step_token(from_agent, run, step_from, from_checksum)
         target = run.workflow.step(the_step)
         if kind == "consult":
             grant = target.consult.get(to_agent)
