@@ -1326,7 +1326,10 @@ class Shim:
             raise AgentContextError(
                 Reason.NO_AGENT_CONTEXT,
                 "an HTTP request was made outside any agent context; refusing to send it "
-                "without A-JWT credentials",
+                "without A-JWT credentials (no secured tool is running: secure the app's "
+                "agents with their framework's adapter, such as secure_graph, secure_team "
+                "or secure_crew, run them inside `with shim.run(run):`, or make the call "
+                "inside shim.acting(agent, tool=...))",
             )
         try:
             issued = yield from self._op_token(context, self.audience_for(str(request.url)))
