@@ -17,7 +17,7 @@ from crewai.hooks import ToolCallHookContext, register_before_tool_call_hook
 from crewai.hooks import unregister_before_tool_call_hook as unregister_before
 from crewai.tools import tool
 
-from ajwt_core.errors import AgentContextError, Reason
+from ajwt_core.errors import AgentContextError, InvalidGrant, Reason
 from ajwt_core.shim import Run, Shim
 from ajwt_crewai import CrewAIBinding, ajwt_tool, binding_for, secure_crew
 from ajwt_crewai.testing import ScriptedLLM, Turn
@@ -260,6 +260,27 @@ def test_T4_T5_goal_changed_after_registration_is_refused(
     assert calls(stack, run) == []
     results = llm_of(agents["supervisor"]).tool_results("Security supervisor")
     assert results[0].startswith("Error executing tool:")
+
+
+def test_a_crew_whose_role_is_another_agent_than_registered_is_refused_at_secure_crew(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    first, _ = build_crew(shim, stack.rs_url)
+    secure_crew(first, shim, AGENT_IDS)
+    again, _ = build_crew(shim, stack.rs_url)  # the same agents, built again: accepted
+    binding = secure_crew(again, shim, AGENT_IDS)
+    other, agents = build_crew(shim, stack.rs_url)
+    agents["planner"].goal = "Plan the fix for another tenant."  # the same role, other goal
+    with pytest.raises(InvalidGrant) as refused:
+        secure_crew(other, shim, AGENT_IDS)
+    assert refused.value.reason == Reason.CHECKSUM_MISMATCH
+    description = refused.value.description
+    assert "agent 'planner' of this crew is not the agent 'planner'" in description
+    assert "goal" in description and "a Shim of its own" in description
+    assert not binding.knows(agents["planner"])  # nothing of the refused crew was added
+    kickoff(shim, run, again)  # the crews secured before still run
+    assert {c[0] for c in calls(stack, run)} == {"supervisor", "planner", "classifier", "patcher"}
+    assert binding.refusals == []
 
 
 def test_T5_backstory_edited_during_the_run_is_refused(stack: Stack, shim: Shim, run: Run) -> None:

@@ -226,6 +226,27 @@ class CrewAIBinding:
                 self._manifests[agent_id] = manifest_from_crewai(self._agents[agent_id], agent_id)
         return registered
 
+    def check_same_agent(self, agent: BaseAgent, agent_id: str) -> None:
+        """Refuse a crew's agent whose id this shim already registered as another agent
+        (the same role with other tools, prompt or model): one shim holds one version
+        of each agent, and the live object's checksum would be refused at every call."""
+        with self._lock:
+            registered = self._manifests.get(agent_id)
+        if registered is None or self.knows(agent):
+            return
+        live = manifest_from_crewai(agent, agent_id)
+        if live.checksum() == registered.checksum():
+            return
+        change = describe_change(registered, live, agent) or "its manifest differs"
+        raise InvalidGrant(
+            Reason.CHECKSUM_MISMATCH,
+            f"agent {agent_id!r} of this crew is not the agent {agent_id!r} this shim "
+            f"registered for an earlier crew (compared with that one, {change}): one shim "
+            "holds one version of each agent. Build the crew's agents the same way for every crew, "
+            "secure this crew with a Shim of its own, or give the role another agent id "
+            "(a step of its own in the workflow)",
+        )
+
     def explained(self, error: AJWTError, agent_id: str, agent: BaseAgent | None) -> AJWTError:
         """``error`` with what changed in the agent when it is a ``checksum_mismatch``
         (same class and reason)."""
@@ -806,16 +827,21 @@ def secure_crew(
             raise ValueError("a hierarchical crew needs a manager_agent or a manager_llm")
         members.append(manager_from_llm(crew))
     missing = []
+    chosen: list[tuple[BaseAgent, str]] = []
     for agent in members:
         role = role_template(agent) or agent.role
         if agents is None:
-            binding.add(agent, default_agent_id(role))
+            chosen.append((agent, default_agent_id(role)))
         elif role in agents:
-            binding.add(agent, agents[role])
+            chosen.append((agent, agents[role]))
         else:
             missing.append(role)
     if missing:
         raise ValueError(f"no workflow agent id for the CrewAI role(s) {missing!r}")
+    for agent, agent_id in chosen:
+        binding.check_same_agent(agent, agent_id)
+    for agent, agent_id in chosen:
+        binding.add(agent, agent_id)
     binding.register()
     binding.add_crew(crew, strict=strict)
     _install_step_cache(crew, binding, members)
