@@ -181,6 +181,10 @@ def test_user_token_and_runs(idp: DevIdP) -> None:
     assert page["items"][0]["subject"] == "user:carol"
     shown = as_json(ajwt(idp, "runs", "show", run.run_id, "--json"))
     assert (shown["state"], shown["due_steps"], shown["ledger_length"]) == ("open", ["p"], 1)
+    text = ajwt(idp, "runs", "show", run.run_id).stdout
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(shown["created_at"]))
+    assert "created_at" in text and created in text  # a time, not an epoch number
+    assert str(shown["created_at"]) not in text
     assert as_json(ajwt(idp, "runs", "revoke", run.run_id, "--json"))["revoked"] is True
     assert as_json(ajwt(idp, "runs", "show", run.run_id, "--json"))["state"] == "revoked"
     open_runs = as_json(ajwt(idp, "runs", "list", "--state", "open", "--json"))

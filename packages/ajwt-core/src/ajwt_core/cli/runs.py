@@ -75,12 +75,21 @@ def show(
     """Show a run: its user, workflow, state, completed and due steps, ledger head."""
     with admin_client(idp, admin_token_file) as admin:
         run = admin.run(run_id)
-    rows = [
-        [k, " ".join(v) if isinstance(v, list) else str(v)]
-        for k, v in run.items()
-        if k != "intent" or v
-    ]
+    rows = [[k, _shown(k, v)] for k, v in run.items() if k != "intent" or v]
     emit(run, as_json, columns(rows))
+
+
+def _utc(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+
+def _shown(key: str, value: object) -> str:
+    """A field of a run as text: lists space-separated, times (``*_at``) in UTC."""
+    if isinstance(value, list):
+        return " ".join(printable(v) for v in value)
+    if key.endswith("_at") and isinstance(value, int) and not isinstance(value, bool):
+        return _utc(value)
+    return printable(value) if isinstance(value, str) else str(value)
 
 
 def _detail(data: dict[str, Any]) -> str:
@@ -106,7 +115,7 @@ def ledger(
     rows = [["SEQ", "AT (UTC)", "ENTRY", "AGENT", "STEP", "TOOL", "DETAIL"]] + [
         [
             str(e["seq"]),
-            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"])),
+            _utc(e["at"]).removesuffix(" UTC"),
             printable(e["kind"]),
             *(printable(e["data"].get(key) or "") for key in _COLUMNS),
             _detail(e["data"]),
