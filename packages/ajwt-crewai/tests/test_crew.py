@@ -427,6 +427,17 @@ def test_secure_crew_needs_a_workflow_id_for_every_role(stack: Stack, shim: Shim
         secure_crew(crew, shim, {k: v for k, v in AGENT_IDS.items() if v != "patcher"})
 
 
+def test_a_crew_never_secured_is_refused_and_listed_in_the_shims_refusals(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    crew, _ = build_crew(shim, stack.rs_url)  # secure_crew forgotten
+    kickoff(shim, run, crew)  # returns normally: CrewAI tells the agents
+    assert calls(stack, run) == []
+    refused = binding_for(shim).refusals
+    assert refused and {r.reason for r in refused} == {Reason.NO_AGENT_CONTEXT}
+    assert "map its role in secure_crew" in refused[0].error.description
+
+
 def test_secured_tool_outside_any_agent_is_refused_but_runs_in_an_acting_context(
     stack: Stack, shim: Shim, run: Run
 ) -> None:
