@@ -272,6 +272,23 @@ def test_a_routing_step_handed_on_costs_one_step_token_and_the_exchange(
     assert kinds.index("step_completed") < kinds.index("delegation")
 
 
+def test_a_tool_call_in_a_completed_step_is_asked_of_the_idp_not_the_cache(
+    stack: Stack, shim: CarryingShim
+) -> None:
+    run = shim.start_run(stack.admin.user_token("user:alice"), "vuln-patch")
+    with shim.acting("supervisor", tool="list_repos", run=run) as context:
+        first = shim.token(context, stack.rs_url)
+        assert shim.token(context, stack.rs_url).token == first.token  # the step is open
+    shim.complete("supervisor", "triage", run=run)
+    shim.sent.clear()
+    with shim.acting("supervisor", tool="list_repos", run=run) as context:
+        again = shim.token(context, stack.rs_url)
+    # The call re-enters the completed step: the IdP checks it and the ledger has it.
+    assert again.token != first.token and dict(shim.sent) == {"token": 1}
+    kinds = [kind for kind, _ in _ledger(shim, run)]
+    assert kinds[-2:] == ["step_completed", "token_minted"]
+
+
 def test_an_idp_that_ignores_completions_gets_them_on_their_own(
     stack: Stack, shim: CarryingShim, monkeypatch: pytest.MonkeyPatch
 ) -> None:

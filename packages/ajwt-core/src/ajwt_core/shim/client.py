@@ -1094,6 +1094,14 @@ class Shim:
         cached = self._tokens.get(
             (context.agent, registered.checksum, context.run.run_id, step, tool, the_audience)
         )
+        if (
+            cached is not None
+            and tool is not None
+            and step in self.run_state(context.run).completed
+        ):
+            # A tool call in a step already completed re-enters it (DESIGN §6): asked of
+            # the IdP, which checks it and records it, never served from the cache.
+            cached = None
         if cached is not None:
             # A live agent may have changed since its token was minted (T4): reuse the
             # token only while the agent still has its registered checksum and the tool.
