@@ -5,13 +5,15 @@ the workflow's agent ids (``agent_ids``), a person to hand off to who is not cal
 
 from __future__ import annotations
 
+import pytest
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.conditions import HandoffTermination, TextMentionTermination
 from autogen_agentchat.messages import ToolCallExecutionEvent
 from autogen_agentchat.teams import Swarm
 
-from ajwt_autogen import secure_agent, secure_team
-from ajwt_core.errors import Reason
+from ajwt_autogen import ahandover, secure_agent, secure_team
+from ajwt_core.errors import AJWTError, Reason
+from ajwt_core.shim import ShimEvent
 from ajwt_demo.scenarios.autogen.scripted import Turn, call
 from examples.autogen_support.app import Services, SupportTeam, build_team
 from examples.autogen_support.desk import Desk, new_desk
@@ -58,6 +60,25 @@ async def test_autogen_names_that_are_not_agent_ids_name_agent_ids(services: Ser
     assert "agent_ids={'Billing': 'billing'}" in text
     assert "human_targets" not in text  # Billing is an agent of the team, not a person
     assert desk.calls() == []
+
+
+async def test_a_hand_over_refused_before_the_shim_is_told_to_observers(
+    services: Services,
+) -> None:
+    # A turn change from an AutoGen name the workflow does not know (no agent_ids): the
+    # adapter refuses before any shim operation, and observers are told all the same.
+    shim = services.new_shim()
+    run = shim.start_run(services.admin.user_token("alice"), "support")
+    seen: list[ShimEvent] = []
+    shim.subscribe(seen.append)
+    with pytest.raises(AJWTError) as refused:
+        await ahandover(shim, "Triage", "billing", run=run)
+    assert refused.value.reason == Reason.WRONG_AGENT_FOR_STEP
+    [event] = [e for e in seen if e.kind == "handoff_refused"]
+    assert (event.agent, event.run_id) == ("billing", run.run_id)
+    assert event.detail["from_agent"] == "Triage"
+    assert event.detail["reason"] == Reason.WRONG_AGENT_FOR_STEP.value
+    await shim.aclose()
 
 
 async def test_mapped_names_act_as_their_workflow_agents(services: Services) -> None:

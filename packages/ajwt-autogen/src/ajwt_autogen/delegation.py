@@ -23,8 +23,12 @@ the shim holds several (two teams whose agents share a name).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from ajwt_autogen.steps import current_step, delegated_step, delegation_of, track
-from ajwt_core.shim import IssuedToken, Run, Shim
+from ajwt_core.errors import AJWTError
+from ajwt_core.shim import AgentContext, IssuedToken, Run, Shim
 
 __all__ = ["adelegate", "ahandover", "areturn", "is_return"]
 
@@ -55,7 +59,8 @@ async def adelegate(
     """
     track(shim)
     workflow = run.workflow
-    from_step = current_step(shim, from_agent, run)
+    with _told(shim, from_agent, to_agent, run):
+        from_step = current_step(shim, from_agent, run)
     source = workflow.steps[from_step]
     if (
         to_step is None
@@ -71,7 +76,8 @@ async def adelegate(
             from_checksum=from_checksum,
             to_checksum=to_checksum,
         )
-    step = to_step or delegated_step(shim, from_step, to_agent, run)
+    with _told(shim, from_agent, to_agent, run, from_step):
+        step = to_step or delegated_step(shim, from_step, to_agent, run)
     # A hand-off to a later step completes the delegator's step in the same request,
     # also when that step does not wait for it (a later branch): the delegator is done
     # with it all the same. Work sent back (loop_to) reopens the delegator's step instead.
@@ -87,6 +93,20 @@ async def adelegate(
         to_checksum=to_checksum,
         complete=done,
     )
+
+
+@contextmanager
+def _told(
+    shim: Shim, from_agent: str, to_agent: str, run: Run, from_step: str | None = None
+) -> Iterator[None]:
+    """A refusal raised here, before the shim's hand-off operation (which tells its own
+    refusals), is told to the shim's observers as ``handoff_refused`` too."""
+    try:
+        yield
+    except AJWTError as error:
+        detail = {"from_agent": from_agent, **({"from_step": from_step} if from_step else {})}
+        shim.refused("handoff_refused", AgentContext(to_agent, run, None), error, detail)
+        raise
 
 
 def _has_step_after(run: Run, from_step: str, agent: str) -> bool:
@@ -145,7 +165,9 @@ async def ahandover(
 
         await ahandover(shim, previous_speaker, chosen_speaker, run=run)
     """
-    if is_return(shim, from_agent, to_agent, run):
+    with _told(shim, from_agent, to_agent, run):
+        returning = is_return(shim, from_agent, to_agent, run)
+    if returning:
         await areturn(shim, from_agent, run=run, checksum=from_checksum)
     else:
         await adelegate(

@@ -1323,10 +1323,23 @@ class Shim:
         try:
             result = yield from operation
         except AJWTError as refusal:
-            told = {"error": refusal.error, "reason": refusal.reason.value}
-            self._emit(kind, context, {**detail, **told, "description": refusal.description})
+            self.refused(kind, context, refusal, detail)
             raise
         return result
+
+    def refused(
+        self,
+        kind: str,
+        context: AgentContext,
+        error: AJWTError,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Tell the observers of a refusal an adapter made before any shim operation
+        could (a hand-off whose agent has no step in the workflow, say): the event
+        ``kind`` (one of the refusal kinds :meth:`subscribe` lists), its ``detail``
+        with the error's ``error``, ``reason`` and ``description``."""
+        told = {"error": error.error, "reason": error.reason.value}
+        self._emit(kind, context, {**(detail or {}), **told, "description": error.description})
 
     def _op_bind(self, request: httpx.Request) -> Operation[Binding]:
         context = self.current()
