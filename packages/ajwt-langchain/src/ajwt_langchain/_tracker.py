@@ -306,7 +306,9 @@ class _Planner:
                 "routes or acts for an agent with ajwt_node(shim, node, agent=...). If the "
                 f"app starts with {agent!r}, the workflow's order is not the app's: "
                 f"{', '.join(repr(s) for s in missing)} must not come before {step!r} "
-                "(draft_workflow(app) drafts the order the app's edges give)"
+                "(draft_workflow(app) drafts the order the app's edges give). If the app "
+                "resumes a paused thread, continue the thread's run (resume_thread(shim, "
+                "app, config)), not a new one"
             )
         raise InvalidGrant(Reason.DEPENDENCIES_INCOMPLETE, text)
 

@@ -245,9 +245,10 @@ def _register(
                 raise InvalidGrant(
                     Reason.CHECKSUM_MISMATCH,
                     f"agent {manifest.agent_id!r} is registered with this shim as another "
-                    f"agent than the app runs (the app's has checksum {checksum}): register "
-                    "it from the app only (secure_graph does), or describe it with "
-                    "manifests=...",
+                    f"agent than the app runs (the app's has checksum {checksum}): one shim "
+                    "holds one version of each agent. Register it from the app only "
+                    "(secure_graph does), describe it with manifests=..., or secure an app "
+                    "whose agent of that id is built otherwise with a Shim of its own",
                 ) from None
         pending.append(source)
     if pending:
