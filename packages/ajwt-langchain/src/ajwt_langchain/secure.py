@@ -288,7 +288,6 @@ class SecuredAppHandler(AJWTCallbackHandler):
         graph: Pregel[Any, Any, Any, Any] | None,
     ) -> None:
         super().__init__(shim, audience=audience)
-        self._tracker = tracker_for(shim)
         # The app's own graph, whose checkpointer says whether a thread is paused (the
         # copy secure_graph returns holds this handler; the graph itself does not).
         self._graph = graph
@@ -351,7 +350,7 @@ class SecuredAppHandler(AJWTCallbackHandler):
             invocation = self._invocations.pop(run_id, None)
         if invocation is None or invocation.paused or self._thread_paused(invocation):
             return
-        self._tracker.complete_returned(invocation.run)
+        self._gate.tracker.complete_returned(invocation.run)
 
     def _thread_paused(self, invocation: _Invocation) -> bool:
         """Whether the app's checkpointer thread stopped before its end (a breakpoint)."""
@@ -467,6 +466,4 @@ def secure_graph(
 
 
 def _registered(shim: Shim, agent: str) -> bool:
-    from ajwt_langchain._tracker import tracker_for
-
     return tracker_for(shim).is_agent(agent)
