@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -77,6 +78,22 @@ def test_client_create_list_show_revoke(idp: DevIdP, tmp_path: Path) -> None:
     }
     assert as_json(ajwt(idp, "client", "revoke", "ops-app", "--json"))["revoked"] is True
     assert as_json(ajwt(idp, "client", "show", "ops-app", "--json"))["revoked_at"] is not None
+
+
+def test_client_create_registers_a_resource_server_that_may_introspect(idp: DevIdP) -> None:
+    created = as_json(
+        ajwt(idp, "client", "create", "orders-api", "--resource", "http://127.0.0.1:8001",
+             "--resource", "http://127.0.0.1:8002", "--json")
+    )  # fmt: skip
+    shown = as_json(ajwt(idp, "client", "show", "orders-api", "--json"))
+    assert shown["resources"] == ["http://127.0.0.1:8001", "http://127.0.0.1:8002"]
+    # It authenticates at the introspection endpoint (RFC 7662) like any client.
+    answer = httpx.post(
+        idp.url + "/introspect",
+        data={"token": "not-a-token"},
+        auth=("orders-api", created["client_secret"]),
+    )
+    assert (answer.status_code, answer.json()) == (200, {"active": False})
 
 
 def test_client_list_pages_with_a_cursor(idp: DevIdP) -> None:

@@ -6,6 +6,7 @@ intent tokens refused where one is expected. Each refusal with the request that 
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from pathlib import Path
@@ -410,7 +411,7 @@ def test_authlib_private_key_jwt_with_its_defaults_authenticates_once(
     # Its jti is kept until it expires, however often expired ones are purged.
     assert harness.run_call(harness.idp.purge_used_assertions()) >= 0
     again = harness.request("POST", "/introspect", form=form)
-    assert_refused(again, 401, Reason.REPLAYED, error="invalid_client")
+    assert_refused(again, 400, Reason.REPLAYED, error="invalid_client")
 
 
 def test_a_client_assertion_may_name_the_endpoint_it_is_sent_to(harness: IdPHarness) -> None:
@@ -421,7 +422,7 @@ def test_a_client_assertion_may_name_the_endpoint_it_is_sent_to(harness: IdPHarn
         assert answer.status_code == 200, answer.text
     elsewhere = private_key_jwt_sign(key, client_id, ISSUER + "/revoke")
     refused = harness.request("POST", "/introspect", form=assertion_form(elsewhere, token="x"))
-    assert_refused(refused, 401, Reason.WRONG_AUDIENCE)
+    assert_refused(refused, 400, Reason.WRONG_AUDIENCE)
 
 
 def test_the_assertion_lifetime_bound_is_a_setting(tmp_path: Path) -> None:
@@ -432,12 +433,80 @@ def test_the_assertion_lifetime_bound_is_a_setting(tmp_path: Path) -> None:
         client_id, key = rsa_client(strict)
         hour = private_key_jwt_sign(key, client_id, ISSUER + "/token")
         refused = strict.request("POST", "/introspect", form=assertion_form(hour, token="x"))
-        assert_refused(refused, 401, Reason.LIFETIME_TOO_LONG)
+        assert_refused(refused, 400, Reason.LIFETIME_TOO_LONG)
         short = private_key_jwt_sign(key, client_id, ISSUER + "/token", expires_in=300)
         accepted = strict.request("POST", "/introspect", form=assertion_form(short, token="x"))
         assert accepted.status_code == 200, accepted.text
     finally:
         strict.close()
+
+
+def typed_assertion(key: RSAKey, client_id: str, typ: str | None) -> str:
+    """A client assertion with this ``typ`` header (``None``: none at all, as RFC 7523
+    and oauth4webapi's ``PrivateKeyJwt`` send it)."""
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": ISSUER + "/token",
+        "iat": now,
+        "exp": now + 60,
+        "jti": secrets.token_urlsafe(16),
+    }
+    pem = key.as_pem(private=True)
+    return jwt.encode(claims, pem, algorithm="RS256", headers={"kid": "rsa-1", "typ": typ})
+
+
+@pytest.mark.parametrize("typ", [None, "JWT", "client-authentication+jwt"])
+def test_a_client_assertion_without_typ_or_typed_as_one_authenticates(
+    harness: IdPHarness, typ: str | None
+) -> None:
+    client_id, key = rsa_client(harness)
+    assertion = typed_assertion(key, client_id, typ)
+    assert jwt.get_unverified_header(assertion).get("typ") == typ
+    answer = harness.request("POST", "/introspect", form=assertion_form(assertion, token="x"))
+    assert (answer.status_code, answer.json()) == (200, {"active": False})
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "dpop+jwt", "delegation+jwt"])
+def test_a_jwt_typed_as_another_kind_is_no_client_assertion(harness: IdPHarness, typ: str) -> None:
+    # Signed by the client's own key, but typed as something else: not an assertion.
+    client_id, key = rsa_client(harness)
+    assertion = typed_assertion(key, client_id, typ)
+    refused = harness.request("POST", "/introspect", form=assertion_form(assertion, token="x"))
+    assert_refused(refused, 400, Reason.WRONG_TYPE, error="invalid_client")
+
+
+def test_invalid_client_challenges_the_scheme_the_client_used(harness: IdPHarness) -> None:
+    """RFC 6749 §5.2: a 401 and a challenge for the Authorization header's scheme; an
+    assertion in the form body is answered 400 with no challenge, so a client library
+    shows the error description instead of an unexpected ``Basic`` challenge."""
+    client_id, key = rsa_client(harness)
+    wrong = "Basic " + base64.b64encode(f"{client_id}:not-the-secret".encode()).decode()
+    basic = harness.request(
+        "POST", "/introspect", headers={"Authorization": wrong}, form={"token": "x"}
+    )
+    assert_refused(basic, 401, Reason.CLIENT_AUTHENTICATION_FAILED, error="invalid_client")
+    assert basic.headers["www-authenticate"] == 'Basic realm="ajwt"'
+    anonymous = harness.request("POST", "/introspect", form={"token": "x"})
+    assert_refused(anonymous, 401, Reason.CLIENT_AUTHENTICATION_FAILED)
+    assert anonymous.headers["www-authenticate"] == 'Basic realm="ajwt"'
+    forged = typed_assertion(RSAKey.generate_key(2048), client_id, None)
+    in_form = harness.request("POST", "/introspect", form=assertion_form(forged, token="x"))
+    assert_refused(in_form, 400, Reason.BAD_SIGNATURE, error="invalid_client")
+    assert "www-authenticate" not in in_form.headers
+    in_header = harness.request(
+        "POST",
+        "/revocations",
+        headers={"Authorization": f"Client-Assertion {forged}"},
+        json={"kind": "run", "id": "run-1"},
+    )
+    assert_refused(in_header, 401, Reason.BAD_SIGNATURE, error="invalid_client")
+    assert in_header.headers["www-authenticate"] == 'Client-Assertion realm="ajwt"'
+    # The same client, authenticating properly, passes.
+    good = typed_assertion(key, client_id, None)
+    passed = harness.request("POST", "/introspect", form=assertion_form(good, token="x"))
+    assert passed.status_code == 200, passed.text
 
 
 # ---------------------------------------------------------- privacy mode's secret

@@ -176,10 +176,31 @@ class InvalidRequest(AJWTError):
 
 
 class InvalidClient(AJWTError):
-    """Client authentication failed (RFC 6749 §5.2)."""
+    """Client authentication failed (RFC 6749 §5.2): a 401 whose challenge names the
+    scheme the client used in the ``Authorization`` header (or offers ``Basic`` when it
+    used none)."""
 
     error = "invalid_client"
     status_code = 401
+    #: The ``WWW-Authenticate`` value of the answer; ``None``: no challenge.
+    challenge: ClassVar[str | None] = 'Basic realm="ajwt"'
+
+
+class InvalidClientAssertion(InvalidClient):
+    """A ``private_key_jwt`` assertion (RFC 7523 §2.2) failed. Sent in the form body, it
+    is answered 400 with no challenge: RFC 6749 §5.2 keeps the 401 and its challenge
+    for a client that authenticated with the ``Authorization`` header, and a client
+    library reading a ``Basic`` challenge would hide the error description."""
+
+    status_code = 400
+    challenge = None
+
+
+class InvalidClientAssertionHeader(InvalidClient):
+    """A client assertion sent as ``Authorization: Client-Assertion <jwt>`` (the IdP's
+    JSON endpoints) failed: 401, challenging that scheme."""
+
+    challenge = 'Client-Assertion realm="ajwt"'
 
 
 class InvalidGrant(AJWTError):

@@ -698,7 +698,9 @@ def decode_client_assertion(
     what = "client assertion"
     header = _jws.read_header(
         token,
-        typ=CLIENT_ASSERTION_TYPES,
+        # No typ: RFC 7523 asks for none and most client libraries send none; a typed
+        # JWT of another kind (an access token, a DPoP proof…) is still refused.
+        typ=(*CLIENT_ASSERTION_TYPES, None),
         algorithms=CLIENT_ASSERTION_ALGORITHMS,
         max_bytes=MAX_TOKEN_BYTES,
         error=InvalidClient,

@@ -65,6 +65,14 @@ def create(
             dir_okay=False,
         ),
     ] = None,
+    resource: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--resource",
+            help="A resource server this client stands for (repeatable): it may "
+            "introspect the tokens whose audience is that URL (RFC 7662).",
+        ),
+    ] = None,
     env_file: Annotated[
         Path | None,
         typer.Option(
@@ -89,6 +97,7 @@ def create(
             scopes=list(scope or []),
             auth_method="private_key_jwt" if keys else "client_secret_basic",
             jwks=keys,
+            resources=list(resource or []),
             agent_policy=agent_policy,
         )
     if env_file is not None:

@@ -136,7 +136,8 @@ def error_response(exc: AJWTError) -> JSONResponse:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if exc.status_code == 401:
         if isinstance(exc, InvalidClient):
-            headers["WWW-Authenticate"] = 'Basic realm="ajwt"'
+            if exc.challenge is not None:
+                headers["WWW-Authenticate"] = exc.challenge
         else:
             headers["WWW-Authenticate"] = f'DPoP error="{exc.error}", algs="ES256 EdDSA"'
     if isinstance(exc, SlowDown):
@@ -313,7 +314,9 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         if scheme.lower() == "basic":
             return await idp.authenticate(ClientCredential.from_basic(value.strip()))
         if scheme.lower() == "client-assertion":
-            return await idp.authenticate(ClientCredential(client_id=None, assertion=value.strip()))
+            return await idp.authenticate(
+                ClientCredential(client_id=None, assertion=value.strip(), in_header=True)
+            )
         raise InvalidClient(
             Reason.CLIENT_AUTHENTICATION_FAILED, "client authentication is required"
         )

@@ -15,6 +15,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ajwt_core.errors import (
     InvalidClient,
+    InvalidClientAssertion,
+    InvalidClientAssertionHeader,
     InvalidRequest,
     Reason,
 )
@@ -48,12 +50,15 @@ def _hash_secret(secret: str) -> str:
 @dataclass(frozen=True)
 class ClientCredential:
     """What the HTTP layer extracted: Basic credentials or an RFC 7523 assertion, and
-    the URL of the endpoint it was presented to (an assertion's ``aud`` may name it)."""
+    the URL of the endpoint it was presented to (an assertion's ``aud`` may name it).
+    ``in_header``: the assertion came in the ``Authorization`` header (the JSON
+    endpoints' ``Client-Assertion`` scheme), not in the form body."""
 
     client_id: str | None
     secret: str | None = None
     assertion: str | None = None
     endpoint: str | None = None
+    in_header: bool = False
 
     @classmethod
     def from_basic(cls, header_value: str, endpoint: str | None = None) -> ClientCredential:
@@ -128,7 +133,20 @@ class Clients(IdPBase):
         )
 
     async def authenticate(self, credential: ClientCredential | None) -> ClientRow:
-        """Client authentication: ``client_secret_basic`` or ``private_key_jwt``."""
+        """Client authentication: ``client_secret_basic`` or ``private_key_jwt``.
+
+        A refused assertion is :class:`InvalidClientAssertion` (400, no challenge) from
+        a form body, :class:`InvalidClientAssertionHeader` from the header; anything
+        else refused is :class:`InvalidClient` (401, a ``Basic`` challenge)."""
+        try:
+            return await self._authenticate(credential)
+        except InvalidClient as exc:
+            if credential is None or credential.assertion is None:
+                raise
+            kind = InvalidClientAssertionHeader if credential.in_header else InvalidClientAssertion
+            raise kind(exc.reason, exc.description) from None
+
+    async def _authenticate(self, credential: ClientCredential | None) -> ClientRow:
         failed = InvalidClient(Reason.CLIENT_AUTHENTICATION_FAILED, "client authentication failed")
         if credential is None:
             raise InvalidClient(

@@ -68,6 +68,7 @@ def client_view(row: ClientRow) -> dict[str, Any]:
         "auth_method": "private_key_jwt" if row.jwks else "client_secret_basic",
         "agent_policy": row.agent_policy or "open",
         "shim_checksums": list(row.shim_checksums or []),
+        "resources": list(row.resources or []),
         "created_at": row.created_at,
         "revoked_at": row.revoked_at,
     }
