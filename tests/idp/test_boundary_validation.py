@@ -261,7 +261,9 @@ def test_token_form_fields_are_validated_at_the_boundary(
     client, agent, run_id = minting
     form = harness.mint_form(agent, run_id) | {name: value}  # type: ignore[arg-type]
     response = harness.token_request(client, agent, form)  # type: ignore[arg-type]
-    assert_refused(response, 400, Reason.MALFORMED_REQUEST, error="invalid_request")
+    # A resource that is no absolute URI is RFC 8707's invalid_target.
+    error = "invalid_target" if name == "resource" else "invalid_request"
+    assert_refused(response, 400, Reason.MALFORMED_REQUEST, error=error)
     assert name in response.json()["error_description"]
 
 

@@ -164,7 +164,9 @@ def test_token_endpoint_checks_bh_when_the_proof_has_one(party: Party) -> None:
         auth=party.client.basic,
         proof_body=b"grant_type=other",
     )
-    assert_refused(swapped, 401, Reason.BODY_HASH_MISMATCH)
+    # RFC 9449 §5: the token endpoint answers a refused proof as RFC 6749 §5.2 says, 400.
+    assert_refused(swapped, 400, Reason.BODY_HASH_MISMATCH, error="invalid_dpop_proof")
+    assert "www-authenticate" not in swapped.headers
     bound = token_post(
         party.harness,
         fields,

@@ -298,6 +298,28 @@ def test_a_plain_tool_that_made_no_accepted_request_does_not_complete_its_step(
     assert completed(stack, run) == []
 
 
+@pytest.mark.parametrize("told", [True, False], ids=["answer told", "answer not told"])
+def test_a_plain_tool_on_another_http_client_completes_its_step_when_it_tells_the_answer(
+    stack: Stack, shim: Shim, run: Run, told: bool
+) -> None:
+    url = stack.rs_url + "/repos"
+
+    @tool("list_repos")
+    def list_repos() -> str:
+        """List the organisation's repositories with their dependencies."""
+        answer = httpx.get(url, headers=shim.headers_for("GET", url))  # not shim.auth()
+        if told:
+            shim.answered(url, answer.status_code, answer.headers.get("WWW-Authenticate"))
+        return answer.text
+
+    crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"], [list_repos])
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    kickoff(shim, run, crew)
+    assert binding.refusals == []
+    assert calls(stack, run) == [("supervisor", "triage", "list_repos", ("supervisor",))]
+    assert completed(stack, run) == (["triage"] if told else [])
+
+
 def test_a_plain_tool_whose_request_the_api_refused_does_not_complete_its_step(
     stack: Stack, shim: Shim, run: Run
 ) -> None:

@@ -145,6 +145,25 @@ class Reason(StrEnum):
     LOCAL_USERS_DISABLED = "local_users_disabled"
 
 
+#: The longest ``error_description`` sent (a refusal may quote what the client sent).
+MAX_DESCRIPTION = 512
+_OAUTH_TEXT = {ord('"'): "'", ord("\\"): "/", ord("§"): "section "}
+
+
+def oauth_text(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    """``text`` within RFC 6749 §5.2's ``error_description`` characters (printable ASCII
+    without ``"`` and ``\\``) and ``limit`` characters: a refusal that quotes a client's
+    value cannot put control characters, quotes or megabytes into an answer or a header.
+
+    >>> oauth_text('grant_type "x\\u202e\\r\\n" (RFC 6749 §5.2)')
+    "grant_type 'x???' (RFC 6749 section 5.2)"
+    """
+    mapped = text.translate(_OAUTH_TEXT)
+    if not (mapped.isascii() and mapped.isprintable()):
+        mapped = "".join(c if " " <= c <= "~" else "?" for c in mapped)
+    return mapped if len(mapped) <= limit else mapped[: limit - 3] + "..."
+
+
 class AJWTError(Exception):
     """Base of every A-JWT error: an OAuth error code, a reason and a human sentence."""
 
@@ -160,7 +179,7 @@ class AJWTError(Exception):
         """The OAuth error response body (RFC 6749 §5.2), plus the A-JWT reason."""
         return {
             "error": self.error,
-            "error_description": self.description,
+            "error_description": oauth_text(self.description),
             "ajwt_reason": self.reason.value,
         }
 
@@ -219,6 +238,14 @@ class UnauthorizedClient(AJWTError):
 
 class UnsupportedGrantType(AJWTError):
     error = "unsupported_grant_type"
+    status_code = 400
+
+
+class InvalidTarget(AJWTError):
+    """The ``resource`` is not one a token can be issued for (RFC 8707 §2: an absolute URI
+    with no fragment)."""
+
+    error = "invalid_target"
     status_code = 400
 
 
@@ -332,6 +359,7 @@ def error_from_oauth(body: object, status_code: int) -> AJWTError:
             UnauthorizedClient,
             UnsupportedGrantType,
             InvalidScope,
+            InvalidTarget,
             AccessDenied,
             InvalidToken,
             InvalidDPoPProof,

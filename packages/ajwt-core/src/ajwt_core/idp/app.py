@@ -21,7 +21,6 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ajwt_core._tasks import stop
 from ajwt_core.dpop import (
@@ -36,11 +35,13 @@ from ajwt_core.errors import (
     InvalidClient,
     InvalidDPoPProof,
     InvalidRequest,
+    InvalidTarget,
     InvalidToken,
     Reason,
     ServerError,
     SlowDown,
     UnsupportedGrantType,
+    UseDPoPNonce,
 )
 from ajwt_core.idp.boundary import ErrorBoundary, NoStore
 from ajwt_core.idp.db import ClientRow, Database
@@ -95,6 +96,7 @@ from ajwt_core.idp.upstream import UpstreamProvider, check_upstream_settings
 from ajwt_core.integrity import shim_checksum
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.ledger import export_json
+from ajwt_core.request_limits import RequestLimits
 from ajwt_core.rs.stores import (
     AsyncReplayStore,
     MemoryReplayStore,
@@ -130,11 +132,19 @@ READY_TIMEOUT: Final = 2.0
 FormModel = TypeVar("FormModel", bound=BaseModel)
 
 
-def error_response(exc: AJWTError) -> JSONResponse:
+#: Where a refused DPoP proof is a 400 (RFC 9449 §5, §8: the token endpoint answers as
+#: RFC 6749 §5.2 says); elsewhere the IdP answers it as a resource server does, 401.
+TOKEN_ENDPOINT: Final = "/token"
+
+
+def error_response(exc: AJWTError, *, token_endpoint: bool = False) -> JSONResponse:
     headers: dict[str, str] = {}
-    if exc.status_code == 503:
+    status = exc.status_code
+    if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    if exc.status_code == 401:
+    if token_endpoint and isinstance(exc, InvalidDPoPProof | UseDPoPNonce):
+        status = 400
+    if status == 401:
         if isinstance(exc, InvalidClient):
             if exc.challenge is not None:
                 headers["WWW-Authenticate"] = exc.challenge
@@ -143,61 +153,14 @@ def error_response(exc: AJWTError) -> JSONResponse:
     if isinstance(exc, SlowDown):
         headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(
-        exc.to_oauth(), status_code=exc.status_code, headers=headers | {"Cache-Control": "no-store"}
+        exc.to_oauth(), status_code=status, headers=headers | {"Cache-Control": "no-store"}
     )
 
 
-class RequestLimits:
-    """Pure ASGI: refuse oversized headers (431) and bodies (413) with an OAuth error body,
-    before any of it is parsed."""
+class AdminCredentialRequired(InvalidClient):
+    """The administrator's bearer token is missing or wrong: challenged as Bearer."""
 
-    def __init__(
-        self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int = 32 * 1024
-    ) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.max_header_bytes = max_header_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        header_bytes = sum(len(k) + len(v) for k, v in scope["headers"])
-        if header_bytes > self.max_header_bytes:
-            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request headers too large")
-            await _send_error(send, too_big, 431)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
-            await _send_error(send, too_big, 413)
-            return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
-            await _send_error(send, too_big, 413)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _send_error(send: Send, exc: AJWTError, status: int) -> None:
-    response = JSONResponse(exc.to_oauth(), status_code=status)
-    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
+    challenge = 'Bearer realm="ajwt-admin"'
 
 
 def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None) -> FastAPI:
@@ -250,14 +213,17 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # No redirect of /token/ to /token: Starlette builds its Location from the
+        # request's Host header, which the IdP never trusts (an open redirect).
+        redirect_slashes=False,
     )
     app.state.idp = idp
 
     # ------------------------------------------------------------- error mapping
 
     @app.exception_handler(AJWTError)
-    async def on_ajwt_error(_request: Request, exc: AJWTError) -> JSONResponse:
-        return error_response(exc)
+    async def on_ajwt_error(request: Request, exc: AJWTError) -> JSONResponse:
+        return error_response(exc, token_endpoint=request.scope["path"] == TOKEN_ENDPOINT)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -273,7 +239,10 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error = "not_found" if exc.status_code == 404 else "invalid_request"
         return JSONResponse(
-            {"error": error, "error_description": str(exc.detail)}, status_code=exc.status_code
+            {"error": error, "error_description": str(exc.detail)},
+            status_code=exc.status_code,
+            # A 405's Allow (RFC 9110 §15.5.6), and whatever else Starlette set.
+            headers=exc.headers,
         )
 
     @app.exception_handler(ClientDisconnect)
@@ -303,13 +272,13 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             )
         ):
             admin_failures.failed(client)
-            raise InvalidClient(
+            raise AdminCredentialRequired(
                 Reason.CLIENT_AUTHENTICATION_FAILED, "administrator credential required"
             )
         admin_failures.succeeded(client)
 
     async def client_from_headers(request: Request) -> ClientRow:
-        header = request.headers.get("authorization", "")
+        header = _one_authorization(request)
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "basic":
             return await idp.authenticate(ClientCredential.from_basic(value.strip()))
@@ -403,11 +372,11 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
 
     # ---------------------------------------------------------------- discovery
 
-    @app.get("/.well-known/jwks.json")
+    @app.api_route("/.well-known/jwks.json", methods=["GET", "HEAD"])
     async def jwks() -> JSONResponse:
         return JSONResponse(idp.keys.jwks(), headers={"Cache-Control": "max-age=60"})
 
-    @app.get("/.well-known/oauth-authorization-server")
+    @app.api_route("/.well-known/oauth-authorization-server", methods=["GET", "HEAD"])
     async def metadata() -> dict[str, Any]:
         """RFC 8414 metadata (validated by authlib's ``AuthorizationServerMetadata``)."""
         base = settings.issuer
@@ -438,7 +407,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             "ajwt_max_token_lifetime": settings.token_lifetime,
         }
 
-    @app.get("/.well-known/ajwt-shims")
+    @app.api_route("/.well-known/ajwt-shims", methods=["GET", "HEAD"])
     async def shims() -> dict[str, Any]:
         return {"accepted": [f"sha256={c}" for c in accepted_shims]}
 
@@ -746,33 +715,24 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         credential = _form_credential(request, form, settings.token_endpoint)
         client = await idp.authenticate(credential)
         grant = form.get("grant_type")
+        _check_grant_type(grant)  # before the proof: the right error for a wrong grant
         # A standard RFC 9449 proof has no 'bh'; the shim's has, and it is checked.
         proof = await header_proof(request, "/token", body=body, body_binding=BodyBinding.OPTIONAL)
         if grant == AGENT_CHECKSUM_GRANT:
             mint = _mint_params(_form_model(MintRequest, form))
             return await carrying(form, client, mint.run_id, lambda: idp.mint(client, proof, mint))
-        if grant == TOKEN_EXCHANGE_GRANT:
-            _one_of(form, "subject_token_type", SUBJECT_TOKEN_TYPES, required=True)
-            _one_of(form, "actor_token_type", ACTOR_TOKEN_TYPES, required=True)
-            requested = _one_of(form, "requested_token_type", SUBJECT_TOKEN_TYPES)
-            exchange = _form_model(ExchangeRequest, form)
-            params = ExchangeParams(
-                mint=_mint_params(exchange),
-                subject_token=exchange.subject_token,
-                actor_token=exchange.actor_token,
-                requested_token_type=requested or INTENT_TOKEN_TYPE_URI,
-            )
-            return await carrying(
-                form, client, exchange.run_id, lambda: idp.exchange(client, proof, params)
-            )
-        if grant == OLD_AGENT_CHECKSUM_GRANT:
-            raise UnsupportedGrantType(
-                Reason.UNSUPPORTED_GRANT_TYPE,
-                f"grant_type 'agent_checksum' is now {AGENT_CHECKSUM_GRANT!r} (an absolute "
-                "URI, RFC 6749 §4.5): upgrade the shim",
-            )
-        raise UnsupportedGrantType(
-            Reason.UNSUPPORTED_GRANT_TYPE, f"grant_type {grant!r} is not supported"
+        _one_of(form, "subject_token_type", SUBJECT_TOKEN_TYPES, required=True)
+        _one_of(form, "actor_token_type", ACTOR_TOKEN_TYPES, required=True)
+        requested = _one_of(form, "requested_token_type", SUBJECT_TOKEN_TYPES)
+        exchange = _form_model(ExchangeRequest, form)
+        params = ExchangeParams(
+            mint=_mint_params(exchange),
+            subject_token=exchange.subject_token,
+            actor_token=exchange.actor_token,
+            requested_token_type=requested or INTENT_TOKEN_TYPE_URI,
+        )
+        return await carrying(
+            form, client, exchange.run_id, lambda: idp.exchange(client, proof, params)
         )
 
     _hot_routes_first(app)
@@ -902,14 +862,56 @@ def _one_of(
     return value
 
 
+def _check_grant_type(grant: str | None) -> None:
+    """The token endpoint's two grants; anything else refused, never echoed."""
+    if grant in (AGENT_CHECKSUM_GRANT, TOKEN_EXCHANGE_GRANT):
+        return
+    if grant is None:
+        raise InvalidRequest(Reason.MISSING_PARAMETER, "parameter 'grant_type' is required")
+    if grant == OLD_AGENT_CHECKSUM_GRANT:
+        raise UnsupportedGrantType(
+            Reason.UNSUPPORTED_GRANT_TYPE,
+            f"grant_type 'agent_checksum' is now {AGENT_CHECKSUM_GRANT!r} (an absolute "
+            "URI, RFC 6749 section 4.5): upgrade the shim",
+        )
+    raise UnsupportedGrantType(
+        Reason.UNSUPPORTED_GRANT_TYPE,
+        "this grant_type is not supported; the supported ones are "
+        f"{AGENT_CHECKSUM_GRANT} and {TOKEN_EXCHANGE_GRANT}",
+    )
+
+
+def _one_authorization(request: Request) -> str:
+    """The request's ``Authorization`` header ("" if none); two are refused, since which
+    one counts would depend on the server."""
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:
+        raise InvalidRequest(Reason.MALFORMED_REQUEST, "more than one Authorization header")
+    return values[0] if values else ""
+
+
 def _form_credential(request: Request, form: dict[str, str], endpoint: str) -> ClientCredential:
     """Client authentication of a form-encoded endpoint (token, revocation,
     introspection): ``client_secret_basic`` or a ``private_key_jwt`` assertion, whose
     ``aud`` may be the issuer, the token endpoint or ``endpoint`` (RFC 7523 §3)."""
-    header = request.headers.get("authorization", "")
+    header = _one_authorization(request)
     scheme, _, value = header.partition(" ")
+    in_form = [
+        n for n in ("client_secret", "client_assertion", "client_assertion_type") if n in form
+    ]
     if scheme.lower() == "basic":
-        return ClientCredential.from_basic(value.strip(), endpoint)
+        if in_form:
+            raise InvalidRequest(
+                Reason.MALFORMED_REQUEST,
+                f"the client authenticated with Basic and with {in_form[0]}: use one method "
+                "(RFC 6749 section 2.3)",
+            )
+        credential = ClientCredential.from_basic(value.strip(), endpoint)
+        if form.get("client_id", credential.client_id) != credential.client_id:
+            raise InvalidRequest(
+                Reason.MALFORMED_REQUEST, "client_id is not the client that authenticated"
+            )
+        return credential
     if form.get("client_assertion_type") == CLIENT_ASSERTION_TYPE_URI:
         return ClientCredential(
             client_id=form.get("client_id"),
@@ -929,6 +931,11 @@ def _form_model(model: type[FormModel], form: dict[str, str]) -> FormModel:
         if first["type"] == "missing":
             raise InvalidRequest(
                 Reason.MISSING_PARAMETER, f"parameter {name!r} is required"
+            ) from None
+        if name == "resource":
+            raise InvalidTarget(
+                Reason.MALFORMED_REQUEST,
+                "resource must be an absolute http(s) URI with no fragment (RFC 8707 section 2)",
             ) from None
         raise InvalidRequest(
             Reason.MALFORMED_REQUEST, f"parameter {name!r} is invalid: {first['msg']}"

@@ -52,8 +52,11 @@ ScopeToken = Annotated[
 ScopeList = Annotated[str, StringConstraints(max_length=2048, pattern=f"^[ {_SCOPE_CHARACTERS}]*$")]
 Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 ShimChecksum = Annotated[str, StringConstraints(pattern=r"^(sha256=)?[0-9a-f]{64}$")]
-#: An RFC 8707 resource indicator: an absolute http(s) URI, visible ASCII only.
-ResourceUri = Annotated[str, StringConstraints(max_length=512, pattern=r"^https?://[\x21-\x7e]+$")]
+#: An RFC 8707 resource indicator: an absolute http(s) URI, visible ASCII only, with no
+#: fragment (§2).
+ResourceUri = Annotated[
+    str, StringConstraints(max_length=512, pattern=r"^https?://[\x21\x22\x24-\x7e]+$")
+]
 CompactToken = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TOKEN_BYTES)]
 Version = Annotated[int, Field(ge=1, le=MAX_WORKFLOW_VERSION)]
 

@@ -23,6 +23,7 @@ with needs_extra("rs", "ajwt_core.rs.fastapi"):
 
 from ajwt_core.dpop import BodyBinding
 from ajwt_core.errors import AJWTError, UseDPoPNonce
+from ajwt_core.request_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, RequestLimits
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
 from ajwt_core.rs.verifier import VerifiedRequest, Verifier, www_authenticate
@@ -38,16 +39,30 @@ def install(
     *,
     base_url: str | Sequence[str] | None = None,
     trusted_proxies: Collection[str] = (),
+    max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
 ) -> None:
     """Attach the verifier to ``app`` and map A-JWT errors to RFC 6750/9449 responses.
 
     ``base_url`` and ``trusted_proxies`` are :class:`~ajwt_core.rs.AJWTMiddleware`'s: the
     public origin(s) checked against ``Host`` and the proof's ``htu`` (default: the
     verifier's ``audience``; a ``ValueError`` if that is not an http(s) origin).
+
+    ``max_body_bytes`` and ``max_header_bytes`` bound every request of the app (413 and
+    431 with an OAuth error body, before anything reads it:
+    :class:`~ajwt_core.request_limits.RequestLimits`): ``require_intent`` reads the body
+    to check the proof's ``bh``, and without a bound one request could make the server
+    hold any amount of memory. Raise them for an app that takes large uploads;
+    ``max_body_bytes=None`` leaves both to the app (FastAPI's own ``max_body_size``, a
+    proxy in front). Call ``install`` when the app is built, before it starts.
     """
     origins = AllowedOrigins.of(verifier.audience, base_url, trusted_proxies)
     setattr(app.state, STATE_KEY, verifier)
     setattr(app.state, ORIGINS_KEY, origins)
+    if max_body_bytes is not None:
+        app.add_middleware(
+            RequestLimits, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes
+        )
 
     @app.exception_handler(AJWTError)
     async def _refuse(_request: Request, exc: AJWTError) -> JSONResponse:

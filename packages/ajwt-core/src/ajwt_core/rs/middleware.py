@@ -16,6 +16,7 @@ from typing import Any
 
 from ajwt_core.errors import AJWTError, InvalidRequest, Reason, UseDPoPNonce
 from ajwt_core.integrity import HEADER as SHIM_HEADER
+from ajwt_core.request_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
 from ajwt_core.rs.verifier import Verifier, log_refusal, www_authenticate
@@ -114,8 +115,8 @@ class AJWTMiddleware:
         default: RoutePolicy | None = _REQUIRE_TOKEN,
         base_url: str | Sequence[str] | None = None,
         trusted_proxies: Collection[str] = (),
-        max_body_bytes: int = 1 << 20,
-        max_header_bytes: int = 32 * 1024,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     ) -> None:
         self.app = app
         self.max_header_bytes = max_header_bytes

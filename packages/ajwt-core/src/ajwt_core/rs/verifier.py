@@ -19,7 +19,14 @@ from ajwt_core.dpop import (
     access_token_hash,
     verify_proof,
 )
-from ajwt_core.errors import AJWTError, InvalidDPoPProof, InvalidToken, Reason
+from ajwt_core.errors import (
+    AJWTError,
+    InvalidDPoPProof,
+    InvalidRequest,
+    InvalidToken,
+    Reason,
+    oauth_text,
+)
 from ajwt_core.integrity import HEADER as SHIM_HEADER
 from ajwt_core.keys import KeyResolver
 from ajwt_core.logfields import message, without_query
@@ -317,14 +324,21 @@ class Verifier:
         if count == 0 or not authorization:
             raise InvalidToken(Reason.MISSING_TOKEN, "an A-JWT intent token is required")
         if count > 1:
-            raise InvalidToken(Reason.MALFORMED_REQUEST, "more than one Authorization header")
+            # RFC 6750 §3.1: a malformed request, 400 (which header counts would depend
+            # on the server).
+            raise InvalidRequest(Reason.MALFORMED_REQUEST, "more than one Authorization header")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         scheme = scheme.lower()
         if scheme == "bearer":
             return await self._legacy_bearer(token, policy)
         if scheme != "dpop" or not token:
-            raise InvalidToken(Reason.MALFORMED_TOKEN, "use the DPoP authorization scheme")
+            # Another scheme (Basic…) or no token: no authentication information for
+            # this server, so the challenge carries no error code (RFC 6750 §3.1).
+            raise InvalidToken(
+                Reason.MISSING_TOKEN,
+                "an A-JWT intent token is required, in the DPoP authorization scheme",
+            )
         proofs, proof = _single(found, "dpop")
         if proofs != 1 or proof is None:
             raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
@@ -442,7 +456,7 @@ def _describe(span: telemetry.SpanLike, facts: TokenFacts | None) -> None:
 
 def www_authenticate(exc: AJWTError, algs: str = "ES256 EdDSA") -> str:
     """The RFC 6750 / RFC 9449 challenge for an error."""
-    description = exc.description.replace('"', "'")
+    description = oauth_text(exc.description)
     if exc.reason == Reason.MISSING_TOKEN:
         return f'DPoP algs="{algs}"'
     # ``ajwt_reason`` (an extension auth-param, RFC 9110 §11.2) lets a client that only

@@ -14,9 +14,6 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ajwt_core.dpop import create_proof
-from ajwt_core.integrity import HEADER as SHIM_HEADER
-from ajwt_core.integrity import header_value as shim_header_value
 from ajwt_core.shim.context import origin_of
 
 if TYPE_CHECKING:
@@ -67,19 +64,7 @@ class AgentAuth(httpx.Auth):
             self._sign(request, url, binding, nonce)
             response = yield request
         challenge = response.headers.get("WWW-Authenticate", "")
-        if response.status_code in (401, 403) and "error=" in challenge:
-            self._shim.api_refused(binding.context, response.status_code, challenge)
-        elif response.is_success:
-            self._shim.api_accepted(binding.context, response.status_code)
+        self._shim._tell_answer(binding.context, response.status_code, challenge)
 
     def _sign(self, request: httpx.Request, url: str, binding: Binding, nonce: str | None) -> None:
-        request.headers["Authorization"] = f"DPoP {binding.token}"
-        request.headers["DPoP"] = create_proof(
-            binding.key,
-            request.method,
-            url,
-            token=binding.token,
-            body=request.content,
-            nonce=nonce,
-        )
-        request.headers[SHIM_HEADER] = shim_header_value()
+        request.headers.update(binding.headers(request.method, url, request.content, nonce))

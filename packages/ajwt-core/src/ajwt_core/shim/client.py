@@ -254,6 +254,26 @@ class Binding:
     key: PopKey
     context: AgentContext
 
+    def headers(
+        self, method: str, url: str, body: bytes = b"", nonce: str | None = None
+    ) -> dict[str, str]:
+        """``Authorization: DPoP <token>``, a fresh ``DPoP`` proof for ``method url`` and
+        ``body`` (with ``ath`` and ``bh``), and ``X-Shim-Checksum``."""
+        proof = create_proof(self.key, method, url, token=self.token, body=body, nonce=nonce)
+        return {
+            "Authorization": f"DPoP {self.token}",
+            "DPoP": proof,
+            SHIM_HEADER: shim_header_value(),
+        }
+
+
+def _check_body(body: object) -> None:
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise TypeError(
+            f"body must be the bytes the request sends, not {type(body).__name__} "
+            "(encode text first: body=text.encode())"
+        )
+
 
 # ``name="value"`` parameters of a WWW-Authenticate challenge (values have no quotes:
 # the resource server writes descriptions with ``'``).
@@ -1341,7 +1361,7 @@ class Shim:
         told = {"error": error.error, "reason": error.reason.value}
         self._emit(kind, context, {**(detail or {}), **told, "description": error.description})
 
-    def _op_bind(self, request: httpx.Request) -> Operation[Binding]:
+    def _op_bind(self, url: str) -> Operation[Binding]:
         context = self.current()
         if context is None:
             raise AgentContextError(
@@ -1353,7 +1373,7 @@ class Shim:
                 "inside shim.acting(agent, tool=...))",
             )
         try:
-            issued = yield from self._op_token(context, self.audience_for(str(request.url)))
+            issued = yield from self._op_token(context, self.audience_for(url))
         except AJWTError as refusal:
             # Observers (an adapter's refusal list) learn of it even when the tool that
             # made the request swallows the exception.
@@ -1367,10 +1387,56 @@ class Shim:
         return Binding(token=issued.token, key=key, context=bound)
 
     def bind(self, request: httpx.Request) -> Binding:
-        return self._send_sync(self._op_bind(request))
+        return self._send_sync(self._op_bind(str(request.url)))
 
     async def abind(self, request: httpx.Request) -> Binding:
-        return await self._send_async(self._op_bind(request))
+        return await self._send_async(self._op_bind(str(request.url)))
+
+    def headers_for(
+        self, method: str, url: str, *, body: bytes = b"", nonce: str | None = None
+    ) -> dict[str, str]:
+        """The A-JWT headers of one request by the acting agent, for an HTTP client other
+        than httpx (``requests``, ``urllib``, ``aiohttp``): its intent token for ``url``'s
+        audience (minted if need be, refused as :meth:`auth` refuses) and a fresh proof
+        for ``method``, ``url`` and ``body``, the exact bytes sent. A proof is single
+        use: ask again for each request, a retry included (``nonce``: the server's
+        ``DPoP-Nonce``, when it asked for one). Prefer ``httpx`` with :meth:`auth`,
+        which also retries on a nonce challenge and tells the observers each answer;
+        with another client, tell the shim the answer with :meth:`answered` (an
+        adapter counts a step's work done by a tool it does not wrap from it).
+        ``docs/langchain.md`` (*Tools on another HTTP client*) has a tool on ``urllib``.
+        """
+        _check_body(body)
+        binding = self._send_sync(self._op_bind(url))
+        return binding.headers(method, url, body, nonce)
+
+    async def aheaders_for(
+        self, method: str, url: str, *, body: bytes = b"", nonce: str | None = None
+    ) -> dict[str, str]:
+        """:meth:`headers_for` in a coroutine (a token it must mint does not block the
+        event loop)."""
+        _check_body(body)
+        binding = await self._send_async(self._op_bind(url))
+        return binding.headers(method, url, body, nonce)
+
+    def answered(self, url: str, status: int, challenge: str | None = None) -> None:
+        """Tell the shim the resource server's answer to a request the acting agent made
+        with :meth:`headers_for`: its ``status`` and ``WWW-Authenticate`` ``challenge``.
+        A 2xx is ``api_accepted``, a 401/403 with an error is ``api_refused``, as for a
+        request through :meth:`auth`. Uses the token already held for ``url``."""
+        binding = self._send_sync(self._op_bind(url))
+        self._tell_answer(binding.context, status, challenge or "")
+
+    async def aanswered(self, url: str, status: int, challenge: str | None = None) -> None:
+        """:meth:`answered` in a coroutine."""
+        binding = await self._send_async(self._op_bind(url))
+        self._tell_answer(binding.context, status, challenge or "")
+
+    def _tell_answer(self, context: AgentContext, status: int, challenge: str) -> None:
+        if status in (401, 403) and "error=" in challenge:
+            self.api_refused(context, status, challenge)
+        elif 200 <= status < 300:
+            self.api_accepted(context, status)
 
     def api_refused(self, context: AgentContext, status: int, challenge: str) -> None:
         """The resource server refused a request made with ``context``'s token (its
