@@ -289,6 +289,28 @@ def test_a_tool_call_in_a_completed_step_is_asked_of_the_idp_not_the_cache(
     assert kinds[-2:] == ["step_completed", "token_minted"]
 
 
+def test_a_tool_call_in_a_completed_step_is_minted_once_not_at_start_and_again_at_its_call(
+    stack: Stack, shim: CarryingShim
+) -> None:
+    # A framework's tool gate prepares the call (minting up front for the default
+    # audience) and the call's request binds a token: in a completed step that is one
+    # IdP request and one ledger entry, not two.
+    shim.default_audience = stack.rs_url
+    run = shim.start_run(stack.admin.user_token("user:alice"), "vuln-patch")
+    with httpx.Client(base_url=stack.rs_url, auth=shim.auth()) as http:
+        for completed in (False, True):
+            if completed:
+                shim.complete("supervisor", "triage", run=run)
+            shim.sent.clear()
+            context = shim.prepare(shim.context("supervisor", tool="list_repos", run=run))
+            with shim.acting("supervisor", step=context.step, tool=context.tool, run=run):
+                assert http.get("/repos").status_code == 200
+            shim.tool_finished(context)
+            assert dict(shim.sent) == {"token": 1}, completed
+    kinds = [kind for kind, _ in _ledger(shim, run)]
+    assert kinds[-2:] == ["step_completed", "token_minted"]
+
+
 def test_an_idp_that_ignores_completions_gets_them_on_their_own(
     stack: Stack, shim: CarryingShim, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1091,9 +1091,9 @@ class Shim:
         if self.local_checks and tool is not None and tool not in agent.live_tools():
             raise UnauthorizedClient(
                 Reason.TOOL_NOT_ALLOWED,
-                f"tool {tool!r} is not one of agent {agent_id!r}'s tools as it runs now "
-                f"({', '.join(sorted(agent.live_tools())) or 'none'}); register the agent "
-                "with the tools it is given",
+                f"agent {agent_id!r} as it runs now has no tool {tool!r} (its tools: "
+                f"{', '.join(sorted(agent.live_tools())) or 'none'}): give the agent that "
+                "tool, or take the tool out of the workflow step that names it",
             )
         return agent, live
 
@@ -1221,7 +1221,7 @@ class Shim:
                     state = self.run_state(resolved.run)
                     with self._lock:
                         state.check_mint(resolved.agent, step, resolved.tool, approvals=False)
-                if self.default_audience is not None:
+                if self.default_audience is not None and not self._re_entry(resolved):
                     yield from self._op_token(resolved, self.default_audience, checked)
         except AJWTError as refusal:
             telemetry.finish(span, refusal)
@@ -1234,6 +1234,16 @@ class Shim:
         self._hold_tool_span(resolved, span)
         self._emit("tool_started", resolved)
         return resolved
+
+    def _re_entry(self, context: AgentContext) -> bool:
+        """A tool call in a step the run has completed (DESIGN §6): its requests are
+        each asked of the IdP (``_op_mint``), so no token is minted for it up front,
+        which its first request would mint again."""
+        return (
+            context.tool is not None
+            and context.step is not None
+            and context.step in self.run_state(context.run).completed
+        )
 
     def prepare(self, context: AgentContext) -> AgentContext:
         """Before a tool runs: resolve its step, run the local checks, and (with a
