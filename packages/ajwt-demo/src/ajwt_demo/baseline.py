@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ajwt_core.keys import SigningKey
-from ajwt_core.rs.middleware import ASGIApp, Receive, Scope, Send
+from ajwt_core.request_limits import ASGIApp, Receive, Scope, Send
 
 
 @dataclass

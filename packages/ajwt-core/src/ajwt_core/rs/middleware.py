@@ -10,25 +10,27 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ajwt_core.errors import AJWTError, InvalidRequest, Reason, UseDPoPNonce
 from ajwt_core.integrity import HEADER as SHIM_HEADER
-from ajwt_core.request_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES
+
+# The ASGI types, spelled out there so the middleware needs no web framework installed.
+from ajwt_core.request_limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
 from ajwt_core.rs.verifier import Verifier, log_refusal, www_authenticate
 
 log = logging.getLogger("ajwt_core.rs")
-
-# The ASGI types, spelled out so the middleware needs no web framework installed.
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PolicyResolver = Callable[[str, str], RoutePolicy | None]
 
