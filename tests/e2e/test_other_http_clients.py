@@ -15,7 +15,8 @@ import pytest
 
 from ajwt_core.errors import AgentContextError, Reason
 from ajwt_core.shim import ShimEvent
-from ajwt_demo.stack import Stack
+from ajwt_demo.agents import reference_manifests
+from ajwt_demo.stack import CountingShim, Stack
 
 PR = json.dumps({"title": "Bump lodash to 4.17.21", "head": "fix/lodash"}).encode()
 
@@ -44,7 +45,7 @@ def test_urllib_calls_carry_the_acting_agents_token_and_proof(stack: Stack) -> N
             assert status == 200, body
             assert (body["caller"]["agent"], body["caller"]["tool"]) == ("supervisor", "list_repos")
             # Told the answer, the shim tells its observers, as its httpx auth does.
-            shim.answered(url, status)
+            shim.answered(status)
             [accepted] = [e for e in events if e.kind == "api_accepted"]
             assert (accepted.agent, accepted.step, accepted.detail) == (
                 "supervisor",
@@ -54,7 +55,7 @@ def test_urllib_calls_carry_the_acting_agents_token_and_proof(stack: Stack) -> N
             # The proof was single use: the same headers again are a replay.
             status, body = send("GET", url, headers)
             assert (status, body["ajwt_reason"]) == (401, Reason.REPLAYED.value)
-            shim.answered(url, status, 'DPoP error="invalid_dpop_proof", ajwt_reason="replayed"')
+            shim.answered(status, 'DPoP error="invalid_dpop_proof", ajwt_reason="replayed"')
             [refused] = [e for e in events if e.kind == "api_refused"]
             assert refused.detail["reason"] == "replayed"
             # Headers for one URL do not serve another.
@@ -90,3 +91,25 @@ def test_a_body_is_bound_to_its_proof(stack: Stack) -> None:
             status, body = send("POST", url, asyncio.run(signed()), PR)
             assert status == 201, body
             assert body["caller"]["chain"] == ["supervisor", "patcher"]
+
+
+def test_telling_an_answer_asks_nothing_of_the_idp_even_in_a_completed_step(
+    stack: Stack,
+) -> None:
+    client = stack.new_client()
+    shim = CountingShim(stack.idp_url, client["client_id"], client_secret=client["client_secret"])
+    shim.register_many(reference_manifests())
+    url = stack.rs_url + "/repos"
+    run = stack.start_run(shim)
+    with shim.run(run):
+        shim.complete("supervisor", "triage")
+        with shim.acting("supervisor", tool="list_repos"):
+            shim.sent.clear()
+            status, body = send("GET", url, shim.headers_for("GET", url))
+            assert status == 200, body
+            assert dict(shim.sent) == {"token": 1}  # the call re-enters the step: minted
+            shim.answered(status)
+            assert dict(shim.sent) == {"token": 1}  # telling its answer is not
+        with pytest.raises(AgentContextError) as outside:
+            shim.answered(200)
+        assert outside.value.reason == Reason.NO_AGENT_CONTEXT

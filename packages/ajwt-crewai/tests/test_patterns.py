@@ -309,7 +309,7 @@ def test_a_plain_tool_on_another_http_client_completes_its_step_when_it_tells_th
         """List the organisation's repositories with their dependencies."""
         answer = httpx.get(url, headers=shim.headers_for("GET", url))  # not shim.auth()
         if told:
-            shim.answered(url, answer.status_code, answer.headers.get("WWW-Authenticate"))
+            shim.answered(answer.status_code, answer.headers.get("WWW-Authenticate"))
         return answer.text
 
     crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"], [list_repos])

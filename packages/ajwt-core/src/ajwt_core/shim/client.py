@@ -1247,7 +1247,8 @@ class Shim:
 
     def prepare(self, context: AgentContext) -> AgentContext:
         """Before a tool runs: resolve its step, run the local checks, and (with a
-        ``default_audience``) mint its token, so a refusal blocks the tool up front.
+        ``default_audience``) mint its token, so a refusal blocks the tool up front; in a
+        step the run has completed, each request of the tool is minted instead.
         Returns the context with ``step`` and ``tool`` filled in.
 
         With OpenTelemetry (extra ``otel``), the tool call's span ``ajwt.tool_call``
@@ -1412,7 +1413,7 @@ class Shim:
         use: ask again for each request, a retry included (``nonce``: the server's
         ``DPoP-Nonce``, when it asked for one). Prefer ``httpx`` with :meth:`auth`,
         which also retries on a nonce challenge and tells the observers each answer;
-        with another client, tell the shim the answer with :meth:`answered` (an
+        with another client, tell the shim each answer with :meth:`answered` (an
         adapter counts a step's work done by a tool it does not wrap from it).
         ``docs/langchain.md`` (*Tools on another HTTP client*) has a tool on ``urllib``.
         """
@@ -1429,18 +1430,22 @@ class Shim:
         binding = await self._send_async(self._op_bind(url))
         return binding.headers(method, url, body, nonce)
 
-    def answered(self, url: str, status: int, challenge: str | None = None) -> None:
-        """Tell the shim the resource server's answer to a request the acting agent made
-        with :meth:`headers_for`: its ``status`` and ``WWW-Authenticate`` ``challenge``.
-        A 2xx is ``api_accepted``, a 401/403 with an error is ``api_refused``, as for a
-        request through :meth:`auth`. Uses the token already held for ``url``."""
-        binding = self._send_sync(self._op_bind(url))
-        self._tell_answer(binding.context, status, challenge or "")
-
-    async def aanswered(self, url: str, status: int, challenge: str | None = None) -> None:
-        """:meth:`answered` in a coroutine."""
-        binding = await self._send_async(self._op_bind(url))
-        self._tell_answer(binding.context, status, challenge or "")
+    def answered(self, status: int, challenge: str | None = None) -> None:
+        """Tell the shim the resource server's answer to a request the acting agent just
+        made with :meth:`headers_for`: its ``status`` and ``WWW-Authenticate``
+        ``challenge``. A 2xx is ``api_accepted``, a 401/403 with an error is
+        ``api_refused``, as for a request through :meth:`auth`. Nothing is sent to the
+        IdP (a call in a completed step is not minted again to be reported)."""
+        context = self.current()
+        if context is None:
+            raise AgentContextError(
+                Reason.NO_AGENT_CONTEXT,
+                "shim.answered() tells the answer to a request of the tool that is running; "
+                "call it inside that tool, after the request",
+            )
+        step = self.resolve_step(context)
+        resolved = replace(context, step=step, tool=self._resolve_tool(context, step))
+        self._tell_answer(resolved, status, challenge or "")
 
     def _tell_answer(self, context: AgentContext, status: int, challenge: str) -> None:
         if status in (401, 403) and "error=" in challenge:
