@@ -272,6 +272,23 @@ def test_client_assertion_for_any_of_the_accepted_audiences_passes(agent_key: Po
     assert info.value.reason == Reason.WRONG_AUDIENCE
 
 
+def test_a_client_assertion_naming_other_servers_too_is_refused(agent_key: PopKey) -> None:
+    claims = {"iss": "patcher-app", "sub": "patcher-app", "iat": NOW, "exp": NOW + 60}
+    header = {"typ": "client-authentication+jwt"}
+    for aud, passes in (
+        ([ISSUER + "/token"], True),
+        (["https://evil.example/token", ISSUER + "/token"], False),
+        ([], False),
+    ):
+        token = agent_key.sign(claims | {"aud": aud, "jti": f"ca-{len(aud)}"}, header)
+        if passes:
+            assert decode_assertion(token, agent_key).jti == "ca-1"
+            continue
+        with pytest.raises(InvalidClient) as info:
+            decode_assertion(token, agent_key)
+        assert info.value.reason == Reason.WRONG_AUDIENCE
+
+
 def test_rsa_private_key_pem_is_not_accepted_as_signing_key() -> None:
     pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM,

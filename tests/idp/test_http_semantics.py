@@ -160,3 +160,68 @@ def test_a_resource_that_is_no_absolute_uri_without_fragment_is_an_invalid_targe
     headers = client.basic | {"DPoP": harness.proof(key, "/token")}
     refused = harness.request("POST", "/token", headers=headers, form=form | {"resource": resource})
     assert_refused(refused, 400, Reason.MALFORMED_REQUEST, error="invalid_target")
+
+
+def test_a_405_names_every_method_of_the_path(harness: IdPHarness) -> None:
+    answer = harness.request("PUT", "/admin/clients", headers=harness.admin)
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, POST"
+    assert answer.json()["ajwt_reason"] == "malformed_request"
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "status", "reason"),
+    [
+        ("/no-such-endpoint", b"", 404, "not_found"),
+        ("/runs", b'{"workflow_id": "\xff"}', 400, "malformed_request"),
+        ("/runs", b"[" * 5000 + b"]" * 5000, 400, "malformed_request"),
+    ],
+    ids=["unknown path", "invalid UTF-8", "deep nesting"],
+)
+def test_framework_errors_are_oauth_errors_with_a_reason(
+    harness: IdPHarness, path: str, content: bytes, status: int, reason: str
+) -> None:
+    client = harness.new_client()
+    headers = client.basic | {"content-type": "application/json"}
+    answer = harness.request("POST", path, headers=headers, content=content)
+    assert_refused(answer, status, reason)
+
+
+def test_a_json_body_with_a_key_twice_is_refused_not_read_last_one_wins(
+    harness: IdPHarness,
+) -> None:
+    client = harness.new_client()
+    key = PopKey.generate()
+    proof = harness.proof(key, "/agents")
+    body = (
+        '{"manifest": {"agent_id": "supervisor", "agent_id": "other", '
+        '"prompt": {"template": "x"}}, "proof": "%s"}' % proof
+    ).encode()
+    headers = client.basic | {"content-type": "application/json"}
+    refused = harness.request("POST", "/agents", headers=headers, content=body)
+    assert_refused(refused, 400, "malformed_request", error="invalid_request")
+    assert "repeats the key 'agent_id'" in refused.json()["error_description"]
+    # The same registration without the repeated key is accepted.
+    assert harness.register_agent(client, "supervisor", key).agent_id == "supervisor"
+
+
+def test_a_json_body_that_is_not_utf8_is_refused(harness: IdPHarness) -> None:
+    client = harness.new_client()
+    body = '{"workflow_id": "vuln-patch", "subject_token": "x.y.z"}'.encode("utf-16")
+    headers = client.basic | {"content-type": "application/json"}
+    refused = harness.request("POST", "/runs", headers=headers, content=body)
+    assert_refused(refused, 400, "malformed_request")
+    assert "UTF-8" in refused.json()["error_description"]
+
+
+def test_carried_completions_with_a_key_twice_are_refused(
+    harness: IdPHarness, minting: tuple[Client, dict[str, str], PopKey]
+) -> None:
+    client, form, key = minting
+    repeated = '[{"step": "triage", "step": "plan", "token": "x.y.z", "proof": "a.b.c"}]'
+    headers = client.basic | {"DPoP": harness.proof(key, "/token")}
+    refused = harness.request(
+        "POST", "/token", headers=headers, form=form | {"completions": repeated}
+    )
+    assert_refused(refused, 400, Reason.MALFORMED_REQUEST, error="invalid_request")
+    assert "completions" in refused.json()["error_description"]

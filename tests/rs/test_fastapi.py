@@ -220,3 +220,17 @@ async def test_two_authorization_headers_are_a_malformed_request(
     assert "www-authenticate" not in response.headers
     # One of them, alone, passes.
     assert (await get(app, caller, FILE, FILE)).status_code == 200
+
+
+async def test_install_turns_off_slash_redirects_built_from_the_host_header(
+    verifier: Verifier, caller: Caller
+) -> None:
+    transport = httpx.ASGITransport(app=_app(verifier))
+    async with httpx.AsyncClient(transport=transport, base_url=AUDIENCE) as http:
+        answer = await http.get(FILE + "/", headers={"host": "evil.example"})
+    assert answer.status_code == 404 and "location" not in answer.headers
+    kept = _app(verifier, redirect_slashes=True)
+    transport = httpx.ASGITransport(app=kept)
+    async with httpx.AsyncClient(transport=transport, base_url=AUDIENCE) as http:
+        answer = await http.get(FILE + "/", headers={"host": "evil.example"})
+    assert answer.status_code == 307

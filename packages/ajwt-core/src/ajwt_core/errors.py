@@ -126,6 +126,7 @@ class Reason(StrEnum):
     AGENT_VERSION_NOT_ALLOWED = "agent_version_not_allowed"
     DELEGATION_TOO_DEEP = "delegation_too_deep"
     SHIM_CHECKSUM_REQUIRED = "shim_checksum_required"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     STEP_TOKEN_NOT_FOR_API = "step_token_not_for_api"
     BEARER_NOT_ALLOWED = "bearer_not_allowed"
     MISSING_TOKEN = "missing_token"
@@ -192,6 +193,18 @@ class InvalidRequest(AJWTError):
 
     error = "invalid_request"
     status_code = 400
+
+
+class RequestTooLarge(InvalidRequest):
+    """The request body is larger than the server takes (RFC 9110 §15.5.14)."""
+
+    status_code = 413
+
+
+class HeadersTooLarge(InvalidRequest):
+    """The request's header fields are larger than the server takes (RFC 6585 §5)."""
+
+    status_code = 431
 
 
 class InvalidClient(AJWTError):

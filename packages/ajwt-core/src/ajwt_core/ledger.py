@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints,
 
 from ajwt_core.canonical import DIGEST_PREFIX, jcs, sha256_digest
 from ajwt_core.errors import AJWTError, InvalidRequest, LedgerError, Reason
+from ajwt_core.strict_json import DuplicateKey, loads_unique
 
 
 class EntryKind(StrEnum):
@@ -531,28 +532,15 @@ def export_json(entries: Sequence[LedgerEntry], run_id: str | None = None) -> st
     return json.dumps(document, indent=2)
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            # Two values for one field: which one a reader sees depends on its parser.
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
 def _parse_export(text: str | bytes) -> tuple[str, list[Any]]:
     def broken(problem: str) -> LedgerError:
         return LedgerError(Reason.LEDGER_BROKEN, f"the ledger export {problem}")
 
     try:
-        document = json.loads(text, object_pairs_hook=_unique_keys)
-    except _DuplicateKey as exc:
-        raise broken(f"repeats the key {str(exc)!r} in one object") from None
+        # Two values for one field: which one a reader sees would depend on its parser.
+        document = loads_unique(text)
+    except DuplicateKey as exc:
+        raise broken(f"repeats the key {exc.key!r} in one object") from None
     except (ValueError, RecursionError) as exc:
         raise broken(f"is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(document, dict):

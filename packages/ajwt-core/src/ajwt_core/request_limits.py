@@ -59,7 +59,11 @@ class RequestLimits:
             await _send_error(send, too_big, 431)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared is not None and not declared.isdigit():
+            malformed = InvalidRequest(Reason.MALFORMED_REQUEST, "Content-Length is not a number")
+            await _send_error(send, malformed, 400)
+            return
+        if declared is not None and int(declared) > self.max_body_bytes:
             too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
             await _send_error(send, too_big, 413)
             return

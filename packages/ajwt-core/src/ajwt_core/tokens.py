@@ -713,6 +713,12 @@ def decode_client_assertion(
         raise InvalidClient(Reason.INVALID_CLAIM, "the client assertion is for another client")
     audiences = [claims.aud] if isinstance(claims.aud, str) else claims.aud
     accepted = {audience} if isinstance(audience, str) else set(audience)
+    if len(audiences) != 1:
+        # An assertion naming this server among others could have been made for one of
+        # them and replayed here (the audience injection of draft-ietf-oauth-rfc7523bis).
+        raise InvalidClient(
+            Reason.WRONG_AUDIENCE, "the client assertion's aud must name this server alone"
+        )
     if accepted.isdisjoint(audiences):
         raise InvalidClient(Reason.WRONG_AUDIENCE, "the client assertion is for another server")
     _jws.check_times(

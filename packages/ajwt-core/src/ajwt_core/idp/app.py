@@ -21,6 +21,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
+from starlette.types import Scope
 
 from ajwt_core._tasks import stop
 from ajwt_core.dpop import (
@@ -42,6 +44,7 @@ from ajwt_core.errors import (
     SlowDown,
     UnsupportedGrantType,
     UseDPoPNonce,
+    oauth_text,
 )
 from ajwt_core.idp.boundary import ErrorBoundary, NoStore
 from ajwt_core.idp.db import ClientRow, Database
@@ -91,12 +94,14 @@ from ajwt_core.idp.service import (
     MintParams,
 )
 from ajwt_core.idp.settings import IdPSettings
+from ajwt_core.idp.strict_body import StrictJSONRoute
 from ajwt_core.idp.throttle import FailureThrottle
 from ajwt_core.idp.upstream import UpstreamProvider, check_upstream_settings
 from ajwt_core.integrity import shim_checksum
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.ledger import export_json
 from ajwt_core.request_limits import RequestLimits
+from ajwt_core.strict_json import loads_unique
 from ajwt_core.rs.stores import (
     AsyncReplayStore,
     MemoryReplayStore,
@@ -217,6 +222,8 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         # request's Host header, which the IdP never trusts (an open redirect).
         redirect_slashes=False,
     )
+    # Every route's JSON body: UTF-8, no key twice in one object (before any route).
+    app.router.route_class = StrictJSONRoute
     app.state.idp = idp
 
     # ------------------------------------------------------------- error mapping
@@ -236,13 +243,21 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error = "not_found" if exc.status_code == 404 else "invalid_request"
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        found = exc.status_code == 404
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Every method the path has (RFC 9110 §10.2.1): Starlette names only those
+            # of the first route that matched the path.
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
         return JSONResponse(
-            {"error": error, "error_description": str(exc.detail)},
+            {
+                "error": "not_found" if found else "invalid_request",
+                "error_description": oauth_text(str(exc.detail)),
+                "ajwt_reason": (Reason.NOT_FOUND if found else Reason.MALFORMED_REQUEST).value,
+            },
             status_code=exc.status_code,
-            # A 405's Allow (RFC 9110 §15.5.6), and whatever else Starlette set.
-            headers=exc.headers,
+            headers=headers | {"Cache-Control": "no-store"},
         )
 
     @app.exception_handler(ClientDisconnect)
@@ -677,8 +692,9 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         text: str, client: ClientRow, run_id: str
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         try:
-            items = CarriedCompletions.validate_json(text)
-        except ValidationError:
+            # Read as the JSON bodies are: no key twice in one object.
+            items = CarriedCompletions.validate_python(loads_unique(text))
+        except (ValidationError, ValueError, RecursionError):
             raise InvalidRequest(
                 Reason.MALFORMED_REQUEST,
                 "parameter 'completions' must be a JSON array of 1 to "
@@ -860,6 +876,16 @@ def _one_of(
             Reason.MALFORMED_REQUEST, f"{name} must be one of: {', '.join(accepted)}"
         )
     return value
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods of every route whose path matches ``scope``'s."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _check_grant_type(grant: str | None) -> None:

@@ -41,6 +41,7 @@ def install(
     trusted_proxies: Collection[str] = (),
     max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    redirect_slashes: bool = False,
 ) -> None:
     """Attach the verifier to ``app`` and map A-JWT errors to RFC 6750/9449 responses.
 
@@ -55,10 +56,16 @@ def install(
     hold any amount of memory. Raise them for an app that takes large uploads;
     ``max_body_bytes=None`` leaves both to the app (FastAPI's own ``max_body_size``, a
     proxy in front). Call ``install`` when the app is built, before it starts.
+
+    ``redirect_slashes``: Starlette answers ``/repos/`` with a redirect to ``/repos``
+    whose ``Location`` it builds from the request's ``Host`` header, before any route or
+    check runs (a foreign host in the answer, and in caches in front of it); ``install``
+    turns that off (a 404) unless this is ``True``.
     """
     origins = AllowedOrigins.of(verifier.audience, base_url, trusted_proxies)
     setattr(app.state, STATE_KEY, verifier)
     setattr(app.state, ORIGINS_KEY, origins)
+    app.router.redirect_slashes = redirect_slashes
     if max_body_bytes is not None:
         app.add_middleware(
             RequestLimits, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes

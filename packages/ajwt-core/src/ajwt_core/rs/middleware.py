@@ -13,7 +13,14 @@ import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from ajwt_core.errors import AJWTError, InvalidRequest, Reason, UseDPoPNonce
+from ajwt_core.errors import (
+    AJWTError,
+    HeadersTooLarge,
+    InvalidRequest,
+    Reason,
+    RequestTooLarge,
+    UseDPoPNonce,
+)
 from ajwt_core.integrity import HEADER as SHIM_HEADER
 
 # The ASGI types, spelled out there so the middleware needs no web framework installed.
@@ -50,23 +57,44 @@ class Route:
 
 
 class RouteTable:
-    """First matching route wins; unmatched requests get ``default`` (None: pass through)."""
+    """First matching route wins (``HEAD`` takes a ``GET`` route's policy, RFC 9110
+    §9.3.2); a path with routes but none for the request's method is refused once the
+    token is verified (``method_not_allowed``), never given ``default``: a framework
+    that runs the view for any method (Django) or ``GET``'s handler for ``HEAD``
+    (Starlette, Flask) would otherwise serve it with no route policy. A path no route
+    names gets ``default`` (None: pass through).
+
+    >>> table = RouteTable([Route("GET", "/repos", RoutePolicy.of(scopes=["repo:read"]))],
+    ...                    default=RoutePolicy())
+    >>> sorted(table("HEAD", "/repos").scopes)
+    ['repo:read']
+    >>> table("POST", "/repos").refuse
+    'this route declares no policy for POST (it has: GET)'
+    >>> table("POST", "/other") == RoutePolicy()
+    True
+    """
 
     def __init__(self, routes: Sequence[Route], default: RoutePolicy | None) -> None:
         self._routes = [(r.method.upper(), r.pattern(), r.policy) for r in routes]
         self._default = default
 
     def __call__(self, method: str, path: str) -> RoutePolicy | None:
+        declared: list[str] = []
         for route_method, pattern, policy in self._routes:
-            if route_method in ("*", method) and pattern.match(path):
-                return policy
+            if pattern.match(path):
+                if route_method in ("*", method) or (method == "HEAD" and route_method == "GET"):
+                    return policy
+                declared.append(route_method)
+        if declared:
+            methods = ", ".join(sorted(set(declared)))
+            return RoutePolicy(
+                refuse=f"this route declares no policy for {method} (it has: {methods})"
+            )
         return self._default
 
 
 async def send_refusal(send: Send, exc: AJWTError, nonce: str | None = None) -> None:
     status = 401 if isinstance(exc, UseDPoPNonce) else exc.status_code
-    if exc.reason == Reason.REQUEST_TOO_LARGE:
-        status = 413
     headers = [
         (b"content-type", b"application/json"),
         (b"cache-control", b"no-store"),
@@ -139,10 +167,11 @@ class AJWTMiddleware:
             return
         nonce = self.verifier.nonces.issue() if self.verifier.nonces else None
         try:
-            url = self.origins.request_url(scope)  # the Host check comes first
+            # Sizes first: nothing of an oversized request is looked at further.
             size, declared, headers = _scan_headers(scope["headers"])
             if size > self.max_header_bytes:
-                raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request headers are too large")
+                raise HeadersTooLarge(Reason.REQUEST_TOO_LARGE, "the request headers are too large")
+            url = self.origins.request_url(scope)  # then the Host check
             body, disconnected = await self._read_body(declared, receive)
         except AJWTError as exc:
             # Refused before the verifier saw it (which logs its own refusals).
@@ -168,8 +197,10 @@ class AJWTMiddleware:
 
     async def _read_body(self, declared: bytes | None, receive: Receive) -> tuple[bytes, bool]:
         """The whole body (bounded), and whether the client disconnected meanwhile."""
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request body is too large")
+        if declared is not None and not declared.isdigit():
+            raise InvalidRequest(Reason.MALFORMED_REQUEST, "Content-Length is not a number")
+        if declared is not None and int(declared) > self.max_body_bytes:
+            raise RequestTooLarge(Reason.REQUEST_TOO_LARGE, "the request body is too large")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -179,7 +210,7 @@ class AJWTMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request body is too large")
+                raise RequestTooLarge(Reason.REQUEST_TOO_LARGE, "the request body is too large")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), False

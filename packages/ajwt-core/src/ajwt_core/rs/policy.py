@@ -52,6 +52,10 @@ class RoutePolicy:
     allow_bearer: bool = False
     public: bool = False
     body_binding: BodyBinding = BodyBinding.IF_BODY
+    #: Set: every request is refused after its token is verified, with this sentence
+    #: (``method_not_allowed``; a route table's answer for a method it declares no
+    #: policy for on a path it knows).
+    refuse: str | None = None
     metadata: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -100,6 +104,8 @@ class RoutePolicy:
     ) -> None:
         """Refuse with ``insufficient_scope`` (403) and the reason of the first failed rule."""
         facts = claims if isinstance(claims, TokenFacts) else TokenFacts.of(claims)
+        if self.refuse is not None:
+            raise InsufficientScope(Reason.METHOD_NOT_ALLOWED, self.refuse)
         if not self.scopes <= facts.scopes:
             missing = self.scopes - facts.scopes
             raise InsufficientScope(

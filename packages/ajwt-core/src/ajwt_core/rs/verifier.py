@@ -323,9 +323,9 @@ class Verifier:
         count, authorization = _single(found, "authorization")
         if count == 0 or not authorization:
             raise InvalidToken(Reason.MISSING_TOKEN, "an A-JWT intent token is required")
-        if count > 1:
-            # RFC 6750 §3.1: a malformed request, 400 (which header counts would depend
-            # on the server).
+        # Two headers, or two joined into one by a WSGI server ("DPoP a, DPoP b": no
+        # token has a comma): RFC 6750 §3.1, a malformed request, 400.
+        if count > 1 or "," in authorization:
             raise InvalidRequest(Reason.MALFORMED_REQUEST, "more than one Authorization header")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
@@ -340,7 +340,7 @@ class Verifier:
                 "an A-JWT intent token is required, in the DPoP authorization scheme",
             )
         proofs, proof = _single(found, "dpop")
-        if proofs != 1 or proof is None:
+        if proofs != 1 or proof is None or "," in proof:
             raise InvalidDPoPProof(Reason.MALFORMED_PROOF, "exactly one DPoP header is required")
         # 2.–3. token header, signature, iss, aud, times, lifetime.
         # The cache key is the token's SHA-256; a non-ASCII token has none (it is refused

@@ -39,7 +39,14 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from ajwt_core.errors import AJWTError, InvalidRequest, Reason, UseDPoPNonce
+from ajwt_core.errors import (
+    AJWTError,
+    HeadersTooLarge,
+    InvalidRequest,
+    Reason,
+    RequestTooLarge,
+    UseDPoPNonce,
+)
 from ajwt_core.rs.middleware import PolicyResolver, Route, RouteTable
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
@@ -143,9 +150,10 @@ class AJWTWSGIMiddleware:
                 scope["raw_path"] = raw.encode("latin-1", "replace")
             else:
                 scope["raw_path"] = _encoded(path).encode("ascii")
-            url = self.origins.request_url(scope)  # the Host check comes first
+            # Sizes first: nothing of an oversized request is looked at further.
             if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
-                raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request headers are too large")
+                raise HeadersTooLarge(Reason.REQUEST_TOO_LARGE, "the request headers are too large")
+            url = self.origins.request_url(scope)  # then the Host check
             body = self._read_body(environ)
             verified: VerifiedRequest = self._loop.run(
                 self.verifier.verify(
@@ -176,13 +184,15 @@ class AJWTWSGIMiddleware:
         if stream is None:
             return b""
         if declared:
-            if not declared.isdigit() or int(declared) > self.max_body_bytes:
-                raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request body is too large")
+            if not declared.isdigit():
+                raise InvalidRequest(Reason.MALFORMED_REQUEST, "Content-Length is not a number")
+            if int(declared) > self.max_body_bytes:
+                raise RequestTooLarge(Reason.REQUEST_TOO_LARGE, "the request body is too large")
             return bytes(stream.read(int(declared)))
         if environ.get("wsgi.input_terminated"):
             body = bytes(stream.read(self.max_body_bytes + 1))
             if len(body) > self.max_body_bytes:
-                raise InvalidRequest(Reason.REQUEST_TOO_LARGE, "the request body is too large")
+                raise RequestTooLarge(Reason.REQUEST_TOO_LARGE, "the request body is too large")
             return body
         return b""
 
@@ -218,8 +228,6 @@ def _headers(environ: Environ) -> list[tuple[bytes, bytes]]:
 
 def _refusal(start_response: StartResponse, exc: AJWTError, nonce: str | None) -> Iterable[bytes]:
     status = 401 if isinstance(exc, UseDPoPNonce) else exc.status_code
-    if exc.reason == Reason.REQUEST_TOO_LARGE:
-        status = 413
     body = json.dumps(exc.to_oauth()).encode()
     headers = [
         ("Content-Type", "application/json"),

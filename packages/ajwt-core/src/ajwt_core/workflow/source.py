@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from ajwt_core.errors import InvalidRequest, Reason
+from ajwt_core.strict_json import DuplicateKey, loads_unique
 from ajwt_core.workflow.model import MAX_WORKFLOW_JSON_BYTES, Path, Workflow, WorkflowError
 
 Format = Literal["json", "yaml"]
@@ -171,21 +172,6 @@ def _id_of(node: yaml.MappingNode) -> str | None:
     return None
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
 def _load_json(text: str) -> Document:
     # The values come from the JSON parser (exact JSON semantics); the positions from
     # composing the same text as YAML, which reads JSON's syntax (best effort: a
@@ -199,8 +185,8 @@ def _load_json(text: str) -> Document:
             duplicate = exc
         positions = {}
     try:
-        data = json.loads(text, object_pairs_hook=_unique_keys)
-    except _DuplicateKey as exc:
+        data = loads_unique(text)
+    except DuplicateKey as exc:
         if duplicate is not None:
             raise duplicate from None
         raise WorkflowError(
