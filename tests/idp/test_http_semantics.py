@@ -225,3 +225,17 @@ def test_carried_completions_with_a_key_twice_are_refused(
     )
     assert_refused(refused, 400, Reason.MALFORMED_REQUEST, error="invalid_request")
     assert "completions" in refused.json()["error_description"]
+
+
+def test_a_completion_with_two_step_tokens_is_refused(
+    harness: IdPHarness, minting: tuple[Client, dict[str, str], PopKey]
+) -> None:
+    client, _form, _key = minting
+    headers = [
+        *[(k.encode(), v.encode()) for k, v in client.basic.items()],
+        (b"x-ajwt-token", b"DPoP a.b.c"),
+        (b"x-ajwt-token", b"DPoP d.e.f"),
+    ]
+    refused = harness.request("POST", "/runs/run-1/steps/triage/complete", headers=headers)
+    assert_refused(refused, 400, Reason.MALFORMED_REQUEST, error="invalid_request")
+    assert refused.json()["error_description"] == "more than one X-AJWT-Token header"

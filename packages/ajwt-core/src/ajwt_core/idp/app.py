@@ -597,7 +597,10 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     @app.post("/runs/{run_id}/steps/{step}/complete")
     async def complete(request: Request, run_id: Id, step: Id) -> dict[str, Any]:
         client = await client_from_headers(request)
-        scheme, _, token = request.headers.get("x-ajwt-token", "").partition(" ")
+        tokens = request.headers.getlist("x-ajwt-token")
+        if len(tokens) > 1:
+            raise InvalidRequest(Reason.MALFORMED_REQUEST, "more than one X-AJWT-Token header")
+        scheme, _, token = (tokens[0] if tokens else "").partition(" ")
         if scheme.lower() != "dpop" or not token:
             raise InvalidToken(Reason.MISSING_TOKEN, "the step's intent token is required")
         if not token.isascii():
