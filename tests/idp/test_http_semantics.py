@@ -5,6 +5,9 @@ Host the client chose, and each 401 challenges the scheme it is about."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pytest
 
 from ajwt_core.errors import Reason
@@ -193,10 +196,8 @@ def test_a_json_body_with_a_key_twice_is_refused_not_read_last_one_wins(
     client = harness.new_client()
     key = PopKey.generate()
     proof = harness.proof(key, "/agents")
-    body = (
-        '{"manifest": {"agent_id": "supervisor", "agent_id": "other", '
-        '"prompt": {"template": "x"}}, "proof": "%s"}' % proof
-    ).encode()
+    manifest = '{"agent_id": "supervisor", "agent_id": "other", "prompt": {"template": "x"}}'
+    body = ('{"manifest": ' + manifest + ', "proof": "' + proof + '"}').encode()
     headers = client.basic | {"content-type": "application/json"}
     refused = harness.request("POST", "/agents", headers=headers, content=body)
     assert_refused(refused, 400, "malformed_request", error="invalid_request")
@@ -214,19 +215,6 @@ def test_a_json_body_that_is_not_utf8_is_refused(harness: IdPHarness) -> None:
     assert "UTF-8" in refused.json()["error_description"]
 
 
-def test_carried_completions_with_a_key_twice_are_refused(
-    harness: IdPHarness, minting: tuple[Client, dict[str, str], PopKey]
-) -> None:
-    client, form, key = minting
-    repeated = '[{"step": "triage", "step": "plan", "token": "x.y.z", "proof": "a.b.c"}]'
-    headers = client.basic | {"DPoP": harness.proof(key, "/token")}
-    refused = harness.request(
-        "POST", "/token", headers=headers, form=form | {"completions": repeated}
-    )
-    assert_refused(refused, 400, Reason.MALFORMED_REQUEST, error="invalid_request")
-    assert "completions" in refused.json()["error_description"]
-
-
 def test_a_completion_with_two_step_tokens_is_refused(
     harness: IdPHarness, minting: tuple[Client, dict[str, str], PopKey]
 ) -> None:
@@ -239,3 +227,40 @@ def test_a_completion_with_two_step_tokens_is_refused(
     refused = harness.request("POST", "/runs/run-1/steps/triage/complete", headers=headers)
     assert_refused(refused, 400, Reason.MALFORMED_REQUEST, error="invalid_request")
     assert refused.json()["error_description"] == "more than one X-AJWT-Token header"
+
+
+def test_the_administrators_api_refuses_two_authorization_headers(harness: IdPHarness) -> None:
+    [(name, admin)] = harness.admin.items()
+    headers = [(name.encode(), admin.encode()), (b"authorization", b"Bearer junk")]
+    refused = harness.request("GET", "/admin/clients", headers=headers)
+    assert_refused(refused, 400, Reason.MALFORMED_REQUEST, error="invalid_request")
+
+
+def test_a_chunked_json_body_past_the_bound_is_a_413(harness: IdPHarness) -> None:
+    client = harness.new_client()
+
+    async def chunks() -> Any:
+        for _ in range(40):
+            yield b" " * 65536  # 2.5 MiB, no Content-Length
+
+    async def send() -> httpx.Response:
+        headers = client.basic | {"content-type": "application/json"}
+        return await harness.http.post("/runs", headers=headers, content=chunks())
+
+    refused = harness.run_call(send())
+    assert_refused(refused, 413, Reason.REQUEST_TOO_LARGE)
+
+
+def test_a_repeated_key_in_carried_completions_is_named(
+    harness: IdPHarness, minting: tuple[Client, dict[str, str], PopKey]
+) -> None:
+    client, form, key = minting
+    repeated = '[{"step": "triage", "step": "plan", "token": "x.y.z", "proof": "a.b.c"}]'
+    headers = client.basic | {"DPoP": harness.proof(key, "/token")}
+    refused = harness.request(
+        "POST", "/token", headers=headers, form=form | {"completions": repeated}
+    )
+    assert_refused(refused, 400, Reason.MALFORMED_REQUEST, error="invalid_request")
+    assert refused.json()["error_description"] == (
+        "parameter 'completions' repeats the key 'step' in one object"
+    )

@@ -234,3 +234,35 @@ async def test_install_turns_off_slash_redirects_built_from_the_host_header(
     async with httpx.AsyncClient(transport=transport, base_url=AUDIENCE) as http:
         answer = await http.get(FILE + "/", headers={"host": "evil.example"})
     assert answer.status_code == 307
+
+
+async def test_a_client_that_leaves_mid_body_is_refused_without_a_traceback(
+    verifier: Verifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    messages = iter(
+        [
+            {"type": "http.request", "body": b"abc", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    answer: dict[str, Any] = {"body": b""}
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            answer["body"] += message.get("body", b"")
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "https", "path": "/uploads", "raw_path": b"/uploads", "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"api.example"), (b"content-length", b"10")],
+        "client": ("127.0.0.1", 50000), "server": ("api.example", 443),
+    }  # fmt: skip
+    await _upload_app(verifier)(scope, receive, send)
+    assert answer["status"] == 400
+    assert json.loads(answer["body"])["ajwt_reason"] == "malformed_request"
+    assert not [r for r in caplog.records if r.exc_info]

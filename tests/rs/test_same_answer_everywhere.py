@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ajwt_core.errors import Reason
+from ajwt_core.errors import InvalidRequest, Reason
 from ajwt_core.rs import Verifier
 from tests.rs.conftest import Caller
 from tests.rs.test_route_methods import call, flask_app, starlette_app
@@ -70,3 +70,41 @@ def test_joined_authorization_or_proof_headers_are_refused_alike(
     assert answer.json()["ajwt_reason"] == Reason.MALFORMED_PROOF.value
     # The same request with one of each passes.
     assert call(app, wsgi, caller, "GET", "/repos").status_code == 200
+
+
+@pytest.mark.parametrize(("value", "status"), [(" 0 ", 200), ("\u00b2", 400), ("0x1", 400)])
+def test_content_length_is_ascii_digits_with_optional_whitespace(
+    verifier: Verifier, caller: Caller, value: str, status: int
+) -> None:
+    # Straight to the WSGI middleware: an HTTP client would not send "²" in a header.
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    environ: dict[str, Any] = {}
+    setup_testing_defaults(environ)
+    signed = caller.headers("GET", AUDIENCE + "/repos")
+    environ.update(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/repos",
+            "HTTP_HOST": "api.example",
+            "wsgi.url_scheme": "https",
+            "SERVER_PORT": "443",
+            "CONTENT_LENGTH": value,
+            "wsgi.input": io.BytesIO(b""),
+            "HTTP_AUTHORIZATION": signed["authorization"],
+            "HTTP_DPOP": signed["dpop"],
+        }
+    )
+    answered: list[str] = []
+    flask_app(verifier)(environ, lambda status, headers, *_: answered.append(status))
+    assert int(answered[0].split()[0]) == status, answered
+
+
+def test_the_asgi_limits_read_content_length_as_the_wsgi_one_does() -> None:
+    from ajwt_core.request_limits import content_length
+
+    assert content_length(b" 22\t") == 22
+    for bad in (b"+5", b"-1", b"\xb2", b"2 2", b""):
+        with pytest.raises(InvalidRequest):
+            content_length(bad)

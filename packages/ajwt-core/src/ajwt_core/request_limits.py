@@ -35,6 +35,29 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 
 
+def content_length(value: bytes | str | None) -> int | None:
+    """A ``Content-Length`` value as a number (``None`` if absent): ASCII digits, with the
+    optional whitespace around a field value (RFC 9110 §5.5); anything else is
+    :class:`InvalidRequest` (``str.isdigit`` would also admit "²", which ``int`` refuses).
+
+    >>> content_length(b" 22 "), content_length(None)
+    (22, None)
+    """
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    text = text.strip(" \t")
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidRequest(Reason.MALFORMED_REQUEST, "Content-Length is not a number")
+    return int(text)
+
+
+class BodyTooLarge(Exception):
+    """Raised by :class:`RequestLimits`'s ``receive`` once a body passes the bound: the
+    limit answers 413 when it reaches it; a framework that reads the body itself may
+    answer it (the IdP's JSON routes do)."""
+
+
 class RequestLimits:
     """Pure ASGI: refuse oversized headers (431) and bodies (413) with an OAuth error body,
     before any of it is parsed."""
@@ -58,12 +81,12 @@ class RequestLimits:
             too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request headers too large")
             await _send_error(send, too_big, 431)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and not declared.isdigit():
-            malformed = InvalidRequest(Reason.MALFORMED_REQUEST, "Content-Length is not a number")
+        try:
+            declared = content_length(dict(scope["headers"]).get(b"content-length"))
+        except InvalidRequest as malformed:
             await _send_error(send, malformed, 400)
             return
-        if declared is not None and int(declared) > self.max_body_bytes:
+        if declared is not None and declared > self.max_body_bytes:
             too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
             await _send_error(send, too_big, 413)
             return
@@ -75,7 +98,7 @@ class RequestLimits:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _TooLarge
+                    raise BodyTooLarge
             return message
 
         started = False
@@ -87,15 +110,11 @@ class RequestLimits:
 
         try:
             await self.app(scope, limited, sending)
-        except _TooLarge:
+        except BodyTooLarge:
             if started:  # the app answered before reading all of it: nothing to add
                 return
             too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
             await _send_error(send, too_big, 413)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _send_error(send: Send, exc: AJWTError, status: int) -> None:

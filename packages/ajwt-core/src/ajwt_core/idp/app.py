@@ -101,13 +101,13 @@ from ajwt_core.integrity import shim_checksum
 from ajwt_core.keys import SigningKeySet
 from ajwt_core.ledger import export_json
 from ajwt_core.request_limits import RequestLimits
-from ajwt_core.strict_json import loads_unique
 from ajwt_core.rs.stores import (
     AsyncReplayStore,
     MemoryReplayStore,
     RedisReplayStore,
     RedisRevocationPublisher,
 )
+from ajwt_core.strict_json import DuplicateKey, loads_unique
 from ajwt_core.tokens import CLIENT_ASSERTION_ALGORITHMS, CLIENT_ASSERTION_TYPE_URI
 from ajwt_core.workflow import MAX_WORKFLOW_VERSION, Workflow
 
@@ -254,7 +254,13 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             {
                 "error": "not_found" if found else "invalid_request",
                 "error_description": oauth_text(str(exc.detail)),
-                "ajwt_reason": (Reason.NOT_FOUND if found else Reason.MALFORMED_REQUEST).value,
+                "ajwt_reason": (
+                    Reason.NOT_FOUND
+                    if found
+                    else Reason.REQUEST_TOO_LARGE
+                    if exc.status_code == 413
+                    else Reason.MALFORMED_REQUEST
+                ).value,
             },
             status_code=exc.status_code,
             headers=headers | {"Cache-Control": "no-store"},
@@ -274,8 +280,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     def require_admin(request: Request) -> None:
         client = request.client.host if request.client else None
         admin_failures.check(client)  # a blocked address is refused before comparing
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
+        scheme, _, value = _one_authorization(request).partition(" ")
         expected = settings.admin_token
         # Compared as bytes: compare_digest refuses non-ASCII str (a 500 before).
         if (
@@ -697,6 +702,11 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
         try:
             # Read as the JSON bodies are: no key twice in one object.
             items = CarriedCompletions.validate_python(loads_unique(text))
+        except DuplicateKey as exc:
+            raise InvalidRequest(
+                Reason.MALFORMED_REQUEST,
+                f"parameter 'completions' repeats the key {exc.key!r} in one object",
+            ) from None
         except (ValidationError, ValueError, RecursionError):
             raise InvalidRequest(
                 Reason.MALFORMED_REQUEST,

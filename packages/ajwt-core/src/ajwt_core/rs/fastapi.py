@@ -20,9 +20,10 @@ from ajwt_core._extras import needs_extra
 with needs_extra("rs", "ajwt_core.rs.fastapi"):
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
+    from starlette.requests import ClientDisconnect
 
 from ajwt_core.dpop import BodyBinding
-from ajwt_core.errors import AJWTError, UseDPoPNonce
+from ajwt_core.errors import AJWTError, InvalidRequest, Reason, UseDPoPNonce
 from ajwt_core.request_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, RequestLimits
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
@@ -122,11 +123,18 @@ def require_intent(
             )
         verified: VerifiedRequest | None = request.scope.get("ajwt")
         if verified is None or verified.facts is None:
+            try:
+                body = await request.body()
+            except ClientDisconnect:
+                # The client left mid-body: refused, without a traceback in the log.
+                raise InvalidRequest(
+                    Reason.MALFORMED_REQUEST, "the client left before its request body arrived"
+                ) from None
             verified = await verifier.verify(
                 method=request.method,
                 url=origins.request_url(request.scope),
                 headers=[(k, v) for k, v in request.headers.items()],
-                body=await request.body(),
+                body=body,
                 policy=policy,
             )
         else:

@@ -32,6 +32,7 @@ from ajwt_core.request_limits import (
     Receive,
     Scope,
     Send,
+    content_length,
 )
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
@@ -197,9 +198,8 @@ class AJWTMiddleware:
 
     async def _read_body(self, declared: bytes | None, receive: Receive) -> tuple[bytes, bool]:
         """The whole body (bounded), and whether the client disconnected meanwhile."""
-        if declared is not None and not declared.isdigit():
-            raise InvalidRequest(Reason.MALFORMED_REQUEST, "Content-Length is not a number")
-        if declared is not None and int(declared) > self.max_body_bytes:
+        length = content_length(declared)
+        if length is not None and length > self.max_body_bytes:
             raise RequestTooLarge(Reason.REQUEST_TOO_LARGE, "the request body is too large")
         chunks: list[bytes] = []
         size = 0

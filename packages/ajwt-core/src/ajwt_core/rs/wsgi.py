@@ -47,6 +47,7 @@ from ajwt_core.errors import (
     RequestTooLarge,
     UseDPoPNonce,
 )
+from ajwt_core.request_limits import content_length
 from ajwt_core.rs.middleware import PolicyResolver, Route, RouteTable
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
@@ -184,11 +185,11 @@ class AJWTWSGIMiddleware:
         if stream is None:
             return b""
         if declared:
-            if not declared.isdigit():
-                raise InvalidRequest(Reason.MALFORMED_REQUEST, "Content-Length is not a number")
-            if int(declared) > self.max_body_bytes:
+            length = content_length(declared)
+            assert length is not None
+            if length > self.max_body_bytes:
                 raise RequestTooLarge(Reason.REQUEST_TOO_LARGE, "the request body is too large")
-            return bytes(stream.read(int(declared)))
+            return bytes(stream.read(length))
         if environ.get("wsgi.input_terminated"):
             body = bytes(stream.read(self.max_body_bytes + 1))
             if len(body) > self.max_body_bytes:
