@@ -94,6 +94,16 @@ def _upload_app(verifier: Verifier, **install_kw: Any) -> FastAPI:
     return app
 
 
+def upload_scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope of a ``POST /uploads`` to the API, with these headers besides Host."""
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "https", "path": "/uploads", "raw_path": b"/uploads", "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"api.example"), *headers],
+        "client": ("127.0.0.1", 50000), "server": ("api.example", 443),
+    }  # fmt: skip
+
+
 async def call_asgi(
     app: FastAPI, headers: list[tuple[bytes, bytes]], chunks: Any
 ) -> tuple[int, dict[str, Any], int]:
@@ -116,13 +126,7 @@ async def call_asgi(
         elif message["type"] == "http.response.body":
             answer["body"] += message.get("body", b"")
 
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "https", "path": "/uploads", "raw_path": b"/uploads", "query_string": b"",
-        "root_path": "", "headers": [(b"host", b"api.example"), *headers],
-        "client": ("127.0.0.1", 50000), "server": ("api.example", 443),
-    }  # fmt: skip
-    await app(scope, receive, send)
+    await app(upload_scope(headers), receive, send)
     return answer["status"], json.loads(answer["body"]), pulled
 
 
@@ -256,13 +260,7 @@ async def test_a_client_that_leaves_mid_body_is_refused_without_a_traceback(
         elif message["type"] == "http.response.body":
             answer["body"] += message.get("body", b"")
 
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "https", "path": "/uploads", "raw_path": b"/uploads", "query_string": b"",
-        "root_path": "", "headers": [(b"host", b"api.example"), (b"content-length", b"10")],
-        "client": ("127.0.0.1", 50000), "server": ("api.example", 443),
-    }  # fmt: skip
-    await _upload_app(verifier)(scope, receive, send)
+    await _upload_app(verifier)(upload_scope([(b"content-length", b"10")]), receive, send)
     assert answer["status"] == 400
     assert json.loads(answer["body"])["ajwt_reason"] == "malformed_request"
     assert not [r for r in caplog.records if r.exc_info]
