@@ -230,7 +230,10 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
 
     @app.exception_handler(AJWTError)
     async def on_ajwt_error(request: Request, exc: AJWTError) -> JSONResponse:
-        return error_response(exc, token_endpoint=request.scope["path"] == TOKEN_ENDPOINT)
+        # The matched route's path: the request's own may carry a root path (a prefix).
+        route = request.scope.get("route")
+        path = getattr(route, "path", None) or request.scope["path"]
+        return error_response(exc, token_endpoint=path == TOKEN_ENDPOINT)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
