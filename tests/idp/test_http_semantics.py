@@ -69,6 +69,17 @@ def test_metadata_answers_head_as_get(harness: IdPHarness, path: str) -> None:
     assert head.headers["content-type"] == got.headers["content-type"]
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/runs/run-nope/status", "/admin/clients"])
+def test_every_get_route_answers_head_with_its_status_and_headers_only(
+    harness: IdPHarness, path: str
+) -> None:
+    got = harness.request("GET", path, headers=harness.admin)
+    head = harness.request("HEAD", path, headers=harness.admin)
+    assert head.status_code == got.status_code
+    assert head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"]
+
+
 def test_a_trailing_slash_is_not_redirected_to_the_clients_host(harness: IdPHarness) -> None:
     answer = harness.request("POST", "/token/", headers={"Host": "evil.example"}, form={})
     assert answer.status_code == 404
@@ -168,7 +179,7 @@ def test_a_resource_that_is_no_absolute_uri_without_fragment_is_an_invalid_targe
 def test_a_405_names_every_method_of_the_path(harness: IdPHarness) -> None:
     answer = harness.request("PUT", "/admin/clients", headers=harness.admin)
     assert answer.status_code == 405
-    assert answer.headers["allow"] == "GET, POST"
+    assert answer.headers["allow"] == "GET, HEAD, POST"
     assert answer.json()["ajwt_reason"] == "malformed_request"
 
 

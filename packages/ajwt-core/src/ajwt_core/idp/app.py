@@ -46,7 +46,7 @@ from ajwt_core.errors import (
     UseDPoPNonce,
     oauth_text,
 )
-from ajwt_core.idp.boundary import ErrorBoundary, NoStore
+from ajwt_core.idp.boundary import ErrorBoundary, HeadAsGet, NoStore
 from ajwt_core.idp.db import ClientRow, Database
 from ajwt_core.idp.grants import (
     ACTOR_TOKEN_TYPES,
@@ -395,11 +395,11 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
 
     # ---------------------------------------------------------------- discovery
 
-    @app.api_route("/.well-known/jwks.json", methods=["GET", "HEAD"])
+    @app.get("/.well-known/jwks.json")
     async def jwks() -> JSONResponse:
         return JSONResponse(idp.keys.jwks(), headers={"Cache-Control": "max-age=60"})
 
-    @app.api_route("/.well-known/oauth-authorization-server", methods=["GET", "HEAD"])
+    @app.get("/.well-known/oauth-authorization-server")
     async def metadata() -> dict[str, Any]:
         """RFC 8414 metadata (validated by authlib's ``AuthorizationServerMetadata``)."""
         base = settings.issuer
@@ -430,7 +430,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
             "ajwt_max_token_lifetime": settings.token_lifetime,
         }
 
-    @app.api_route("/.well-known/ajwt-shims", methods=["GET", "HEAD"])
+    @app.get("/.well-known/ajwt-shims")
     async def shims() -> dict[str, Any]:
         return {"accepted": [f"sha256={c}" for c in accepted_shims]}
 
@@ -769,6 +769,7 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
 
     _hot_routes_first(app)
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(NoStore)
     app.add_middleware(ErrorBoundary, outages=outages)
     # Outermost: it sees every answer, the boundary's 503s and the size limits' 413s too.
@@ -901,6 +902,8 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
         match, _ = route.matches(scope)
         if match != Match.NONE:
             methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")  # HeadAsGet answers it
     return sorted(methods)
 
 

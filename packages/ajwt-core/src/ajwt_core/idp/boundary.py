@@ -100,6 +100,29 @@ class NoStore:
         await self.app(scope, receive, send_no_store)
 
 
+class HeadAsGet:
+    """``HEAD`` answered as ``GET`` without the body (RFC 9110 §9.3.2: a server MUST
+    support ``HEAD`` wherever it supports ``GET``): the routes see a ``GET``, the client
+    gets its status and headers, ``Content-Length`` included, and no content."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # the rest of a streamed body: nothing to send
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 async def _send_json(
     send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
 ) -> None:
