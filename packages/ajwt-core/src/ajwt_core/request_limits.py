@@ -20,7 +20,13 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ajwt_core.errors import AJWTError, InvalidRequest, Reason
+from ajwt_core.errors import (
+    AJWTError,
+    HeadersTooLarge,
+    InvalidRequest,
+    Reason,
+    RequestTooLarge,
+)
 
 # The ASGI types, spelled out: this module needs no web framework (the resource
 # server's middleware uses its defaults without any extra installed).
@@ -78,17 +84,15 @@ class RequestLimits:
             return
         header_bytes = sum(len(k) + len(v) for k, v in scope["headers"])
         if header_bytes > self.max_header_bytes:
-            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request headers too large")
-            await _send_error(send, too_big, 431)
+            await _send_error(send, HeadersTooLarge(Reason.REQUEST_TOO_LARGE, _HEADERS))
             return
         try:
             declared = content_length(dict(scope["headers"]).get(b"content-length"))
         except InvalidRequest as malformed:
-            await _send_error(send, malformed, 400)
+            await _send_error(send, malformed)
             return
         if declared is not None and declared > self.max_body_bytes:
-            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
-            await _send_error(send, too_big, 413)
+            await _send_error(send, RequestTooLarge(Reason.REQUEST_TOO_LARGE, _BODY))
             return
         received = 0
 
@@ -113,11 +117,15 @@ class RequestLimits:
         except BodyTooLarge:
             if started:  # the app answered before reading all of it: nothing to add
                 return
-            too_big = InvalidRequest(Reason.REQUEST_TOO_LARGE, "request body too large")
-            await _send_error(send, too_big, 413)
+            await _send_error(send, RequestTooLarge(Reason.REQUEST_TOO_LARGE, _BODY))
 
 
-async def _send_error(send: Send, exc: AJWTError, status: int) -> None:
+_HEADERS = "request headers too large"
+_BODY = "request body too large"
+
+
+async def _send_error(send: Send, exc: AJWTError) -> None:
+    status = exc.status_code
     body = json.dumps(exc.to_oauth()).encode()
     headers = [
         (b"content-type", b"application/json"),

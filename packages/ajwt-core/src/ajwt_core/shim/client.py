@@ -1114,11 +1114,7 @@ class Shim:
         cached = self._tokens.get(
             (context.agent, registered.checksum, context.run.run_id, step, tool, the_audience)
         )
-        if (
-            cached is not None
-            and tool is not None
-            and step in self.run_state(context.run).completed
-        ):
+        if cached is not None and self._re_entry(context.run, step, tool):
             # A tool call in a step already completed re-enters it (DESIGN §6): asked of
             # the IdP, which checks it and records it, never served from the cache.
             cached = None
@@ -1221,7 +1217,9 @@ class Shim:
                     state = self.run_state(resolved.run)
                     with self._lock:
                         state.check_mint(resolved.agent, step, resolved.tool, approvals=False)
-                if self.default_audience is not None and not self._re_entry(resolved):
+                if self.default_audience is not None and not self._re_entry(
+                    resolved.run, step, resolved.tool
+                ):
                     yield from self._op_token(resolved, self.default_audience, checked)
         except AJWTError as refusal:
             telemetry.finish(span, refusal)
@@ -1235,15 +1233,11 @@ class Shim:
         self._emit("tool_started", resolved)
         return resolved
 
-    def _re_entry(self, context: AgentContext) -> bool:
-        """A tool call in a step the run has completed (DESIGN §6): its requests are
-        each asked of the IdP (``_op_mint``), so no token is minted for it up front,
-        which its first request would mint again."""
-        return (
-            context.tool is not None
-            and context.step is not None
-            and context.step in self.run_state(context.run).completed
-        )
+    def _re_entry(self, run: Run, step: str, tool: str | None) -> bool:
+        """A tool call in a step the run has completed (DESIGN §6): each of its requests
+        is asked of the IdP (``_op_mint`` serves it no cached token), so the tool gate
+        mints nothing for it up front, which its first request would mint again."""
+        return tool is not None and step in self.run_state(run).completed
 
     def prepare(self, context: AgentContext) -> AgentContext:
         """Before a tool runs: resolve its step, run the local checks, and (with a
