@@ -43,18 +43,99 @@ log = logging.getLogger("ajwt_core.rs")
 PolicyResolver = Callable[[str, str], RoutePolicy | None]
 
 
+# A path parameter as Starlette writes it (``{repo}``, ``{file:path}``) or as Flask,
+# Werkzeug and Django write it (``<repo>``, ``<path:file>``, ``<any(a, b):kind>``).
+_PARAMETER = re.compile(
+    r"\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<convertor>[A-Za-z_]+))?\}"
+    r"|<(?:(?P<kind>[A-Za-z_]+(?:\([^()<>]*\))?):)?(?P<arg>[A-Za-z_][A-Za-z0-9_]*)>"
+)
+# What a parameter of each convertor matches here: one segment, or (``path``) the rest.
+# Never narrower than the framework's own match: a request the framework routes to the
+# handler must meet the route's policy, so ``int`` or ``uuid`` match any one segment.
+_ONE_SEGMENT = "[^/]+"
+_CONVERTORS = {
+    "str": _ONE_SEGMENT,
+    "string": _ONE_SEGMENT,
+    "int": _ONE_SEGMENT,
+    "float": _ONE_SEGMENT,
+    "uuid": _ONE_SEGMENT,
+    "slug": _ONE_SEGMENT,
+    "any": _ONE_SEGMENT,
+    "path": ".*",
+}
+
+
+def path_pattern(path: str) -> re.Pattern[str]:
+    """The regular expression a route's path template compiles to; a template this
+    cannot read exactly is refused (``ValueError``), never matched against nothing,
+    which would hand its requests to ``default``.
+
+    >>> path_pattern("/repos/{repo}/pulls").pattern
+    '^/repos/[^/]+/pulls$'
+    >>> bool(path_pattern("/files/<path:name>").match("/files/a/b.txt"))
+    True
+    >>> try:
+    ...     path_pattern("/orders/:order")
+    ... except ValueError as refused:
+    ...     print(str(refused)[-12:])
+    not ':order'
+    """
+    if not path.startswith("/"):
+        raise ValueError(f"route path {path!r}: a path template starts with '/'")
+    regex, end = [], 0
+    for found in _PARAMETER.finditer(path):
+        regex.append(_literal(path, path[end : found.start()]))
+        convertor = found["convertor"] or (found["kind"] or "str").partition("(")[0]
+        if convertor not in _CONVERTORS:
+            raise ValueError(
+                f"route path {path!r}: unknown convertor {convertor!r} (known: "
+                f"{', '.join(sorted(_CONVERTORS))}; a parameter of another convertor can be "
+                "declared as str, or as path if it matches several segments)"
+            )
+        regex.append(_CONVERTORS[convertor])
+        end = found.end()
+    regex.append(_literal(path, path[end:]))
+    return re.compile("^" + "".join(regex) + "$")
+
+
+def _literal(path: str, text: str) -> str:
+    for mark in "{}<>":
+        if mark in text:
+            raise ValueError(
+                f"route path {path!r}: {mark!r} outside a parameter; write a parameter "
+                "as {name} or {name:path} (Starlette) or as <name> or <path:name> (Flask, "
+                "Django)"
+            )
+    for segment in text.split("/"):
+        if segment.startswith(":") and len(segment) > 1:
+            raise ValueError(
+                f"route path {path!r}: write a parameter as {{name}} (Starlette) or <name> "
+                f"(Flask, Django), not {segment!r}"
+            )
+    return re.escape(text)
+
+
 @dataclass(frozen=True)
 class Route:
-    """``method`` ("*" for any) and a path template like ``/repos/{repo}/pulls``."""
+    """``method`` ("*" for any) and a path template: ``/repos/{repo}/pulls`` as Starlette
+    writes it, or ``/repos/<repo>/pulls`` as Flask and Django do. A parameter matches
+    one path segment whatever its convertor (``int``, ``uuid``...), except ``path``,
+    which matches the rest of the path. A template with anything else in braces or angle
+    brackets, or an Express-style ``:name`` segment, is refused when the route is built.
+
+    >>> Route("POST", "/orders/<int:order>/refund", RoutePolicy()).pattern().pattern
+    '^/orders/[^/]+/refund$'
+    """
 
     method: str
     path: str
     policy: RoutePolicy
 
+    def __post_init__(self) -> None:
+        self.pattern()  # refuses a template it cannot read, when the route is declared
+
     def pattern(self) -> re.Pattern[str]:
-        parts = re.split(r"(\{[^/{}]+\})", self.path)
-        regex = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
-        return re.compile(f"^{regex}$")
+        return path_pattern(self.path)
 
 
 class RouteTable:
