@@ -48,6 +48,7 @@ from ajwt_autogen.binding import AgentBinding, bindings_of, register_agent
 from ajwt_autogen.delegation import ahandover
 from ajwt_autogen.refusals import not_an_agent, refusal, unknown_agent_hint
 from ajwt_autogen.resume import RUN_KEY, resume_saved_run, saved_run_record
+from ajwt_autogen.steps import current_step
 from ajwt_autogen.tool import AJWTTool, AJWTWorkbench
 from ajwt_core.checksum import PromptSpec
 from ajwt_core.errors import AgentContextError, AJWTError, Reason
@@ -268,7 +269,13 @@ class _TurnGuard:
             raise not_an_agent(target, to_agent, run, self.humans, agent=peer is not None)
         with binding.acting(*([peer] if peer is not None else [])):
             await _handover(
-                shim, binding.agent_id, to_agent, run, binding.checksum, _checksum(peer)
+                shim,
+                binding.agent_id,
+                to_agent,
+                run,
+                binding.checksum,
+                _checksum(peer),
+                turn=False,
             )
 
     def record_refusal(self, handoff: Handoff, error: AJWTError) -> None:
@@ -288,12 +295,15 @@ class _TurnGuard:
     ) -> AsyncGenerator[TurnItem, None]:
         self.refused.clear()
         self.handed_off = False
+        ended = False
         if turn_delegation:
             refused = await self._take_turn(messages)
             if refused is not None:
                 yield refused
                 return
         async for item in original(messages, cancellation_token):
+            if isinstance(item, Response):
+                ended = True
             if isinstance(item, Response) and isinstance(item.chat_message, HandoffMessage):
                 error = self.refused.get(item.chat_message.target)
                 if error is not None:
@@ -307,6 +317,30 @@ class _TurnGuard:
                         inner_messages=item.inner_messages,
                     )
             yield item
+        team = self.binding.team
+        if ended and turn_delegation and team is not None and team.graph:
+            await self._complete_node()
+
+    async def _complete_node(self) -> None:
+        """A ``GraphFlow`` node's turn is its step: done when the turn ends, as a
+        LangGraph node's step is when the node returns. Deferred inside ``shim.run``
+        (it rides on the run's next token request, or is sent when the block ends), so
+        a join finds every parent complete whichever branch spoke last."""
+        binding, shim = self.binding, self.binding.shim
+        try:
+            run = binding.current_run()
+            step = current_step(shim, binding.agent_id, run)
+            if run.workflow.steps[step].agent != binding.agent_id:
+                return  # consulted in another agent's step: that step goes on
+            if step in shim.completed_steps(run):
+                return
+            await shim.acomplete(
+                binding.agent_id, step, run=run, checksum=binding.checksum, defer=True
+            )
+        except AJWTError:
+            # Told to the shim's observers (completion_refused); the step stays open,
+            # and the next turn's delegation is refused with the reason.
+            return
 
     async def _take_turn(self, messages: Sequence[BaseChatMessage]) -> Response | None:
         """Turn delegation: the previous speaker of the workflow delegates to this agent."""
@@ -371,6 +405,8 @@ async def _handover(
     run: Run,
     from_checksum: str | None,
     to_checksum: str | None,
+    *,
+    turn: bool = True,
 ) -> None:
     try:
         await ahandover(
@@ -380,6 +416,7 @@ async def _handover(
             run=run,
             from_checksum=from_checksum,
             to_checksum=to_checksum,
+            turn=turn,
         )
     except AgentContextError as error:
         if error.reason != Reason.AMBIGUOUS_AGENT:

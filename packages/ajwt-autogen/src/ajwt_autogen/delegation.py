@@ -7,6 +7,10 @@ have no hand-off tools):
 - handing the turn *back* to the agent that delegated to you (or consulted you) is a
   return (:func:`areturn`): your step is completed (a consulted agent completes
   nothing), nothing is signed;
+- handing it to an agent whose step is completed and cannot be entered again from here
+  (:func:`is_turn_back`) gives it the turn back in that step: nothing is signed, its
+  tool calls are further calls in the completed step, each asked of the IdP, and the
+  delegator's own step is completed as on a return;
 - handing it to an agent the delegator's step may consult, when that agent has no step
   after it, is a consultation (``shim.aconsult``);
 - any other hand-off is a delegation (:func:`adelegate`): the delegator signs the
@@ -30,7 +34,7 @@ from ajwt_autogen.steps import current_step, delegated_step, delegation_of, trac
 from ajwt_core.errors import AJWTError
 from ajwt_core.shim import AgentContext, IssuedToken, Run, Shim
 
-__all__ = ["adelegate", "ahandover", "areturn", "is_return"]
+__all__ = ["adelegate", "ahandover", "areturn", "is_return", "is_turn_back"]
 
 
 async def adelegate(
@@ -124,6 +128,27 @@ def is_return(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
     return delegated is not None and delegated.from_agent == to_agent
 
 
+def is_turn_back(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
+    """Whether a turn change gives ``to_agent`` the turn back in a step it has completed
+    and no delegation from ``from_agent``'s step may enter again (not after it, or its
+    ``max_visits`` used up): its tool calls are then further calls in that completed
+    step (DESIGN §6), each asked of the IdP, and nothing is signed. A completed step a
+    loop may still enter (``loop_to``, or a later step, with visits left) is delegated
+    as a new visit instead."""
+    track(shim)
+    workflow = run.workflow
+    from_step = current_step(shim, from_agent, run)
+    source = workflow.steps[from_step]
+    if to_agent in source.consult and not _has_step_after(run, from_step, to_agent):
+        return False  # a consultation
+    step = delegated_step(shim, from_step, to_agent, run)
+    state = shim.run_state(run)
+    if step not in state.completed or workflow.steps[step].agent != to_agent:
+        return False
+    along = step in workflow.descendants(from_step) or step in source.loop_to
+    return not (along and state.visit(step) < workflow.steps[step].max_visits)
+
+
 async def areturn(
     shim: Shim,
     from_agent: str,
@@ -158,8 +183,12 @@ async def ahandover(
     run: Run,
     from_checksum: str | None = None,
     to_checksum: str | None = None,
+    turn: bool = True,
 ) -> None:
-    """``from_agent`` hands the turn to ``to_agent``: a return or a delegation.
+    """``from_agent`` hands the turn to ``to_agent``: a return, a turn back into a step
+    ``to_agent`` completed (:func:`is_turn_back`: nothing signed), or a delegation.
+    ``turn=False``: a hand-off the agent made itself (a ``Swarm``'s hand-off tool), which
+    is a return or a delegation only: handing work to a step already done is refused.
 
     Example (a turn change picked by an async ``selector_func``)::
 
@@ -167,7 +196,10 @@ async def ahandover(
     """
     with _told(shim, from_agent, to_agent, run):
         returning = is_return(shim, from_agent, to_agent, run)
-    if returning:
+        back = turn and not returning and is_turn_back(shim, from_agent, to_agent, run)
+    if returning or back:
+        # A turn back signs nothing either: the delegate acts again in the step it was
+        # given before. The agent handing the turn on is done with its own step.
         await areturn(shim, from_agent, run=run, checksum=from_checksum)
     else:
         await adelegate(

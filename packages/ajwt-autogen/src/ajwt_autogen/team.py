@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
-from autogen_agentchat.teams import BaseGroupChat, Swarm
+from autogen_agentchat.teams import BaseGroupChat, GraphFlow, Swarm
 
 from ajwt_autogen import _internals
 from ajwt_autogen.agent import _secure, binding_of
@@ -43,6 +43,8 @@ class TeamBinding:
     #: The run the team's saved state was loaded into: every member acts in it outside
     #: any ``with shim.run(...)``.
     resumed: Run | None = None
+    #: A ``GraphFlow``: a member's step is completed when its turn ends.
+    graph: bool = False
 
     def is_human(self, name: str) -> bool:
         """A name that is not a secured agent of the team is a person (or a participant
@@ -79,7 +81,7 @@ def secure_team(
     """
     if not isinstance(team, BaseGroupChat):
         raise TypeError(f"secure_team expects an AutoGen team, got {type(team).__name__}")
-    group = TeamBinding()
+    group = TeamBinding(graph=isinstance(team, GraphFlow))
     ids = dict(agent_ids or {})
     delegate_turns = not isinstance(team, Swarm) if turn_delegation is None else turn_delegation
     members = [p for p in _internals.participants(team) if isinstance(p, AssistantAgent)]
