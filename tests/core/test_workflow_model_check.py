@@ -64,6 +64,10 @@ class Model:
             return True
         return bool(step["after_any"]) and all(self.skipped(p) for p in step["after_any"])
 
+    def finished(self) -> bool:
+        """Every step on the run's path is done (all steps are required here)."""
+        return all(s in self.done for s in self.order if not self.skipped(s))
+
     def sound(self, done: set[str]) -> set[str]:
         ok: set[str] = set()
         for s in self.order:
@@ -127,6 +131,8 @@ class Model:
             return "wrong_agent_for_step", []
         if self.skipped(s):
             return "branch_not_taken", []
+        if s in self.done and self.finished():
+            return "run_finished", []
         plan: list[str] = []
         if not self.ready(s, self.done):
             found = self.plan(agent, s, self.done) if (agent, s) not in self.consults else None

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
+from ajwt_core.keys import SigningKeySet
 from ajwt_core.rs import Route, RoutePolicy, Verifier
+from ajwt_core.rs.revocation_feed import RevocationFeed, StaticSource
 from ajwt_core.rs.wsgi import AJWTWSGIMiddleware, verified_request
 from tests.rs.conftest import Caller
-from tests.support import AUDIENCE
+from tests.support import AUDIENCE, ISSUER, NOW
 
 seen_by_app: list[dict[str, Any]] = []
 
@@ -163,3 +165,40 @@ def test_verified_request_reads_the_environ(middleware: AJWTWSGIMiddleware, call
     middleware.app = view
     assert send(middleware, caller, "GET", "/repos/acme/pulls")[0] == 204
     assert captured["claims"].chain == ["supervisor", "planner"]
+
+
+class _CountedSource:
+    """A static feed that records whether it was closed."""
+
+    def __init__(self) -> None:
+        self.inner = StaticSource()
+        self.closed = False
+
+    async def follow(self, feed: RevocationFeed) -> None:
+        await self.inner.follow(feed)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_close_stops_following_the_revocation_feed(idp_keys: SigningKeySet, caller: Caller) -> None:
+    # close() used to stop the loop under the feed's task: the interpreter then logged
+    # "Task was destroyed but it is pending" and the feed's source stayed open.
+    source = _CountedSource()
+    feed = RevocationFeed(source, max_staleness=5.0)
+    verifier = Verifier(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        keys=idp_keys.verification_keys(),
+        clock=lambda: NOW + 1,
+        revocation=feed,
+    )
+    guard = AJWTWSGIMiddleware(app, verifier=verifier)
+    status, _ = send(guard, caller, "GET", "/repos")
+    assert status == 200  # the feed is followed from the first request
+    guard.close()
+    assert source.closed
+    assert feed._task is None  # the following task was stopped, not dropped
+    # A later request starts following again, on a new loop.
+    assert send(guard, caller, "GET", "/repos")[0] == 200
+    guard.close()

@@ -10,7 +10,12 @@ from typing import Any
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import Team
 from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
-from autogen_agentchat.teams import DiGraphBuilder, GraphFlow, RoundRobinGroupChat
+from autogen_agentchat.teams import (
+    DiGraphBuilder,
+    GraphFlow,
+    RoundRobinGroupChat,
+    SelectorGroupChat,
+)
 
 from ajwt_autogen import binding_of, secure_team
 from ajwt_core.errors import Reason
@@ -155,29 +160,60 @@ async def test_a_graph_flow_join_runs_once_every_branch_is_done(services: Servic
     assert services.admin.run(desk.run.run_id)["finished"] is True
 
 
-async def test_a_round_robin_turn_back_acts_again_in_its_completed_step(
+async def test_a_selector_turn_back_acts_again_in_its_completed_step(
     services: Services,
 ) -> None:
-    # Turn 4 goes back to triage and turn 5 to billing, each in the step it completed
-    # (max_visits 1): a turn back, nothing signed. Billing's call is a further call in
-    # 'refund' with its first chain, minted by the IdP (a newcomer's SelectorGroupChat
-    # was refused here with visit_limit_reached, against autogen.md).
+    # triage, billing, triage, billing, closer: turns 3 and 4 go back to an agent in
+    # the step it completed (max_visits 1): a turn back, nothing signed. Billing's call
+    # is a further call in 'refund' with its first chain, minted by the IdP (a
+    # newcomer's SelectorGroupChat was refused here with visit_limit_reached, against
+    # autogen.md).
+    order = iter(["triage", "billing", "triage", "billing", "closer"])
+
+    def selector(agents: list[AssistantAgent]) -> Team:
+        chooser = ScriptedChatCompletionClient([], model="scripted-selector")
+        stop = TextMentionTermination("TERMINATE") | MaxMessageTermination(20)
+        return SelectorGroupChat(
+            agents,
+            chooser,
+            termination_condition=stop,
+            max_turns=5,
+            allow_repeated_speaker=True,
+            selector_func=lambda _: next(order, None),
+        )
+
+    def again(tools: SupportTools) -> list[AssistantAgent]:
+        more = {"triage": ["Nothing more."], "billing": [[call("get_invoice", number="INV-42")]]}
+        return three_agents(tools, more)
+
+    desk = await run_team(services, selector, again)
+    assert desk.refusals() == [] and desk.tool_errors() == []
+    assert [(a, s, t, c) for a, s, t, c in desk.seen() if t == "get_invoice"] == [
+        ("billing", "refund", "get_invoice", ["triage", "billing"])
+    ] * 2
+    assert ("closer", "close", "close_ticket", ["triage", "billing", "closer"]) in desk.seen()
+    # The turns back reopened nothing: two delegations, each step completed once.
+    assert [e["kind"] for e in desk.ledger()].count("delegation") == 2
+    assert desk.completed() == ["route", "refund"]
+
+
+async def test_a_turn_after_the_run_finished_is_refused(services: Services) -> None:
+    # A round robin going on after the closer: turn 4 goes back to triage (completing
+    # the closer's step: every step is now done) and turn 5 to billing, whose call in
+    # the finished run is refused (run_finished), not re-entered.
     def round_robin(agents: list[AssistantAgent]) -> Team:
-        stop = TextMentionTermination("TERMINATE") | MaxMessageTermination(12)
+        stop = TextMentionTermination("TERMINATE") | MaxMessageTermination(20)
         return RoundRobinGroupChat(agents, termination_condition=stop, max_turns=5)
 
     def again(tools: SupportTools) -> list[AssistantAgent]:
         more = {"triage": ["Nothing more."], "billing": [[call("get_invoice", number="INV-42")]]}
         return three_agents(tools, more)
 
-    desk = await run_team(services, round_robin, agents_of=again)
-    assert desk.refusals() == [] and desk.tool_errors() == []
-    assert sorted(desk.seen()) == sorted(
-        [*EXPECTED, ("billing", "refund", "get_invoice", ["triage", "billing"])]
-    )
-    # Every step completed once: the turns back reopened nothing and skipped no check.
+    desk = await run_team(services, round_robin, again)
+    assert sorted(desk.seen()) == sorted(EXPECTED)  # nothing after the run finished
     assert desk.completed() == ["route", "refund", "close"]
-    assert [e["kind"] for e in desk.ledger()].count("delegation") == 2
+    [error] = desk.tool_errors()
+    assert error.endswith(f"[{Reason.RUN_FINISHED.value}]")
 
 
 async def test_a_round_robin_turn_before_its_step_is_due_is_still_refused(

@@ -104,6 +104,7 @@ class Reason(StrEnum):
     POP_KEY_MISMATCH = "pop_key_mismatch"
     RUN_NOT_FOUND = "run_not_found"
     RUN_CLOSED = "run_closed"
+    RUN_FINISHED = "run_finished"
     RUN_REVOKED = "run_revoked"
     INTENT_REVOKED = "intent_revoked"
     UNKNOWN_STEP = "unknown_step"

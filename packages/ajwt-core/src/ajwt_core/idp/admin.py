@@ -242,6 +242,10 @@ class AdminClient:
         return result
 
     def revoke(self, kind: str, ident: str) -> dict[str, Any]:
+        """Revoke a run, an intent, an agent registration or a client (``kind`` ``run``,
+        ``intent``, ``agent``, ``client``), whichever client it belongs to. Answers
+        ``{"revoked": True}`` (``False``: no such id), plus ``"published"`` when the IdP
+        publishes revocations to Redis (``False``: announced once Redis answers)."""
         result: dict[str, Any] = self._post("/revocations", {"kind": kind, "id": ident})
         return result
 

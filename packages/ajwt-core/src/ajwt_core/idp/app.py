@@ -644,7 +644,8 @@ def create_app(settings: IdPSettings, *, replay: AsyncReplayStore | None = None)
     @app.post("/revocations")
     async def revocations(request: Request, body: Revocation) -> dict[str, Any]:
         """Revoke a run, an intent, an agent registration (a client: its own) or a
-        client (the administrator only); answers ``revoked`` and ``published``."""
+        client (the administrator only); answers ``revoked`` (false: no such id), and
+        ``published`` only when revocations are published to Redis."""
         client = await _client_or_admin(request)
         return await idp.revoke(body.kind, body.id, client)
 

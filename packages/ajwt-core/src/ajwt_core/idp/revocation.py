@@ -88,9 +88,11 @@ class Revocations(IdPBase):
         """Revoke a run, an intent, an agent registration or (admin only) a client.
 
         ``client`` is None for the administrator; a client may revoke only its own
-        runs, intents and registrations. Unknown ids answer as success (RFC 7009 §2.2).
-        Committed first (with a ``revocations`` row), then announced (Redis), so a
-        resource server never learns of a revocation the IdP could still lose. If the
+        runs, intents and registrations. An unknown id (or another client's) is no
+        error (RFC 7009 §2.2): it answers ``{"revoked": False}``; a revocation answers
+        ``{"revoked": True}``. Committed first (with a ``revocations`` row), then, when
+        the IdP publishes to Redis, announced there and answered with ``published``, so
+        a resource server never learns of a revocation the IdP could still lose. If the
         announcement fails, the answer still says ``revoked`` (it is, at the IdP: no
         token is minted for it any more) with ``published: false``, and
         :meth:`announce_revocations` publishes it as soon as Redis answers.

@@ -88,6 +88,10 @@ class _LoopThread:
                 self._loop = loop
             return self._loop
 
+    def started(self) -> bool:
+        with self._lock:
+            return self._loop is not None and not self._loop.is_closed()
+
     def close(self) -> None:
         with self._lock:
             loop, self._loop = self._loop, None
@@ -198,7 +202,14 @@ class AJWTWSGIMiddleware:
         return b""
 
     def close(self) -> None:
-        """Stop the verifier's event loop (a new request starts it again)."""
+        """Stop following the IdP's revocation feed, on the loop that follows it, then
+        stop the verifier's event loop (a new request starts both again)."""
+        closer = getattr(self.verifier.revocation, "aclose", None)
+        if closer is not None and self._loop.started():
+            try:
+                self._loop.run(closer(), timeout=5.0)
+            except Exception:  # shutting down: say so, and stop the loop anyway
+                log.warning("the revocation feed did not close cleanly", exc_info=True)
         self._loop.close()
 
 

@@ -2057,12 +2057,18 @@ class Shim:
 
     def revoke(self, kind: str, ident: str) -> dict[str, Any]:
         """Revoke one of this client's runs, intents or agent registrations (``kind``
-        ``run``, ``intent``, ``agent``) at the IdP: no more tokens are minted for it and
-        resource servers refuse the ones it has. Answers ``{"revoked": ..., "published":
-        ...}`` (``published: false``: recorded, announced to Redis later)."""
+        ``run``, ``intent``, ``agent``; ``ident`` the ``run_id``, ``intent_id`` or
+        ``registration_id``) at the IdP: no more tokens are minted for it and resource
+        servers refuse the ones it has.
+
+        Answers ``{"revoked": True}``; ``{"revoked": False}`` when the IdP knows no such
+        id of this client (nothing revoked, no error). An IdP that publishes revocations
+        to Redis (``redis_url``) adds ``"published"``: ``False`` when Redis could not be
+        reached (the revocation is recorded and announced as soon as it answers)."""
         return self._send_sync(self._op_revoke(kind, ident))
 
     async def arevoke(self, kind: str, ident: str) -> dict[str, Any]:
+        """:meth:`revoke`, without blocking the event loop."""
         return await self._send_async(self._op_revoke(kind, ident))
 
 

@@ -325,6 +325,16 @@ class RunState:
                 Reason.BRANCH_NOT_TAKEN,
                 f"step {step_id!r} is not on this run's path: {skipped[step_id]}",
             )
+        if step_id in self.completed and self.finished:
+            # Re-entering a completed step (§6) is further work in a run under way; once
+            # every required step is done the request is served, and replaying it (the
+            # app invoked again in the same run) needs a run of its own.
+            raise InvalidGrant(
+                Reason.RUN_FINISHED,
+                f"the run is finished (every required step is completed), so step "
+                f"{step_id!r} is not entered again: start a new run for a new request (a "
+                "conversation kept as one run completes its steps when it ends)",
+            )
         complete_first: tuple[str, ...] = ()
         missing = wf.waits_for(step_id, self.completed)
         if missing:
