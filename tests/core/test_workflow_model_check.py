@@ -151,6 +151,8 @@ class Model:
 
     def delegate(self, fa: str, fs: str, ta: str, ts: str) -> str | None:
         src, dst = self.wf[fs], self.wf[ts]
+        if fs not in self.entered and src["agent"] == fa:
+            return "step_not_entered"
         if src["agent"] != fa:
             return "consultation_not_allowed" if (fa, fs) in self.consults else "invalid_delegation"
         if self.skipped(fs):
@@ -198,6 +200,8 @@ class Model:
             return "branch_not_taken"
         if s in self.done:
             return None
+        if s not in self.entered:
+            return "step_not_entered"
         if not self.ready(s, self.done):
             return "dependencies_incomplete"
         return None

@@ -400,6 +400,51 @@ def test_a_critic_sends_work_back_and_the_idp_stops_the_loop_at_its_bound(env: E
     assert env.call(shim, run, "publisher", "publish")["step"] == "publish"
 
 
+def test_a_token_of_an_earlier_visit_hands_nothing_on_and_completes_nothing(env: Env) -> None:
+    # Found by a probe (high, T8): once the critic sent the work back, its token of the
+    # first visit, still unexpired, handed 'critique' on to the publisher: the redone
+    # draft was skipped, and the implicit completion of 'critique' let it through.
+    workflow = env.workflow(LOOP)
+    shim = env.shim(workflow, [], local_checks=False)
+    run = env.start(shim, workflow)
+    shim.handoff("supervisor", "writer", "write", run=run)
+    env.call(shim, run, "writer", "draft")
+    shim.handoff("writer", "critic", "critique", run=run)
+    env.call(shim, run, "critic", "review")
+    checksum = shim.agent("critic").checksum
+    stale = shim._tokens.latest("critic", run.run_id, "critique", checksum)
+    assert stale is not None
+    shim.handoff("critic", "writer", "write", run=run)  # the loop: write, critique reopened
+    # The shim dropped its tokens of the reopened steps; an attacker kept one.
+    assert shim._tokens.latest("critic", run.run_id, "critique", checksum) is None
+    shim._tokens.put(stale)
+    text = refused(Reason.STEP_NOT_ENTERED, shim.handoff, "critic", "publisher", "publish", run=run)
+    assert "sent back past it" in text
+    refused(Reason.STEP_NOT_ENTERED, shim.complete, "critic", "critique", run=run)
+    assert env.status(run)["completed_steps"] == ["brief"]
+    # The second visit, done in order, goes through.
+    shim._tokens.forget(run.run_id, {"critique"})
+    env.call(shim, run, "writer", "draft")
+    shim.handoff("writer", "critic", "critique", run=run)
+    env.call(shim, run, "critic", "review")
+    shim.handoff("critic", "publisher", "publish", run=run)
+    assert env.call(shim, run, "publisher", "publish")["step"] == "publish"
+
+
+def test_a_revoked_agent_completes_no_step(env: Env) -> None:
+    # Found by a probe (medium): a revoked registration's token, still unexpired,
+    # completed its step, and the next step could then run.
+    workflow = env.workflow(LOOP)
+    shim = env.shim(workflow, [], local_checks=False)
+    run = env.start(shim, workflow)
+    shim.handoff("supervisor", "writer", "write", run=run)
+    env.call(shim, run, "writer", "draft")
+    shim.revoke("agent", shim.agent("writer").registration_id)
+    text = refused(Reason.AGENT_REVOKED, shim.complete, "writer", "write", run=run)
+    assert "registration has been revoked" in text
+    assert "write" not in env.status(run)["completed_steps"]
+
+
 # ---------------------------------------------------------------- consultation
 
 CONSULT = {

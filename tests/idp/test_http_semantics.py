@@ -176,6 +176,23 @@ def test_a_resource_that_is_no_absolute_uri_without_fragment_is_an_invalid_targe
     assert_refused(refused, 400, Reason.MALFORMED_REQUEST, error="invalid_target")
 
 
+def test_a_step_token_for_an_api_is_an_invalid_target(
+    harness: IdPHarness, minting: tuple[Client, dict[str, str], PopKey]
+) -> None:
+    # A step token (no tool) is for the IdP only (RFC 8707 §2: a resource the token
+    # cannot be issued for); a probe found it answered invalid_request.
+    client, form, key = minting
+    step_token = {k: v for k, v in form.items() if k != "tool"}
+    headers = client.basic | {"DPoP": harness.proof(key, "/token")}
+    refused = harness.request("POST", "/token", headers=headers, form=step_token)
+    assert_refused(refused, 400, Reason.MALFORMED_REQUEST, error="invalid_target")
+    assert "for the IdP only" in refused.json()["error_description"]
+    # Without the API's resource, the same request is a step token.
+    headers = client.basic | {"DPoP": harness.proof(key, "/token")}
+    without = {k: v for k, v in step_token.items() if k != "resource"}
+    assert harness.request("POST", "/token", headers=headers, form=without).status_code == 200
+
+
 def test_a_405_names_every_method_of_the_path(harness: IdPHarness) -> None:
     answer = harness.request("PUT", "/admin/clients", headers=harness.admin)
     assert answer.status_code == 405

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import pytest
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import Team
 from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
@@ -231,3 +232,107 @@ async def test_a_round_robin_turn_before_its_step_is_due_is_still_refused(
     desk = await run_team(services, out_of_order)
     assert desk.refusals() == [("closer", Reason.DEPENDENCIES_INCOMPLETE.value)]
     assert desk.seen() == []
+
+
+LOOP: dict[str, Any] = {
+    "id": "support-loop",
+    "version": 1,
+    "steps": {
+        "refund": {
+            "agent": "billing",
+            "tools": ["get_invoice", "issue_refund"],
+            "scopes": ["billing:read", "billing:write"],
+            "max_visits": 2,
+        },
+        "close": {
+            "agent": "closer",
+            "tools": ["close_ticket"],
+            "scopes": ["tickets:write"],
+            "after": ["refund"],
+            "loop_to": ["refund"],
+        },
+        "report": {"agent": "reporter", "tools": [], "after": ["close"]},
+    },
+}
+
+
+def loop_agents(tools: SupportTools, verdicts: Sequence[str]) -> list[AssistantAgent]:
+    def model(*turns: object) -> ScriptedChatCompletionClient:
+        return ScriptedChatCompletionClient(list(turns), model="scripted")  # type: ignore[arg-type]
+
+    invoice = [call("get_invoice", number="INV-42")]
+    return [
+        AssistantAgent(
+            "billing",
+            model(*[invoice] * len(verdicts)),
+            tools=[tools.tool("get_invoice"), tools.tool("issue_refund")],
+            system_message="Bill.",
+        ),
+        AssistantAgent(
+            "closer",
+            model(*verdicts),
+            tools=[tools.tool("close_ticket")],
+            system_message="Check.",
+        ),
+        AssistantAgent("reporter", model("Refunded."), system_message="Sum up."),
+    ]
+
+
+def loop_graph(agents: list[AssistantAgent]) -> Team:
+    billing, closer, reporter = agents
+    builder = DiGraphBuilder()
+    for agent in agents:
+        builder.add_node(agent)
+    builder.add_edge(billing, closer)
+    builder.add_edge(closer, billing, condition="REVISE")
+    builder.add_edge(closer, reporter, condition="APPROVE")
+    builder.set_entry_point(billing)
+    return GraphFlow(agents, graph=builder.build(), max_turns=8)
+
+
+@pytest.fixture(scope="module")
+def loop_workflow(services: Services) -> str:
+    services.admin.register_workflow(LOOP)
+    return str(LOOP["id"])
+
+
+async def test_a_graph_flow_loop_reopens_the_step_and_finishes(
+    services: Services, loop_workflow: str
+) -> None:
+    # billing -> closer, which sends the work back once ("REVISE") and then approves:
+    # each node's step completes when its turn ends (carried on the next request), the
+    # loop back is a delegation along loop_to that reopens 'refund' for a second visit
+    # (in a GraphFlow a back edge is a loop, never a return: a return would let the
+    # loop go round unbounded by max_visits), and the run finishes with the reporter,
+    # nothing completed by the app.
+    verdicts = ["REVISE the amount.", "APPROVE"]
+    desk = await run_team(
+        services, loop_graph, lambda tools: loop_agents(tools, verdicts), workflow=loop_workflow
+    )
+    assert desk.refusals() == [] and desk.tool_errors() == []
+    # The second visit's call carries the loop in its chain, on a token of its own (the
+    # first visit's cached token is not reused after the loop reopened the step).
+    assert [(a, s, c) for a, s, t, c in desk.seen() if t == "get_invoice"] == [
+        ("billing", "refund", ["billing"]),
+        ("billing", "refund", ["billing", "closer", "billing"]),
+    ]
+    ledger = desk.ledger()
+    [reopened] = [e["data"] for e in ledger if e["kind"] == "step_reopened"]
+    assert reopened["step"] == "refund" and reopened["visit"] == 2
+    minted = [e["data"]["chain"] for e in ledger if e["kind"] == "token_minted"]
+    assert ["billing", "closer", "billing"] in minted
+    assert desk.completed().count("refund") == 2 and desk.completed().count("close") == 2
+    assert services.admin.run(desk.run.run_id)["finished"] is True
+
+
+async def test_a_graph_flow_loop_past_max_visits_is_refused(
+    services: Services, loop_workflow: str
+) -> None:
+    # A third round would be refund's third visit: max_visits is 2.
+    verdicts = ["REVISE the amount.", "REVISE it again.", "APPROVE"]
+    desk = await run_team(
+        services, loop_graph, lambda tools: loop_agents(tools, verdicts), workflow=loop_workflow
+    )
+    assert desk.refusals() == [("billing", Reason.VISIT_LIMIT_REACHED.value)]
+    invoice_calls = [c for a, s, t, c in desk.seen() if t == "get_invoice"]
+    assert len(invoice_calls) == 2  # the refused third visit called nothing

@@ -45,7 +45,7 @@ from pydantic import BaseModel
 
 from ajwt_autogen import _internals
 from ajwt_autogen.binding import AgentBinding, bindings_of, register_agent
-from ajwt_autogen.delegation import ahandover
+from ajwt_autogen.delegation import adelegate, ahandover
 from ajwt_autogen.refusals import not_an_agent, refusal, unknown_agent_hint
 from ajwt_autogen.resume import RUN_KEY, resume_saved_run, saved_run_record
 from ajwt_autogen.steps import current_step
@@ -362,6 +362,7 @@ class _TurnGuard:
         if not bindings_of(self.binding.shim, from_agent):
             return None  # not an agent of this application (a user proxy, a tool echo)
         peer = self.peer(previous)
+        team = self.binding.team
         try:
             run = self.binding.current_run()
             with self.binding.acting(*([peer] if peer is not None else [])):
@@ -372,6 +373,7 @@ class _TurnGuard:
                     run,
                     _checksum(peer),
                     self.binding.checksum,
+                    graph=team is not None and team.graph,
                 )
         except AJWTError as error:
             involved = {previous: from_agent, name: self.binding.agent_id}
@@ -407,17 +409,31 @@ async def _handover(
     to_checksum: str | None,
     *,
     turn: bool = True,
+    graph: bool = False,
 ) -> None:
+    """``graph``: a ``GraphFlow``'s turn change, along an edge of its graph: always a
+    delegation (a back edge is a loop, a new visit bounded by ``max_visits``), never a
+    return or a turn back, which would let a loop go round unbounded."""
     try:
-        await ahandover(
-            shim,
-            from_agent,
-            to_agent,
-            run=run,
-            from_checksum=from_checksum,
-            to_checksum=to_checksum,
-            turn=turn,
-        )
+        if graph:
+            await adelegate(
+                shim,
+                from_agent,
+                to_agent,
+                run=run,
+                from_checksum=from_checksum,
+                to_checksum=to_checksum,
+            )
+        else:
+            await ahandover(
+                shim,
+                from_agent,
+                to_agent,
+                run=run,
+                from_checksum=from_checksum,
+                to_checksum=to_checksum,
+                turn=turn,
+            )
     except AgentContextError as error:
         if error.reason != Reason.AMBIGUOUS_AGENT:
             raise

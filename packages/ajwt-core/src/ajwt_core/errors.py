@@ -112,6 +112,7 @@ class Reason(StrEnum):
     TOOL_NOT_ALLOWED = "tool_not_allowed"
     DEPENDENCIES_INCOMPLETE = "dependencies_incomplete"
     STEP_ALREADY_COMPLETED = "step_already_completed"
+    STEP_NOT_ENTERED = "step_not_entered"
     APPROVAL_REQUIRED = "approval_required"
     SCOPE_EXCEEDED = "scope_exceeded"
     # delegation (DESIGN §5.2, §6.6)

@@ -77,6 +77,10 @@ def refused_outcome(step: str, refusal: AJWTError) -> dict[str, Any]:
 
 
 _runs, _clients, _agents = (cast(Table, row.__table__) for row in (RunRow, ClientRow, AgentRow))
+#: What a completion reads of the registration of the token's agent.
+_COMPLETER = select(_agents.c.jkt, _agents.c.revoked_at).where(
+    _agents.c.registration_id == bindparam("registration_id")
+)
 #: The run, its client and an agent registration of it, in one statement.
 _STATUS = (
     select(
@@ -315,6 +319,20 @@ class Runs(IdPBase):
             raise InvalidGrant(Reason.INVALID_CLAIM, "the token is for another run or step")
         if claims.client_id != client.client_id:
             raise InvalidGrant(Reason.RUN_NOT_FOUND, "no such run for this client")
+        # A revoked registration completes nothing, as it mints nothing: its tokens
+        # still verify until they expire, so the registration itself is read.
+        found = await self.db.fetch_one(
+            _COMPLETER, {"registration_id": claims.agent.registration_id}
+        )
+        if found is None or found.jkt != claims.cnf.jkt:
+            raise InvalidGrant(
+                Reason.AGENT_NOT_REGISTERED, "the token's agent registration is not known here"
+            )
+        if found.revoked_at is not None:
+            raise InvalidGrant(
+                Reason.AGENT_REVOKED,
+                f"agent {claims.agent.id!r}'s registration has been revoked: it completes no step",
+            )
         return ProvenCompletion(agent=claims.agent.id, step=step, jti=claims.jti)
 
     async def complete_step(

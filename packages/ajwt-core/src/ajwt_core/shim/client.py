@@ -874,6 +874,10 @@ class Shim:
                 continue
             with self._lock:
                 state.apply(entry, data)
+            if entry == "step_reopened":
+                reset = data.get("reset")
+                steps = [str(s) for s in reset] if isinstance(reset, list) else []
+                self._tokens.forget(run.run_id, {str(data.get("step")), *steps})
             if entry == "step_completed":
                 self._emit(
                     "step_completed",
@@ -1540,14 +1544,18 @@ class Shim:
             # The delegator signs as the agent it is now: a changed agent hands nothing on.
             self._checked_agent(from_agent, from_checksum)
             with self._lock:
-                decision = state.check_delegation(from_agent, step_from, to_agent, the_step)
+                # Not entered yet is the IdP's to refuse: the step token minted below for
+                # a delegator holding none enters the step first.
+                decision = state.check_delegation(
+                    from_agent, step_from, to_agent, the_step, require_entry=False
+                )
                 if complete and decision.kind != "handoff":
                     raise InvalidGrant(
                         Reason.INVALID_DELEGATION,
                         f"only a hand-off to a later step completes step {step_from!r}",
                     )
                 if complete and step_from not in decision.complete_first:
-                    state.check_completion(from_agent, step_from)
+                    state.check_completion(from_agent, step_from, require_entry=False)
             kind = decision.kind
         else:
             kind = "consult" if the_step == step_from else "handoff"
@@ -1816,7 +1824,9 @@ class Shim:
         fresh = True
         if self.local_checks:
             with self._lock:
-                fresh = state.check_completion(agent, the_step)
+                # A step not entered yet is entered by the step token that proves the
+                # completion; the IdP checks the entry.
+                fresh = state.check_completion(agent, the_step, require_entry=False)
         with self._lock:
             pending = self._deferred.get(run.run_id, [])
             waiting = any(d.agent == agent and d.step == the_step for d in pending)

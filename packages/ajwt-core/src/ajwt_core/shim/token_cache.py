@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
 
@@ -113,6 +113,14 @@ class TokenCache:
             _prune(self._by_request, horizon, self._max_entries)
             _prune(self._latest, horizon, self._max_entries)
 
+    def forget(self, run_id: str, steps: Collection[str]) -> None:
+        """Drop every token of ``run_id`` for one of ``steps`` (a loop reopened them:
+        their new visit gets tokens of its own, with the loop's chain, each minted and
+        recorded). A scan: reopening is rare, a lookup is not."""
+        with self._lock:
+            _forget(self._by_request, run_id, steps)
+            _forget(self._latest, run_id, steps)
+
     def clear(self) -> None:
         with self._lock:
             self._by_request.clear()
@@ -130,3 +138,11 @@ def _prune(entries: OrderedDict[_K, IssuedToken], horizon: float, cap: int) -> N
         if oldest.expires_at > horizon and len(entries) <= cap:
             return
         entries.popitem(last=False)
+
+
+def _forget(entries: OrderedDict[_K, IssuedToken], run_id: str, steps: Collection[str]) -> None:
+    dropped = [
+        k for k, issued in entries.items() if issued.run_id == run_id and issued.step in steps
+    ]
+    for key in dropped:
+        del entries[key]

@@ -803,7 +803,9 @@ steps.patch.loop_to and give 'plan' a max_visits above 1
         from ajwt_core.workflow.state import RunState
 
         agent = self.steps[from_step].agent if from_step in self.steps else ""
-        RunState(self).check_delegation(agent, from_step, delegate_agent, to_step)
+        RunState(self).check_delegation(
+            agent, from_step, delegate_agent, to_step, require_entry=False
+        )
 
     def remaining_required(self, completed: Iterable[str]) -> list[str]:
         """Required steps not yet completed, in topological order."""

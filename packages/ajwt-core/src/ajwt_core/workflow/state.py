@@ -440,12 +440,20 @@ class RunState:
     # ------------------------------------------------------------- delegation
 
     def check_delegation(
-        self, from_agent: str, from_step: str, to_agent: str, to_step: str
+        self,
+        from_agent: str,
+        from_step: str,
+        to_agent: str,
+        to_step: str,
+        *,
+        require_entry: bool = True,
     ) -> DelegationDecision:
         """Whether ``from_agent``, acting in ``from_step``, may hand ``to_step`` to
         ``to_agent`` (DESIGN §5.2, T11): a hand-off to a later step, work sent back along
         ``loop_to``, or a consultation (``to_step == from_step``, ``to_agent`` in its
-        ``consult``). The delegate's token is then checked by :meth:`check_mint`."""
+        ``consult``). The delegate's token is then checked by :meth:`check_mint`.
+        ``require_entry=False``: the delegator need not have entered ``from_step`` yet
+        (a shim that mints its step token, which enters it, before it asks the IdP)."""
         wf = self.workflow
         for end, step_id in (("from_step", from_step), ("to_step", to_step)):
             if step_id not in wf.steps:
@@ -455,6 +463,15 @@ class RunState:
                     f"{wf.id!r} v{wf.version}",
                 )
         source, target = wf.steps[from_step], wf.steps[to_step]
+        if require_entry and from_step not in self.entered and source.agent == from_agent:
+            # The delegator acts in its step in this visit: a token of an earlier visit
+            # (before work was sent back past it) hands nothing on (T8).
+            raise InvalidGrant(
+                Reason.STEP_NOT_ENTERED,
+                f"step {from_step!r} has not been entered since work was sent back past it "
+                "(a loop reopened it): a token of the earlier visit hands nothing on; "
+                f"{from_agent!r} acts in it again first",
+            )
         if source.agent != from_agent:
             if self.consultation(from_agent, from_step) is not None:
                 raise InvalidGrant(
@@ -538,8 +555,9 @@ class RunState:
 
     # -------------------------------------------------------------- completion
 
-    def check_completion(self, agent: str, step_id: str) -> bool:
-        """Whether ``agent`` may complete ``step_id``; False if it already is."""
+    def check_completion(self, agent: str, step_id: str, *, require_entry: bool = True) -> bool:
+        """Whether ``agent`` may complete ``step_id``; False if it already is.
+        ``require_entry=False``: as in :meth:`check_delegation`."""
         wf = self.workflow
         step = wf.step(step_id)
         if step.agent != agent:
@@ -561,6 +579,16 @@ class RunState:
             )
         if step_id in self.completed:
             return False
+        if require_entry and step_id not in self.entered:
+            # Its agent has acted in it in this visit (a token minted or handed to it) or
+            # it has nothing to complete: a token of an earlier visit, before work was
+            # sent back to the step, proves nothing of this one.
+            raise InvalidGrant(
+                Reason.STEP_NOT_ENTERED,
+                f"step {step_id!r} has not been entered since work was sent back past it "
+                "(a loop reopened it): a token of the earlier visit completes nothing of "
+                f"this one; {wf.steps[step_id].agent!r} acts in it again first",
+            )
         missing = wf.waits_for(step_id, self.completed)
         if missing:
             raise InvalidGrant(

@@ -18,6 +18,7 @@ from ajwt_core.errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
+    InvalidTarget,
     NotFound,
     Reason,
     ServerError,
@@ -146,7 +147,8 @@ class AgentChecksumGrant(IdPBase):
         now = self.now()
         issuer = self.settings.issuer
         if p.tool is None and p.resource not in (None, issuer):
-            raise InvalidRequest(
+            # RFC 8707 §2: a resource the token cannot be issued for.
+            raise InvalidTarget(
                 Reason.MALFORMED_REQUEST,
                 "a step token (no tool) is for the IdP only: leave out 'resource' or give the "
                 "IdP's issuer",
