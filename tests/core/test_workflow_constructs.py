@@ -340,21 +340,37 @@ def test_a_loop_needs_loop_to() -> None:
     assert "list 'write' in steps.critique.loop_to" in text
 
 
-def test_a_supervisor_re_hands_a_finished_step_within_its_bound() -> None:
-    wf = workflow(
-        route={"agent": "supervisor"},
-        research={"agent": "researcher", "tools": ["search"], "after": ["route"], "max_visits": 2},
-    )
-    state = RunState(wf)
+@pytest.mark.parametrize(
+    ("report", "reason"),
+    [(True, Reason.VISIT_LIMIT_REACHED), (False, Reason.RUN_FINISHED)],
+    ids=["run under way", "run finished"],
+)
+def test_a_supervisor_re_hands_a_finished_step_within_its_bound(
+    report: bool, reason: Reason
+) -> None:
+    # Past the bound: visit_limit_reached while the run is under way; once every
+    # required step is done, the hand-off is the request replayed (run_finished).
+    steps: dict[str, Any] = {
+        "route": {"agent": "supervisor"},
+        "research": {
+            "agent": "researcher",
+            "tools": ["search"],
+            "after": ["route"],
+            "max_visits": 2,
+        },
+    }
+    if report:
+        steps["report"] = {"agent": "reporter", "after": ["research"]}
+    state = RunState(workflow(**steps))
     enter(state, "supervisor", None, None)
     hand(state, "supervisor", "route", "researcher", "research")
     complete(state, "researcher", "research")
-    hand(state, "supervisor", "route", "researcher", "research")
+    hand(state, "supervisor", "route", "researcher", "research")  # a visit left: passes
     assert state.visit("research") == 2 and "research" not in state.completed
     complete(state, "researcher", "research")
     refused(
         lambda: state.check_delegation("supervisor", "route", "researcher", "research"),
-        Reason.VISIT_LIMIT_REACHED,
+        reason,
     )
 
 

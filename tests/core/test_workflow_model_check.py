@@ -131,8 +131,6 @@ class Model:
             return "wrong_agent_for_step", []
         if self.skipped(s):
             return "branch_not_taken", []
-        if s in self.done and self.finished():
-            return "run_finished", []
         plan: list[str] = []
         if not self.ready(s, self.done):
             found = self.plan(agent, s, self.done) if (agent, s) not in self.consults else None
@@ -171,7 +169,11 @@ class Model:
             if taken and taken[0] != ts:
                 return "branch_not_taken"
         if ts in self.done and self.visits.get(ts, 1) >= dst["max_visits"]:
-            return "visit_limit_reached"
+            return (
+                "run_finished"
+                if ts in self.after(fs) and self.finished()
+                else "visit_limit_reached"
+            )
         return None
 
     def do_delegate(self, fa: str, fs: str, ta: str, ts: str) -> None:

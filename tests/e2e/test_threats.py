@@ -586,6 +586,33 @@ def test_revoked_run_is_refused_by_idp_and_resource_server(
     assert stack.admin.verify_ledger(run.run_id)["ok"]
 
 
+def test_a_shim_told_of_a_revoked_run_refuses_its_later_operations_itself(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    # A newcomer's completion after a revocation was refused by a local check with
+    # another reason (dependencies_incomplete); a revocation is final, so the shim says so.
+    issued = token_for(shim, run, "supervisor", "list_repos", stack.rs_url)
+    stack.admin.revoke("run", run.run_id)
+    with (
+        shim.run(run),
+        shim.acting("supervisor", tool="list_repos"),
+        httpx.Client(auth=shim.auth()) as http,
+    ):
+        answer = http.get(stack.rs_url + "/repos")  # the API says: revoked
+    assert answer.status_code == 401 and issued.run_id == run.run_id
+    entries = len(stack.admin.ledger(run.run_id)["entries"])
+    with raises(Reason.RUN_REVOKED, InvalidGrant):
+        token_for(shim, run, "supervisor", "list_repos", stack.rs_url + "/fresh")
+    with raises(Reason.RUN_REVOKED, InvalidGrant):
+        shim.handoff("supervisor", "planner", "plan", run=run)
+    with raises(Reason.RUN_REVOKED, InvalidGrant):
+        shim.complete("supervisor", run=run)
+    assert len(stack.admin.ledger(run.run_id)["entries"]) == entries  # nothing asked
+    # Another run of the same shim is not affected.
+    other = stack.start_run(shim)
+    assert token_for(shim, other, "supervisor", "list_repos", stack.rs_url).run_id == other.run_id
+
+
 def test_revoked_agent_registration_is_refused(stack: Stack, shim: Shim, run: Run) -> None:
     issued = token_for(shim, run, "supervisor", "list_repos", stack.rs_url)
     key = shim.agent("supervisor").key

@@ -380,11 +380,23 @@ LOOP = {
 }
 
 
-def test_a_critic_sends_work_back_and_the_idp_stops_the_loop_at_its_bound(env: Env) -> None:
+def loop_run(env: Env) -> tuple[Shim, Run]:
+    """A run of LOOP with the IdP's checks only, the writer handed its step."""
     workflow = env.workflow(LOOP)
     shim = env.shim(workflow, [], local_checks=False)
     run = env.start(shim, workflow)
     shim.handoff("supervisor", "writer", "write", run=run)
+    return shim, run
+
+
+def draft_and_review(env: Env, shim: Shim, run: Run) -> None:
+    env.call(shim, run, "writer", "draft")
+    shim.handoff("writer", "critic", "critique", run=run)
+    env.call(shim, run, "critic", "review")
+
+
+def test_a_critic_sends_work_back_and_the_idp_stops_the_loop_at_its_bound(env: Env) -> None:
+    shim, run = loop_run(env)
     for visit in (1, 2):
         env.call(shim, run, "writer", "draft")
         shim.handoff("writer", "critic", "critique", run=run)
@@ -404,13 +416,8 @@ def test_a_token_of_an_earlier_visit_hands_nothing_on_and_completes_nothing(env:
     # Found by a probe (high, T8): once the critic sent the work back, its token of the
     # first visit, still unexpired, handed 'critique' on to the publisher: the redone
     # draft was skipped, and the implicit completion of 'critique' let it through.
-    workflow = env.workflow(LOOP)
-    shim = env.shim(workflow, [], local_checks=False)
-    run = env.start(shim, workflow)
-    shim.handoff("supervisor", "writer", "write", run=run)
-    env.call(shim, run, "writer", "draft")
-    shim.handoff("writer", "critic", "critique", run=run)
-    env.call(shim, run, "critic", "review")
+    shim, run = loop_run(env)
+    draft_and_review(env, shim, run)
     checksum = shim.agent("critic").checksum
     stale = shim._tokens.latest("critic", run.run_id, "critique", checksum)
     assert stale is not None
@@ -424,9 +431,7 @@ def test_a_token_of_an_earlier_visit_hands_nothing_on_and_completes_nothing(env:
     assert env.status(run)["completed_steps"] == ["brief"]
     # The second visit, done in order, goes through.
     shim._tokens.forget(run.run_id, {"critique"})
-    env.call(shim, run, "writer", "draft")
-    shim.handoff("writer", "critic", "critique", run=run)
-    env.call(shim, run, "critic", "review")
+    draft_and_review(env, shim, run)
     shim.handoff("critic", "publisher", "publish", run=run)
     assert env.call(shim, run, "publisher", "publish")["step"] == "publish"
 
@@ -434,10 +439,7 @@ def test_a_token_of_an_earlier_visit_hands_nothing_on_and_completes_nothing(env:
 def test_a_revoked_agent_completes_no_step(env: Env) -> None:
     # Found by a probe (medium): a revoked registration's token, still unexpired,
     # completed its step, and the next step could then run.
-    workflow = env.workflow(LOOP)
-    shim = env.shim(workflow, [], local_checks=False)
-    run = env.start(shim, workflow)
-    shim.handoff("supervisor", "writer", "write", run=run)
+    shim, run = loop_run(env)
     env.call(shim, run, "writer", "draft")
     shim.revoke("agent", shim.agent("writer").registration_id)
     text = refused(Reason.AGENT_REVOKED, shim.complete, "writer", "write", run=run)

@@ -72,6 +72,20 @@ async def test_a_refusal_names_its_reason_and_the_agent_of_the_signed_token(
     assert record.ajwt["reason"] == "jkt_mismatch"  # type: ignore[attr-defined]
 
 
+async def test_a_refusal_is_logged_with_the_audit_logger_at_warning(
+    verifier: Verifier, caller: Caller, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by a probe: the verifier's refusals were logged only when INFO was enabled;
+    # at WARNING (deploy.md: "Refusals are WARNING") they vanished.
+    caplog.set_level(logging.WARNING, AUDIT)
+    thief = PopKey.generate()
+    proof = create_proof(thief, "GET", URL, token=caller.token, body=b"", now=NOW)
+    with pytest.raises(InvalidDPoPProof):
+        await _verify(verifier, {"authorization": f"DPoP {caller.token}", "dpop": proof})
+    record = _one_line(caplog)
+    assert record.levelno == logging.WARNING and "reason=jkt_mismatch" in record.getMessage()
+
+
 async def test_a_refusal_before_the_token_is_trusted_names_no_agent(
     verifier: Verifier, caller: Caller, caplog: pytest.LogCaptureFixture
 ) -> None:

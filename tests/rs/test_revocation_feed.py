@@ -286,3 +286,128 @@ async def test_parallel_requests_for_one_run_make_one_status_fetch(
     with pytest.raises(InvalidToken):
         await checker.check(other)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+def test_a_stale_feed_is_503_with_retry_after_at_every_middleware(
+    framework: str, caller: Any, idp_keys: Any
+) -> None:
+    # Found by a probe: FastAPI's install() and the WSGI middleware answered the 503
+    # without the Retry-After the ASGI middleware sends (one refusal writer now).
+    import httpx
+    from fastapi import FastAPI, Security
+    from flask import Flask
+
+    from ajwt_core.rs import Verifier
+    from ajwt_core.rs.fastapi import install, require_intent
+    from ajwt_core.rs.wsgi import AJWTWSGIMiddleware
+    from tests.support import AUDIENCE, ISSUER, NOW
+
+    verifier = Verifier(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        keys=idp_keys.verification_keys(),
+        revocation=RevocationFeed(Silent(), first_wait=0.05),
+        clock=lambda: NOW + 1,
+    )
+    url = AUDIENCE.rstrip("/") + "/repos"
+    if framework == "fastapi":
+        api = FastAPI()
+        install(api, verifier)
+
+        @api.get("/repos", dependencies=[Security(require_intent())])
+        async def repos() -> dict[str, bool]:
+            return {"ok": True}
+
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=api)
+            async with httpx.AsyncClient(transport=transport, base_url=AUDIENCE) as http:
+                return await http.get("/repos", headers=caller.headers("GET", url))
+
+        stale = asyncio.run(go())
+    else:
+        flask_app = Flask(__name__)
+        flask_app.add_url_rule("/repos", view_func=lambda: {"ok": True})
+        guard = AJWTWSGIMiddleware(flask_app.wsgi_app, verifier=verifier)
+        try:
+            with httpx.Client(transport=httpx.WSGITransport(app=guard), base_url=AUDIENCE) as http:
+                stale = http.get("/repos", headers=caller.headers("GET", url))
+        finally:
+            guard.close()
+    assert stale.status_code == 503
+    assert stale.json()["ajwt_reason"] == "revocation_feed_stale"
+    assert stale.headers["retry-after"] == "1"
+
+
+def test_a_refused_head_at_a_wsgi_app_has_no_content(caller: Any, idp_keys: Any) -> None:
+    # RFC 9110 §9.3.2: the GET's status and headers, no content (Flask sent the body).
+    import httpx
+    from flask import Flask
+
+    from ajwt_core.rs import Route, RoutePolicy, Verifier
+    from ajwt_core.rs.wsgi import AJWTWSGIMiddleware
+    from tests.support import AUDIENCE, ISSUER, NOW
+
+    verifier = Verifier(
+        issuer=ISSUER, audience=AUDIENCE, keys=idp_keys.verification_keys(), clock=lambda: NOW + 1
+    )
+    flask_app = Flask(__name__)
+    flask_app.add_url_rule("/repos", view_func=lambda: {"ok": True})
+    routes = [Route("GET", "/repos", RoutePolicy.of(scopes=["repo:admin"]))]
+    guard = AJWTWSGIMiddleware(flask_app.wsgi_app, verifier=verifier, routes=routes)
+    url = AUDIENCE.rstrip("/") + "/repos"
+    try:
+        with httpx.Client(transport=httpx.WSGITransport(app=guard), base_url=AUDIENCE) as http:
+            head = http.head("/repos", headers=caller.headers("HEAD", url))
+            get = http.get("/repos", headers=caller.headers("GET", url))
+    finally:
+        guard.close()
+    assert head.status_code == get.status_code == 403
+    assert head.content == b"" and get.json()["ajwt_reason"] == "scope_exceeded"
+    assert head.headers["www-authenticate"] == get.headers["www-authenticate"]
+
+
+def test_a_retired_signing_key_is_not_served_from_the_token_cache(
+    caller: Any, idp_keys: Any
+) -> None:
+    # Found by a probe: after `ajwt idp retire-key` and the RS's next JWKS refresh, a
+    # token signed by the retired key that the RS had cached was still accepted.
+    import httpx
+
+    from ajwt_core.keys import SigningKeySet
+    from ajwt_core.rs import JWKSCache, Verifier
+    from tests.rs.asgi import call as asgi_call
+    from tests.support import AUDIENCE, ISSUER, NOW
+
+    served = [idp_keys.jwks()]
+    replacement = SigningKeySet.generate()
+
+    def jwks(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=served[0])
+
+    keys = JWKSCache(
+        ISSUER + "/.well-known/jwks.json",
+        client=httpx.AsyncClient(transport=httpx.MockTransport(jwks)),
+    )
+    verifier = Verifier(issuer=ISSUER, audience=AUDIENCE, keys=keys, clock=lambda: NOW + 1)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    from ajwt_core.rs import AJWTMiddleware
+
+    guarded = AJWTMiddleware(app, verifier=verifier)
+    url = AUDIENCE.rstrip("/") + "/repos"
+    host = AUDIENCE.split("://")[1].rstrip("/")
+
+    async def go() -> tuple[int, int, str]:
+        first = await asgi_call(guarded, host=host, headers=caller.headers("GET", url).items())
+        served[0] = replacement.jwks()  # the old key retired, another one active
+        assert await keys.refresh(force=True)
+        again = await asgi_call(guarded, host=host, headers=caller.headers("GET", url).items())
+        return first.status, again.status, again.reason
+
+    before, after, reason = asyncio.run(go())
+    assert before == 200
+    assert after == 401 and reason == "unknown_kid"

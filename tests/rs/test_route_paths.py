@@ -8,24 +8,28 @@ scope, had the refund view run. Flask and Django's ``<name>`` and Starlette's ``
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from flask import Flask
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Mount
 from starlette.routing import Route as StarletteRoute
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from ajwt_core.errors import Reason
 from ajwt_core.keys import PopKey, SigningKeySet
 from ajwt_core.rs import AJWTMiddleware, Route, RoutePolicy, Verifier
-from ajwt_core.rs.middleware import RouteTable
+from ajwt_core.rs.middleware import RouteTable, resolve_policy
 from ajwt_core.rs.wsgi import AJWTWSGIMiddleware
 from ajwt_core.tokens import encode_intent_token
 from tests.rs.conftest import Caller
 from tests.rs.test_route_methods import call
-from tests.support import ClaimsFactory
+from tests.support import AUDIENCE, ClaimsFactory
 
 # The caller's token has repo:read and repo:write (tests/rs/conftest.py): not refunds.
 REFUND = RoutePolicy.of(scopes=["refunds:write"])
@@ -138,3 +142,72 @@ def test_a_template_it_cannot_read_is_refused_when_declared(path: str, says: str
     with pytest.raises(ValueError, match="route path") as refused:
         Route("POST", path, REFUND)
     assert says in str(refused.value)
+
+
+# ---------------------------------------------------- mounted apps, route order
+
+
+def test_a_mounted_asgi_app_keeps_its_route_policies(caller: Caller, verifier: Verifier) -> None:
+    # Found by a probe (high): under a Mount (or uvicorn --root-path), the table was
+    # matched against the full path, so the app's own templates matched nothing and
+    # the refund fell to default, which any token of the audience met.
+    ran.clear()
+    inner = starlette_refunds(verifier, "/orders/{order:int}/refund")
+    outer = Starlette(routes=[Mount("/api", app=inner)])
+    refused = call(outer, False, caller, "POST", "/api/orders/7/refund")
+    assert refused.status_code == 403
+    assert refused.json()["ajwt_reason"] == Reason.SCOPE_EXCEEDED.value
+    assert ran == []
+
+
+def test_an_app_behind_a_root_path_keeps_its_route_policies(
+    caller: Caller, verifier: Verifier
+) -> None:
+    ran.clear()
+    app = starlette_refunds(verifier, "/orders/{order:int}/refund")
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, root_path="/prefix")
+        async with httpx.AsyncClient(transport=transport, base_url=AUDIENCE) as http:
+            path = "/prefix/orders/7/refund"
+            return await http.post(path, headers=caller.headers("POST", AUDIENCE + path))
+
+    refused = asyncio.run(go())
+    assert refused.status_code == 403
+    assert refused.json()["ajwt_reason"] == Reason.SCOPE_EXCEEDED.value
+    assert ran == []
+
+
+def test_a_wsgi_app_mounted_below_a_script_name_keeps_its_route_policies(
+    caller: Caller, verifier: Verifier
+) -> None:
+    ran.clear()
+    guarded = flask_refunds(verifier, "/orders/<int:order>/refund")
+    mounted = DispatcherMiddleware(lambda e, s: [], {"/api": guarded})
+    refused = call(mounted, True, caller, "POST", "/api/orders/7/refund")
+    assert refused.status_code == 403
+    assert refused.json()["ajwt_reason"] == Reason.SCOPE_EXCEEDED.value
+    assert ran == []
+
+
+def test_routes_written_from_the_server_root_still_apply_under_a_mount() -> None:
+    # A table written with the full paths keeps working: either spelling matches.
+    table = RouteTable([Route("POST", "/api/orders/{order}/refund", REFUND)], default=None)
+    assert resolve_policy(table, "POST", "/orders/7/refund", "/api/orders/7/refund") is REFUND
+    assert resolve_policy(table, "POST", "/health", "/api/health") is None
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["general first", "specific first"])
+def test_the_most_specific_route_wins_whatever_the_order(reverse: bool) -> None:
+    # Found by a probe (medium): with /files/<path:name> listed first, a read_file token
+    # reached /files/secret, which Flask routes to its own, more specific view.
+    reading = RoutePolicy.of(scopes=["repo:read"])
+    routes = [Route("GET", "/files/<path:name>", reading), Route("GET", "/files/secret", REFUND)]
+    table = RouteTable(routes[::-1] if reverse else routes, default=None)
+    assert table("GET", "/files/secret") is REFUND
+    assert table("GET", "/files/notes.txt") is reading
+    assert table("GET", "/files/a/secret") is reading
+    one = RouteTable(
+        [Route("GET", "/repos/{repo}", reading), Route("GET", "/repos/acme", REFUND)], None
+    )
+    assert one("GET", "/repos/acme") is REFUND and one("GET", "/repos/other") is reading

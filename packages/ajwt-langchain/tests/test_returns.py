@@ -335,40 +335,29 @@ def test_an_async_saver_tells_a_breakpoint_in_an_async_run(env: Env, tmp_path: P
     assert finished(env, run)
 
 
-SOLO = {"research": {"agent": "researcher", "tools": ["search"]}}
-
-
-def researcher(shim: Shim, env: Env) -> Any:
-    return create_agent(
-        model(calls(("search", {"item": "refunds"})), "Found it."),
-        [api_tool("search", shim, env.api_url)],
-        system_prompt="You research.",
-        name="researcher",
-    )
-
-
 @pytest.mark.parametrize("local_checks", [True, False], ids=["shim", "idp"])
 def test_an_app_invoked_again_in_its_finished_run_is_refused(env: Env, local_checks: bool) -> None:
-    # Found by a newcomer: a second invoke in the same run replayed every call (writes
-    # included) as re-entries of completed steps. A finished run has served its request.
+    # Found by a newcomer: the supervisor's first hand-off of a second invoke in the same
+    # run was refused as visit_limit_reached, whose hint (raise max_visits) is no fix for
+    # a replayed request.
     shim = env.shim()
-    run = env.start(shim, env.workflow(SOLO))
+    run = env.start(shim, env.workflow(SUPERVISED))
     question = {"messages": [("user", "Answer the refund question.")]}
     with shim.run(run):
-        secure_graph(shim, researcher(shim, env)).invoke(question)
+        secure_graph(shim, supervised(shim, env)).invoke(question)
     assert finished(env, run)
     shim.local_checks = local_checks
     with shim.run(run), pytest.raises(AJWTError) as refused:
-        secure_graph(shim, researcher(shim, env)).invoke(question)
+        secure_graph(shim, supervised(shim, env)).invoke(question)
     assert refused.value.reason == Reason.RUN_FINISHED
     assert "start a new run" in refused.value.description
-    assert [call[2] for call in env.api.of(run)] == ["research"]  # no replay
+    assert [call[2] for call in env.api.of(run)] == ["researcher", "writer"]  # no replay
     if not local_checks:  # the IdP refused it, and wrote the refusal to the ledger
         entries = env.admin.ledger(run.run_id)["entries"]
         assert entries[-1]["kind"] == "mint_refused"
         assert entries[-1]["data"]["reason"] == Reason.RUN_FINISHED.value
     # The same app in a new run of its own is served.
-    again = env.start(shim, env.workflow(SOLO))
+    again = env.start(shim, env.workflow(SUPERVISED))
     with shim.run(again):
-        secure_graph(shim, researcher(shim, env)).invoke(question)
+        secure_graph(shim, supervised(shim, env)).invoke(question)
     assert finished(env, again)

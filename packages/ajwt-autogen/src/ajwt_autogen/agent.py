@@ -28,6 +28,7 @@ It maps the agent's events onto the shim:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -414,26 +415,16 @@ async def _handover(
     """``graph``: a ``GraphFlow``'s turn change, along an edge of its graph: always a
     delegation (a back edge is a loop, a new visit bounded by ``max_visits``), never a
     return or a turn back, which would let a loop go round unbounded."""
+    hand = adelegate if graph else functools.partial(ahandover, turn=turn)
     try:
-        if graph:
-            await adelegate(
-                shim,
-                from_agent,
-                to_agent,
-                run=run,
-                from_checksum=from_checksum,
-                to_checksum=to_checksum,
-            )
-        else:
-            await ahandover(
-                shim,
-                from_agent,
-                to_agent,
-                run=run,
-                from_checksum=from_checksum,
-                to_checksum=to_checksum,
-                turn=turn,
-            )
+        await hand(
+            shim,
+            from_agent,
+            to_agent,
+            run=run,
+            from_checksum=from_checksum,
+            to_checksum=to_checksum,
+        )
     except AgentContextError as error:
         if error.reason != Reason.AMBIGUOUS_AGENT:
             raise

@@ -128,6 +128,32 @@ def is_return(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
     return delegated is not None and delegated.from_agent == to_agent
 
 
+def _loops_back(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
+    """Whether ``to_agent`` has a step the speaker's step sends work back to (``loop_to``)."""
+    track(shim)
+    workflow = run.workflow
+    loop_to = workflow.steps[current_step(shim, from_agent, run)].loop_to
+    return any(s in loop_to for s in workflow.steps_of(to_agent))
+
+
+def _ready_after(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
+    """Whether ``to_agent`` has an open step after the speaker's that may run now: handing
+    it the turn moves the work on (after a loop sent it back to the speaker), rather than
+    returning it to the agent that delegated to the speaker."""
+    workflow = run.workflow
+    from_step = current_step(shim, from_agent, run)
+    state = shim.run_state(run)
+    done = set(state.completed) | {from_step}
+    skipped = state.skipped()
+    return any(
+        s in workflow.descendants(from_step)
+        and s not in state.completed
+        and s not in skipped
+        and not workflow.waits_for(s, done)
+        for s in workflow.steps_of(to_agent)
+    )
+
+
 def is_turn_back(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
     """Whether a turn change gives ``to_agent`` the turn back in a step it has completed
     and no delegation from ``from_agent``'s step may enter again (not after it, or its
@@ -186,7 +212,9 @@ async def ahandover(
     turn: bool = True,
 ) -> None:
     """``from_agent`` hands the turn to ``to_agent``: a return, a turn back into a step
-    ``to_agent`` completed (:func:`is_turn_back`: nothing signed), or a delegation.
+    ``to_agent`` completed (:func:`is_turn_back`: nothing signed), or a delegation; work
+    sent back along a ``loop_to`` of the speaker's step is always a delegation (a new
+    visit, refused past ``max_visits``).
     ``turn=False``: a hand-off the agent made itself (a ``Swarm``'s hand-off tool), which
     is a return or a delegation only: handing work to a step already done is refused.
 
@@ -195,8 +223,17 @@ async def ahandover(
         await ahandover(shim, previous_speaker, chosen_speaker, run=run)
     """
     with _told(shim, from_agent, to_agent, run):
-        returning = is_return(shim, from_agent, to_agent, run)
-        back = turn and not returning and is_turn_back(shim, from_agent, to_agent, run)
+        # Work sent back along a loop the workflow declares is a new visit, bounded by
+        # max_visits, whatever else the turn change looks like.
+        looping = _loops_back(shim, from_agent, to_agent, run)
+        returning = (
+            not looping
+            and is_return(shim, from_agent, to_agent, run)
+            and not _ready_after(shim, from_agent, to_agent, run)
+        )
+        back = (
+            turn and not looping and not returning and is_turn_back(shim, from_agent, to_agent, run)
+        )
     if returning or back:
         # A turn back signs nothing either: the delegate acts again in the step it was
         # given before. The agent handing the turn on is done with its own step.

@@ -192,6 +192,26 @@ def draft_workflow(
             "steps": {only.agent_id: {"agent": only.agent_id, "tools": tools}},
         }
     nodes = _agent_nodes(app, agents)
+    nested = sorted(
+        {
+            a.namespace.split(NAMESPACE_SEPARATOR)[0]
+            for a in agents
+            if NAMESPACE_SEPARATOR in a.namespace
+            and a.namespace.split(NAMESPACE_SEPARATOR)[0] not in nodes
+        }
+    )
+    if nested:
+        # One level is read: a team node's own agents would be drafted as nothing (its
+        # edges back to the supervisor became a loop of the supervisor to itself).
+        inner = sorted(
+            a.agent_id for a in agents if a.namespace.split(NAMESPACE_SEPARATOR)[0] in nested
+        )
+        raise InvalidRequest(
+            Reason.MALFORMED_REQUEST,
+            f"this app nests agent teams ({', '.join(nested)}, with agents "
+            f"{', '.join(inner)}): draft_workflow reads one level of agents; write the "
+            "workflow by hand (docs/langchain.md, Hierarchical teams)",
+        )
     if not nodes:
         raise InvalidRequest(
             Reason.MALFORMED_REQUEST,

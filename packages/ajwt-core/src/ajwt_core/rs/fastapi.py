@@ -18,16 +18,15 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from ajwt_core._extras import needs_extra
 
 with needs_extra("rs", "ajwt_core.rs.fastapi"):
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi import FastAPI, Request, Response
     from starlette.requests import ClientDisconnect
 
 from ajwt_core.dpop import BodyBinding
-from ajwt_core.errors import AJWTError, InvalidRequest, Reason, UseDPoPNonce
+from ajwt_core.errors import AJWTError, InvalidRequest, Reason
 from ajwt_core.request_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, RequestLimits
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
-from ajwt_core.rs.verifier import VerifiedRequest, Verifier, www_authenticate
+from ajwt_core.rs.verifier import VerifiedRequest, Verifier, refusal_response
 from ajwt_core.tokens import IntentTokenClaims
 
 STATE_KEY = "ajwt_verifier"
@@ -73,14 +72,10 @@ def install(
         )
 
     @app.exception_handler(AJWTError)
-    async def _refuse(_request: Request, exc: AJWTError) -> JSONResponse:
-        status = 401 if isinstance(exc, UseDPoPNonce) else exc.status_code
-        headers = {"Cache-Control": "no-store"}
-        if status in (401, 403):
-            headers["WWW-Authenticate"] = www_authenticate(exc)
-        if verifier.nonces:
-            headers["DPoP-Nonce"] = verifier.nonces.issue()
-        return JSONResponse(exc.to_oauth(), status_code=status, headers=headers)
+    async def _refuse(_request: Request, exc: AJWTError) -> Response:
+        nonce = verifier.nonces.issue() if verifier.nonces else None
+        status, headers, body = refusal_response(exc, nonce)
+        return Response(body, status_code=status, headers=dict(headers))
 
 
 def require_intent(

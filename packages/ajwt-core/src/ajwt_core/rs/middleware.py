@@ -7,7 +7,6 @@ error body; no input, however malformed or large, reaches the app or yields a 50
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -19,7 +18,6 @@ from ajwt_core.errors import (
     InvalidRequest,
     Reason,
     RequestTooLarge,
-    UseDPoPNonce,
 )
 from ajwt_core.integrity import HEADER as SHIM_HEADER
 
@@ -36,7 +34,7 @@ from ajwt_core.request_limits import (
 )
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
-from ajwt_core.rs.verifier import Verifier, log_refusal, www_authenticate
+from ajwt_core.rs.verifier import Verifier, log_refusal, refusal_response
 
 log = logging.getLogger("ajwt_core.rs")
 
@@ -138,13 +136,27 @@ class Route:
         return path_pattern(self.path)
 
 
+def _specificity(route: Route) -> tuple[int, int, int]:
+    """Sort key: a route with fewer ``path`` parameters, then fewer one-segment ones,
+    then more literal text, comes first."""
+    found = list(_PARAMETER.finditer(route.path))
+    rest = sum(
+        1 for m in found if (m["convertor"] or (m["kind"] or "").partition("(")[0]) == "path"
+    )
+    literal = len(_PARAMETER.sub("", route.path))
+    return (rest, len(found) - rest, -literal)
+
+
 class RouteTable:
-    """First matching route wins (``HEAD`` takes a ``GET`` route's policy, RFC 9110
-    §9.3.2); a path with routes but none for the request's method is refused once the
-    token is verified (``method_not_allowed``), never given ``default``: a framework
-    that runs the view for any method (Django) or ``GET``'s handler for ``HEAD``
-    (Starlette, Flask) would otherwise serve it with no route policy. A path no route
-    names gets ``default`` (None: pass through).
+    """The most specific matching route wins, whatever the order the routes are listed in
+    (fewer parameters first, a ``path`` parameter last, then the longer literal text), as
+    Flask picks its rule: ``/files/secret`` keeps its policy beside ``/files/<path:name>``.
+    ``HEAD`` takes a ``GET`` route's policy (RFC 9110 §9.3.2); a path with routes but none
+    for the request's method is refused once the token is verified
+    (``method_not_allowed``), never given ``default``: a framework that runs the view for
+    any method (Django) or ``GET``'s handler for ``HEAD`` (Starlette, Flask) would
+    otherwise serve it with no route policy. A path no route names gets ``default``
+    (None: pass through).
 
     >>> table = RouteTable([Route("GET", "/repos", RoutePolicy.of(scopes=["repo:read"]))],
     ...                    default=RoutePolicy())
@@ -157,10 +169,12 @@ class RouteTable:
     """
 
     def __init__(self, routes: Sequence[Route], default: RoutePolicy | None) -> None:
-        self._routes = [(r.method.upper(), r.pattern(), r.policy) for r in routes]
-        self._default = default
+        ordered = sorted(routes, key=_specificity)  # stable: equal ones keep their order
+        self._routes = [(r.method.upper(), r.pattern(), r.policy) for r in ordered]
+        self.default = default
 
-    def __call__(self, method: str, path: str) -> RoutePolicy | None:
+    def match(self, method: str, path: str) -> RoutePolicy | None:
+        """The policy of the route that matches, or None if no route names ``path``."""
         declared: list[str] = []
         for route_method, pattern, policy in self._routes:
             if pattern.match(path):
@@ -172,24 +186,46 @@ class RouteTable:
             return RoutePolicy(
                 refuse=f"this route declares no policy for {method} (it has: {methods})"
             )
-        return self._default
+        return None
+
+    def __call__(self, method: str, path: str) -> RoutePolicy | None:
+        found = self.match(method, path)
+        return found if found is not None else self.default
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: ``path`` below the ``root_path`` it is mounted at (a
+    Starlette ``Mount``, ``uvicorn --root-path``), as the framework reads it."""
+    path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+    if not root or not path.startswith(root):
+        return path
+    rest = path[len(root) :]
+    if not rest:
+        return "/"
+    return rest if rest.startswith("/") else path
+
+
+def resolve_policy(
+    policy_for: PolicyResolver, method: str, path: str, full_path: str
+) -> RoutePolicy | None:
+    """The policy of a request the app routes on ``path`` (below its mount point), whose
+    path from the server's root is ``full_path``: a route written either way applies
+    (the framework's own spelling first); ``default`` only if neither names it."""
+    if isinstance(policy_for, RouteTable):
+        found = policy_for.match(method, path)
+        if found is None and full_path != path:
+            found = policy_for.match(method, full_path)
+        return found if found is not None else policy_for.default
+    policy = policy_for(method, path)
+    if policy is None and full_path != path:
+        policy = policy_for(method, full_path)
+    return policy
 
 
 async def send_refusal(send: Send, exc: AJWTError, nonce: str | None = None) -> None:
-    status = 401 if isinstance(exc, UseDPoPNonce) else exc.status_code
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"cache-control", b"no-store"),
-    ]
-    if status in (401, 403):
-        headers.append((b"www-authenticate", www_authenticate(exc).encode("latin-1", "replace")))
-    if status == 503:  # a store or the revocation feed is down: worth a retry soon
-        headers.append((b"retry-after", b"1"))
-    if nonce:
-        headers.append((b"dpop-nonce", nonce.encode("ascii")))
-    body = json.dumps(exc.to_oauth()).encode()
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    status, headers, body = refusal_response(exc, nonce)
+    encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    await send({"type": "http.response.start", "status": status, "headers": encoded})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -243,7 +279,8 @@ class AJWTMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = self.policy_for(scope["method"], scope["path"])
+        full_path = str(scope["path"])
+        policy = resolve_policy(self.policy_for, scope["method"], route_path(scope), full_path)
         if policy is None or policy.public:
             await self.app(scope, receive, send)
             return

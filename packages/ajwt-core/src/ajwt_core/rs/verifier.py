@@ -6,6 +6,7 @@ ASGI middleware and the FastAPI dependency are thin layers over it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -25,6 +26,7 @@ from ajwt_core.errors import (
     InvalidRequest,
     InvalidToken,
     Reason,
+    UseDPoPNonce,
     oauth_text,
 )
 from ajwt_core.integrity import HEADER as SHIM_HEADER
@@ -156,6 +158,11 @@ class Verifier:
         # How long a proof's (jkt, jti) is remembered: as long as the proof is accepted.
         self._replay_ttl = proof_max_age + DEFAULT_FUTURE_LEEWAY
         self._cache = TokenCache(token_cache_size)
+        #: The kids of the key sets the cached tokens were verified under, and the key
+        #: sets last looked at (a JWKS refresh replaces the set: an identity check).
+        self._cached_kids: frozenset[str] = frozenset()
+        self._merged: KeyResolver | None = None
+        self._checked: KeyResolver | None = None
         self._clock = clock
 
     @property
@@ -222,6 +229,22 @@ class Verifier:
 
     # ----------------------------------------------------------------- tokens
 
+    def _forget_retired_keys(self, keys: KeyResolver) -> None:
+        """After a JWKS refresh that dropped a key (``ajwt idp retire-key``), forget the
+        cached tokens: one signed by the retired key is verified again, and refused."""
+        if keys is self._checked:
+            return
+        self._checked = keys
+        if not self._cached_kids <= keys.kids():
+            self._cache.clear()
+            self._cached_kids = keys.kids()
+
+    def _note_keys(self, keys: KeyResolver) -> None:
+        """A token was cached under ``keys``: remember their kids (once per key set)."""
+        if keys is not self._merged:
+            self._merged = keys
+            self._cached_kids |= keys.kids()
+
     def _resolver(self) -> KeyResolver:
         return self._keys.keys if isinstance(self._keys, JWKSCache) else self._keys
 
@@ -243,6 +266,8 @@ class Verifier:
             claims = self._decode_with(token, now)
         facts = TokenFacts.of(claims)
         self._cache.put(ath, facts)
+        if jwks is not None:
+            self._note_keys(jwks.keys)
         return facts, claims
 
     def _decode_with(self, token: str, now: float) -> IntentTokenClaims:
@@ -297,7 +322,8 @@ class Verifier:
                 decoded = VerifiedRequest(claims, None, facts=facts, token=token)
             if span is not None:
                 _describe(span, decoded.facts if decoded else None)
-            if audit.isEnabledFor(logging.INFO):
+            # Refusals are WARNING (nonce challenges INFO): log_refusal picks the level.
+            if audit.isEnabledFor(logging.INFO if _is_challenge(exc) else logging.WARNING):
                 log_refusal(exc, decoded.claims if decoded else None, method, url)
             raise
         if span is not None:
@@ -346,6 +372,8 @@ class Verifier:
         # The cache key is the token's SHA-256; a non-ASCII token has none (it is refused
         # as malformed by the decode).
         ath = access_token_hash(token) if token.isascii() else ""
+        if self._jwks is not None:
+            self._forget_retired_keys(self._jwks.keys)
         facts = self._cache.get(ath, now - self._leeway)
         claims = None
         if facts is None:
@@ -430,6 +458,11 @@ def _claim_fields(claims: IntentTokenClaims) -> dict[str, Any]:
     }
 
 
+def _is_challenge(exc: AJWTError) -> bool:
+    """A nonce challenge (RFC 9449 §9): the client retries; not a refusal to warn of."""
+    return exc.reason in (Reason.NONCE_REQUIRED, Reason.NONCE_MISMATCH)
+
+
 def log_refusal(exc: AJWTError, claims: IntentTokenClaims | None, method: str, url: str) -> None:
     """Log a refusal with what is known of the request: its claims once the token was
     decoded (a forged or expired token's claims are not trusted, so not logged)."""
@@ -437,9 +470,8 @@ def log_refusal(exc: AJWTError, claims: IntentTokenClaims | None, method: str, u
     if claims is not None:
         fields |= _claim_fields(claims)
     fields |= {"method": method, "url": without_query(url)}
-    challenge = exc.reason in (Reason.NONCE_REQUIRED, Reason.NONCE_MISMATCH)
     audit.log(
-        logging.INFO if challenge else logging.WARNING,
+        logging.INFO if _is_challenge(exc) else logging.WARNING,
         message("ajwt request refused", fields),
         extra={"ajwt": fields},
     )
@@ -465,3 +497,24 @@ def www_authenticate(exc: AJWTError, algs: str = "ES256 EdDSA") -> str:
         f'DPoP error="{exc.error}", error_description="{description}", '
         f'ajwt_reason="{exc.reason.value}", algs="{algs}"'
     )
+
+
+def refusal_response(
+    exc: AJWTError, nonce: str | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The status, headers and JSON body of a refusal, for every middleware alike: the
+    challenge on 401 and 403 (RFC 6750 §3, RFC 9449 §7.1), ``Retry-After`` on 503 (a
+    store or the revocation feed is down: worth a retry soon), a fresh ``DPoP-Nonce``
+    when the verifier issues them."""
+    status = 401 if isinstance(exc, UseDPoPNonce) else exc.status_code
+    body = json.dumps(exc.to_oauth(), separators=(",", ":")).encode()
+    headers = [("content-type", "application/json"), ("cache-control", "no-store")]
+    if status in (401, 403):
+        challenge = www_authenticate(exc).encode("latin-1", "replace").decode("latin-1")
+        headers.append(("www-authenticate", challenge))
+    if status == 503:
+        headers.append(("retry-after", "1"))
+    if nonce:
+        headers.append(("dpop-nonce", nonce))
+    headers.append(("content-length", str(len(body))))
+    return status, headers, body

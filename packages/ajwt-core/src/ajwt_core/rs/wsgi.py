@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import threading
 from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
@@ -45,13 +44,12 @@ from ajwt_core.errors import (
     InvalidRequest,
     Reason,
     RequestTooLarge,
-    UseDPoPNonce,
 )
 from ajwt_core.request_limits import content_length
-from ajwt_core.rs.middleware import PolicyResolver, Route, RouteTable
+from ajwt_core.rs.middleware import PolicyResolver, Route, RouteTable, resolve_policy
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
-from ajwt_core.rs.verifier import VerifiedRequest, Verifier, www_authenticate
+from ajwt_core.rs.verifier import VerifiedRequest, Verifier, refusal_response
 
 log = logging.getLogger("ajwt_core.rs")
 
@@ -133,8 +131,10 @@ class AJWTWSGIMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        # The app routes on PATH_INFO, below its mount point (SCRIPT_NAME).
+        below = str(environ.get("PATH_INFO", "")) or "/"
         path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
-        policy = self.policy_for(method, path)
+        policy = resolve_policy(self.policy_for, method, below, path)
         if policy is None or policy.public:
             return self.app(environ, start_response)
         nonce = self.verifier.nonces.issue() if self.verifier.nonces else None
@@ -171,11 +171,11 @@ class AJWTWSGIMiddleware:
                 VERIFY_TIMEOUT,
             )
         except AJWTError as exc:
-            return _refusal(start_response, exc, nonce)
+            return _refusal(start_response, exc, nonce, method)
         except Exception:
             log.exception("unexpected error while verifying a request")
             error = InvalidRequest(Reason.MALFORMED_REQUEST, "the request cannot be verified")
-            return _refusal(start_response, error, nonce)
+            return _refusal(start_response, error, nonce, method)
         environ["ajwt"] = verified
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
@@ -238,21 +238,13 @@ def _headers(environ: Environ) -> list[tuple[bytes, bytes]]:
     return found
 
 
-def _refusal(start_response: StartResponse, exc: AJWTError, nonce: str | None) -> Iterable[bytes]:
-    status = 401 if isinstance(exc, UseDPoPNonce) else exc.status_code
-    body = json.dumps(exc.to_oauth()).encode()
-    headers = [
-        ("Content-Type", "application/json"),
-        ("Cache-Control", "no-store"),
-        ("Content-Length", str(len(body))),
-    ]
-    if status in (401, 403):
-        challenge = www_authenticate(exc).encode("latin-1", "replace").decode("latin-1")
-        headers.append(("WWW-Authenticate", challenge))
-    if nonce:
-        headers.append(("DPoP-Nonce", nonce))
+def _refusal(
+    start_response: StartResponse, exc: AJWTError, nonce: str | None, method: str
+) -> Iterable[bytes]:
+    status, headers, body = refusal_response(exc, nonce)
     start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-    return [body]
+    # A HEAD answer has no content (RFC 9110 §9.3.2); its headers are the GET's.
+    return [] if method == "HEAD" else [body]
 
 
 def _encoded(path: str) -> str:

@@ -278,6 +278,8 @@ def _check_body(body: object) -> None:
 # ``name="value"`` parameters of a WWW-Authenticate challenge (values have no quotes:
 # the resource server writes descriptions with ``'``).
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)="([^"]*)"')
+#: Refusals that end a run for good: the shim refuses its later operations at once.
+_RUN_ENDED = frozenset({Reason.RUN_REVOKED.value, Reason.INTENT_REVOKED.value})
 
 
 def _manifest_of(source: ManifestSource) -> AgentManifest:
@@ -368,6 +370,8 @@ class Shim:
         # and how many ``shim.run(run)`` blocks are open (only they defer: they flush).
         self._deferred: dict[str, list[_Deferred]] = {}
         self._running: dict[str, int] = {}
+        #: Runs the IdP or a resource server answered as revoked (a revocation is final).
+        self._revoked: set[str] = set()
         self._tool_spans: OrderedDict[
             tuple[str, str, str | None, str | None], list[telemetry.SpanLike]
         ] = OrderedDict()
@@ -1129,6 +1133,7 @@ class Shim:
                 self._live_agent(context.agent, registered.checksum, tool)
             return cached
         if self.local_checks and carry:
+            self._check_not_revoked(context.run)
             state = self.run_state(context.run)
             with self._lock:
                 state.check_mint(context.agent, step, tool, approvals=False)
@@ -1216,6 +1221,7 @@ class Shim:
                     span.set_attribute(telemetry.TOOL, resolved.tool)
                 checked = None
                 if self.local_checks:
+                    self._check_not_revoked(resolved.run)
                     agent, live = self._live_agent(resolved.agent, resolved.checksum, resolved.tool)
                     checked = _Checked(agent, live, resolved.tool)
                     state = self.run_state(resolved.run)
@@ -1236,6 +1242,16 @@ class Shim:
         self._hold_tool_span(resolved, span)
         self._emit("tool_started", resolved)
         return resolved
+
+    def _check_not_revoked(self, run: Run) -> None:
+        """A local check: a run the IdP or a resource server answered as revoked is
+        refused as such at once, before any other check could give another reason."""
+        if run.run_id in self._revoked:
+            raise InvalidGrant(
+                Reason.RUN_REVOKED,
+                f"run {run.run_id!r} has been revoked (the IdP or a resource server said "
+                "so): start a new run",
+            )
 
     def _re_entry(self, run: Run, step: str, tool: str | None) -> bool:
         """A tool call in a step the run has completed (DESIGN §6): each of its requests
@@ -1331,6 +1347,8 @@ class Shim:
     def _emit(
         self, kind: str, context: AgentContext, detail: Mapping[str, Any] | None = None
     ) -> None:
+        if detail and detail.get("reason") in _RUN_ENDED:
+            self._revoked.add(context.run.run_id)
         if not self._subscribers:
             return  # the auth flow emits per request: nothing to build for nobody
         event = ShimEvent(
@@ -1541,6 +1559,7 @@ class Shim:
         the_step = to_step or step_from  # no step: a consultation inside the delegator's step
         state = self.run_state(run)
         if self.local_checks:
+            self._check_not_revoked(run)
             # The delegator signs as the agent it is now: a changed agent hands nothing on.
             self._checked_agent(from_agent, from_checksum)
             with self._lock:
@@ -1823,6 +1842,7 @@ class Shim:
         state = self.run_state(run)
         fresh = True
         if self.local_checks:
+            self._check_not_revoked(run)
             with self._lock:
                 # A step not entered yet is entered by the step token that proves the
                 # completion; the IdP checks the entry.
@@ -2063,6 +2083,8 @@ class Shim:
     def _op_revoke(self, kind: str, ident: str) -> Operation[dict[str, Any]]:
         request = self._json_request("POST", "/revocations", {"kind": kind, "id": ident})
         result: dict[str, Any] = self._check((yield request))
+        if kind == "run" and result.get("revoked"):
+            self._revoked.add(ident)
         return result
 
     def revoke(self, kind: str, ident: str) -> dict[str, Any]:

@@ -325,16 +325,6 @@ class RunState:
                 Reason.BRANCH_NOT_TAKEN,
                 f"step {step_id!r} is not on this run's path: {skipped[step_id]}",
             )
-        if step_id in self.completed and self.finished:
-            # Re-entering a completed step (§6) is further work in a run under way; once
-            # every required step is done the request is served, and replaying it (the
-            # app invoked again in the same run) needs a run of its own.
-            raise InvalidGrant(
-                Reason.RUN_FINISHED,
-                f"the run is finished (every required step is completed), so step "
-                f"{step_id!r} is not entered again: start a new run for a new request (a "
-                "conversation kept as one run completes its steps when it ends)",
-            )
         complete_first: tuple[str, ...] = ()
         missing = wf.waits_for(step_id, self.completed)
         if missing:
@@ -532,6 +522,15 @@ class RunState:
         reopen: tuple[str, ...] = ()
         visit = self.visit(to_step)
         if to_step in self.completed:
+            if visit >= target.max_visits and kind == "handoff" and self.finished:
+                # Handing a done step on again in a finished run, with no visit left: the
+                # request replayed (the app invoked once more); raising max_visits is no
+                # fix. A visit left is a supervisor's bounded second round, and passes.
+                raise InvalidGrant(
+                    Reason.RUN_FINISHED,
+                    f"the run is finished (every required step is completed), so step "
+                    f"{to_step!r} is not handed on again: start a new run for a new request",
+                )
             if visit >= target.max_visits:
                 raise InvalidGrant(
                     Reason.VISIT_LIMIT_REACHED,
