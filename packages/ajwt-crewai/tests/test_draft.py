@@ -141,3 +141,31 @@ def test_a_reviewed_draft_is_registered_and_run_by_the_same_crew(shim: Shim, sta
         ("classifier", "classifier", ("supervisor", "classifier")),
         ("patcher", "patcher", ("supervisor", "patcher")),
     }
+
+
+def test_consecutive_async_tasks_are_drafted_side_by_side() -> None:
+    # Found by a newcomer: async tasks were drafted as a chain, and a run whose async
+    # tasks finished out of order was refused (dependencies_incomplete).
+    from crewai import Agent
+
+    from ajwt_crewai.testing import ScriptedLLM
+
+    llm = ScriptedLLM(model="scripted")
+    intake, stock, prices, writer = (
+        Agent(role=role, goal="-", backstory="", llm=llm)
+        for role in ("Intake", "Stock", "Prices", "Writer")
+    )
+    tasks = [
+        Task(description="Read.", expected_output="-", agent=intake),
+        Task(description="Stock.", expected_output="-", agent=stock, async_execution=True),
+        Task(description="Prices.", expected_output="-", agent=prices, async_execution=True),
+        Task(description="Write.", expected_output="-", agent=writer),
+    ]
+    draft = draft_workflow(
+        Crew(agents=[intake, stock, prices, writer], tasks=tasks), workflow_id="w"
+    )
+    steps = draft["steps"]
+    assert steps["stock"]["after"] == ["intake"] and steps["prices"]["after"] == ["intake"]
+    assert steps["writer"]["after"] == ["stock", "prices"]
+    assert "after" not in steps["intake"]
+    Workflow.from_mapping(draft)

@@ -9,9 +9,11 @@ says most of it. :func:`draft_workflow` reads it:
   :func:`~ajwt_crewai.manifest.default_agent_id` of the role;
 - **sequential crew**: one step per task, in task order, each after the previous one,
   for the task's agent with the tools it may use (the task's ``tools``, else the
-  agent's). An agent that delegates (``allow_delegation=True``) hands work to its
-  coworkers: the crew's agents that have no task of their own get a step each after the
-  delegating task, in the order the crew lists them;
+  agent's). Consecutive tasks with ``async_execution=True`` run together: their steps
+  are each after the step before them, and the next task's step is after all of them.
+  An agent that delegates (``allow_delegation=True``) hands work to its coworkers: the
+  crew's agents that have no task of their own get a step each after the delegating
+  task, in the order the crew lists them;
 - **hierarchical crew**: the manager's routing step ``route`` (no tools), then one step
   per agent, in the order the crew lists them, each after the previous one.
 
@@ -76,15 +78,15 @@ class _Steps:
         self.steps: dict[str, dict[str, Any]] = {}
         self.last: str | None = None
 
-    def add(self, agent_id: str, tools: list[str], *, after: str | None = None) -> str:
+    def add(self, agent_id: str, tools: list[str], *, after: list[str] | None = None) -> str:
         name, n = agent_id, 1
         while name in self.steps:
             n += 1
             name = f"{agent_id}_{n}"
         step: dict[str, Any] = {"agent": agent_id, "tools": tools}
-        previous = after if after is not None else self.last
-        if previous is not None:
-            step["after"] = [previous]
+        previous = after if after is not None else ([self.last] if self.last else [])
+        if previous:
+            step["after"] = list(previous)
         self.steps[name] = step
         self.last = name
         return name
@@ -107,18 +109,27 @@ def draft_workflow(
             steps.add(_agent_id(crew, agent, agent_ids), _tool_names(agent.tools))
     else:
         with_tasks = {id(task.agent) for task in crew.tasks if task.agent is not None}
+        # Consecutive async tasks run together (CrewAI waits for them at the next
+        # synchronous task): each after what came before them, the next task after all.
+        before: list[str] = []
+        running: list[str] = []
         for task in crew.tasks:
             doer = task.agent
             if doer is None:
                 continue
             tools = _tool_names(task.tools) or _tool_names(doer.tools)
-            steps.add(_agent_id(crew, doer, agent_ids), tools)
+            if task.async_execution:
+                running.append(steps.add(_agent_id(crew, doer, agent_ids), tools, after=before))
+                continue
+            steps.add(_agent_id(crew, doer, agent_ids), tools, after=running or before)
+            running = []
             if doer.allow_delegation:
                 for coworker in crew.agents:
                     if coworker is not doer and id(coworker) not in with_tasks:
                         the_id = _agent_id(crew, coworker, agent_ids)
                         steps.add(the_id, _tool_names(coworker.tools))
                         with_tasks.add(id(coworker))
+            before = [steps.last] if steps.last else []
     return {"id": workflow_id, "version": version, "steps": steps.steps}
 
 
