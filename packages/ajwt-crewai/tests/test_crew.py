@@ -475,3 +475,20 @@ def test_async_secured_tool_runs_as_the_acting_agent(stack: Stack, shim: Shim, r
         "tool_finished:supervisor:list_repos",
     ]
     assert calls(stack, run) == [("supervisor", "triage", "list_repos", ("supervisor",))]
+
+
+def test_a_tool_secured_with_another_shim_is_refused_when_securing(
+    stack: Stack, shim: Shim
+) -> None:
+    # Found by a newcomer: the tools' calls were refused (no_agent_context) on the other
+    # shim's list, and this shim's list showed only a follow-on refusal.
+    other = stack.shim()
+    try:
+        crew, _ = build_crew(other, stack.rs_url)
+        with pytest.raises(ValueError, match="secured with another Shim") as refused:
+            secure_crew(crew, shim, AGENT_IDS)
+        assert "'list_repos'" in str(refused.value)
+        # The same crew with its tools' own shim is secured.
+        secure_crew(crew, other, AGENT_IDS)
+    finally:
+        other.close()

@@ -787,6 +787,23 @@ def _install_step_cache(crew: Crew, binding: CrewAIBinding, members: list[BaseAg
             agent.set_cache_handler(cache)
 
 
+def _check_tool_shims(crew: Crew, members: list[BaseAgent], shim: Shim) -> None:
+    """Refuse a tool secured with another shim: its calls would be bound to that shim's
+    agents, which this crew's agents are not, and refused (``no_agent_context``) where
+    this shim's observers never see them."""
+    from ajwt_crewai.tools import AJWTTool
+
+    tools = [t for a in members for t in a.tools or []]
+    tools += [t for task in crew.tasks for t in task.tools or []]
+    for tool in tools:
+        if isinstance(tool, AJWTTool) and tool.shim is not shim:
+            raise ValueError(
+                f"tool {tool.name!r} was secured with another Shim than this crew's: "
+                "secure the crew and its tools with the same shim (ajwt_tool(shim), "
+                "secure_tool(tool, shim))"
+            )
+
+
 def secure_crew(
     crew: Crew,
     shim: Shim,
@@ -838,6 +855,7 @@ def secure_crew(
             missing.append(role)
     if missing:
         raise ValueError(f"no workflow agent id for the CrewAI role(s) {missing!r}")
+    _check_tool_shims(crew, members, shim)
     for agent, agent_id in chosen:
         binding.check_same_agent(agent, agent_id)
     for agent, agent_id in chosen:
