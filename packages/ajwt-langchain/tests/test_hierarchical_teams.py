@@ -65,30 +65,23 @@ def newsroom(
     """The top supervisor ``chief`` and two teams, each a compiled ``create_supervisor``
     graph (``research_team``, ``writing_team``) with one worker. A team's supervisor is
     named as its graph unless ``research_lead`` / ``writing_lead`` say otherwise."""
-    researcher = create_agent(
-        plan("search", done="Facts found."),
-        [api_tool("search", shim, env.api_url)],
-        system_prompt="You research.",
-        name="researcher",
-    )
-    writer = create_agent(
-        plan("publish", done="Written."),
-        [api_tool("publish", shim, env.api_url)],
-        system_prompt="You write.",
-        name="writer",
-    )
-    research_team = create_supervisor(
-        [researcher],
-        model=plan("transfer_to_researcher", done="Research done."),
-        prompt="You lead research.",
-        supervisor_name=research_lead,
-    ).compile(name="research_team")
-    writing_team = create_supervisor(
-        [writer],
-        model=plan("transfer_to_writer", done="Writing done."),
-        prompt="You lead writing.",
-        supervisor_name=writing_lead,
-    ).compile(name="writing_team")
+
+    def team(name: str, lead: str, worker: str, tool: str, done: str) -> Any:
+        member = create_agent(
+            plan(tool, done=done),
+            [api_tool(tool, shim, env.api_url)],
+            system_prompt=f"You are the {worker}.",
+            name=worker,
+        )
+        return create_supervisor(
+            [member],
+            model=plan(f"transfer_to_{worker}", done=f"{name} done."),
+            prompt=f"You lead the {name}.",
+            supervisor_name=lead,
+        ).compile(name=name)
+
+    research_team = team("research_team", research_lead, "researcher", "search", "Facts found.")
+    writing_team = team("writing_team", writing_lead, "writer", "publish", "Written.")
     return create_supervisor(
         [research_team, writing_team],
         model=plan(*chief, done="All done."),

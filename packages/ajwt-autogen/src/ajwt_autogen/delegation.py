@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ajwt_autogen.steps import current_step, delegated_step, delegation_of, track
+from ajwt_autogen.steps import current_step, delegated_step, delegation_of, ready_after, track
 from ajwt_core.errors import AJWTError
 from ajwt_core.shim import AgentContext, IssuedToken, Run, Shim
 
@@ -128,30 +128,10 @@ def is_return(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
     return delegated is not None and delegated.from_agent == to_agent
 
 
-def _loops_back(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
-    """Whether ``to_agent`` has a step the speaker's step sends work back to (``loop_to``)."""
-    track(shim)
-    workflow = run.workflow
-    loop_to = workflow.steps[current_step(shim, from_agent, run)].loop_to
-    return any(s in loop_to for s in workflow.steps_of(to_agent))
-
-
-def _ready_after(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
-    """Whether ``to_agent`` has an open step after the speaker's that may run now: handing
-    it the turn moves the work on (after a loop sent it back to the speaker), rather than
-    returning it to the agent that delegated to the speaker."""
-    workflow = run.workflow
-    from_step = current_step(shim, from_agent, run)
-    state = shim.run_state(run)
-    done = set(state.completed) | {from_step}
-    skipped = state.skipped()
-    return any(
-        s in workflow.descendants(from_step)
-        and s not in state.completed
-        and s not in skipped
-        and not workflow.waits_for(s, done)
-        for s in workflow.steps_of(to_agent)
-    )
+def _loops_back(run: Run, from_step: str, to_agent: str) -> bool:
+    """Whether ``to_agent`` has a step ``from_step`` sends work back to (``loop_to``)."""
+    loop_to = run.workflow.steps[from_step].loop_to
+    return any(s in loop_to for s in run.workflow.steps_of(to_agent))
 
 
 def is_turn_back(shim: Shim, from_agent: str, to_agent: str, run: Run) -> bool:
@@ -223,13 +203,17 @@ async def ahandover(
         await ahandover(shim, previous_speaker, chosen_speaker, run=run)
     """
     with _told(shim, from_agent, to_agent, run):
+        track(shim)
+        from_step = current_step(shim, from_agent, run)
         # Work sent back along a loop the workflow declares is a new visit, bounded by
-        # max_visits, whatever else the turn change looks like.
-        looping = _loops_back(shim, from_agent, to_agent, run)
+        # max_visits, whatever else the turn change looks like. Handing the turn to the
+        # agent that delegated to the speaker is a return, unless that agent has an open
+        # step after the speaker's to move the work on to (after a loop sent it back).
+        looping = _loops_back(run, from_step, to_agent)
         returning = (
             not looping
             and is_return(shim, from_agent, to_agent, run)
-            and not _ready_after(shim, from_agent, to_agent, run)
+            and not ready_after(shim, from_step, to_agent, run)
         )
         back = (
             turn and not looping and not returning and is_turn_back(shim, from_agent, to_agent, run)

@@ -24,7 +24,7 @@ from ajwt_core.errors import AgentContextError, Reason, UnauthorizedClient
 from ajwt_core.shim import Run, Shim, ShimEvent
 from ajwt_core.workflow import Delegated
 
-__all__ = ["current_step", "delegated_step", "delegation_of", "track"]
+__all__ = ["current_step", "delegated_step", "delegation_of", "ready_after", "track"]
 
 _TRACKED_KINDS = frozenset({"tool_started", "token_minted", "handoff", "step_completed"})
 
@@ -97,6 +97,28 @@ def delegation_of(shim: Shim, agent: str, step: str, run: Run) -> Delegated | No
     return state.consultation(agent, step) or state.delegation_to(agent, step)
 
 
+def _candidates(
+    shim: Shim, from_step: str, to_agent: str, run: Run
+) -> tuple[list[str], list[str], list[str]]:
+    """``to_agent``'s steps after ``from_step`` on the run's path: all of them, the open
+    ones, and the open ones ready now (the delegator's step counted as done: the
+    hand-off completes it)."""
+    workflow = run.workflow
+    state = shim.run_state(run)
+    skipped = state.skipped()
+    done = set(state.completed) | {from_step}
+    later = workflow.descendants(from_step)
+    after = [s for s in workflow.steps_of(to_agent) if s in later and s not in skipped]
+    open_after = [s for s in after if s not in state.completed]
+    ready = [s for s in open_after if not workflow.waits_for(s, done)]
+    return after, open_after, ready
+
+
+def ready_after(shim: Shim, from_step: str, to_agent: str, run: Run) -> bool:
+    """Whether ``to_agent`` has an open step after ``from_step`` that may run now."""
+    return bool(_candidates(shim, from_step, to_agent, run)[2])
+
+
 def delegated_step(shim: Shim, from_step: str, to_agent: str, run: Run) -> str:
     """The step a hand-off from ``from_step`` gives ``to_agent`` (see the module docstring)."""
     workflow = run.workflow
@@ -107,13 +129,6 @@ def delegated_step(shim: Shim, from_step: str, to_agent: str, run: Run) -> str:
             f"agent {to_agent!r} has no step in workflow {workflow.id!r} v{workflow.version}, "
             "so no step can be handed to it",
         )
-    state = shim.run_state(run)
-    skipped = state.skipped()
-    # The delegator hands off when its step is done (the hand-off completes it).
-    done = set(state.completed) | {from_step}
-    later = workflow.descendants(from_step)
-    after = [s for s in own if s in later and s not in skipped]
-    open_after = [s for s in after if s not in state.completed]
-    ready = [s for s in open_after if not workflow.waits_for(s, done)]
+    after, open_after, ready = _candidates(shim, from_step, to_agent, run)
     back = [s for s in own if s in workflow.steps[from_step].loop_to]
     return (ready or open_after or back or after or own)[0]

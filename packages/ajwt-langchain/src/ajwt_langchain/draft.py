@@ -192,23 +192,18 @@ def draft_workflow(
             "steps": {only.agent_id: {"agent": only.agent_id, "tools": tools}},
         }
     nodes = _agent_nodes(app, agents)
-    nested = sorted(
-        {
-            a.namespace.split(NAMESPACE_SEPARATOR)[0]
-            for a in agents
-            if NAMESPACE_SEPARATOR in a.namespace
-            and a.namespace.split(NAMESPACE_SEPARATOR)[0] not in nodes
-        }
-    )
-    if nested:
-        # One level is read: a team node's own agents would be drafted as nothing (its
-        # edges back to the supervisor became a loop of the supervisor to itself).
-        inner = sorted(
-            a.agent_id for a in agents if a.namespace.split(NAMESPACE_SEPARATOR)[0] in nested
-        )
+    # One level is read: a team node's own agents would be drafted as nothing (its
+    # edges back to the supervisor became a loop of the supervisor to itself).
+    teams: dict[str, list[str]] = {}
+    for agent in agents:
+        top, nested, _ = agent.namespace.partition(NAMESPACE_SEPARATOR)
+        if nested and top not in nodes:
+            teams.setdefault(top, []).append(agent.agent_id)
+    if teams:
+        inner = sorted(a for ids in teams.values() for a in ids)
         raise InvalidRequest(
             Reason.MALFORMED_REQUEST,
-            f"this app nests agent teams ({', '.join(nested)}, with agents "
+            f"this app nests agent teams ({', '.join(sorted(teams))}, with agents "
             f"{', '.join(inner)}): draft_workflow reads one level of agents; write the "
             "workflow by hand (docs/langchain.md, Hierarchical teams)",
         )
