@@ -100,18 +100,21 @@ QUICK = {"runs": 2, "warmup": 1}
 
 
 class Tally:
-    """Requests sent through an ``httpx.Auth`` and responses refused (status ≥ 400);
-    tools run in worker threads, hence the lock."""
+    """Requests sent through an ``httpx.Auth`` and responses refused (status ≥ 400),
+    and the wall time spent waiting for them where the caller timed it; tools run in
+    worker threads, hence the lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests = 0
         self.refused = 0
+        self.waited = 0.0
 
-    def record(self, response: httpx.Response) -> None:
+    def record(self, response: httpx.Response, waited: float = 0.0) -> None:
         with self._lock:
             self.requests += 1
             self.refused += response.status_code >= 400
+            self.waited += waited
 
     def take(self) -> tuple[int, int]:
         """The counts since the last ``take``, and reset them."""
@@ -119,6 +122,12 @@ class Tally:
             counts = self.requests, self.refused
             self.requests = self.refused = 0
         return counts
+
+    def take_waited(self) -> float:
+        """The seconds waited since the last ``take_waited``, and reset them."""
+        with self._lock:
+            waited, self.waited = self.waited, 0.0
+        return waited
 
 
 class CountingAuth(httpx.Auth):
@@ -170,15 +179,17 @@ class CountingShim(Shim):
         self.subscribe(self._count)
 
     def _roundtrip_sync(self, client: httpx.Client, request: httpx.Request) -> httpx.Response:
+        start = time.perf_counter()
         response = super()._roundtrip_sync(client, request)
-        self.idp.record(response)
+        self.idp.record(response, time.perf_counter() - start)
         return response
 
     async def _roundtrip_async(
         self, client: httpx.AsyncClient, request: httpx.Request
     ) -> httpx.Response:
+        start = time.perf_counter()
         response = await super()._roundtrip_async(client, request)
-        self.idp.record(response)
+        self.idp.record(response, time.perf_counter() - start)
         return response
 
     def _count(self, event: ShimEvent) -> None:
@@ -232,6 +243,9 @@ class Sample:
     idp_requests: int = 0
     #: CPU time of this (the client's) process during the run, every thread.
     cpu: float = 0.0
+    #: Wall time the client spent in its round trips to the IdP (A-JWT only): sending
+    #: each request, the IdP's handling and the answer, as the shim's code saw them.
+    idp_wait: float = 0.0
 
 
 @dataclass
@@ -254,6 +268,12 @@ class E2ERow:
     completions: float = 0.0
     #: The shim's round trips to the IdP per run (median), ``start_run`` included.
     idp_requests: float = 0.0
+    #: The client's wall time in those round trips per run (median, ms).
+    idp_wait_ms: float = 0.0
+    #: The ratio with the IdP round trips taken out of each A-JWT run: what it would be
+    #: if the IdP answered in no time (median of the runs less their waits ÷ the plain
+    #: median). A bound no speed-up of the IdP can beat.
+    ratio_without_idp: float | None = None
     #: The client process's CPU time per run (median, ms), each side: with the servers
     #: in other processes, the client's own work (the framework's, and A-JWT's).
     secured_cpu_ms: float = 0.0
@@ -462,6 +482,7 @@ def _secured_run(
         _failure(answer, error),
         idp_requests,
         cpu,
+        shim.idp.take_waited(),
     )
 
 
@@ -536,6 +557,10 @@ def summarise(framework: str, mode: str, secured: list[Sample], plain: list[Samp
     ):
         setattr(row, attribute, statistics.median(s.events.get(kind, 0) for s in secured))
     row.idp_requests = statistics.median(s.idp_requests for s in secured)
+    row.idp_wait_ms = statistics.median(s.idp_wait for s in secured) * 1e3
+    row.ratio_without_idp = (
+        statistics.median(s.seconds - s.idp_wait for s in secured) * 1e3 / row.plain.median
+    )
     row.secured_cpu_ms = statistics.median(s.cpu for s in secured) * 1e3
     row.plain_cpu_ms = statistics.median(p.cpu for p in plain) * 1e3
     for side, samples in (("A-JWT", secured), ("plain", plain)):
@@ -637,8 +662,8 @@ def _split_lines(rows: list[E2ERow]) -> list[str]:
         "client process's extra CPU + the IdP's handling + the rest):",
         "",
         "| framework | extra wall time | client CPU, A-JWT / plain | extra client CPU "
-        "| IdP handling | rest |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| IdP handling | rest | client waiting on the IdP | ratio less those waits |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in shown:
         assert r.secured is not None and r.plain is not None
@@ -647,7 +672,8 @@ def _split_lines(rows: list[E2ERow]) -> list[str]:
         idp = sum(ms for _, ms in r.idp_operations.values())
         lines.append(
             f"| {r.framework} | {extra:.1f} | {r.secured_cpu_ms:.1f} / {r.plain_cpu_ms:.1f} "
-            f"| {cpu:.1f} | {idp:.1f} | {extra - cpu - idp:.1f} |"
+            f"| {cpu:.1f} | {idp:.1f} | {extra - cpu - idp:.1f} | {r.idp_wait_ms:.1f} "
+            f"| {r.ratio_without_idp:.2f}× |"
         )
     return lines
 

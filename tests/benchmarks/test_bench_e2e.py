@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from types import SimpleNamespace
 
 import httpx
@@ -60,6 +61,24 @@ def test_summarise_computes_the_ratio_and_the_overhead_per_call() -> None:
     assert row.target == 1.25
     assert row.meets_target is False
     assert row.problems == []
+
+
+def test_the_ratio_less_the_idp_waits_bounds_what_a_faster_idp_could_reach() -> None:
+    # Each A-JWT run of 200 ms spent 50 ms waiting for the IdP; the plain run took 100.
+    secured = [replace(sample, idp_wait=0.05) for sample in _samples(0.2, 10)]
+    row = bench_e2e.summarise("autogen", "processes", secured, _samples(0.1, 10))
+    assert row.ratio == pytest.approx(2.0)
+    assert row.idp_wait_ms == pytest.approx(50.0)
+    assert row.ratio_without_idp == pytest.approx(1.5)
+
+
+def test_the_tally_keeps_the_time_waited_until_taken() -> None:
+    tally = Tally()
+    tally.record(httpx.Response(200), 0.25)
+    tally.record(httpx.Response(400), 0.5)
+    assert tally.take() == (2, 1)
+    assert tally.take_waited() == pytest.approx(0.75)
+    assert tally.take_waited() == 0.0
 
 
 def test_summarise_flags_refused_calls_and_unequal_work() -> None:
@@ -172,6 +191,10 @@ def test_separate_processes_run_and_render() -> None:
     assert "start_run 1 × " in text
     # The split of the extra time: client CPU on both sides, the IdP's share, the rest.
     assert "Where the A-JWT run's extra time goes" in text
+    assert "ratio less those waits" in text
+    assert rows[0].idp_wait_ms > 0
+    assert rows[0].ratio_without_idp is not None
+    assert rows[0].ratio_without_idp < rows[0].ratio  # type: ignore[operator]
     assert rows[0].secured_cpu_ms > 0 and rows[0].plain_cpu_ms > 0
     document = json.loads(bench_e2e.report_json(report))
     assert document["rows"][0]["target"] == 1.25

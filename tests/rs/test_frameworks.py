@@ -56,32 +56,34 @@ def send(caller: Caller, method: str, url: str, body: bytes = b"") -> httpx.Resp
 # ------------------------------------------------------------------------- Django
 
 
-def _django_app() -> Any:
+def _django_app() -> tuple[Any, types.ModuleType]:
+    """The Django app and its URL module. Settings are configured once per process: a
+    page of the docs run before this test (resource-servers.md) may have configured
+    them with its own URLs, so the test serves its URLs with ``override_settings``."""
     from django.conf import settings
 
     if not settings.configured:
-        urls = types.ModuleType("ajwt_test_django_urls")
         settings.configure(
             DEBUG=False,
             SECRET_KEY="test-only-not-a-secret",
             ALLOWED_HOSTS=["127.0.0.1"],
-            ROOT_URLCONF=urls,
             MIDDLEWARE=[],
             INSTALLED_APPS=[],
         )
-        from django.http import HttpRequest, JsonResponse
-        from django.urls import path
+    from django.http import HttpRequest, JsonResponse
+    from django.urls import path
 
-        async def open_pull(request: HttpRequest, owner: str, name: str) -> JsonResponse:
-            await asyncio.sleep(0.05)  # a view that takes a moment, as real ones do
-            verified = request.scope["ajwt"]  # type: ignore[attr-defined]
-            payload = json.loads(request.body)
-            return JsonResponse(
-                {"repo": f"{owner}/{name}", "title": payload["title"], "agent": verified.chain},
-                status=201,
-            )
+    async def open_pull(request: HttpRequest, owner: str, name: str) -> JsonResponse:
+        await asyncio.sleep(0.05)  # a view that takes a moment, as real ones do
+        verified = request.scope["ajwt"]  # type: ignore[attr-defined]
+        payload = json.loads(request.body)
+        return JsonResponse(
+            {"repo": f"{owner}/{name}", "title": payload["title"], "agent": verified.chain},
+            status=201,
+        )
 
-        urls.urlpatterns = [path("repos/<str:owner>/<str:name>/pulls", open_pull)]  # type: ignore[attr-defined]
+    urls = types.ModuleType("ajwt_test_django_urls")
+    urls.urlpatterns = [path("repos/<str:owner>/<str:name>/pulls", open_pull)]  # type: ignore[attr-defined]
     from django.core.asgi import get_asgi_application
 
     django = get_asgi_application()
@@ -94,12 +96,16 @@ def _django_app() -> Any:
             return
         await django(scope, receive, send)
 
-    return app
+    return app, urls
 
 
 def test_django_view_is_served_in_full(serve: Callable[[Any], str], caller: Caller) -> None:
-    url = serve(_django_app())
-    response = send(caller, "POST", url + "/repos/acme/storefront/pulls", BODY)
+    from django.test.utils import override_settings
+
+    app, urls = _django_app()
+    with override_settings(ROOT_URLCONF=urls, ALLOWED_HOSTS=["127.0.0.1"], MIDDLEWARE=[]):
+        url = serve(app)
+        response = send(caller, "POST", url + "/repos/acme/storefront/pulls", BODY)
     assert response.status_code == 201, response.text
     assert response.json() == {
         "repo": "acme/storefront",
