@@ -175,13 +175,29 @@ def test_captured_proof_is_refused_after_redis_restarts_empty(
 # ------------------------------------------------------------------------ revocation
 
 
+def signed_client(shim: Shim, run: Run, worker: BackgroundServer) -> httpx.Client:
+    """A client for ``worker`` sending the supervisor's token with a fresh proof on
+    every request, past the shim: these tests are of the resource server, and a shim
+    told of the revocation refuses the run's requests itself (test_threats)."""
+    with shim.acting("supervisor", tool="list_repos", run=run) as context:
+        token = shim.token(context, worker.url).token
+    key = shim.agent("supervisor").key
+
+    def sign(request: httpx.Request) -> None:
+        request.headers["Authorization"] = f"DPoP {token}"
+        request.headers["DPoP"] = create_proof(
+            key, request.method, str(request.url), token=token, body=request.read()
+        )
+
+    return httpx.Client(base_url=worker.url, event_hooks={"request": [sign]})
+
+
 def revoked_run(idp: RedisIdP, server: BackgroundServer) -> tuple[Shim, Run, httpx.Client]:
     """A run whose token worked at ``server``, then revoked; the client keeps the token."""
     shim = idp.stack.shim()
     run = idp.stack.start_run(shim)
-    http = httpx.Client(base_url=server.url, auth=shim.auth())
-    with shim.acting("supervisor", tool="list_repos", run=run):
-        assert get_repos(http).status_code == 200
+    http = signed_client(shim, run, server)
+    assert get_repos(http).status_code == 200
     assert idp.admin.revoke("run", run.run_id) == {"revoked": True, "published": True}
     return shim, run, http
 
@@ -193,13 +209,12 @@ def test_revoked_run_stays_refused_after_redis_restarts_empty(
         redis_idp.stack, revocation=RedisRevocationChecker.from_url(redis_server.url)
     )
     try:
-        shim, run, http = revoked_run(redis_idp, server)
-        with shim.acting("supervisor", tool="list_repos", run=run):
-            assert reason_of(get_repos(http)) == Reason.RUN_REVOKED.value
-            redis_server.restart_empty()
-            # Until the IdP has republished: 503 (the ready marker is missing); then the
-            # revocation is back. Never a 200.
-            refused_until(http, Reason.RUN_REVOKED, interim={503})
+        _, _, http = revoked_run(redis_idp, server)
+        assert reason_of(get_repos(http)) == Reason.RUN_REVOKED.value
+        redis_server.restart_empty()
+        # Until the IdP has republished: 503 (the ready marker is missing); then the
+        # revocation is back. Never a 200.
+        refused_until(http, Reason.RUN_REVOKED, interim={503})
         http.close()
     finally:
         server.close()

@@ -23,6 +23,7 @@ from tests.e2e.test_redis_restart import (  # noqa: F401 - fixtures
     redis_idp,
     redis_server,
     refused_until,
+    signed_client,
 )
 from tests.redis_support import OwnRedis, wait_for
 
@@ -60,27 +61,26 @@ def test_a_revoked_run_is_refused_at_two_workers_within_one_second(
 ) -> None:
     shim = redis_idp.stack.shim()
     run = redis_idp.stack.start_run(shim)
-    clients = [httpx.Client(base_url=w.url, auth=shim.auth()) for w in workers]
+    clients = [signed_client(shim, run, w) for w in workers]
     try:
-        with shim.acting("supervisor", tool="list_repos", run=run):
-            for http in clients:
-                assert get_repos(http).status_code == 200
-            assert redis_idp.admin.revoke("run", run.run_id) == {
-                "revoked": True,
-                "published": True,
-            }
-            revoked_at = time.monotonic()
-            pending = set(range(len(clients)))
-            while pending:
-                for index in sorted(pending):
-                    answer = get_repos(clients[index])
-                    if answer.status_code == 401:
-                        assert reason_of(answer) == Reason.RUN_REVOKED.value
-                        pending.discard(index)
-                    else:
-                        assert answer.status_code == 200, answer.text
-                assert time.monotonic() - revoked_at < 1.0, "not refused everywhere within 1 s"
-                time.sleep(0.02)
+        for http in clients:
+            assert get_repos(http).status_code == 200
+        assert redis_idp.admin.revoke("run", run.run_id) == {
+            "revoked": True,
+            "published": True,
+        }
+        revoked_at = time.monotonic()
+        pending = set(range(len(clients)))
+        while pending:
+            for index in sorted(pending):
+                answer = get_repos(clients[index])
+                if answer.status_code == 401:
+                    assert reason_of(answer) == Reason.RUN_REVOKED.value
+                    pending.discard(index)
+                else:
+                    assert answer.status_code == 200, answer.text
+            assert time.monotonic() - revoked_at < 1.0, "not refused everywhere within 1 s"
+            time.sleep(0.02)
     finally:
         for http in clients:
             http.close()
@@ -93,10 +93,7 @@ def test_a_revoked_run_stays_refused_after_redis_restarts_empty(
 ) -> None:
     shim = redis_idp.stack.shim()
     run = redis_idp.stack.start_run(shim)
-    with (
-        httpx.Client(base_url=workers[0].url, auth=shim.auth()) as http,
-        shim.acting("supervisor", tool="list_repos", run=run),
-    ):
+    with signed_client(shim, run, workers[0]) as http:
         assert get_repos(http).status_code == 200
         redis_idp.admin.revoke("run", run.run_id)
         wait_for(lambda: reason_of(get_repos(http)) == Reason.RUN_REVOKED.value, timeout=2)

@@ -32,7 +32,7 @@ def test_a_cached_token_is_reused_until_its_refresh_margin() -> None:
     cache = TokenCache(clock=clock)
     token = issued()
     cache.put(token)
-    key = ("planner", "", "r1", "plan", "read_file", "api")
+    key = ("planner", "", "r1", "plan", "read_file", "api", "")
     assert cache.get(key) is token
     clock.now = token.expires_at - REFRESH_MARGIN
     assert cache.get(key) is None
@@ -47,8 +47,8 @@ def test_the_cache_is_bounded() -> None:
     assert len(cache) == 100
     assert len(cache._latest) <= 100
     # The newest are kept; the oldest were dropped and would simply be minted again.
-    assert cache.get(("planner", "", "run-9999", "plan", "tool-9999", "api")) is not None
-    assert cache.get(("planner", "", "run-0", "plan", "tool-0", "api")) is None
+    assert cache.get(("planner", "", "run-9999", "plan", "tool-9999", "api", "")) is not None
+    assert cache.get(("planner", "", "run-0", "plan", "tool-0", "api", "")) is None
 
 
 def test_expired_tokens_are_pruned_as_new_ones_arrive() -> None:
@@ -118,7 +118,7 @@ def test_hand_off_lookups_do_not_scan_at_100k_tokens() -> None:
         found = cache.latest("planner", f"run-{wanted}", "plan")
         assert found is not None and found.run_id == f"run-{wanted}"
         assert cache.latest("planner", f"run-{wanted}", None) is found
-        key = ("planner", "", f"run-{wanted}", "plan", f"tool-{wanted % 7}", "api")
+        key = ("planner", "", f"run-{wanted}", "plan", f"tool-{wanted % 7}", "api", "")
         assert cache.get(key) is found
         assert cache.latest("planner", "no-such-run", "plan") is None
 

@@ -62,6 +62,7 @@ from ajwt_core.keys import (
 )
 from ajwt_core.ledger import Anchor, load_json, verify_chain
 from ajwt_core.shim.context import (
+    ActingBlock,
     AgentContext,
     ContextResolver,
     Run,
@@ -370,8 +371,14 @@ class Shim:
         # and how many ``shim.run(run)`` blocks are open (only they defer: they flush).
         self._deferred: dict[str, list[_Deferred]] = {}
         self._running: dict[str, int] = {}
-        #: Runs the IdP or a resource server answered as revoked (a revocation is final).
+        #: Runs the IdP or a resource server answered as revoked (a revocation is final),
+        #: and the intents and agent registrations this shim revoked.
         self._revoked: set[str] = set()
+        self._revoked_intents: set[str] = set()
+        self._revoked_agents: set[str] = set()
+        #: (run id, step): a completion of the step sent, its outcome not known (on its
+        #: way, cancelled, or no answer came): see _completing.
+        self._completing: set[tuple[str, str]] = set()
         self._tool_spans: OrderedDict[
             tuple[str, str, str | None, str | None], list[telemetry.SpanLike]
         ] = OrderedDict()
@@ -979,14 +986,23 @@ class Shim:
         checksum: str | None = None,
     ) -> Iterator[AgentContext]:
         """Run the code inside as ``agent`` (at ``step``, calling ``tool``); ``checksum``
-        picks the registration when several versions of the agent id are registered."""
-        context = self.context(
-            agent, step=step, tool=tool, run=run, input_digest=input_digest, checksum=checksum
+        picks the registration when several versions of the agent id are registered.
+
+        The context ends with the block: a task or thread started inside that outlives
+        it (it copied the context variable) has its HTTP requests refused,
+        ``no_agent_context``, as the tool call it acted for is over."""
+        block = ActingBlock()
+        context = replace(
+            self.context(
+                agent, step=step, tool=tool, run=run, input_digest=input_digest, checksum=checksum
+            ),
+            acting_block=block,
         )
         token = set_acting(context)
         try:
             yield context
         finally:
+            block.ended = True
             reset_acting(token)
 
     @contextlib.asynccontextmanager
@@ -1119,9 +1135,15 @@ class Shim:
         the shim's copy of the run already has the step completed, the IdP not yet)."""
         the_audience = audience if tool is not None and audience is not None else self.idp_url
         registered = self.agent(context.agent, context.checksum)
-        cached = self._tokens.get(
-            (context.agent, registered.checksum, context.run.run_id, step, tool, the_audience)
-        )
+        # What this shim knows revoked is never served from the cache, whether or not
+        # the local checks are on: a cached token reaches no IdP that could refuse it.
+        self._check_not_revoked(context.run, registered)
+        request = (context.agent, registered.checksum, context.run.run_id, step, tool)
+        # A token states the inputs it was minted for, or none (a delegate's first
+        # token, from the hand-off): never another call's inputs.
+        cached = self._tokens.get((*request, the_audience, context.input_digest or ""))
+        if cached is None and context.input_digest:
+            cached = self._tokens.get((*request, the_audience, ""))
         if cached is not None and self._re_entry(context.run, step, tool):
             # A tool call in a step already completed re-enters it (DESIGN §6): asked of
             # the IdP, which checks it and records it, never served from the cache.
@@ -1133,7 +1155,6 @@ class Shim:
                 self._live_agent(context.agent, registered.checksum, tool)
             return cached
         if self.local_checks and carry:
-            self._check_not_revoked(context.run)
             state = self.run_state(context.run)
             with self._lock:
                 state.check_mint(context.agent, step, tool, approvals=False)
@@ -1156,7 +1177,14 @@ class Shim:
         result = yield from self._op_grant(context.run, form, agent.key, carry)
         self._apply(context.run, result, context.agent)
         issued = self._issued(
-            result, context.agent, context.run, step, tool, the_audience, agent.checksum
+            result,
+            context.agent,
+            context.run,
+            step,
+            tool,
+            the_audience,
+            agent.checksum,
+            context.input_digest or "",
         )
         self._emit(
             "token_minted",
@@ -1174,6 +1202,7 @@ class Shim:
         tool: str | None,
         audience: str,
         checksum: str,
+        input_digest: str = "",
     ) -> IssuedToken:
         self._keep_checkpoint(run.run_id, result)
         return IssuedToken(
@@ -1186,6 +1215,7 @@ class Shim:
             audience=audience,
             scope=result.get("scope", ""),
             checksum=checksum,
+            input_digest=input_digest,
         )
 
     def token(self, context: AgentContext, audience: str) -> IssuedToken:
@@ -1243,21 +1273,58 @@ class Shim:
         self._emit("tool_started", resolved)
         return resolved
 
-    def _check_not_revoked(self, run: Run) -> None:
-        """A local check: a run the IdP or a resource server answered as revoked is
-        refused as such at once, before any other check could give another reason."""
+    def _check_not_revoked(self, run: Run, agent: RegisteredAgent | None = None) -> None:
+        """A local check: a run the IdP or a resource server answered as revoked, or
+        one whose intent or acting agent registration this shim revoked, is refused as
+        such at once, before any other check could give another reason (and before a
+        cached token could be sent)."""
         if run.run_id in self._revoked:
             raise InvalidGrant(
                 Reason.RUN_REVOKED,
                 f"run {run.run_id!r} has been revoked (the IdP or a resource server said "
                 "so): start a new run",
             )
+        if run.intent_id in self._revoked_intents:
+            raise InvalidGrant(
+                Reason.INTENT_REVOKED,
+                f"the intent of run {run.run_id!r} has been revoked: start a new run",
+            )
+        if agent is not None and agent.registration_id in self._revoked_agents:
+            raise InvalidGrant(
+                Reason.AGENT_REVOKED,
+                f"agent {agent.agent_id!r}'s registration has been revoked: register the "
+                "agent again",
+            )
 
     def _re_entry(self, run: Run, step: str, tool: str | None) -> bool:
-        """A tool call in a step the run has completed (DESIGN §6): each of its requests
-        is asked of the IdP (``_op_mint`` serves it no cached token), so the tool gate
-        mints nothing for it up front, which its first request would mint again."""
-        return tool is not None and step in self.run_state(run).completed
+        """A tool call in a step the run has completed (DESIGN §6), or may have (a
+        completion of it sent, its outcome not known): each of its requests is asked of
+        the IdP (``_op_mint`` serves it no cached token), so the tool gate mints nothing
+        for it up front, which its first request would mint again."""
+        if tool is None:
+            return False
+        return step in self.run_state(run).completed or (run.run_id, step) in self._completing
+
+    @contextlib.contextmanager
+    def _completing_step(self, run: Run, step: str) -> Iterator[None]:
+        """Around the request that completes ``step``. The shim's copy of the run
+        moves only when the IdP's answer arrives; until then, and for good when no
+        answer comes (the request cancelled, the connection lost after the IdP acted),
+        calls in the step are asked of the IdP, never served from the cache: the IdP
+        may have completed the step, and a call after a completion is a recorded
+        re-entry (DESIGN §6). A refusal means nothing was recorded."""
+        key = (run.run_id, step)
+        with self._lock:
+            self._completing.add(key)
+        try:
+            yield
+        except AJWTError as exc:
+            if not isinstance(exc, ServerError):
+                with self._lock:
+                    self._completing.discard(key)
+            raise
+        with self._lock:
+            self._completing.discard(key)
 
     def prepare(self, context: AgentContext) -> AgentContext:
         """Before a tool runs: resolve its step, run the local checks, and (with a
@@ -1399,6 +1466,16 @@ class Shim:
                 "or secure_crew, run them inside `with shim.run(run):`, or make the call "
                 "inside shim.acting(agent, tool=...))",
             )
+        if context.ended:
+            ended = AgentContextError(
+                Reason.NO_AGENT_CONTEXT,
+                f"an HTTP request was made as agent {context.agent!r} after the shim.acting "
+                "block it belongs to had ended (a task or thread started inside the tool "
+                "call outlived it); refusing to send it: make the call before the tool "
+                "call returns",
+            )
+            self.refused("request_refused", context, ended)
+            raise ended
         try:
             issued = yield from self._op_token(context, self.audience_for(url))
         except AJWTError as refusal:
@@ -1653,8 +1730,9 @@ class Shim:
             form["resource"] = token_audience
         if scope is not None:
             form["scope"] = scope
-        result = yield from self._op_grant(run, form, delegate.key)
-        self._apply(run, result, from_agent)
+        with self._completing_step(run, step_from) if complete else contextlib.nullcontext():
+            result = yield from self._op_grant(run, form, delegate.key)
+            self._apply(run, result, from_agent)
         issued = self._issued(
             result, to_agent, run, the_step, the_tool, token_audience, delegate.checksum
         )
@@ -1886,9 +1964,10 @@ class Shim:
             body=request.read(),
             now=self._clock(),
         )
-        result: dict[str, Any] = self._check((yield request))
-        self._keep_checkpoint(run.run_id, result)
-        self._apply(run, result, registered.agent_id)
+        with self._completing_step(run, step):
+            result: dict[str, Any] = self._check((yield request))
+            self._keep_checkpoint(run.run_id, result)
+            self._apply(run, result, registered.agent_id)
         return result
 
     def complete(
@@ -2083,8 +2162,14 @@ class Shim:
     def _op_revoke(self, kind: str, ident: str) -> Operation[dict[str, Any]]:
         request = self._json_request("POST", "/revocations", {"kind": kind, "id": ident})
         result: dict[str, Any] = self._check((yield request))
-        if kind == "run" and result.get("revoked"):
-            self._revoked.add(ident)
+        if result.get("revoked"):
+            revoked = {
+                "run": self._revoked,
+                "intent": self._revoked_intents,
+                "agent": self._revoked_agents,
+            }.get(kind)
+            if revoked is not None:
+                revoked.add(ident)
         return result
 
     def revoke(self, kind: str, ident: str) -> dict[str, Any]:

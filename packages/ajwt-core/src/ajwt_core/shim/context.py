@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +29,17 @@ class Run:
     workflow_hash: str
 
 
+class ActingBlock:
+    """The ``shim.acting`` block that set a context: ended when the block exits. A task
+    or thread started inside it copies the context variable and may outlive the block;
+    its requests are refused then (the tool call they belonged to is over)."""
+
+    __slots__ = ("ended",)
+
+    def __init__(self) -> None:
+        self.ended = False
+
+
 @dataclass(frozen=True)
 class AgentContext:
     """The agent acting now, in which run, at which step, calling which tool."""
@@ -41,6 +52,13 @@ class AgentContext:
     #: Which registration of ``agent`` acts, when a shim holds several versions of one
     #: agent id (two teams whose agents share a name); None: its only one.
     checksum: str | None = None
+    #: The ``shim.acting`` block that set it (None for an adapter's resolver context).
+    acting_block: ActingBlock | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the ``shim.acting`` block that set this context has exited."""
+        return self.acting_block is not None and self.acting_block.ended
 
     def with_tool(self, tool: str) -> AgentContext:
         return replace(self, tool=tool)

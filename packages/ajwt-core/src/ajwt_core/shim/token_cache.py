@@ -1,19 +1,19 @@
 """The shim's intent tokens, reused until shortly before they expire (DESIGN §6.8).
 
 Bounded (``max_entries``) and O(1) per lookup: one map by the request a token answers
-(agent, run, step, tool, audience), and one index of each agent's latest token per run
+(agent, run, step, tool, audience, inputs), and one index of each agent's latest token per run
 and step, which hand-offs and completions ask for. Tokens are dropped oldest first as
 they expire or when the cache is full; a dropped token is simply minted again.
 
 >>> now = [1000.0]
 >>> cache = TokenCache(max_entries=2, clock=lambda: now[0])
 >>> cache.put(IssuedToken("t1", 1300, "planner", "run-1", "plan", "read_file", "api", ""))
->>> cache.get(("planner", "", "run-1", "plan", "read_file", "api")).token
+>>> cache.get(("planner", "", "run-1", "plan", "read_file", "api", "")).token
 't1'
 >>> cache.latest("planner", "run-1", None).token
 't1'
 >>> now[0] = 1280.0   # within REFRESH_MARGIN of expiry: no longer handed out
->>> cache.get(("planner", "", "run-1", "plan", "read_file", "api")) is None
+>>> cache.get(("planner", "", "run-1", "plan", "read_file", "api", "")) is None
 True
 """
 
@@ -30,8 +30,9 @@ from typing import TypeAlias, TypeVar
 REFRESH_MARGIN = 30
 DEFAULT_MAX_ENTRIES = 4096
 
-#: (agent, registration checksum, run_id, step, tool or None for a step token, audience)
-RequestKey: TypeAlias = tuple[str, str, str, str, str | None, str]
+#: (agent, registration checksum, run_id, step, tool or None for a step token, audience,
+#: input digest or "": a token states the inputs it was minted for, DESIGN §5)
+RequestKey: TypeAlias = tuple[str, str, str, str, str | None, str, str]
 #: (agent, registration checksum, run_id, step or None for "any step")
 LatestKey: TypeAlias = tuple[str, str, str, str | None]
 _K = TypeVar("_K")
@@ -51,6 +52,9 @@ class IssuedToken:
     #: The checksum of the agent registration it was minted for: several versions of
     #: one agent id may be live in one shim (two teams), each with its own tokens.
     checksum: str = ""
+    #: The ``input_digest`` it states ("" for none): a call with other inputs gets a
+    #: token of its own.
+    input_digest: str = ""
 
 
 class TokenCache:
@@ -99,6 +103,7 @@ class TokenCache:
             issued.step,
             issued.tool,
             issued.audience,
+            issued.input_digest,
         )
         with self._lock:
             self._by_request.pop(request, None)
