@@ -24,6 +24,7 @@ with needs_extra("rs", "ajwt_core.rs.fastapi"):
 from ajwt_core.dpop import BodyBinding
 from ajwt_core.errors import AJWTError, InvalidRequest, Reason
 from ajwt_core.request_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, RequestLimits
+from ajwt_core.rs.middleware import CloseVerifierOnShutdown
 from ajwt_core.rs.origins import AllowedOrigins
 from ajwt_core.rs.policy import RoutePolicy
 from ajwt_core.rs.verifier import VerifiedRequest, Verifier, refusal_response
@@ -55,7 +56,8 @@ def install(
     to check the proof's ``bh``, and without a bound one request could make the server
     hold any amount of memory. Raise them for an app that takes large uploads;
     ``max_body_bytes=None`` leaves both to the app (FastAPI's own ``max_body_size``, a
-    proxy in front). Call ``install`` when the app is built, before it starts.
+    proxy in front). Call ``install`` when the app is built, before it starts. The
+    verifier is closed (:meth:`Verifier.aclose`) when the server shuts the app down.
 
     ``redirect_slashes``: Starlette answers ``/repos/`` with a redirect to ``/repos``
     whose ``Location`` it builds from the request's ``Host`` header, before any route or
@@ -66,6 +68,8 @@ def install(
     setattr(app.state, STATE_KEY, verifier)
     setattr(app.state, ORIGINS_KEY, origins)
     app.router.redirect_slashes = redirect_slashes
+    # Closed when the server stops the app (lifespan), whatever lifespan the app has.
+    app.add_middleware(CloseVerifierOnShutdown, verifier=verifier)
     if max_body_bytes is not None:
         app.add_middleware(
             RequestLimits, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes

@@ -45,6 +45,11 @@ class JWKSCache:
     def keys(self) -> KeyResolver:
         return self._keys
 
+    async def aclose(self) -> None:
+        """Close the HTTP client this loop fetched the JWKS with (a later fetch opens
+        another)."""
+        await self._clients.aclose()
+
     async def ensure_fresh(self) -> None:
         """Refresh if the keys were never fetched or are older than ``max_age``."""
         if self._fetched_at is None or self._clock() - self._fetched_at >= self._max_age:

@@ -232,6 +232,32 @@ async def send_refusal(send: Send, exc: AJWTError, nonce: str | None = None) -> 
 _REQUIRE_TOKEN = RoutePolicy()
 
 
+def closing_on_shutdown(send: Send, verifier: Verifier) -> Send:
+    """``send`` for an ASGI lifespan scope: the verifier is closed
+    (:meth:`Verifier.aclose`) before the app's shutdown is reported to the server."""
+
+    async def send_closing(message: Message) -> None:
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            await verifier.aclose()
+        await send(message)
+
+    return send_closing
+
+
+class CloseVerifierOnShutdown:
+    """ASGI middleware that closes ``verifier`` when the server shuts the app down
+    (lifespan); what :func:`~ajwt_core.rs.fastapi.install` adds."""
+
+    def __init__(self, app: ASGIApp, *, verifier: Verifier) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            send = closing_on_shutdown(send, self.verifier)
+        await self.app(scope, receive, send)
+
+
 class AJWTMiddleware:
     """Verify A-JWT on each HTTP request whose route has a policy (DESIGN §7).
 
@@ -277,6 +303,8 @@ class AJWTMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                send = closing_on_shutdown(send, self.verifier)
             await self.app(scope, receive, send)
             return
         full_path = str(scope["path"])

@@ -99,6 +99,10 @@ class IntrospectionNames:
         self._auth = auth
         self._clients = AsyncClients(lambda: client or httpx.AsyncClient(timeout=timeout))
 
+    async def aclose(self) -> None:
+        """Close the HTTP client this loop introspects with."""
+        await self._clients.aclose()
+
     async def reveal(self, token: str, claims: IntentTokenClaims) -> IntentTokenClaims:
         if not claims.intent.opaque_names:
             return claims

@@ -20,6 +20,7 @@ carries a marker key that an empty Redis lacks:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -114,6 +115,11 @@ class RedisReplayStore:
     def from_url(cls, url: str, **options: Any) -> RedisReplayStore:
         return cls(_redis_from_url(url), **options)
 
+    async def aclose(self) -> None:
+        """Close the Redis client."""
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
     async def first_use(self, key: str, ttl: float, *, issued_at: float) -> bool:
         # Record first, then read the marker: a wipe between the two recreates the
         # marker after this proof's iat, so the proof is refused rather than trusted.
@@ -192,6 +198,10 @@ class IdPRevocationChecker:
         self._clock = clock
         self._inflight: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
 
+    async def aclose(self) -> None:
+        """Close the HTTP client this loop asks the IdP with."""
+        await self._clients.aclose()
+
     async def check(self, claims: IntentTokenClaims | TokenFacts) -> None:
         run_id, _, _, registration_id = revocation_ids(claims)
         key = (run_id, registration_id)
@@ -264,6 +274,14 @@ class RedisRevocationChecker:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisRevocationChecker:
         return cls(_redis_from_url(url), **options)
+
+    async def aclose(self) -> None:
+        """Close the Redis client, and the fallback's clients."""
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+        closer = getattr(self.fallback, "aclose", None)
+        if closer is not None:
+            await closer()
 
     async def check(self, claims: IntentTokenClaims | TokenFacts) -> None:
         prefix = f"{self._prefix}revoked:"

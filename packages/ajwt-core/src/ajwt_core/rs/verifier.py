@@ -47,6 +47,7 @@ from ajwt_core.tokens import (
 )
 
 audit = logging.getLogger("ajwt_core.rs.audit")
+log = logging.getLogger("ajwt_core.rs")
 
 BearerVerifier = Callable[[str], Awaitable[dict[str, Any]]]
 
@@ -226,6 +227,21 @@ class Verifier:
             )
         defaults["revocation"] = RevocationFeed(source, max_staleness=revocation_max_staleness)
         return cls(issuer=issuer, audience=audience, **(defaults | options))
+
+    async def aclose(self) -> None:
+        """Close what the verifier holds open on this event loop: the JWKS client, the
+        revocation feed or checker (its task and connections), a Redis replay store, a
+        name resolver's client. Call it when the server stops, on the loop that served:
+        the middlewares do (ASGI lifespan shutdown, ``install``, the WSGI middleware's
+        ``close``). A request after it opens what it needs again."""
+        for part in (self._jwks, self.revocation, self.replay, self.names):
+            closer = getattr(part, "aclose", None)
+            if closer is None:
+                continue
+            try:
+                await closer()
+            except Exception:  # stopping: say so, and close the rest
+                log.warning("could not close %s cleanly", type(part).__name__, exc_info=True)
 
     # ----------------------------------------------------------------- tokens
 

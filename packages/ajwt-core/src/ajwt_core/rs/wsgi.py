@@ -202,14 +202,14 @@ class AJWTWSGIMiddleware:
         return b""
 
     def close(self) -> None:
-        """Stop following the IdP's revocation feed, on the loop that follows it, then
-        stop the verifier's event loop (a new request starts both again)."""
-        closer = getattr(self.verifier.revocation, "aclose", None)
-        if closer is not None and self._loop.started():
+        """Close the verifier on the loop it ran on (:meth:`Verifier.aclose`: the
+        revocation feed, the JWKS client…), then stop the verifier's event loop (a new
+        request starts both again)."""
+        if self._loop.started():
             try:
-                self._loop.run(closer(), timeout=5.0)
+                self._loop.run(self.verifier.aclose(), timeout=5.0)
             except Exception:  # shutting down: say so, and stop the loop anyway
-                log.warning("the revocation feed did not close cleanly", exc_info=True)
+                log.warning("the verifier did not close cleanly", exc_info=True)
         self._loop.close()
 
 
