@@ -377,7 +377,7 @@ class Shim:
         self._revoked_intents: set[str] = set()
         self._revoked_agents: set[str] = set()
         #: (run id, step): a completion of the step sent, its outcome not known (on its
-        #: way, cancelled, or no answer came): see _completing.
+        #: way, cancelled, or no answer came): see _completing_step.
         self._completing: set[tuple[str, str]] = set()
         self._tool_spans: OrderedDict[
             tuple[str, str, str | None, str | None], list[telemetry.SpanLike]
