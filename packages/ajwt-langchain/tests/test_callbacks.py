@@ -312,3 +312,46 @@ def test_handler_inside_an_agent_node_refines_the_nodes_context_with_the_tool(
     assert node is None
     assert (call.agent, call.step, call.tool) == ("supervisor", "triage", "list_repos")
     assert shim.completed_steps(run) == {"triage"}
+
+
+def test_tool_call_under_the_handler_inside_another_agents_acting_block_is_its_own(
+    shim: Shim, run: Run, tools: dict[str, BaseTool]
+) -> None:
+    # A supervisor's tool runs a sub-agent whose tools are seen by the handler: the
+    # sub-agent's tool call acts as the sub-agent, not as the supervisor whose
+    # shim.acting block (an outer tool call) is still open around it.
+    hand_plan_to_planner(shim, run, tools)
+    planner = AJWTCallbackHandler(shim, "planner")
+    args = {"repo": "acme/storefront", "path": "package.json"}
+    with shim.run(run), shim.acting("supervisor", step="triage", tool="list_repos"):
+        output = tools["read_file"].invoke(args, config={"callbacks": [planner]})
+        assert shim.current() is not None and shim.current().agent == "supervisor"
+    assert caller(output)["agent"] == "planner"
+    assert caller(output)["tool"] == "read_file"
+
+
+def test_acting_block_entered_inside_a_handler_tool_call_is_the_one_acting(
+    shim: Shim, run: Run, tools: dict[str, BaseTool]
+) -> None:
+    # The other nesting: a tool call seen by the handler enters shim.acting for
+    # another agent; inside the block, that agent acts; after it, the tool call's.
+    hand_plan_to_planner(shim, run, tools)
+    seen: list[tuple[str, str | None]] = []
+
+    def read_file(repo: str, path: str) -> str:
+        with shim.acting("supervisor", step="triage", tool="list_repos") as inner:
+            current = shim.current()
+            assert current is not None and current.acting_block is inner.acting_block
+            seen.append((current.agent, current.tool))
+        current = shim.current()
+        assert current is not None
+        seen.append((current.agent, current.tool))
+        return "{}"
+
+    tool = StructuredTool.from_function(read_file, description="Read a file.")
+    with shim.run(run):
+        tool.invoke(
+            {"repo": "acme/storefront", "path": "package.json"},
+            config={"callbacks": [AJWTCallbackHandler(shim, "planner")]},
+        )
+    assert seen == [("supervisor", "list_repos"), ("planner", "read_file")]

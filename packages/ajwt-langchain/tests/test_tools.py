@@ -17,7 +17,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
-from ajwt_core.errors import InvalidGrant, Reason
+from ajwt_core.errors import InvalidGrant, Reason, UnauthorizedClient
 from ajwt_core.shim import AgentContext, Run, Shim, ShimEvent
 from ajwt_demo.api import CallRecord
 from ajwt_demo.scenarios.langgraph.api import PatcherApi
@@ -210,3 +210,62 @@ async def test_create_agent_middleware_async(
     assert shim.completed_steps(run) == {"triage"}
     await shim.aclose()
     await api.aclose()
+
+
+def test_same_named_tool_of_a_sub_agent_inside_a_wrapped_call_is_gated_as_its_own(
+    shim: Shim, run: Run, fake_model: Callable[..., Any], tool_call: Callable[..., AIMessage]
+) -> None:
+    # The supervisor's list_repos runs a sub-agent whose own tool is also named
+    # list_repos: the wrapper securing the outer call does not cover the inner one,
+    # which the handler gates as the planner (whose step has no list_repos).
+    from ajwt_langchain import AJWTCallbackHandler
+
+    def inner_list_repos() -> str:
+        raise AssertionError("the planner may not call list_repos")
+
+    inner = StructuredTool.from_function(
+        inner_list_repos, name="list_repos", description="List repositories."
+    )
+    refused: list[UnauthorizedClient] = []
+
+    def list_repos() -> str:
+        call = {"name": "list_repos", "args": {}, "id": "sub-agent-call", "type": "tool_call"}
+        with pytest.raises(UnauthorizedClient) as info:
+            inner.invoke(call, config={"callbacks": [AJWTCallbackHandler(shim, "planner")]})
+        refused.append(info.value)
+        return "[]"
+
+    tool = StructuredTool.from_function(
+        list_repos, description="List the organisation's repositories with their dependencies."
+    )
+    graph = react_graph(
+        fake_model(tool_call("list_repos"), "Done."), [tool], AJWTToolWrapper(shim, "supervisor")
+    )
+    with shim.run(run):
+        graph.invoke(ASK)
+    [error] = refused
+    assert error.reason == Reason.TOOL_NOT_ALLOWED
+    assert "agent 'planner' may not call tool 'list_repos'" in error.description
+
+
+def test_callback_handler_beside_the_wrapper_does_not_gate_the_same_call_twice(
+    shim: Shim,
+    run: Run,
+    fake_model: Callable[..., Any],
+    tool_call: Callable[..., AIMessage],
+    events: list[ShimEvent],
+) -> None:
+    from ajwt_langchain import AJWTCallbackHandler
+
+    tool = StructuredTool.from_function(
+        lambda: "[]",
+        name="list_repos",
+        description="List the organisation's repositories with their dependencies.",
+    )
+    graph = react_graph(
+        fake_model(tool_call("list_repos"), "Done."), [tool], AJWTToolWrapper(shim, "supervisor")
+    )
+    with shim.run(run):
+        graph.invoke(ASK, config={"callbacks": [AJWTCallbackHandler(shim, "supervisor")]})
+    assert [e.kind for e in events].count("tool_started") == 1
+    assert [e.kind for e in events].count("tool_finished") == 1

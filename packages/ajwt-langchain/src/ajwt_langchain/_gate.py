@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from langchain_core.messages import AIMessage
@@ -40,24 +41,40 @@ HANDOFF_PREFIX = "transfer_to_"
 #: Which agent acts: its id, or a function of the LangChain run metadata.
 AgentChoice: TypeAlias = str | Callable[[Mapping[str, Any]], str | None] | None
 
-#: The tool an A-JWT hook is running now (set around the tool's execution), so that a
-#: second hook on the same call (a callback handler beside a ToolNode wrapper, two
-#: wrappers) does not check and mint twice.
-_securing: ContextVar[str | None] = ContextVar("ajwt_langchain_securing", default=None)
+
+@dataclass(frozen=True)
+class _Securing:
+    """The tool call an A-JWT hook is running now (set around the tool's execution), so
+    that a second hook on the same call (a callback handler beside a ToolNode wrapper,
+    two wrappers) does not check and mint twice."""
+
+    tool: str
+    call_id: str | None
+
+
+_securing: ContextVar[_Securing | None] = ContextVar("ajwt_langchain_securing", default=None)
 
 
 @contextmanager
-def securing(tool: str) -> Iterator[None]:
-    token = _securing.set(tool)
+def securing(tool: str, call_id: str | None) -> Iterator[None]:
+    token = _securing.set(_Securing(tool, call_id))
     try:
         yield
     finally:
         _securing.reset(token)
 
 
-def secured(tool: str) -> bool:
-    """Whether an A-JWT hook already secures the call of ``tool`` running now."""
-    return _securing.get() == tool
+def secured(tool: str, call_id: str | None) -> bool:
+    """Whether an A-JWT hook around it already secures this call of ``tool``: the same
+    name, and the same tool-call id where both know one (ToolNode hands it to the
+    tool's callbacks). A tool of that name a sub-agent calls inside the secured one has
+    its own id, from its model: a call of its own, gated and acting as its agent. The
+    tool's code calling a tool of its own name directly (``tool.invoke(args)``, no id)
+    is part of the call."""
+    held = _securing.get()
+    if held is None or held.tool != tool:
+        return False
+    return held.call_id is None or call_id is None or held.call_id == call_id
 
 
 def tool_ended(shim: Shim, context: AgentContext, error: BaseException | str | None) -> None:

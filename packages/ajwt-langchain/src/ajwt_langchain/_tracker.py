@@ -50,7 +50,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -58,7 +58,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 
 from ajwt_core.errors import AgentContextError, AJWTError, InvalidGrant, Reason
 from ajwt_core.shim import AgentContext, Run, Shim
-from ajwt_core.shim.context import current_run
+from ajwt_core.shim.context import ActingBlock, current_run
 from ajwt_core.workflow import RunState, Workflow
 
 #: Runs remembered per shim (least recently used forgotten first).
@@ -351,7 +351,9 @@ class Tracker:
         return None
 
     def start_call(self, run_id: UUID, context: AgentContext) -> None:
-        self._calls[run_id] = context
+        # The call's scope is entered now: inside any shim.acting block around it, so
+        # the shim prefers it to that block's context (a sub-agent run from a tool).
+        self._calls[run_id] = replace(context, acting_block=ActingBlock())
 
     def end_call(self, run_id: UUID) -> AgentContext | None:
         return self._calls.pop(run_id, None)

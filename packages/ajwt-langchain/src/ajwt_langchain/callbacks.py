@@ -97,7 +97,7 @@ class AJWTCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         name = _tool_name(serialized, kwargs)
-        if secured(name):
+        if secured(name, kwargs.get("tool_call_id")):
             return
         context = self._gate.begin(name, metadata, metadata)
         if context is not None:
@@ -154,7 +154,7 @@ class AsyncAJWTCallbackHandler(AsyncCallbackHandler):
         **kwargs: Any,
     ) -> None:
         name = _tool_name(serialized, kwargs)
-        if secured(name):
+        if secured(name, kwargs.get("tool_call_id")):
             return
         context = await self._gate.abegin(name, metadata, metadata)
         if context is not None:

@@ -102,8 +102,8 @@ class AJWTToolWrapper:
         self, request: ToolCallRequest, execute: Callable[[ToolCallRequest], ToolResult]
     ) -> ToolResult:
         """The ``wrap_tool_call`` hook: check, mint, then run the tool as its agent."""
-        name = request.tool_call["name"]
-        if secured(name) or request.tool is None:
+        name, call_id = request.tool_call["name"], request.tool_call["id"]
+        if secured(name, call_id) or request.tool is None:
             # Secured by an outer A-JWT hook; or not a tool of this node (ToolNode
             # answers with its own error, and nothing is minted).
             return execute(request)
@@ -118,9 +118,9 @@ class AJWTToolWrapper:
         except AJWTError as error:
             return self._refused(request, error)
         if context is None:
-            with securing(name):
+            with securing(name, call_id):
                 return execute(request)
-        with self._acting(context), securing(name):
+        with self._acting(context), securing(name, call_id):
             try:
                 result = execute(request)
             except BaseException as error:
@@ -135,8 +135,8 @@ class AJWTToolWrapper:
         execute: Callable[[ToolCallRequest], Awaitable[ToolResult]],
     ) -> ToolResult:
         """The ``awrap_tool_call`` hook: the async twin of :meth:`wrap_tool_call`."""
-        name = request.tool_call["name"]
-        if secured(name) or request.tool is None:
+        name, call_id = request.tool_call["name"], request.tool_call["id"]
+        if secured(name, call_id) or request.tool is None:
             return await execute(request)
         try:
             context = await self.gate.abegin(
@@ -149,9 +149,9 @@ class AJWTToolWrapper:
         except AJWTError as error:
             return self._refused(request, error)
         if context is None:
-            with securing(name):
+            with securing(name, call_id):
                 return await execute(request)
-        with self._acting(context), securing(name):
+        with self._acting(context), securing(name, call_id):
             try:
                 result = await execute(request)
             except BaseException as error:

@@ -938,15 +938,16 @@ class Shim:
             self._resolvers.remove(resolver)
 
     def current(self) -> AgentContext | None:
-        """The acting agent: the context variable, else the first resolver that knows."""
+        """The acting agent: the innermost of the context variable (``shim.acting``) and
+        the first resolver that knows. A resolver's answer wins over the variable when
+        its scope was entered inside the block: a sub-agent's tool call, seen by an
+        adapter's callbacks, run from another agent's tool."""
         context = current_acting()
-        if context is not None:
-            return context
         for resolver in list(self._resolvers):
-            context = resolver()
-            if context is not None:
-                return context
-        return None
+            resolved = resolver()
+            if resolved is not None:
+                return resolved if context is None or resolved.inside(context) else context
+        return context
 
     def context(
         self,

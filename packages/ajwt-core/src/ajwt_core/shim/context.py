@@ -8,6 +8,7 @@ to the code that makes the HTTP call register a *resolver*: a function that answ
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -29,15 +30,21 @@ class Run:
     workflow_hash: str
 
 
-class ActingBlock:
-    """The ``shim.acting`` block that set a context: ended when the block exits. A task
-    or thread started inside it copies the context variable and may outlive the block;
-    its requests are refused then (the tool call they belonged to is over)."""
+_entries = itertools.count()
 
-    __slots__ = ("ended",)
+
+class ActingBlock:
+    """The scope that set a context: a ``shim.acting`` block, or a tool call an adapter
+    tracks. Ended when a ``shim.acting`` block exits: a task or thread started inside it
+    copies the context variable and may outlive the block; its requests are refused then
+    (the tool call they belonged to is over). ``entered`` orders scopes: of two that
+    both hold the code running now, the one entered later is the inner one."""
+
+    __slots__ = ("ended", "entered")
 
     def __init__(self) -> None:
         self.ended = False
+        self.entered = next(_entries)
 
 
 @dataclass(frozen=True)
@@ -52,13 +59,20 @@ class AgentContext:
     #: Which registration of ``agent`` acts, when a shim holds several versions of one
     #: agent id (two teams whose agents share a name); None: its only one.
     checksum: str | None = None
-    #: The ``shim.acting`` block that set it (None for an adapter's resolver context).
+    #: The scope that set it: a ``shim.acting`` block, or a tool call an adapter tracks
+    #: (None for a context an adapter builds from other state, such as a graph node).
     acting_block: ActingBlock | None = field(default=None, compare=False, repr=False)
 
     @property
     def ended(self) -> bool:
         """Whether the ``shim.acting`` block that set this context has exited."""
         return self.acting_block is not None and self.acting_block.ended
+
+    def inside(self, other: AgentContext) -> bool:
+        """Whether this context's scope was entered after ``other``'s: when both hold the
+        code running now, this one is nested in the other."""
+        mine, theirs = self.acting_block, other.acting_block
+        return mine is not None and theirs is not None and mine.entered > theirs.entered
 
     def with_tool(self, tool: str) -> AgentContext:
         return replace(self, tool=tool)
