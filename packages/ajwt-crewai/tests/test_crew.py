@@ -189,6 +189,40 @@ def test_asking_a_coworker_the_step_does_not_consult_is_refused(
     assert ledger_kinds(stack, run)["delegation"] == 0
 
 
+def test_refusals_are_told_apart_by_run(
+    stack: Stack, shim: Shim, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A service kicking off crews for several users reads its user's refusals only.
+    ask = {
+        "question": "Which versions are pinned?",
+        "context": "-",
+        "coworker": "Dependency planner",
+    }
+    turns = dict(TURNS)
+    turns["Security supervisor"] = [[("list_repos", {})], [("ask_question_to_coworker", ask)], "ok"]
+    refused_crew, _ = build_crew(shim, stack.rs_url, turns=turns)
+    binding = secure_crew(refused_crew, shim, AGENT_IDS)
+    kickoff(shim, run, refused_crew)
+    other = stack.start_run(shim)
+    crew, _ = build_crew(shim, stack.rs_url)
+    assert secure_crew(crew, shim, AGENT_IDS) is binding
+    kickoff(shim, other, crew)
+    [refusal] = binding.refusals_in(run)
+    assert (refusal.agent, refusal.reason, refusal.run_id) == (
+        "supervisor",
+        Reason.CONSULTATION_NOT_ALLOWED,
+        run.run_id,
+    )
+    assert binding.refusals_in(other.run_id) == []
+    assert binding.refusals == [refusal]
+    # The shim-wide list keeps the latest REFUSALS_KEPT.
+    monkeypatch.setattr("ajwt_crewai.binding.REFUSALS_KEPT", 2)
+    for tool_name in ("a", "b"):
+        binding.record_refusal("planner", tool_name, refusal.error, other.run_id)
+    assert [r.tool for r in binding.refusals] == ["a", "b"]
+    assert [r.tool for r in binding.refusals_in(other)] == ["a", "b"]
+
+
 def test_hierarchical_manager_hands_each_step_to_a_worker(
     stack: Stack, shim: Shim, run: Run
 ) -> None:

@@ -74,6 +74,10 @@ _live: ContextVar[Mapping[tuple[int, str], BaseAgent] | None] = ContextVar(
 )
 
 
+#: How many refusals ``CrewAIBinding.refusals`` keeps (the oldest go first).
+REFUSALS_KEPT = 1000
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A tool call, delegation or step completion the adapter refused or that failed."""
@@ -81,6 +85,8 @@ class Refusal:
     agent: str
     tool: str
     error: AJWTError
+    #: The run it happened in (None: outside any run).
+    run_id: str | None = None
 
     @property
     def reason(self) -> Reason:
@@ -122,8 +128,9 @@ class _StepProgress:
 class CrewAIBinding:
     """The CrewAI agents of one shim, and their progress through each run.
 
-    Get it with :func:`secure_crew` (or :func:`binding_for`); ``refusals`` lists every
-    call the adapter refused, with its A-JWT reason.
+    Get it with :func:`secure_crew` (or :func:`binding_for`); ``refusals`` lists the
+    calls the adapter refused, with their A-JWT reasons, in every run of the shim (the
+    latest :data:`REFUSALS_KEPT`); :meth:`refusals_in` those of one run.
 
     >>> from ajwt_core.shim import Shim
     >>> binding = binding_for(Shim("http://127.0.0.1:9", "app", client_secret="s"))
@@ -355,12 +362,32 @@ class CrewAIBinding:
             return acting.agent if acting is not None else "?"
         return self.agent_id_for(call.agent) or call.agent.role
 
-    def record_refusal(self, agent: str, tool: str, error: AJWTError) -> None:
+    def record_refusal(
+        self, agent: str, tool: str, error: AJWTError, run_id: str | None = None
+    ) -> None:
+        """List a refusal, in ``run_id`` (default: the current run)."""
+        if run_id is None:
+            run = current_run()
+            run_id = run.run_id if run is not None else None
         with self._lock:
-            self.refusals.append(Refusal(agent=agent, tool=tool, error=error))
+            self.refusals.append(Refusal(agent=agent, tool=tool, error=error, run_id=run_id))
+            del self.refusals[:-REFUSALS_KEPT]
         call = current_call()
         if call is not None:
             call.refused.append((agent, tool, error))
+
+    def refusals_in(self, run: Run | str) -> list[Refusal]:
+        """The refusals of one run (a user's kickoff), of those ``refusals`` keeps: what a
+        service serving several users at once checks after its user's kickoff.
+
+        >>> from ajwt_core.shim import Shim
+        >>> binding = binding_for(Shim("http://127.0.0.1:9", "app", client_secret="s"))
+        >>> binding.refusals_in("run-1")
+        []
+        """
+        run_id = run if isinstance(run, str) else run.run_id
+        with self._lock:
+            return [refusal for refusal in self.refusals if refusal.run_id == run_id]
 
     def on_event(self, event: ShimEvent) -> None:
         """The shim's observer: a request refused by the IdP or by the API, made by any
@@ -382,14 +409,15 @@ class CrewAIBinding:
             # request, or when the shim.run block ends) that the IdP or the shim refused
             # then: the step was not completed after all.
             step = f"complete:{event.step}"
-            self.record_refusal(event.agent, step, _refusal_of(detail, "the IdP refused it"))
+            error = _refusal_of(detail, "the IdP refused it")
+            self.record_refusal(event.agent, step, error, event.run_id or None)
             return
         if event.kind not in ("api_refused", "request_refused"):
             return
         error = _refusal_of(detail, f"the API refused the request (HTTP {detail.get('status')})")
         if event.kind == "api_refused":
             error = type(error)(error.reason, f"the API refused the request: {error.description}")
-        self.record_refusal(event.agent, event.tool or "?", error)
+        self.record_refusal(event.agent, event.tool or "?", error, event.run_id or None)
         step = self._event_step(event)
         if step is not None:
             progress = self._step_of(event.run_id, step, event.agent)
@@ -586,7 +614,7 @@ class CrewAIBinding:
                 self.shim.complete(agent, step, run=run, defer=True)
         except AJWTError as error:
             explained = self.explained(error, agent, obj)
-            self.record_refusal(agent, f"complete:{step}", explained)
+            self.record_refusal(agent, f"complete:{step}", explained, run.run_id)
             raise explained from None
 
     def complete_task(self, agent: BaseAgent, run: Run) -> list[str]:
