@@ -33,7 +33,10 @@ def test_the_page_runs_top_to_bottom(tmp_path: Path) -> None:
     assert "dependencies_incomplete" in out and "checksum_mismatch" in out
     assert "reporter router → " in out
     assert "refunder researcher → refunder" in out
-    assert out.count("run finished: True") == 3
+    assert out.count("run finished: True") == 5
+    assert "user:alice Refunded. run finished: True" in out
+    assert "user:bob Refunded. run finished: True" in out
+    assert "401 malformed_token" in out
     assert "billing issue_refund triage → billing" in out
     assert "Refund 30 EUR for order 42? due: ['refunder']" in out
     assert "issue_refund run finished: True" in out
