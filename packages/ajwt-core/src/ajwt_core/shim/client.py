@@ -489,7 +489,9 @@ class Shim:
 
     def close(self) -> None:
         """Send the completions still deferred (:meth:`flush`; refusals are told to the
-        observers), then close the HTTP clients."""
+        observers), then close the blocking HTTP client. The connections an event loop
+        opened are closed by :meth:`aclose` in that loop, before it ends. A closed shim
+        stays usable: a later call opens new connections."""
         if self.deferred():
             self._send_sync(self._op_flush_quietly(None))
         self._close_sync_client()
@@ -500,6 +502,8 @@ class Shim:
             self._sync_client = None
 
     async def aclose(self) -> None:
+        """:meth:`close`, and the connections of the running event loop: call it before
+        the loop ends (``asyncio.run`` returns, a web service's lifespan shuts down)."""
         if self.deferred():
             await self._send_async(self._op_flush_quietly(None))
         self._close_sync_client()
