@@ -80,6 +80,17 @@ def test_a_node_that_declares_its_tool_calls_as_that_tool(env: Env) -> None:
     assert shim.completed_steps(run) == {"fetch"}
 
 
+def test_a_node_run_inside_an_acting_block_calls_as_the_node(env: Env) -> None:
+    # The graph runs inside another tool call's shim.acting block (an agent run from a
+    # tool): the node, entered inside it, is the one acting.
+    workflow = env.workflow(STEPS)
+    shim = fetcher_shim(env)
+    run = env.start(shim, workflow)
+    with shim.run(run), shim.acting("fetcher", step="fetch", tool="get_invoice"):
+        node_app(shim, env, tool="get_report").invoke({})
+    assert env.api.of(run) == [(USER, "fetcher", "fetch", "get_report", ("fetcher",))]
+
+
 @pytest.mark.parametrize("local_checks", [True, False], ids=["shim", "idp"])
 def test_a_declared_tool_outside_the_step_is_refused(env: Env, local_checks: bool) -> None:
     workflow = env.workflow(STEPS)

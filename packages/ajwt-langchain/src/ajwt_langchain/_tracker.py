@@ -91,6 +91,9 @@ class NodeActing:
     #: The tool the node's own HTTP calls are made for (declared), else None: a call
     #: made in the node outside any tool is refused.
     tool: str | None
+    #: The node's scope, entered when it starts: inside a shim.acting block around the
+    #: graph (an agent run from another agent's tool), the node's agent acts.
+    scope: ActingBlock = field(default_factory=ActingBlock, compare=False)
 
 
 _node_acting: ContextVar[NodeActing | None] = ContextVar("ajwt_langchain_node", default=None)
@@ -347,7 +350,9 @@ class Tracker:
                     return context
         node = self.node()
         if node is not None and node.tool is not None:
-            return AgentContext(node.agent, node.run, node.step, node.tool)
+            return AgentContext(
+                node.agent, node.run, node.step, node.tool, acting_block=node.scope
+            )
         return None
 
     def start_call(self, run_id: UUID, context: AgentContext) -> None:
