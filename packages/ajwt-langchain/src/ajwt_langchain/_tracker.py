@@ -350,9 +350,7 @@ class Tracker:
                     return context
         node = self.node()
         if node is not None and node.tool is not None:
-            return AgentContext(
-                node.agent, node.run, node.step, node.tool, acting_block=node.scope
-            )
+            return AgentContext(node.agent, node.run, node.step, node.tool, acting_block=node.scope)
         return None
 
     def start_call(self, run_id: UUID, context: AgentContext) -> None:
