@@ -14,6 +14,7 @@ import pytest
 
 from ajwt_core.errors import AJWTError, Reason, ServerError
 from ajwt_core.shim import Run, Shim
+from ajwt_core.shim import client as shim_client
 from ajwt_demo.stack import Stack
 
 
@@ -133,5 +134,32 @@ def test_a_completion_without_an_answer_sends_later_calls_to_the_idp_and_a_refus
                 assert isinstance(raised.value, ServerError)
                 assert raised.value.reason is Reason.IDP_UNREACHABLE
                 assert _kinds(stack, run)[before - 1 :] == ["step_completed", "token_minted"]
+    finally:
+        shim.close()
+
+
+def test_a_completion_left_unknown_and_forgotten_takes_its_steps_cached_tokens_with_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shim keeps a bounded number of completions whose outcome it never learnt. One
+    # forgotten while its step's token was still cached would have let that token serve
+    # calls after a completion the IdP may have recorded: the tokens go with it.
+    monkeypatch.setattr(shim_client, "_COMPLETED_RUNS_MAX", 1)
+    shim: Shim = stack.shim(default_audience=stack.rs_url, transport=_LostAfterCompletion())
+    first, second = stack.start_run(shim), stack.start_run(shim)
+    try:
+        with httpx.Client(auth=shim.auth(), base_url=stack.rs_url) as api:
+            for run in (first, second):
+                with shim.run(run):
+                    with shim.acting("supervisor", tool="list_repos"):
+                        assert api.get("/repos").status_code == 200
+                    with pytest.raises(ServerError):
+                        shim.complete("supervisor", "triage")  # `first` forgotten here
+            # Each call in either run's step is asked of the IdP and recorded.
+            for run in (first, second):
+                before = _entries(stack, run)
+                with shim.run(run), shim.acting("supervisor", tool="list_repos"):
+                    assert api.get("/repos").status_code == 200
+                assert _kinds(stack, run)[before:] == ["token_minted"]
     finally:
         shim.close()

@@ -31,6 +31,7 @@ from ajwt_core.errors import (
 from ajwt_core.integrity import header_value
 from ajwt_core.keys import PopKey, SigningKeySet
 from ajwt_core.shim import AgentContext, IssuedToken, Run, Shim, ShimEvent
+from ajwt_core.shim.known_revoked import KnownRevoked
 from ajwt_core.tokens import DelegationClaims, encode_delegation_assertion, token_hash
 from ajwt_demo.agents import reference_manifest
 from ajwt_demo.stack import ADMIN_TOKEN, Stack
@@ -663,6 +664,38 @@ def test_what_the_shim_revoked_gets_no_cached_token(
     if kind != "agent":
         other = stack.start_run(shim)
         assert token_for(shim, other, "supervisor", "list_repos", stack.rs_url) != issued
+
+
+def test_a_revoked_run_the_shim_has_forgotten_sends_no_cached_token(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    # The shim's memory of revoked runs is bounded (a web service revoking a run per
+    # failed request grew it without end). Forgetting a run must not let its cached
+    # token out: the tokens went when the revocation was learnt, so the IdP is asked.
+    shim._revoked = KnownRevoked(most=1)
+    token_for(shim, run, "supervisor", "list_repos", stack.rs_url)
+    other = stack.start_run(shim)
+    token_for(shim, other, "supervisor", "list_repos", stack.rs_url)
+    assert shim.revoke("run", run.run_id)["revoked"] is True
+    assert shim.revoke("run", other.run_id)["revoked"] is True  # `run` is forgotten
+
+    def ledger(of: Run) -> list[str]:
+        return [e["kind"] for e in stack.admin.ledger(of.run_id)["entries"]]
+
+    # The newest is refused by the shim itself: nothing asked.
+    before = ledger(other)
+    with raises(Reason.RUN_REVOKED, InvalidGrant):
+        token_for(shim, other, "supervisor", "list_repos", stack.rs_url)
+    assert ledger(other) == before
+    # The forgotten one is refused by the IdP, never served from the cache.
+    before = ledger(run)
+    with raises(Reason.RUN_REVOKED, InvalidGrant):
+        token_for(shim, run, "supervisor", "list_repos", stack.rs_url)
+    assert ledger(run) == [*before, "mint_refused"]
+    # Its answer taught the shim again: the next try is refused without a request.
+    with raises(Reason.RUN_REVOKED, InvalidGrant):
+        token_for(shim, run, "supervisor", "list_repos", stack.rs_url)
+    assert ledger(run) == [*before, "mint_refused"]
 
 
 def test_a_task_started_in_a_tool_call_cannot_act_after_the_call_ended(

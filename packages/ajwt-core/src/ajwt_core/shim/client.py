@@ -74,6 +74,7 @@ from ajwt_core.shim.context import (
     set_acting,
     set_run,
 )
+from ajwt_core.shim.known_revoked import KnownRevoked
 from ajwt_core.shim.token_cache import IssuedToken, TokenCache
 from ajwt_core.tokens import (
     CLIENT_ASSERTION_TYPE_URI,
@@ -372,13 +373,12 @@ class Shim:
         self._deferred: dict[str, list[_Deferred]] = {}
         self._running: dict[str, int] = {}
         #: Runs the IdP or a resource server answered as revoked (a revocation is final),
-        #: and the intents and agent registrations this shim revoked.
-        self._revoked: set[str] = set()
-        self._revoked_intents: set[str] = set()
-        self._revoked_agents: set[str] = set()
+        #: and the intents and agent registrations this shim revoked (the newest kept).
+        self._revoked = KnownRevoked()
         #: (run id, step): a completion of the step sent, its outcome not known (on its
-        #: way, cancelled, or no answer came): see _completing_step.
-        self._completing: set[tuple[str, str]] = set()
+        #: way, cancelled, or no answer came): see _completing_step. The oldest beyond
+        #: ``_COMPLETED_RUNS_MAX`` are forgotten with their steps' cached tokens.
+        self._completing: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._tool_spans: OrderedDict[
             tuple[str, str, str | None, str | None], list[telemetry.SpanLike]
         ] = OrderedDict()
@@ -1278,23 +1278,31 @@ class Shim:
         self._emit("tool_started", resolved)
         return resolved
 
+    def _run_revoked(self, run_id: str) -> None:
+        """Remember that ``run_id`` was revoked and drop its cached tokens: once the
+        shim knows, none of them goes out, even after the bounded memory forgets the
+        run (the IdP then refuses the next mint as revoked)."""
+        if not self._revoked.has("run", run_id):
+            self._tokens.forget(run_id)
+        self._revoked.add("run", run_id)
+
     def _check_not_revoked(self, run: Run, agent: RegisteredAgent | None = None) -> None:
         """A local check: a run the IdP or a resource server answered as revoked, or
         one whose intent or acting agent registration this shim revoked, is refused as
         such at once, before any other check could give another reason (and before a
         cached token could be sent)."""
-        if run.run_id in self._revoked:
+        if self._revoked.has("run", run.run_id):
             raise InvalidGrant(
                 Reason.RUN_REVOKED,
                 f"run {run.run_id!r} has been revoked (the IdP or a resource server said "
                 "so): start a new run",
             )
-        if run.intent_id in self._revoked_intents:
+        if self._revoked.has("intent", run.intent_id):
             raise InvalidGrant(
                 Reason.INTENT_REVOKED,
                 f"the intent of run {run.run_id!r} has been revoked: start a new run",
             )
-        if agent is not None and agent.registration_id in self._revoked_agents:
+        if agent is not None and self._revoked.has("agent", agent.registration_id):
             raise InvalidGrant(
                 Reason.AGENT_REVOKED,
                 f"agent {agent.agent_id!r}'s registration has been revoked: register the "
@@ -1320,16 +1328,26 @@ class Shim:
         re-entry (DESIGN §6). A refusal means nothing was recorded."""
         key = (run.run_id, step)
         with self._lock:
-            self._completing.add(key)
+            self._completing[key] = None
+            self._completing.move_to_end(key)
+            forgotten = (
+                self._completing.popitem(last=False)[0]
+                if len(self._completing) > _COMPLETED_RUNS_MAX
+                else None
+            )
+        if forgotten is not None:
+            # Nothing of that step may be served from the cache any more: without the
+            # entry, its tokens would be.
+            self._tokens.forget(forgotten[0], {forgotten[1]})
         try:
             yield
         except AJWTError as exc:
             if not isinstance(exc, ServerError):
                 with self._lock:
-                    self._completing.discard(key)
+                    self._completing.pop(key, None)
             raise
         with self._lock:
-            self._completing.discard(key)
+            self._completing.pop(key, None)
 
     def prepare(self, context: AgentContext) -> AgentContext:
         """Before a tool runs: resolve its step, run the local checks, and (with a
@@ -1420,7 +1438,7 @@ class Shim:
         self, kind: str, context: AgentContext, detail: Mapping[str, Any] | None = None
     ) -> None:
         if detail and detail.get("reason") in _RUN_ENDED:
-            self._revoked.add(context.run.run_id)
+            self._run_revoked(context.run.run_id)
         if not self._subscribers:
             return  # the auth flow emits per request: nothing to build for nobody
         event = ShimEvent(
@@ -2100,7 +2118,12 @@ class Shim:
             raise
         if not response.is_success:
             self._put_back(items)
-        result = self._check(response)
+        try:
+            result = self._check(response)
+        except AJWTError as refusal:
+            if refusal.reason.value in _RUN_ENDED:
+                self._run_revoked(run.run_id)  # told to observers or not: it is final
+            raise
         outcomes = result.get("ajwt_completions") if isinstance(result, dict) else None
         if items and (not isinstance(outcomes, list) or len(outcomes) != len(items)):
             # An IdP from before carried completions ignored them: sent on their own.
@@ -2168,13 +2191,10 @@ class Shim:
         request = self._json_request("POST", "/revocations", {"kind": kind, "id": ident})
         result: dict[str, Any] = self._check((yield request))
         if result.get("revoked"):
-            revoked = {
-                "run": self._revoked,
-                "intent": self._revoked_intents,
-                "agent": self._revoked_agents,
-            }.get(kind)
-            if revoked is not None:
-                revoked.add(ident)
+            if kind == "run":
+                self._run_revoked(ident)
+            else:
+                self._revoked.add(kind, ident)
         return result
 
     def revoke(self, kind: str, ident: str) -> dict[str, Any]:

@@ -118,10 +118,11 @@ class TokenCache:
             _prune(self._by_request, horizon, self._max_entries)
             _prune(self._latest, horizon, self._max_entries)
 
-    def forget(self, run_id: str, steps: Collection[str]) -> None:
+    def forget(self, run_id: str, steps: Collection[str] | None = None) -> None:
         """Drop every token of ``run_id`` for one of ``steps`` (a loop reopened them:
         their new visit gets tokens of its own, with the loop's chain, each minted and
-        recorded). A scan: reopening is rare, a lookup is not."""
+        recorded), or of every step (``None``: the run was revoked). A scan: reopening
+        and revoking are rare, a lookup is not."""
         with self._lock:
             _forget(self._by_request, run_id, steps)
             _forget(self._latest, run_id, steps)
@@ -145,9 +146,13 @@ def _prune(entries: OrderedDict[_K, IssuedToken], horizon: float, cap: int) -> N
         entries.popitem(last=False)
 
 
-def _forget(entries: OrderedDict[_K, IssuedToken], run_id: str, steps: Collection[str]) -> None:
+def _forget(
+    entries: OrderedDict[_K, IssuedToken], run_id: str, steps: Collection[str] | None
+) -> None:
     dropped = [
-        k for k, issued in entries.items() if issued.run_id == run_id and issued.step in steps
+        k
+        for k, issued in entries.items()
+        if issued.run_id == run_id and (steps is None or issued.step in steps)
     ]
     for key in dropped:
         del entries[key]
