@@ -20,6 +20,7 @@ from typing import Any
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import ChatAgent, Handoff, Team
 from autogen_agentchat.teams import BaseGroupChat, DiGraph, GraphFlow
+from autogen_agentchat.tools import AgentTool, TeamTool
 from autogen_core.model_context import ChatCompletionContext
 from autogen_core.models import ChatCompletionClient
 from autogen_core.tools import BaseTool, FunctionTool, StaticWorkbench, ToolSchema, Workbench
@@ -66,6 +67,15 @@ def set_static_tools(bench: Workbench, tools: Sequence[BaseTool[Any, Any]]) -> N
     """Replace a ``StaticWorkbench``'s tools in place (the bench keeps its class, so a
     subclass's own ``call_tool`` still runs)."""
     bench._tools = list(tools)  # type: ignore[attr-defined]
+
+
+def task_runner(tool: BaseTool[Any, Any]) -> ChatAgent | Team | None:
+    """The agent an ``AgentTool`` runs, or the team a ``TeamTool`` runs (``None`` for
+    any other tool)."""
+    if isinstance(tool, AgentTool | TeamTool):
+        runner: ChatAgent | Team = tool._task_runner
+        return runner
+    return None
 
 
 def model_context(agent: AssistantAgent) -> ChatCompletionContext:

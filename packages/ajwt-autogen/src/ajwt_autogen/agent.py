@@ -45,22 +45,27 @@ from autogen_core.tools import BaseTool, ToolSchema, Workbench
 from pydantic import BaseModel
 
 from ajwt_autogen import _internals
-from ajwt_autogen.binding import AgentBinding, bindings_of, register_agent
+from ajwt_autogen.binding import (
+    AgentBinding,
+    binding_of,
+    bindings_of,
+    register_agent,
+    set_binding,
+)
 from ajwt_autogen.delegation import adelegate, ahandover
 from ajwt_autogen.refusals import not_an_agent, refusal, unknown_agent_hint
 from ajwt_autogen.resume import RUN_KEY, resume_saved_run, saved_run_record
 from ajwt_autogen.steps import current_step
-from ajwt_autogen.tool import AJWTTool, AJWTWorkbench
+from ajwt_autogen.tool import AJWTTool, AJWTWorkbench, running_as_tool
 from ajwt_core.checksum import PromptSpec
 from ajwt_core.errors import AgentContextError, AJWTError, Reason
-from ajwt_core.shim import Run, Shim
+from ajwt_core.shim import AgentContext, Run, Shim
 
 if TYPE_CHECKING:
     from ajwt_autogen.team import TeamBinding
 
 __all__ = ["binding_of", "secure_agent"]
 
-_BINDING = "_ajwt_binding"
 TurnItem = BaseAgentEvent | BaseChatMessage | Response
 
 
@@ -183,16 +188,10 @@ def _secure(
     setattr(agent, "on_messages_stream", on_messages_stream)  # noqa: B010
     setattr(agent, "save_state", save_state)  # noqa: B010
     setattr(agent, "load_state", load_state)  # noqa: B010
-    setattr(agent, _BINDING, binding)
+    set_binding(agent, binding)
     if register:
         register_agent(binding)
     return agent
-
-
-def binding_of(agent: object) -> AgentBinding | None:
-    """The binding of an agent secured by :func:`secure_agent` (``None`` if it is not)."""
-    found = getattr(agent, _BINDING, None)
-    return found if isinstance(found, AgentBinding) else None
 
 
 def _secured_bench(bench: Workbench, binding: AgentBinding) -> Workbench:
@@ -296,15 +295,25 @@ class _TurnGuard:
     ) -> AsyncGenerator[TurnItem, None]:
         self.refused.clear()
         self.handed_off = False
-        ended = False
-        if turn_delegation:
-            refused = await self._take_turn(messages)
-            if refused is not None:
-                yield refused
-                return
+        as_tool = False
+        previous = self._previous_speaker(messages) if turn_delegation else None
+        caller = self._caller() if previous is None else None
+        refused = None
+        if previous is not None:
+            refused = await self._take_turn(previous)
+        elif caller is not None:
+            refused = await self._called_by(caller)
+            as_tool = running_as_tool.get() is self.binding.agent
+        if refused is not None:
+            yield refused
+            return
+        team = self.binding.team
+        own_step = as_tool or (turn_delegation and team is not None and team.graph)
         async for item in original(messages, cancellation_token):
-            if isinstance(item, Response):
-                ended = True
+            if isinstance(item, Response) and own_step:
+                # Before the turn's answer goes out: ``agent.run`` (what an AgentTool
+                # calls) stops reading the stream at the Response.
+                await self._complete_turn_step()
             if isinstance(item, Response) and isinstance(item.chat_message, HandoffMessage):
                 error = self.refused.get(item.chat_message.target)
                 if error is not None:
@@ -318,15 +327,13 @@ class _TurnGuard:
                         inner_messages=item.inner_messages,
                     )
             yield item
-        team = self.binding.team
-        if ended and turn_delegation and team is not None and team.graph:
-            await self._complete_node()
 
-    async def _complete_node(self) -> None:
+    async def _complete_turn_step(self) -> None:
         """A ``GraphFlow`` node's turn is its step: done when the turn ends, as a
-        LangGraph node's step is when the node returns. Deferred inside ``shim.run``
-        (it rides on the run's next token request, or is sent when the block ends), so
-        a join finds every parent complete whichever branch spoke last."""
+        LangGraph node's step is when the node returns; so is the turn of an agent an
+        ``AgentTool`` runs (its answer is the tool's result). Deferred inside
+        ``shim.run`` (it rides on the run's next token request, or is sent when the
+        block ends), so a join finds every parent complete whichever branch spoke last."""
         binding, shim = self.binding, self.binding.shim
         try:
             run = binding.current_run()
@@ -343,10 +350,10 @@ class _TurnGuard:
             # and the next turn's delegation is refused with the reason.
             return
 
-    async def _take_turn(self, messages: Sequence[BaseChatMessage]) -> Response | None:
-        """Turn delegation: the previous speaker of the workflow delegates to this agent."""
+    def _previous_speaker(self, messages: Sequence[BaseChatMessage]) -> str | None:
+        """The AutoGen name of the agent of this application that spoke before this
+        agent's turn, if any (a turn A-JWT refused hands nothing on)."""
         name = self.binding.name
-        # The previous speaker that acted: a turn A-JWT refused hands nothing on.
         previous = next(
             (
                 m.source
@@ -362,6 +369,57 @@ class _TurnGuard:
             return None
         if not bindings_of(self.binding.shim, from_agent):
             return None  # not an agent of this application (a user proxy, a tool echo)
+        return previous
+
+    def _caller(self) -> AgentContext | None:
+        """The tool call of another agent this turn runs inside (an ``AgentTool``, a
+        ``TeamTool``'s first speaker, any tool that runs the agent), while that agent has
+        yet to consult this one or hand it its step; ``None`` otherwise."""
+        binding, shim = self.binding, self.binding.shim
+        outer = shim.current()
+        if outer is None or outer.tool is None or outer.ended:
+            return None
+        if outer.agent == binding.agent_id:
+            return None
+        state = shim.run_state(outer.run)
+        if state.active_steps(binding.agent_id):
+            return None  # handed its step already (a Swarm's hand-off tool, say)
+        if outer.step is not None and state.consultation(binding.agent_id, outer.step):
+            return None  # consulted in that step already: the same consultation
+        return outer
+
+    async def _called_by(self, caller: AgentContext) -> Response | None:
+        """The agent acts inside ``caller``'s tool call: the caller consults it, or hands
+        it its next step (:func:`~ajwt_autogen.adelegate`); refused, the turn ends with
+        the refusal as its text and the agent does not run."""
+        binding = self.binding
+        try:
+            with binding.acting():
+                await adelegate(
+                    binding.shim,
+                    caller.agent,
+                    binding.agent_id,
+                    run=caller.run,
+                    from_checksum=caller.checksum,
+                    to_checksum=binding.checksum,
+                )
+        except AJWTError as error:
+            hint = unknown_agent_hint(error, {binding.name: binding.agent_id}, caller.run)
+            what = f"the call from {caller.agent!r}'s tool {caller.tool!r}"
+            denied = refusal(error, binding.agent_id, what, hint)
+            return Response(
+                chat_message=TextMessage(
+                    source=binding.name,
+                    content=str(denied),
+                    metadata={"ajwt_reason": error.reason.value},
+                )
+            )
+        return None
+
+    async def _take_turn(self, previous: str) -> Response | None:
+        """Turn delegation: the previous speaker of the workflow delegates to this agent."""
+        name = self.binding.name
+        from_agent = self.workflow_id(previous)
         peer = self.peer(previous)
         team = self.binding.team
         try:

@@ -36,6 +36,18 @@ if TYPE_CHECKING:
 __all__ = ["AgentBinding", "register_agent"]
 
 _live: ContextVar[tuple[AgentBinding, ...]] = ContextVar("ajwt_autogen_live", default=())
+_BINDING = "_ajwt_binding"
+
+
+def binding_of(agent: object) -> AgentBinding | None:
+    """The binding of an agent secured by :func:`~ajwt_autogen.secure_agent` (``None``
+    if it is not)."""
+    found = getattr(agent, _BINDING, None)
+    return found if isinstance(found, AgentBinding) else None
+
+
+def set_binding(agent: AssistantAgent, binding: AgentBinding) -> None:
+    setattr(agent, _BINDING, binding)
 
 
 @dataclass(eq=False)

@@ -30,9 +30,11 @@ import contextvars
 import functools
 import inspect
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.teams import BaseGroupChat
 from autogen_core import CancellationToken, ComponentModel
 from autogen_core.tools import (
     BaseTool,
@@ -44,13 +46,46 @@ from autogen_core.tools import (
 from pydantic import BaseModel
 
 from ajwt_autogen import _internals
-from ajwt_autogen.binding import AgentBinding
+from ajwt_autogen.binding import AgentBinding, binding_of
 from ajwt_autogen.refusals import refusal, unknown_agent_hint
 from ajwt_autogen.steps import track
-from ajwt_core.errors import AJWTError
+from ajwt_core.errors import AgentContextError, AJWTError, Reason
 from ajwt_core.shim import AgentContext, Run, Shim
 
-__all__ = ["AJWTTool", "AJWTWorkbench", "authorised"]
+__all__ = ["AJWTTool", "AJWTWorkbench", "authorised", "running_as_tool"]
+
+#: The agent an ``AgentTool`` (or the team a ``TeamTool``) runs in the tool call going on
+#: now: the calling agent consults it, or hands it its step, as its turn starts
+#: (:func:`~ajwt_autogen.secure_agent`); an agent run this way completes its own step when
+#: its turn ends, as its answer is the tool's result.
+running_as_tool: ContextVar[object | None] = ContextVar("ajwt_autogen_as_tool", default=None)
+
+
+def _unsecured(runner: object) -> list[str]:
+    """The ``AssistantAgent`` s an ``AgentTool`` or ``TeamTool`` runs that are not
+    secured: their tools would call as the agent that called the tool."""
+    if isinstance(runner, AssistantAgent):
+        return [] if binding_of(runner) is not None else [runner.name]
+    if isinstance(runner, BaseGroupChat):
+        return [name for member in _internals.participants(runner) for name in _unsecured(member)]
+    return []
+
+
+def _refuse_unsecured(binding: AgentBinding, tool: str, runner: object) -> None:
+    names = _unsecured(runner)
+    if not names:
+        return
+    error = AgentContextError(
+        Reason.AGENT_NOT_REGISTERED,
+        f"tool {tool!r} of agent {binding.agent_id!r} runs agent(s) "
+        f"{', '.join(repr(n) for n in names)}, which are not secured: their calls would be "
+        f"made as {binding.agent_id!r}. Secure them with the same shim (secure_agent, or "
+        "secure_team for a team) and say in the workflow how they act (consult, or a step "
+        "after the caller's)",
+    )
+    with contextlib.suppress(AJWTError):
+        binding.shim.refused("tool_refused", binding.context(tool=tool), error)
+    raise error
 
 
 def _refused(error: AJWTError, binding: AgentBinding, tool: str) -> AJWTError:
@@ -175,8 +210,17 @@ class AJWTTool(BaseTool[BaseModel, BaseModel]):
         cancellation_token: CancellationToken,
         call_id: str | None = None,
     ) -> Any:
+        runner = _internals.task_runner(self.inner)
+        if runner is None:
+            async with authorised(self.binding, self.tool_name):
+                return await self._call(args, cancellation_token, call_id)
+        _refuse_unsecured(self.binding, self.tool_name, runner)
         async with authorised(self.binding, self.tool_name):
-            return await self._call(args, cancellation_token, call_id)
+            token = running_as_tool.set(runner)
+            try:
+                return await self._call(args, cancellation_token, call_id)
+            finally:
+                running_as_tool.reset(token)
 
     async def _call(
         self, args: Mapping[str, Any], cancellation_token: CancellationToken, call_id: str | None
