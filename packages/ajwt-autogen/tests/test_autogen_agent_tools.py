@@ -79,9 +79,7 @@ def concierge(tool: AgentTool | TeamTool, asks: int = 1) -> AssistantAgent:
     )
 
 
-async def ask(
-    stack: Stack, shim: Shim, agent: AssistantAgent, name: str
-) -> tuple[TaskResult, str]:
+async def ask(stack: Stack, shim: Shim, agent: AssistantAgent, name: str) -> tuple[TaskResult, str]:
     """The agent's run in a new run of workflow ``name``, and the run's id."""
     run = await shim.astart_run(stack.admin.user_token("user:alice"), name, intent="ask")
     with shim.run(run):
