@@ -105,7 +105,7 @@ async def test_an_agent_tool_is_consulted_in_its_callers_step(
 ) -> None:
     inner = secure_agent(researcher(api), shim)
     outer = secure_agent(concierge(AgentTool(inner, return_value_as_last_message=True)), shim)
-    result, run_id = await ask(stack, shim, outer, workflow(stack, CONSULT))
+    _result, run_id = await ask(stack, shim, outer, workflow(stack, CONSULT))
     assert calls(stack, run_id) == [
         ("researcher", "answer", "list_repos", ["concierge", "researcher"])
     ]
@@ -128,7 +128,7 @@ async def test_a_second_call_in_the_step_is_the_same_consultation(
     )
     secure_agent(inner, shim)
     outer = secure_agent(concierge(AgentTool(inner), asks=2), shim)
-    result, run_id = await ask(stack, shim, outer, workflow(stack, CONSULT))
+    _result, run_id = await ask(stack, shim, outer, workflow(stack, CONSULT))
     assert [c[0] for c in calls(stack, run_id)] == ["researcher", "researcher"]
     assert len([e for e in events if e.kind == "consultation"]) == 1
 
@@ -138,7 +138,7 @@ async def test_an_agent_tool_given_its_own_step_does_it_and_completes_it(
 ) -> None:
     inner = secure_agent(researcher(api), shim)
     outer = secure_agent(concierge(AgentTool(inner, return_value_as_last_message=True)), shim)
-    result, run_id = await ask(stack, shim, outer, workflow(stack, HANDOFF))
+    _result, run_id = await ask(stack, shim, outer, workflow(stack, HANDOFF))
     assert calls(stack, run_id) == [
         ("researcher", "research", "list_repos", ["concierge", "researcher"])
     ]
@@ -162,7 +162,7 @@ async def test_a_team_tools_first_speaker_is_handed_its_step_and_the_turns_go_on
     second = secure_agent(researcher(api, "checker"), shim, turn_delegation=True)
     team = RoundRobinGroupChat([first, second], termination_condition=MaxMessageTermination(5))
     outer = secure_agent(concierge(TeamTool(team, "researcher", "Looks things up.")), shim)
-    result, run_id = await ask(stack, shim, outer, workflow(stack, steps))
+    _result, run_id = await ask(stack, shim, outer, workflow(stack, steps))
     assert calls(stack, run_id) == [
         ("researcher", "research", "list_repos", ["concierge", "researcher"]),
         ("checker", "check", "list_repos", ["concierge", "researcher", "checker"]),
