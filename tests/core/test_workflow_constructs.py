@@ -431,6 +431,29 @@ def test_a_consultation_does_not_reach_other_tools_or_complete_or_hand_on() -> N
     )
 
 
+def test_a_consulted_agents_unnamed_tool_is_refused_with_its_grant_and_the_fix() -> None:
+    # "it may call only no tools; add it to a step's 'tools'" told a consulted agent
+    # neither what it may call nor where the fix goes.
+    steps = {
+        "answer": {
+            "agent": "concierge",
+            "tools": ["ask"],
+            "consult": {"researcher": {"tools": ["lookup_order"]}},
+        }
+    }
+    state = RunState(workflow(**steps))
+    enter(state, "concierge", None, "ask")
+    hand(state, "concierge", "answer", "researcher", "answer")
+    assert state.step_for("researcher", "lookup_order") == "answer"
+    text = refused(lambda: state.step_for("researcher", "issue_refund"), Reason.TOOL_NOT_ALLOWED)
+    assert "it may call only 'lookup_order' (consulted in 'answer')" in text
+    assert "add it to the 'tools' of its 'consult' entry in step 'answer'" in text
+    # An agent with steps of its own and a consultation is told both.
+    both = RunState(workflow(**CONSULT))
+    text = refused(lambda: both.step_for("researcher", "publish"), Reason.TOOL_NOT_ALLOWED)
+    assert "only 'crawl', 'search' (in step 'research'); 'search' (consulted in 'write')" in text
+
+
 def test_only_listed_agents_are_consulted_and_only_when_asked() -> None:
     state = _writing()
     refused(lambda: state.check_mint("researcher", "write", "search"), Reason.WRONG_AGENT_FOR_STEP)

@@ -690,12 +690,24 @@ class RunState:
                 f"{names(sorted(step.tools)) if step.tools else 'no tools (a routing step)'}"
             )
         else:
+            consulted = self._consultable_in(agent)
+            may = []
+            if own:
+                may.append(f"{names(allowed) if allowed else 'no tools'} (in {steps_phrase(own)})")
+            elif not consulted:
+                may.append("no tools")
+            for s in consulted:
+                granted = sorted(wf.steps[s].consult[agent].tools)
+                may.append(f"{names(granted) if granted else 'no tools'} (consulted in {s!r})")
             head = (
                 f"agent {agent!r} may not call tool {tool!r} in workflow {wf.id!r} "
-                f"v{wf.version}: it may call only "
-                f"{names(allowed) if allowed else 'no tools'}"
-                + (f" (in {steps_phrase(own)})" if own else "")
+                f"v{wf.version}: it may call only {'; '.join(may)}"
             )
+            if not owners and consulted and not own:
+                return (
+                    f"{head}; to let it call {tool!r} when consulted, add it to the 'tools' "
+                    f"of its 'consult' entry in step {consulted[0]!r}"
+                )
         if not owners:
             return f"{head}; no step of the workflow allows {tool!r} (add it to a step's 'tools')"
         mine = [s for s in owners if wf.steps[s].agent == agent]
