@@ -20,6 +20,7 @@ from autogen_agentchat.teams import (
     SelectorGroupChat,
     Swarm,
 )
+from autogen_agentchat.tools import AgentTool
 from autogen_core.tools import FunctionTool
 from typer.testing import CliRunner
 
@@ -43,6 +44,23 @@ def agent(name: str, tools: Sequence[str] = (), handoffs: Sequence[str] = ()) ->
         tools=[FunctionTool(run, description=f"The {t} tool.", name=t) for t in tools] or None,
         handoffs=list(handoffs) or None,
     )
+
+
+def test_an_agent_run_by_an_agent_tool_is_drafted_as_consulted_in_its_callers_step() -> None:
+    # It was left out: the draft, registered, refused the researcher's every call.
+    researcher = agent("researcher", tools=["lookup_order"])
+    concierge = AssistantAgent(
+        "concierge", ScriptedChatCompletionClient([]), tools=[AgentTool(researcher)]
+    )
+    draft = draft_workflow(concierge, workflow_id="ask")
+    assert draft["steps"] == {
+        "concierge": {
+            "agent": "concierge",
+            "tools": ["researcher"],
+            "consult": {"researcher": {"tools": ["lookup_order"]}},
+        }
+    }
+    Workflow.from_mapping(draft)  # valid as drafted
 
 
 def test_a_swarm_is_drafted_from_its_hand_offs() -> None:

@@ -16,8 +16,14 @@ team already says most of it. :func:`draft_workflow` reads it:
   draft stays valid); ``RoundRobinGroupChat``, ``SelectorGroupChat`` and other teams:
   the order the participants are listed in.
 
+- **consultations**: an agent run by another's ``AgentTool`` (not a participant) is
+  drafted as consulted in its caller's step (``consult``), with its own tools; to give
+  it a step of its own instead, after the caller's, is the reviewer's choice. A
+  ``TeamTool``'s team takes turns among its agents, which a consultation cannot: it is
+  left to the reviewer.
+
 What the structure cannot say is left to the reviewer: scopes, approvals, optional
-steps, choices a ``Swarm`` agent makes between its hand-offs, consultations.
+steps, choices a ``Swarm`` agent makes between its hand-offs.
 
 >>> from autogen_agentchat.agents import AssistantAgent
 >>> from autogen_agentchat.teams import Swarm
@@ -46,8 +52,9 @@ from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.teams import BaseGroupChat, GraphFlow, Swarm
 
 from ajwt_autogen import _internals
-from ajwt_autogen.agent import binding_of
+from ajwt_autogen.binding import binding_of
 from ajwt_autogen.manifest import manifest_from_autogen
+from ajwt_autogen.tool import AJWTTool
 from ajwt_core.checksum import AgentManifest
 from ajwt_core.workflow import Workflow, WorkflowError
 
@@ -122,6 +129,14 @@ def draft_workflow(
         starts = names[:1]
         returns = True
     steps = _steps(names, step_of, tools, edges, starts, any_of, returns)
+    for agent in members:
+        consulted = {
+            _agent_id(inner, ids): {"tools": _tools(inner)}
+            for inner in _agents_run_as_tools(agent)
+            if inner.name not in step_of
+        }
+        if consulted:
+            steps[step_of[agent.name]]["consult"] = consulted
     document: dict[str, Any] = {"id": workflow_id, "version": version, "steps": steps}
     if any("one_of" in step for step in steps.values()):
         try:
@@ -138,6 +153,18 @@ def _tools(agent: AssistantAgent) -> list[str]:
     return [
         tool.name for tool in manifest_from_autogen(agent).tools if tool.name not in handoff_tools
     ]
+
+
+def _agents_run_as_tools(agent: AssistantAgent) -> list[AssistantAgent]:
+    """The ``AssistantAgent`` s the agent's ``AgentTool`` s run."""
+    found = []
+    for bench in _internals.workbenches(agent):
+        static = _internals.static_tools(bench)
+        for tool in static[0] if static is not None else []:
+            runner = _internals.task_runner(tool.inner if isinstance(tool, AJWTTool) else tool)
+            if isinstance(runner, AssistantAgent):
+                found.append(runner)
+    return found
 
 
 def _graph_edges(team: GraphFlow, agents: set[str]) -> tuple[list[Edge], list[str], set[str]]:
