@@ -66,8 +66,7 @@ class ScriptedLLM(BaseLLM):
         role = str(getattr(from_agent, "role", ""))
         if isinstance(messages, list):
             self._conversations[role] = list(messages)
-        task = str(getattr(from_task, "description", ""))
-        script = self.turns.get(f"{role}: {task}", self.turns.get(role, []))
+        script = self._script(role, from_task)
         rounds = _tool_rounds(messages)
         if rounds >= len(script):
             return self.final_answer
@@ -83,6 +82,33 @@ class ScriptedLLM(BaseLLM):
             }
             for index, (name, arguments) in enumerate(turn)
         ]
+
+    def _script(self, role: str, task: Any) -> list[Turn]:
+        """The turns for ``role`` on ``task``: keyed by the task's description as it
+        runs (its ``{inputs}`` filled in) or as written, else by the role alone."""
+        descriptions = [
+            str(d)
+            for d in (
+                getattr(task, "description", None),
+                getattr(task, "_original_description", None),
+            )
+            if d
+        ]
+        for description in descriptions:
+            if f"{role}: {description}" in self.turns:
+                return self.turns[f"{role}: {description}"]
+        if role in self.turns:
+            return self.turns[role]
+        keyed = [key for key in self.turns if key.startswith(f"{role}: ")]
+        if keyed and descriptions:
+            # Answering "Done." here made a typo in a key a silent change of the run.
+            others = ", ".join(map(repr, keyed))
+            raise LookupError(
+                f"ScriptedLLM has scripts for {role!r} on other tasks ({others}) "
+                f"but none for {descriptions[0]!r}: key it '{role}: <that description>', or "
+                f"add a script keyed {role!r} alone for its other tasks"
+            )
+        return []
 
     async def acall(
         self,
