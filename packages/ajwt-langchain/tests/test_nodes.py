@@ -247,3 +247,18 @@ def test_node_outside_any_run_is_refused(shim: Shim, api: PatcherApi) -> None:
     with pytest.raises(AgentContextError) as info:
         builder.compile().invoke({})
     assert info.value.reason == Reason.NO_AGENT_CONTEXT
+
+
+def test_a_wrapped_graph_is_still_the_nodes_subgraph(shim: Shim) -> None:
+    # LangGraph streams a subgraph's events and keeps its checkpoints when it finds the
+    # subgraph in the node; the wrapper names it as its dependency (no source parsing).
+    inner = StateGraph(State)
+    inner.add_node("work", lambda state: {"seen": ["inner"]})
+    inner.add_edge(START, "work")
+    agent_graph = inner.compile()
+    outer = StateGraph(State)
+    outer.add_node("agent", ajwt_node(shim, agent_graph, agent="planner"))
+    outer.add_edge(START, "agent")
+    compiled = outer.compile()
+    assert [name for name, _ in compiled.get_subgraphs()] == ["agent"]
+    assert next(iter(compiled.builder.nodes["agent"].runnable.deps)) is agent_graph

@@ -168,7 +168,28 @@ class _AgentNode:
         async def aagent_node(state: Any, config: RunnableConfig) -> Any:
             return await self._run_async(lambda: node.ainvoke(state, config))
 
-        return RunnableLambda(agent_node, afunc=aagent_node, name=node.get_name() or self.agent)
+        return _NodeRunnable(node, agent_node, aagent_node, node.get_name() or self.agent)
+
+
+class _NodeRunnable(RunnableLambda[Any, Any]):
+    """The runnable an ``ajwt_node`` wraps, run as the node's agent. Its one dependency
+    is that runnable, so LangGraph finds a subgraph inside (its checkpoints, its stream
+    events) without parsing the wrapper's source, as it would a plain ``RunnableLambda``'s
+    (``inspect.getsource`` and ``ast``: some milliseconds for every graph built)."""
+
+    def __init__(
+        self,
+        inner: Runnable[Any, Any],
+        func: Callable[..., Any],
+        afunc: Callable[..., Any],
+        name: str,
+    ) -> None:
+        super().__init__(func, afunc=afunc, name=name)
+        self._inner = inner
+
+    @property
+    def deps(self) -> list[Runnable[Any, Any]]:
+        return [self._inner]
 
 
 def _like(wrapper: Callable[..., Any], node: Callable[..., Any]) -> Callable[..., Any]:
