@@ -31,6 +31,7 @@ from ajwt_demo.scenarios.crewai import (
     reference_tools,
     scripted_llm,
 )
+from ajwt_demo.agents import reference_manifest
 from ajwt_demo.stack import Stack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:crewai.*")
@@ -720,3 +721,21 @@ def test_a_copy_is_judged_by_the_binding_of_its_own_shim(stack: Stack, shim: Shi
     assert binding.refusals[before].reason == Reason.CHECKSUM_MISMATCH
     assert len(other_binding.refusals) == other_before
     other.close()
+
+
+def test_a_crew_kicked_off_inside_another_agents_tool_calls_as_its_own_agent(
+    stack: Stack, shim: Shim, run: Run
+) -> None:
+    # A crew run from another agent's tool (another framework's agent, or a shim.acting
+    # block): the crew's plain tool went out as that outer agent, whose acting block
+    # the shim preferred to the crew's hook-announced call.
+    plain = plain_tools(stack.rs_url, shim.auth())["list_repos"]
+    crew, _ = solo(shim, stack, "supervisor", [[("list_repos", {})], "ok"], [plain])
+    binding = secure_crew(crew, shim, AGENT_IDS)
+    shim.register(reference_manifest("planner"))
+    with shim.run(run), shim.acting("planner", tool="read_file"):
+        crew.kickoff(inputs=INPUTS)
+        # The outer agent's own calls, after the crew, are its own again.
+        assert shim.current() is not None and shim.current().agent == "planner"
+    assert binding.refusals == []
+    assert calls(stack, run) == [("supervisor", "triage", "list_repos", ("supervisor",))]

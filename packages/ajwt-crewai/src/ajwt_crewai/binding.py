@@ -579,7 +579,7 @@ class CrewAIBinding:
         agent_id = self.agent_id_for(call.agent)
         if agent_id is None:
             return None
-        return AgentContext(agent_id, run, tool=call.tool_name)
+        return AgentContext(agent_id, run, tool=call.tool_name, acting_block=call.scope)
 
     # --------------------------------------------------------------- progress
 

@@ -21,6 +21,8 @@ from crewai.tools.agent_tools.ask_question_tool import AskQuestionTool
 from crewai.tools.agent_tools.delegate_work_tool import DelegateWorkTool
 from crewai.utilities.string_utils import sanitize_tool_name
 
+from ajwt_core.shim.context import ActingBlock
+
 if TYPE_CHECKING:
     from crewai.agents.agent_builder.base_agent import BaseAgent
 
@@ -60,6 +62,9 @@ class ToolCall:
     #: Each as (agent, tool, error): a coworker's refusal inside a delegation is the
     #: delegation's too, under the coworker's name.
     refused: list[tuple[str, str, Exception]] = field(default_factory=list)
+    #: When the call started, for the shim to tell it from an acting block it runs
+    #: inside (another framework's tool that kicked the crew off): the later one acts.
+    scope: ActingBlock = field(default_factory=ActingBlock, compare=False, repr=False)
 
 
 _calls: ContextVar[tuple[ToolCall, ...]] = ContextVar("ajwt_crewai_calls", default=())
