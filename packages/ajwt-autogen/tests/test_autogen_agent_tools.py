@@ -205,3 +205,70 @@ async def test_an_inner_agent_not_secured_is_refused_not_run_as_its_caller(
     assert "runs agent(s) 'researcher', which are not secured" in answer
     refused = [e for e in events if e.kind == "tool_refused"]
     assert [e.detail["reason"] for e in refused] == [Reason.AGENT_NOT_REGISTERED.value]
+
+
+async def test_a_consult_entry_wins_over_the_agents_later_step(
+    stack: Stack, shim: Shim, api: PatcherApi, events: list[ShimEvent]
+) -> None:
+    # The researcher may be consulted in 'answer' and also has a later step of its own:
+    # the call was a hand-off, completing the caller's step, and the consulted tool was
+    # then refused in the researcher's step, which its answer completed.
+    steps = {
+        **CONSULT,
+        "research": {"agent": "researcher", "tools": ["read_file"], "after": ["answer"]},
+    }
+    inner = secure_agent(researcher(api), shim)
+    outer = secure_agent(concierge(AgentTool(inner, return_value_as_last_message=True)), shim)
+    _, run_id = await ask(stack, shim, outer, workflow(stack, steps))
+    assert calls(stack, run_id) == [
+        ("researcher", "answer", "list_repos", ["concierge", "researcher"])
+    ]
+    assert [e.kind for e in events if e.kind in ("consultation", "handoff")] == ["consultation"]
+    assert stack.admin.run(run_id)["completed_steps"] == []
+
+
+async def test_two_calls_at_once_sign_one_hand_off(
+    stack: Stack, shim: Shim, api: PatcherApi, events: list[ShimEvent]
+) -> None:
+    # Both turns started before either hand-off was recorded: two delegations of one step.
+    inner = AssistantAgent(
+        "researcher",
+        ScriptedChatCompletionClient([[call("list_repos")], [call("list_repos")]]),
+        tools=[api.tools()["list_repos"]],
+        system_message="You look repositories up.",
+    )
+    tool = AgentTool(secure_agent(inner, shim), return_value_as_last_message=True)
+    both = [call("researcher", task="Which?"), call("researcher", task="Which else?")]
+    outer = AssistantAgent(
+        "concierge",
+        ScriptedChatCompletionClient([both, "Done. TERMINATE"]),
+        tools=[tool],
+        system_message="You answer users; ask the researcher.",
+    )
+    secure_agent(outer, shim)
+    _, run_id = await ask(stack, shim, outer, workflow(stack, HANDOFF))
+    assert [c[0] for c in calls(stack, run_id)] == ["researcher", "researcher"]
+    assert [e.kind for e in events if e.kind == "handoff"] == ["handoff"]
+    delegations = [e for e in stack.admin.ledger(run_id)["entries"] if e["kind"] == "delegation"]
+    assert len(delegations) == 1
+
+
+async def test_an_agent_whose_calls_were_refused_leaves_its_step_open(
+    stack: Stack, shim: Shim, api: PatcherApi, events: list[ShimEvent]
+) -> None:
+    # Its step has no scope the API wants: the API refuses its call. Its answer used to
+    # complete the step all the same, and the run was reported finished.
+    steps = {
+        "answer": {"agent": "concierge", "tools": ["researcher"]},
+        "research": {"agent": "researcher", "tools": ["list_repos"], "after": ["answer"]},
+    }
+    inner = secure_agent(researcher(api), shim)
+    outer = secure_agent(concierge(AgentTool(inner, return_value_as_last_message=True)), shim)
+    _, run_id = await ask(stack, shim, outer, workflow(stack, steps))
+    assert calls(stack, run_id) == []
+    assert [e.detail["reason"] for e in events if e.kind == "api_refused"] == [
+        Reason.SCOPE_EXCEEDED.value
+    ]
+    run = stack.admin.run(run_id)
+    assert run["completed_steps"] == ["answer"] and run["due_steps"] == ["research"]
+    assert not run["finished"]

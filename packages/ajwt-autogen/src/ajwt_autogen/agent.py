@@ -28,7 +28,9 @@ It maps the agent's events onto the shim:
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import weakref
 from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -55,7 +57,7 @@ from ajwt_autogen.binding import (
 from ajwt_autogen.delegation import adelegate, ahandover
 from ajwt_autogen.refusals import not_an_agent, refusal, unknown_agent_hint
 from ajwt_autogen.resume import RUN_KEY, resume_saved_run, saved_run_record
-from ajwt_autogen.steps import current_step
+from ajwt_autogen.steps import current_step, refusals
 from ajwt_autogen.tool import AJWTTool, AJWTWorkbench, running_as_tool
 from ajwt_core.checksum import PromptSpec
 from ajwt_core.errors import AgentContextError, AJWTError, Reason
@@ -239,6 +241,10 @@ class _TurnGuard:
         self.humans = humans
         self.refused: dict[str, AJWTError] = {}
         self.handed_off = False
+        # One per event loop (a lock binds to the loop that first waits on it).
+        self._calls: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def workflow_id(self, name: str) -> str:
         team = self.binding.team
@@ -297,22 +303,28 @@ class _TurnGuard:
         self.handed_off = False
         as_tool = False
         previous = self._previous_speaker(messages) if turn_delegation else None
-        caller = self._caller() if previous is None else None
         refused = None
         if previous is not None:
             refused = await self._take_turn(previous)
-        elif caller is not None:
-            refused = await self._called_by(caller)
-            as_tool = running_as_tool.get() is self.binding.agent
+        else:
+            # Two calls of the caller's tool at once: the second finds the first's
+            # consultation or hand-off made, and signs nothing again.
+            async with self._call_lock():
+                caller = self._caller()
+                if caller is not None:
+                    refused = await self._called_by(caller)
+            as_tool = caller is not None and running_as_tool.get() is self.binding.agent
         if refused is not None:
             yield refused
             return
         team = self.binding.team
         own_step = as_tool or (turn_delegation and team is not None and team.graph)
+        refusals_before = self._refusals()
         async for item in original(messages, cancellation_token):
-            if isinstance(item, Response) and own_step:
-                # Before the turn's answer goes out: ``agent.run`` (what an AgentTool
-                # calls) stops reading the stream at the Response.
+            if isinstance(item, Response) and own_step and self._refusals() == refusals_before:
+                # Done, unless something it did was refused (its work is not done: the
+                # step stays open, and nothing after it runs). Before the answer goes
+                # out: ``agent.run`` (what an AgentTool calls) stops reading there.
                 await self._complete_turn_step()
             if isinstance(item, Response) and isinstance(item.chat_message, HandoffMessage):
                 error = self.refused.get(item.chat_message.target)
@@ -327,6 +339,18 @@ class _TurnGuard:
                         inner_messages=item.inner_messages,
                     )
             yield item
+
+    def _call_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._calls.get(loop)
+        if lock is None:
+            lock = self._calls[loop] = asyncio.Lock()
+        return lock
+
+    def _refusals(self) -> int:
+        binding = self.binding
+        run = binding.known_run()
+        return refusals(binding.shim, binding.agent_id, run) if run is not None else 0
 
     async def _complete_turn_step(self) -> None:
         """A ``GraphFlow`` node's turn is its step: done when the turn ends, as a
@@ -392,17 +416,29 @@ class _TurnGuard:
         """The agent acts inside ``caller``'s tool call: the caller consults it, or hands
         it its next step (:func:`~ajwt_autogen.adelegate`); refused, the turn ends with
         the refusal as its text and the agent does not run."""
-        binding = self.binding
+        binding, run, step = self.binding, caller.run, caller.step
         try:
             with binding.acting():
-                await adelegate(
-                    binding.shim,
-                    caller.agent,
-                    binding.agent_id,
-                    run=caller.run,
-                    from_checksum=caller.checksum,
-                    to_checksum=binding.checksum,
-                )
+                if step is not None and binding.agent_id in run.workflow.steps[step].consult:
+                    # Asked inside the caller's step, which goes on when the tool returns:
+                    # a consultation, also when the agent has a later step of its own.
+                    await binding.shim.aconsult(
+                        caller.agent,
+                        binding.agent_id,
+                        run=run,
+                        from_step=step,
+                        from_checksum=caller.checksum,
+                        to_checksum=binding.checksum,
+                    )
+                else:
+                    await adelegate(
+                        binding.shim,
+                        caller.agent,
+                        binding.agent_id,
+                        run=run,
+                        from_checksum=caller.checksum,
+                        to_checksum=binding.checksum,
+                    )
         except AJWTError as error:
             hint = unknown_agent_hint(error, {binding.name: binding.agent_id}, caller.run)
             what = f"the call from {caller.agent!r}'s tool {caller.tool!r}"

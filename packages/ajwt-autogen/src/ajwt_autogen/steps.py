@@ -17,30 +17,74 @@ from the IdP's ledger) and, in this process, the agent's latest action:
 
 from __future__ import annotations
 
+import collections
 import threading
 import weakref
+from dataclasses import dataclass, field
 
 from ajwt_core.errors import AgentContextError, Reason, UnauthorizedClient
 from ajwt_core.shim import Run, Shim, ShimEvent
 from ajwt_core.workflow import Delegated
 
-__all__ = ["current_step", "delegated_step", "delegation_of", "ready_after", "track"]
+__all__ = [
+    "current_step",
+    "delegated_step",
+    "delegation_of",
+    "ready_after",
+    "refusals",
+    "track",
+]
 
-_TRACKED_KINDS = frozenset({"tool_started", "token_minted", "handoff", "step_completed"})
+_TRACKED_KINDS = frozenset(
+    {"tool_started", "token_minted", "handoff", "consultation", "step_completed"}
+)
+
+
+#: Runs whose agents' steps a tracker remembers (the least recently seen forgotten first).
+TRACKED_RUNS_MAX = 4096
+
+
+@dataclass
+class _Seen:
+    """One run as this process saw it: each agent's latest step, its refusals."""
+
+    steps: dict[str, str] = field(default_factory=dict)
+    refused: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class _StepTracker:
-    """The latest step each agent acted at, per run, as this process saw it."""
+    """The latest step each agent acted at, per run, and how many of its actions were
+    refused, as this process saw it (the latest ``TRACKED_RUNS_MAX`` runs)."""
 
     def __init__(self) -> None:
-        self._steps: dict[tuple[str, str], str] = {}
+        self._runs: collections.OrderedDict[str, _Seen] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
     def __call__(self, event: ShimEvent) -> None:
         if event.kind in _TRACKED_KINDS and event.step is not None:
-            self._steps[(event.run_id, event.agent)] = event.step
+            with self._lock:
+                self._seen(event.run_id).steps[event.agent] = event.step
+        elif event.kind.endswith("_refused"):
+            with self._lock:
+                self._seen(event.run_id).refused[event.agent] += 1
+
+    def _seen(self, run_id: str) -> _Seen:
+        seen = self._runs.get(run_id)
+        if seen is None:
+            seen = self._runs[run_id] = _Seen()
+            if len(self._runs) > TRACKED_RUNS_MAX:
+                self._runs.popitem(last=False)
+        else:
+            self._runs.move_to_end(run_id)
+        return seen
 
     def step(self, run: Run, agent: str) -> str | None:
-        return self._steps.get((run.run_id, agent))
+        seen = self._runs.get(run.run_id)
+        return seen.steps.get(agent) if seen is not None else None
+
+    def refused(self, run: Run, agent: str) -> int:
+        seen = self._runs.get(run.run_id)
+        return seen.refused[agent] if seen is not None else 0
 
 
 _trackers: weakref.WeakKeyDictionary[Shim, _StepTracker] = weakref.WeakKeyDictionary()
@@ -54,6 +98,13 @@ def track(shim: Shim) -> None:
             tracker = _StepTracker()
             shim.subscribe(tracker)
             _trackers[shim] = tracker
+
+
+def refusals(shim: Shim, agent: str, run: Run) -> int:
+    """How many of ``agent``'s actions in ``run`` were refused so far (tool calls, API
+    requests, hand-offs, completions), as this process saw them."""
+    tracker = _trackers.get(shim)
+    return tracker.refused(run, agent) if tracker is not None else 0
 
 
 def current_step(shim: Shim, agent: str, run: Run) -> str:
