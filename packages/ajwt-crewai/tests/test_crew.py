@@ -20,6 +20,7 @@ from crewai.tools import tool
 from ajwt_core.errors import AgentContextError, InvalidGrant, Reason
 from ajwt_core.shim import Run, Shim
 from ajwt_crewai import CrewAIBinding, ajwt_tool, binding_for, secure_crew
+from ajwt_crewai import binding as binding_module
 from ajwt_crewai.testing import ScriptedLLM, Turn
 from ajwt_demo.agents import reference_manifest
 from ajwt_demo.scenarios.crewai import (
@@ -526,3 +527,16 @@ def test_a_tool_secured_with_another_shim_is_refused_when_securing(
         secure_crew(crew, other, AGENT_IDS)
     finally:
         other.close()
+
+
+def test_step_progress_is_kept_for_the_latest_runs_only(
+    monkeypatch: pytest.MonkeyPatch, shim: Shim
+) -> None:
+    # A service kicking crews off for every request kept each run's progress forever.
+    monkeypatch.setattr(binding_module, "PROGRESS_RUNS_KEPT", 2)
+    binding = binding_for(shim)
+    for run_id in ("run-1", "run-2", "run-3"):
+        binding._step_of(run_id, "triage", "supervisor")
+    binding._step_of("run-2", "plan", "planner")  # used again: kept
+    binding._step_of("run-4", "triage", "supervisor")
+    assert list(binding._progress) == ["run-2", "run-4"]

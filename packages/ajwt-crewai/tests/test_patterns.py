@@ -21,6 +21,7 @@ from ajwt_core.shim import Run, Shim
 from ajwt_crewai import AJWTTool, ajwt_tool, secure_crew, secure_tool
 from ajwt_crewai.hooks import AJWTRefusal
 from ajwt_crewai.testing import ScriptedLLM, Turn
+from ajwt_demo.agents import reference_manifest
 from ajwt_demo.scenarios.crewai import (
     AGENT_IDS,
     INPUTS,
@@ -31,7 +32,6 @@ from ajwt_demo.scenarios.crewai import (
     reference_tools,
     scripted_llm,
 )
-from ajwt_demo.agents import reference_manifest
 from ajwt_demo.stack import Stack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:crewai.*")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -76,6 +77,9 @@ _live: ContextVar[Mapping[tuple[int, str], BaseAgent] | None] = ContextVar(
 
 #: How many refusals ``CrewAIBinding.refusals`` keeps (the oldest go first).
 REFUSALS_KEPT = 1000
+#: Runs whose steps' progress (work done, refusals) a binding keeps, the least recently
+#: used forgotten first: a run forgotten mid-way completes no step at the end of a task.
+PROGRESS_RUNS_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,8 @@ class CrewAIBinding:
         # The manifest each agent id was registered with: what changed is said from it.
         self._manifests: dict[str, AgentManifest] = {}
         # run id -> (step, agent) -> progress (a consulted agent acts in the asker's step).
-        self._progress: dict[str, dict[tuple[str, str], _StepProgress]] = {}
+        # run id -> (step, agent) -> its progress, for the latest PROGRESS_RUNS_KEPT runs.
+        self._progress: OrderedDict[str, dict[tuple[str, str], _StepProgress]] = OrderedDict()
         self._lock = threading.Lock()
         self.refusals: list[Refusal] = []
         # The crews secured with ``strict=True``: a refusal aborts their kickoff.
@@ -588,7 +593,13 @@ class CrewAIBinding:
 
     def _step_of(self, run_id: str, step: str, agent: str) -> _StepProgress:
         with self._lock:
-            steps = self._progress.setdefault(run_id, {})
+            steps = self._progress.get(run_id)
+            if steps is None:
+                steps = self._progress[run_id] = {}
+                if len(self._progress) > PROGRESS_RUNS_KEPT:
+                    self._progress.popitem(last=False)
+            else:
+                self._progress.move_to_end(run_id)
             return steps.setdefault((step, agent), _StepProgress(agent))
 
     def _enter(self, run: Run, step: str, agent: str) -> None:
