@@ -49,7 +49,7 @@ def test_a_task_no_key_matches_is_an_error_not_a_silent_final_answer() -> None:
     # The agent answered "Done." without a tool call, and a later agent's refusal was
     # the first sign of the typo.
     llm = ScriptedLLM(model="scripted", turns={"Billing agent: Refund order 42.": []})
-    with pytest.raises(LookupError, match="none for 'Refund order 43.'"):
+    with pytest.raises(LookupError, match=r"none for 'Refund order 43\.'"):
         llm.call(GO, from_agent=Agent(), from_task=Task("Refund order 43."))
     # A script for the role alone covers its other tasks.
     llm.turns["Billing agent"] = [[("get_invoice", {})]]
