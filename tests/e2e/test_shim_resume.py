@@ -125,6 +125,19 @@ def test_two_teams_whose_agents_share_a_name_live_in_one_shim(stack: Stack) -> N
     with pytest.raises(AgentContextError) as info:
         shim.acting("supervisor", tool="list_repos", run=run_a).__enter__()
     assert info.value.reason == Reason.AMBIGUOUS_AGENT
+    assert "checksum=" in info.value.description
+    # A completion without a checksum is the version that acted in the run (the only
+    # one holding a token there): an app completing the last agent's step needs no more.
+    shim.complete("supervisor", run=run_b)
+    [done] = [
+        e for e in stack.admin.ledger(run_b.run_id)["entries"] if e["kind"] == "step_completed"
+    ]
+    assert done["data"]["step"] == "triage"
+    # In a run where neither acted, it asks.
+    run_c = stack.start_run(shim)
+    with pytest.raises(AgentContextError) as info:
+        shim.complete("supervisor", "triage", run=run_c)
+    assert info.value.reason == Reason.AMBIGUOUS_AGENT
 
 
 def test_a_tool_the_live_agent_was_not_registered_with_is_refused(stack: Stack) -> None:

@@ -181,7 +181,11 @@ async def test_an_agent_the_caller_may_not_consult_does_not_run(
     assert calls(stack, run_id) == []
     [answer] = tool_results(result)
     assert "the call from 'concierge''s tool 'researcher'" in answer
+    assert "list 'researcher' under 'consult' in step 'answer'" in answer
     assert answer.endswith(f"[{Reason.WRONG_AGENT_FOR_STEP.value}]")
+    # The caller's model sees a failed tool call, not an answer.
+    assert [r.is_error for m in result.messages if isinstance(m, ToolCallExecutionEvent)
+            for r in m.content] == [True]  # fmt: skip
     assert [e.kind for e in events if e.kind.endswith("refused")] == ["handoff_refused"]
 
 

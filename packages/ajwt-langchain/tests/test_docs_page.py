@@ -37,6 +37,7 @@ def test_the_page_runs_top_to_bottom(tmp_path: Path) -> None:
     assert "user:alice Refunded. run finished: True" in out
     assert "user:bob Refunded. run finished: True" in out
     assert "401 malformed_token" in out
+    assert 'Bearer error="invalid_token"' in out
     assert "researcher  answer  lookup_order  concierge → researcher" in out
     assert "billing issue_refund triage → billing" in out
     assert "Refund 30 EUR for order 42? due: ['refunder']" in out

@@ -313,7 +313,10 @@ class _TurnGuard:
                 caller = self._caller()
                 if caller is not None:
                     refused = await self._called_by(caller)
-            as_tool = caller is not None and running_as_tool.get() is self.binding.agent
+            running = running_as_tool.get()
+            as_tool = (
+                caller is not None and running is not None and running.runner is self.binding.agent
+            )
         if refused is not None:
             yield refused
             return
@@ -440,9 +443,12 @@ class _TurnGuard:
                         to_checksum=binding.checksum,
                     )
         except AJWTError as error:
-            hint = unknown_agent_hint(error, {binding.name: binding.agent_id}, caller.run)
+            hint = _as_tool_hint(error, binding.agent_id, run, step)
             what = f"the call from {caller.agent!r}'s tool {caller.tool!r}"
             denied = refusal(error, binding.agent_id, what, hint)
+            running = running_as_tool.get()
+            if running is not None:
+                running.refusal = denied  # the caller's tool call fails with it
             return Response(
                 chat_message=TextMessage(
                     source=binding.name,
@@ -482,6 +488,18 @@ class _TurnGuard:
                 )
             )
         return None
+
+
+def _as_tool_hint(error: AJWTError, agent: str, run: Run, step: str | None) -> str:
+    """What fixes a refused call of an agent that runs as another agent's tool, when
+    the workflow has no place for it ("" otherwise)."""
+    if error.reason != Reason.WRONG_AGENT_FOR_STEP or agent in run.workflow.agents():
+        return ""
+    where = f"step {step!r}" if step is not None else "the caller's step"
+    return (
+        f" (list {agent!r} under 'consult' in {where}, give it a step of its own after "
+        "it, or map its AutoGen name to the workflow's agent id: agent_ids=)"
+    )
 
 
 def _checksum(binding: AgentBinding | None) -> str | None:

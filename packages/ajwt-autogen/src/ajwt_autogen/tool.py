@@ -31,6 +31,7 @@ import functools
 import inspect
 from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from autogen_agentchat.agents import AssistantAgent
@@ -52,13 +53,22 @@ from ajwt_autogen.steps import track
 from ajwt_core.errors import AgentContextError, AJWTError, Reason
 from ajwt_core.shim import AgentContext, Run, Shim
 
-__all__ = ["AJWTTool", "AJWTWorkbench", "authorised", "running_as_tool"]
+__all__ = ["AJWTTool", "AJWTWorkbench", "RunAsTool", "authorised", "running_as_tool"]
 
 #: The agent an ``AgentTool`` (or the team a ``TeamTool``) runs in the tool call going on
 #: now: the calling agent consults it, or hands it its step, as its turn starts
 #: (:func:`~ajwt_autogen.secure_agent`); an agent run this way completes its own step when
 #: its turn ends, as its answer is the tool's result.
-running_as_tool: ContextVar[object | None] = ContextVar("ajwt_autogen_as_tool", default=None)
+running_as_tool: ContextVar[RunAsTool | None] = ContextVar("ajwt_autogen_as_tool", default=None)
+
+
+@dataclass
+class RunAsTool:
+    """The agent or team a tool call runs, and the refusal its turn met, if any (the
+    tool call then fails with it, so the calling model sees an error result)."""
+
+    runner: object
+    refusal: AJWTError | None = None
 
 
 def _unsecured(runner: object) -> list[str]:
@@ -216,11 +226,15 @@ class AJWTTool(BaseTool[BaseModel, BaseModel]):
                 return await self._call(args, cancellation_token, call_id)
         _refuse_unsecured(self.binding, self.tool_name, runner)
         async with authorised(self.binding, self.tool_name):
-            token = running_as_tool.set(runner)
+            running = RunAsTool(runner)
+            token = running_as_tool.set(running)
             try:
-                return await self._call(args, cancellation_token, call_id)
+                result = await self._call(args, cancellation_token, call_id)
             finally:
                 running_as_tool.reset(token)
+            if running.refusal is not None:
+                raise running.refusal
+            return result
 
     async def _call(
         self, args: Mapping[str, Any], cancellation_token: CancellationToken, call_id: str | None

@@ -689,7 +689,8 @@ class Shim:
         raise AgentContextError(
             Reason.AMBIGUOUS_AGENT,
             f"{len(versions)} versions of agent {agent_id!r} are registered with this shim "
-            f"(checksums {', '.join(sorted(versions))}); say which one acts: "
+            f"(checksums {', '.join(sorted(versions))}); say which one acts: checksum= "
+            "(complete, handoff, consult: from_checksum=, to_checksum=) or "
             "acting(..., checksum=registered.checksum)",
         )
 
@@ -1937,6 +1938,7 @@ class Shim:
     def _op_complete(
         self, agent: str, step: str | None, run: Run, checksum: str | None, defer: bool = False
     ) -> Operation[dict[str, Any]]:
+        checksum = checksum or self._version_in_run(agent, run)
         the_step = step or self._delegator_step(agent, run, checksum)
         # Completed by the agent as it is now: a changed agent completes nothing (T4).
         registered, _ = self._checked_agent(agent, checksum)
@@ -1968,6 +1970,17 @@ class Shim:
             issued = yield from self._op_step_token(agent, run, the_step, registered.checksum)
         result = yield from self._op_send_completion(run, the_step, registered, issued)
         return result
+
+    def _version_in_run(self, agent: str, run: Run) -> str | None:
+        """The checksum of the version of ``agent`` that holds a live token in ``run``,
+        when this shim holds several versions of the agent id and exactly one of them
+        does (``None`` otherwise: the caller's choice stands, or is asked for)."""
+        with self._lock:
+            versions = list(self._agents.get(agent) or {})
+        if len(versions) < 2:
+            return None
+        acted = [c for c in versions if self._tokens.latest(agent, run.run_id, None, c)]
+        return acted[0] if len(acted) == 1 else None
 
     def _op_send_completion(
         self, run: Run, step: str, registered: RegisteredAgent, issued: IssuedToken
@@ -2013,7 +2026,11 @@ class Shim:
         whichever comes first. Answers ``{"run_id", "step", "deferred": True}``; a
         refusal by the IdP then is told to the observers (``completion_refused``) and
         takes the step out of the shim's copy again. Outside a ``shim.run`` block, or
-        for a step already completed, it completes now."""
+        for a step already completed, it completes now.
+
+        ``checksum`` says which registered version of ``agent`` completes when this shim
+        holds several (two teams or tenants whose agents share an id); by default the
+        version that holds a token in the run, when only one does."""
         del audience
         return self._send_sync(self._op_reported_complete(agent, step, run, checksum, defer))
 
@@ -2027,6 +2044,7 @@ class Shim:
         checksum: str | None = None,
         defer: bool = False,
     ) -> dict[str, Any]:
+        """The async twin of :meth:`complete`."""
         del audience
         operation = self._op_reported_complete(agent, step, run, checksum, defer)
         return await self._send_async(operation)
