@@ -18,6 +18,11 @@ It maps the agent's events onto the shim:
   ``SelectorGroupChat`` and ``GraphFlow``, which have no hand-off tools): when the agent
   takes the turn from another agent of the workflow, that agent hands over to it first;
   a refused delegation ends the turn with a text message, before the model is called;
+- *agent run as a tool* (``AgentTool``, a ``TeamTool``'s first speaker, or any tool that
+  runs the agent): as its turn starts inside the caller's tool call, the caller consults
+  it (its step lists the agent under ``consult``) or hands it its next step; an
+  ``AgentTool``'s agent completes its step when it answers, unless one of its actions
+  was refused; a refusal fails the caller's tool call;
 - *state saved / loaded*: ``save_state`` adds the run the agent acts in (its id and the
   latest ledger checkpoint); ``load_state`` resumes that run from the IdP's ledger
   (``shim.aresume``), so a team saved in one process continues in another;
