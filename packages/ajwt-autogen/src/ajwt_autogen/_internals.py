@@ -11,6 +11,7 @@ nowhere else.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import threading
 import weakref
@@ -72,10 +73,18 @@ def set_static_tools(bench: Workbench, tools: Sequence[BaseTool[Any, Any]]) -> N
 def task_runner(tool: BaseTool[Any, Any]) -> ChatAgent | Team | None:
     """The agent an ``AgentTool`` runs, or the team a ``TeamTool`` runs (``None`` for
     any other tool)."""
-    if isinstance(tool, AgentTool | TeamTool):
-        runner: ChatAgent | Team = tool._task_runner
+    if _runs_tasks(type(tool)):
+        runner: ChatAgent | Team = tool._task_runner  # type: ignore[attr-defined]
         return runner
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _runs_tasks(cls: type) -> bool:
+    # By class, once: ``isinstance`` against these classes walks AutoGen's runtime
+    # protocols (``hasattr`` on every member, the tool's schema built each time), and it
+    # is asked at every tool call.
+    return issubclass(cls, AgentTool | TeamTool)
 
 
 def model_context(agent: AssistantAgent) -> ChatCompletionContext:
