@@ -58,10 +58,12 @@ def workflow(stack: Stack, steps: dict[str, Any]) -> str:
     return name
 
 
-def researcher(api: PatcherApi, name: str = "researcher") -> AssistantAgent:
+def researcher(api: PatcherApi, name: str = "researcher", runs: int = 1) -> AssistantAgent:
+    """An agent that lists the repositories once a run (an AgentTool runs it once a
+    call, each run ending with its tool's result), ``runs`` times."""
     return AssistantAgent(
         name,
-        ScriptedChatCompletionClient([[call("list_repos")], "Two repositories."]),
+        ScriptedChatCompletionClient([[call("list_repos")] for _ in range(runs)]),
         tools=[api.tools()["list_repos"]],
         system_message="You look repositories up.",
         description="Looks repositories up.",
@@ -119,14 +121,7 @@ async def test_an_agent_tool_is_consulted_in_its_callers_step(
 async def test_a_second_call_in_the_step_is_the_same_consultation(
     stack: Stack, shim: Shim, api: PatcherApi, events: list[ShimEvent]
 ) -> None:
-    inner = AssistantAgent(
-        "researcher",
-        # An AgentTool runs it once a call; each run ends with its tool's result.
-        ScriptedChatCompletionClient([[call("list_repos")], [call("list_repos")]]),
-        tools=[api.tools()["list_repos"]],
-        system_message="You look repositories up.",
-    )
-    secure_agent(inner, shim)
+    inner = secure_agent(researcher(api, runs=2), shim)
     outer = secure_agent(concierge(AgentTool(inner), asks=2), shim)
     _result, run_id = await ask(stack, shim, outer, workflow(stack, CONSULT))
     assert [c[0] for c in calls(stack, run_id)] == ["researcher", "researcher"]
@@ -235,13 +230,7 @@ async def test_two_calls_at_once_sign_one_hand_off(
     stack: Stack, shim: Shim, api: PatcherApi, events: list[ShimEvent]
 ) -> None:
     # Both turns started before either hand-off was recorded: two delegations of one step.
-    inner = AssistantAgent(
-        "researcher",
-        ScriptedChatCompletionClient([[call("list_repos")], [call("list_repos")]]),
-        tools=[api.tools()["list_repos"]],
-        system_message="You look repositories up.",
-    )
-    tool = AgentTool(secure_agent(inner, shim), return_value_as_last_message=True)
+    tool = AgentTool(secure_agent(researcher(api, runs=2), shim), return_value_as_last_message=True)
     both = [call("researcher", task="Which?"), call("researcher", task="Which else?")]
     outer = AssistantAgent(
         "concierge",
