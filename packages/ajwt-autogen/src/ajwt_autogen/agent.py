@@ -327,7 +327,7 @@ class _TurnGuard:
             return
         team = self.binding.team
         own_step = as_tool or (turn_delegation and team is not None and team.graph)
-        refusals_before = self._refusals()
+        refusals_before = self._refusals() if own_step else 0
         async for item in original(messages, cancellation_token):
             if isinstance(item, Response) and own_step and self._refusals() == refusals_before:
                 # Done, unless something it did was refused (its work is not done: the

@@ -53,12 +53,12 @@ from ajwt_autogen.steps import track
 from ajwt_core.errors import AgentContextError, AJWTError, Reason
 from ajwt_core.shim import AgentContext, Run, Shim
 
-__all__ = ["AJWTTool", "AJWTWorkbench", "RunAsTool", "authorised", "running_as_tool"]
+__all__ = ["AJWTTool", "AJWTWorkbench", "authorised"]
 
 #: The agent an ``AgentTool`` (or the team a ``TeamTool``) runs in the tool call going on
-#: now: the calling agent consults it, or hands it its step, as its turn starts
-#: (:func:`~ajwt_autogen.secure_agent`); an agent run this way completes its own step when
-#: its turn ends, as its answer is the tool's result.
+#: now (the adapter's own plumbing, read by ``agent.py``): the calling agent consults it,
+#: or hands it its step, as its turn starts; an agent run this way completes its own step
+#: when it answers, and a refusal of its turn fails the tool call.
 running_as_tool: ContextVar[RunAsTool | None] = ContextVar("ajwt_autogen_as_tool", default=None)
 
 
